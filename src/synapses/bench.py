@@ -1,0 +1,171 @@
+"""Speed of SETLayer against the dense masked reference, measured side by side.
+
+    python -m synapses.bench [--repeats N] [--threads T] [--device cpu|cuda] [--json FILE]
+
+Every comparison times both sides in this process, interleaved, and reports the ratio of
+medians; absolute times depend on the machine, the ratios much less.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layer import SETLayer
+from .models import SparseNet
+from .reference import MaskedLinear
+
+
+@dataclass
+class Comparison:
+    """One benchmark line: ``ours`` vs ``baseline`` in milliseconds (medians)."""
+
+    name: str
+    ours_ms: float
+    baseline_ms: float
+    baseline: str
+    target: str
+
+    @property
+    def speedup(self) -> float:
+        return self.baseline_ms / self.ours_ms
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], object], repeats: int, device: torch.device, warmup: int = 5) -> list[float]:
+    """Wall-clock milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def interleaved_medians(a: Callable[[], object], b: Callable[[], object], repeats: int, device: torch.device) -> tuple[float, float]:
+    """Median ms of ``a`` and of ``b``, timed in alternating rounds so drift hits both."""
+    times_a: list[float] = []
+    times_b: list[float] = []
+    rounds = 5
+    for _ in range(rounds):
+        times_a += time_ms(a, max(1, repeats // rounds), device)
+        times_b += time_ms(b, max(1, repeats // rounds), device)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def masked_copy(net: SparseNet) -> nn.Module:
+    """The same network with every SETLayer replaced by its dense masked equivalent."""
+    # Same epsilon (a default one may not fit the sizes) and dtype (loading float64 values
+    # into float32 parameters would round them) as ``net``.
+    param, first = next(net.parameters()), net.set_layers[0]
+    dense = SparseNet(net.sizes, epsilon=first.epsilon, zeta=first.zeta).to(device=param.device, dtype=param.dtype)
+    dense.load_state_dict(net.state_dict())
+    dense.set_layers = nn.ModuleList(MaskedLinear.from_set_layer(layer) for layer in net.set_layers)
+    return dense
+
+
+def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.nll_loss(model(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def bench_train_step(repeats: int, device: torch.device, batch: int = 128) -> Comparison:
+    """Forward, backward and SGD step of the 784-512-128-10 SparseNet."""
+    torch.manual_seed(0)
+    net = SparseNet().to(device)
+    ref = masked_copy(net)
+    x = torch.randn(batch, 784, device=device)
+    y = torch.randint(10, (batch,), device=device)
+    ours = _train_step(net, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.5), x, y)
+    base = _train_step(ref, torch.optim.SGD(ref.parameters(), lr=0.01, momentum=0.5), x, y)
+    ours_ms, base_ms = interleaved_medians(ours, base, repeats, device)
+    return Comparison("SparseNet train step, batch 128", ours_ms, base_ms, "dense masked net", "ratio <= 1.0")
+
+
+def bench_large_layer(repeats: int, device: torch.device, size: int = 4096, batch: int = 128) -> Comparison:
+    """Forward and backward of one ``size x size`` layer, epsilon 20."""
+    torch.manual_seed(0)
+    layer = SETLayer(size, size, epsilon=20, device=device)
+    ref = MaskedLinear.from_set_layer(layer)
+    x = torch.randn(batch, size, device=device)
+
+    def fwd_bwd(module: nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            module.zero_grad(set_to_none=True)
+            module(x).sum().backward()
+
+        return run
+
+    ours_ms, base_ms = interleaved_medians(fwd_bwd(layer), fwd_bwd(ref), max(3, repeats // 10), device)
+    return Comparison(f"{size}x{size} layer fwd+bwd, eps 20", ours_ms, base_ms, "dense masked layer", "speedup >= 10")
+
+
+def bench_evolution(repeats: int, device: torch.device) -> list[Comparison]:
+    """``evolve_connections()`` and construction of SETLayer(784, 512), in absolute ms.
+
+    The baseline column holds the original library's cost on this kind of machine
+    (about 300 ms and 450 ms, from the reference measurements), for scale.
+    """
+    torch.manual_seed(0)
+    layer = SETLayer(784, 512, device=device)
+    evolve = statistics.median(time_ms(layer.evolve_connections, repeats, device))
+    build = statistics.median(time_ms(lambda: SETLayer(784, 512, device=device), repeats, device))
+    return [
+        Comparison("evolve_connections(), 784x512", evolve, 300.0, "synapses 0.0.13 (reported)", "< 5 ms"),
+        Comparison("construction, 784x512", build, 450.0, "synapses 0.0.13 (reported)", "< 10 ms"),
+    ]
+
+
+def run_all(repeats: int = 200, device: str = "cpu") -> list[Comparison]:
+    dev = torch.device(device)
+    return [bench_train_step(repeats, dev), bench_large_layer(repeats, dev), *bench_evolution(repeats, dev)]
+
+
+def format_table(results: list[Comparison]) -> str:
+    lines = [f"{'benchmark':<36} {'ours ms':>9} {'baseline ms':>12} {'speedup':>8}  target  (baseline)"]
+    for r in results:
+        lines.append(
+            f"{r.name:<36} {r.ours_ms:>9.3f} {r.baseline_ms:>12.3f} {r.speedup:>7.1f}x  {r.target}  ({r.baseline})"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m synapses.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=200, help="timed calls per measurement (default 200)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run_all(args.repeats, args.device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {platform.processor() or platform.machine()}")
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) | {"speedup": r.speedup} for r in results], f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""MNIST, offline: the committed IDX files, checked, decompressed once, held as tensors.
+
+The four gzip files live in ``data/mnist/`` of the repository. :func:`load_mnist` checks
+them (md5 of the uncompressed bytes), decompresses them once into
+``<cache>/MNIST/raw/`` where torchvision's ``datasets.MNIST`` reads them with
+``download=False``, and returns the normalised images as in-memory tensors, so an epoch
+is a permutation and a few hundred slices, never a per-image transform.
+
+Where the files come from: ``source`` argument, else ``$SYNAPSES_MNIST_DIR``, else the
+repository's ``data/mnist``. Where they are decompressed: ``cache`` argument, else
+``$SYNAPSES_CACHE_DIR``, else the repository's ``.cache``. ``download=True`` lets
+torchvision fetch the files into the cache instead when none are found (needs a network).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MEAN, STD = 0.1307, 0.3081
+
+# md5 of the uncompressed IDX files (the ones torchvision reads)
+MNIST_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+
+class MNISTFileError(RuntimeError):
+    """An MNIST file is missing or does not have the expected checksum."""
+
+
+@dataclass(frozen=True)
+class MNISTTensors:
+    """Normalised MNIST in memory.
+
+    Attributes:
+        train_x: ``(60000, 784)`` float32, ``(pixel / 255 - 0.1307) / 0.3081``.
+        train_y: ``(60000,)`` int64 labels.
+        test_x: ``(10000, 784)`` float32.
+        test_y: ``(10000,)`` int64.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def default_source() -> Path:
+    return Path(os.environ.get("SYNAPSES_MNIST_DIR", REPO_ROOT / "data" / "mnist"))
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("SYNAPSES_CACHE_DIR", REPO_ROOT / ".cache"))
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_raw_files(source: Path, cache: Path) -> Path:
+    """Check and decompress the four files into ``cache/MNIST/raw``; return ``cache``.
+
+    Already decompressed files with the right checksum are kept. A file is written under a
+    temporary name and renamed once complete, so an interrupted run never leaves a partial
+    file where torchvision would read it.
+
+    Raises:
+        MNISTFileError: naming the file and its expected md5, if a file is missing or wrong.
+    """
+    raw = cache / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, md5 in MNIST_MD5.items():
+        target = raw / name
+        if target.exists() and _md5(target) == md5:
+            continue
+        packed = source / f"{name}.gz"
+        if not packed.exists():
+            raise MNISTFileError(f"MNIST file {packed} is missing (expected md5 {md5} once decompressed)")
+        partial = target.with_suffix(".partial")
+        try:
+            with gzip.open(packed, "rb") as f_in, open(partial, "wb") as f_out:
+                while block := f_in.read(1 << 20):
+                    f_out.write(block)
+        except (OSError, EOFError) as err:
+            partial.unlink(missing_ok=True)
+            raise MNISTFileError(f"MNIST file {packed} cannot be decompressed ({err}); expected md5 {md5}") from err
+        if (found := _md5(partial)) != md5:
+            partial.unlink()
+            raise MNISTFileError(f"MNIST file {packed} is corrupt: md5 {found} once decompressed, expected {md5}")
+        os.replace(partial, target)
+    return cache
+
+
+def load_mnist(source: str | Path | None = None, cache: str | Path | None = None, download: bool = False) -> MNISTTensors:
+    """MNIST as normalised tensors (see :class:`MNISTTensors`), through torchvision."""
+    from torchvision import datasets  # imported here: torchvision is slow to import
+
+    source = Path(source) if source is not None else default_source()
+    cache = Path(cache) if cache is not None else default_cache()
+    if download and not all((source / f"{name}.gz").exists() for name in MNIST_MD5):
+        root = cache  # let torchvision fetch into the cache (network needed)
+    else:
+        root = prepare_raw_files(source, cache)
+    splits = [datasets.MNIST(str(root), train=train, download=download) for train in (True, False)]
+
+    def normalise(images: torch.Tensor) -> torch.Tensor:
+        return ((images.reshape(len(images), -1).float() / 255) - MEAN) / STD
+
+    train, test = splits
+    return MNISTTensors(normalise(train.data), train.targets.long(), normalise(test.data), test.targets.long())
+
+
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Index tensors of one epoch: a seeded permutation of ``range(n)`` cut into batches
+    of ``batch_size`` (the last one smaller when ``batch_size`` does not divide ``n``)."""
+    return list(torch.randperm(n, generator=generator).split(batch_size))

@@ -1,0 +1,290 @@
+"""Training runs with results on disk: deterministic, checkpointed every epoch, resumable.
+
+``run_experiment(config)`` trains the configured network on MNIST and writes, in
+``results/<run_id>/``:
+
+* ``config.json``: the configuration;
+* ``metrics.csv``: one row per epoch (losses, accuracies as fractions, ``center_ratio``,
+  the weight decay in force and the wall-clock ``seconds`` of the epoch);
+* ``topology.npz``: ``pixel_counts`` ``(epochs + 1, 784)`` connections of the first layer
+  per input pixel at initialisation and after each epoch, and ``trend`` ``(epochs + 1, 14)``;
+* ``environment.json``: thread count and library versions the numbers were made with;
+* ``model.pt``: the final network (small; lets a later run start from it);
+* ``checkpoint.pt`` while the run is unfinished (not committed).
+
+Every file is written to a temporary name and renamed, so an interrupted run leaves either
+the previous version or the new one. A run resumed from its checkpoint ends with the same
+files, bit for bit, as an uninterrupted one (except the ``seconds`` column).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import ExperimentConfig
+from .data import MNISTTensors, load_mnist, shuffled_batches
+from .models import EvolNet, SparseNet
+from .topology import center_ratio, pixel_counts, trend
+
+DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "results"
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "center_ratio", "weight_decay", "seconds")
+
+
+@dataclass
+class RunState:
+    """Everything that changes during a run (what a checkpoint holds besides the model)."""
+
+    epoch: int = 0
+    rows: list[dict[str, float]] = field(default_factory=list)
+    counts: list[np.ndarray] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- building
+def build_model(config: ExperimentConfig, generator: torch.Generator) -> SparseNet:
+    """The network of ``config``; SET randomness comes from ``generator``."""
+    kwargs = dict(epsilon=config.epsilon, zeta=config.zeta, generator=generator)
+    if config.model == "EvolNet":
+        model: SparseNet = EvolNet(0.0, **kwargs)
+        model.evolution_proba = config.evolution_proba
+    else:
+        model = SparseNet(**kwargs)
+    if config.regrowth == "near_parents":
+        # Only the input layer has a geometry in which "next to" means something.
+        first = model.set_layers[0]
+        first.regrowth, first.parent_fraction, first.input_grid = "near_parents", config.parent_fraction, (28, 28)
+    return model
+
+
+def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    coupled = config.weight_decay_at(1) if config.decay_mode == "coupled" else 0.0
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=coupled)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=coupled)
+
+
+# ---------------------------------------------------------------------------- one epoch
+def train_epoch(
+    model: SparseNet,
+    optimizer: torch.optim.Optimizer,
+    data: MNISTTensors,
+    config: ExperimentConfig,
+    decay: float,
+    generator: torch.Generator,
+) -> tuple[float, float]:
+    """One pass over the training set; returns (mean batch loss, accuracy)."""
+    model.train()
+    params = list(model.parameters())
+    total_loss, correct = 0.0, 0
+    batches = shuffled_batches(len(data.train_y), config.batch_size, generator)
+    for index in batches:
+        x, y = data.train_x[index], data.train_y[index]
+        optimizer.zero_grad(set_to_none=True)
+        output = model(x)
+        loss = F.nll_loss(output, y)
+        objective = loss + config.l1 * sum(p.abs().sum() for p in params) if config.l1 else loss
+        objective.backward()
+        optimizer.step()
+        if config.decay_mode == "decoupled" and decay:
+            with torch.no_grad():
+                torch._foreach_mul_(params, 1.0 - decay)
+        total_loss += loss.item()
+        correct += int((output.argmax(1) == y).sum())
+    return total_loss / len(batches), correct / len(data.train_y)
+
+
+@torch.no_grad()
+def evaluate(model: SparseNet, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """(mean loss per sample, accuracy) of ``model`` on ``x`` ``(n, 784)``, ``y`` ``(n,)``."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(y), batch_size):
+        output = model(x[start : start + batch_size])
+        target = y[start : start + batch_size]
+        total_loss += F.nll_loss(output, target, reduction="sum").item()
+        correct += int((output.argmax(1) == target).sum())
+    return total_loss / len(y), correct / len(y)
+
+
+# ---------------------------------------------------------------------------- files
+def _write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def write_results(run_dir: Path, state: RunState) -> None:
+    """metrics.csv and topology.npz for the epochs done so far."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in state.rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    _write_text(run_dir / "metrics.csv", buffer.getvalue())
+    counts = np.stack(state.counts).astype(np.int16)
+    _write_atomic(run_dir / "topology.npz", lambda f: np.savez_compressed(f, pixel_counts=counts, trend=trend(counts)))
+
+
+def environment() -> dict[str, Any]:
+    import torchvision
+
+    return {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def is_finished(run_dir: Path, config: ExperimentConfig) -> bool:
+    """Whether ``run_dir`` holds all ``config.epochs`` epochs of results."""
+    metrics = run_dir / "metrics.csv"
+    if not (metrics.exists() and (run_dir / "topology.npz").exists() and (run_dir / "model.pt").exists()):
+        return False
+    with open(metrics) as f:
+        return sum(1 for _ in f) - 1 == config.epochs
+
+
+def save_model(path: Path, model: torch.nn.Module) -> None:
+    """The network's state with connections as int32 (half the bytes; results are committed)."""
+    state = {k: (v.to(torch.int32) if v.dtype == torch.int64 else v) for k, v in model.state_dict().items()}
+    _write_atomic(path, lambda f: torch.save(state, f))
+
+
+def load_model_state(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: (v.to(torch.int64) if v.dtype == torch.int32 else v) for k, v in state.items()}
+
+
+# ---------------------------------------------------------------------------- the run
+def run_experiment(
+    config: ExperimentConfig,
+    results_dir: str | Path | None = None,
+    *,
+    data: MNISTTensors | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> Path:
+    """Train ``config`` to its last epoch (resuming from a checkpoint if there is one).
+
+    Args:
+        config: what to run.
+        results_dir: parent of the run's folder (default: the repository's ``results/``).
+        data: MNIST tensors (loaded if ``None``; pass them to share one copy between runs).
+        progress: show a tqdm bar over epochs.
+        stop_after: stop (checkpointed, resumable) once this many epochs are done; for tests
+            and for splitting long runs.
+
+    Returns:
+        The run's folder, ``results_dir / config.run_id()``.
+    """
+    run_dir = Path(results_dir if results_dir is not None else DEFAULT_RESULTS) / config.run_id()
+    if is_finished(run_dir, config):
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    data = data if data is not None else load_mnist()
+
+    torch.manual_seed(config.seed)  # the dense readout's initialisation
+    model_rng = torch.Generator().manual_seed(config.seed)
+    data_rng = torch.Generator().manual_seed(config.seed + 1_000_003)
+    model = build_model(config, model_rng)
+    if config.init_from is not None:
+        source = run_dir.parent / config.init_from / "model.pt"
+        if not source.exists():
+            raise FileNotFoundError(f"init_from={config.init_from!r}: {source} does not exist (run that config first)")
+        model.load_state_dict(load_model_state(source))
+    optimizer = build_optimizer(config, model)
+    if config.reset_optimizer_state:
+        for layer in model.set_layers:
+            layer.optimizer = optimizer
+    if isinstance(model, EvolNet) and config.reset_optimizer_state:
+        model.optimizer = optimizer
+
+    state = RunState(counts=[pixel_counts(model.set_layers[0].connections)])
+    checkpoint = run_dir / "checkpoint.pt"
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        model_rng.set_state(saved["model_rng"])
+        data_rng.set_state(saved["data_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        state = RunState(saved["epoch"], saved["rows"], list(saved["counts"].numpy().astype(np.int64)))
+    else:
+        _write_text(run_dir / "config.json", config.to_json() + "\n")
+        _write_text(run_dir / "environment.json", json.dumps(environment(), indent=2) + "\n")
+
+    last = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    bar = _progress_bar(config, state.epoch, progress)
+    for epoch in range(state.epoch + 1, last + 1):
+        start = time.perf_counter()
+        decay = config.weight_decay_at(epoch)
+        if config.decay_mode == "coupled":
+            for group in optimizer.param_groups:
+                group["weight_decay"] = decay
+        if config.evolution == "epoch" and epoch > 1:
+            model.evolve_connections()
+        train_loss, train_acc = train_epoch(model, optimizer, data, config, decay, data_rng)
+        if config.evolution == "epoch":
+            model.zero_connections()
+        test_loss, test_acc = evaluate(model, data.test_x, data.test_y, config.batch_size)
+        counts = pixel_counts(model.set_layers[0].connections)
+        state.epoch = epoch
+        state.counts.append(counts)
+        state.rows.append(
+            dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
+                 center_ratio=center_ratio(counts), weight_decay=decay, seconds=round(time.perf_counter() - start, 3))
+        )
+        _save_checkpoint(checkpoint, model, optimizer, model_rng, data_rng, state)
+        write_results(run_dir, state)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{test_acc:.4f}", center=f"{state.rows[-1]['center_ratio']:.3f}")
+    if bar is not None:
+        bar.close()
+    if state.epoch == config.epochs:
+        save_model(run_dir / "model.pt", model)
+        checkpoint.unlink(missing_ok=True)
+    return run_dir
+
+
+def _save_checkpoint(path: Path, model, optimizer, model_rng, data_rng, state: RunState) -> None:
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "model_rng": model_rng.get_state(),
+        "data_rng": data_rng.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "epoch": state.epoch,
+        "rows": state.rows,
+        "counts": torch.from_numpy(np.stack(state.counts).astype(np.int16)),
+    }
+    _write_atomic(path, lambda f: torch.save(payload, f))
+
+
+def _progress_bar(config: ExperimentConfig, done: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.epochs, initial=done, desc=config.run_id(), unit="epoch", dynamic_ncols=True)

@@ -1,0 +1,281 @@
+"""SETLayer: a truly sparse linear layer whose connections evolve (Mocanu et al., 2018)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from .evolution import prune_closest_to_zero, sample_free_pairs, sample_near_parents
+from .optim_state import reset_state
+from .sparse_ops import CSRIndex, dense_linear, prefer_dense, sparse_linear
+
+COMPUTE_MODES = ("auto", "sparse", "dense")
+REGROWTH_MODES = ("uniform", "near_parents")
+
+
+def erdos_renyi_n_params(in_features: int, out_features: int, epsilon: float, sparsity: float | None) -> int:
+    """Number of connections of a SET layer: ``int(in * out * density)``.
+
+    The density is ``epsilon * (in + out) / (in * out)`` (Erdős–Rényi), or ``1 - sparsity``
+    when ``sparsity`` is given. Computed exactly as synapses 0.0.13 did, float rounding
+    included, so the parameter counts match the original.
+    """
+    density = 1 - sparsity if sparsity is not None else epsilon * (in_features + out_features) / (in_features * out_features)
+    return int(in_features * out_features * density)
+
+
+class SETLayer(nn.Module):
+    r"""Sparse linear layer ``y = x W^T + b`` with SET pruning and regrowth.
+
+    ``W`` (``out_features x in_features``) is never stored: the layer keeps ``n_params``
+    values and, for each, its (input, output) pair. Memory, construction and evolution are
+    O(n_params + in_features + out_features).
+
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output sample.
+        epsilon: Erdős–Rényi density parameter: ``density = epsilon (in + out) / (in out)``.
+        sparsity: fraction of absent connections; overrides ``epsilon`` when given.
+        zeta: fraction of each sign's weights replaced by an evolution step.
+        bias: whether to learn an additive bias.
+        device, dtype: of the parameters and buffers.
+        generator: random source of initialisation and evolution (its device is where the
+            drawing happens); ``None`` uses torch's default generator, so
+            ``torch.manual_seed`` makes runs repeat.
+        compute: ``"auto"`` (dense kernels for small, relatively dense layers, CSR kernels
+            otherwise), ``"sparse"`` or ``"dense"``. Only the compute path changes; storage
+            is sparse in every mode. ``"dense"`` is refused for large layers.
+        regrowth: ``"uniform"`` (SET) or ``"near_parents"``: a fraction ``parent_fraction``
+            of the moved weights is placed next to strong surviving connections (same
+            output, neighbouring input; see :func:`synapses.evolution.sample_near_parents`),
+            the rest uniformly.
+        parent_fraction: see ``regrowth``.
+        input_grid: ``(height, width)`` of the inputs when they are an image, so that
+            "neighbouring input" means a neighbouring pixel; otherwise index +-1.
+
+    Shape:
+        - Input: :math:`(*, H_{in})`, :math:`H_{in} = \text{in\_features}`.
+        - Output: :math:`(*, H_{out})`, :math:`H_{out} = \text{out\_features}`.
+
+    Attributes:
+        weight: ``(n_params,)`` the connection values, initialised from N(0, 2 / in_features).
+        bias: ``(out_features,)`` initialised from N(0, 2 / in_features), or ``None``.
+        connections: ``(n_params, 2)`` int64 buffer; column 0 the input index, column 1 the
+            output index of each value. No pair appears twice.
+        pruned: ``(n_params,)`` bool buffer; the connections ``zero_connections`` marked
+            and the next ``evolve_connections`` moves.
+        optimizer: an optimizer whose state is reset for moved weights (assign it, as in
+            synapses 0.0.13, or pass ``optimizer=`` to :meth:`evolve_connections`).
+
+    Example::
+
+        >>> layer = SETLayer(784, 512)
+        >>> layer(torch.randn(128, 784)).shape
+        torch.Size([128, 512])
+        >>> layer.n_params
+        14256
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        epsilon: float = 11,
+        sparsity: float | None = None,
+        zeta: float = 0.3,
+        bias: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        generator: torch.Generator | None = None,
+        compute: str = "auto",
+        regrowth: str = "uniform",
+        parent_fraction: float = 0.5,
+        input_grid: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        for name, size in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(size, int) or size < 1:
+                raise ValueError(f"{name} must be a positive integer, got {size!r}")
+        if not 0 <= zeta <= 1:
+            raise ValueError(f"zeta must be in [0, 1], got {zeta!r}")
+        if sparsity is None and not epsilon > 0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+        if sparsity is not None and not 0 <= sparsity < 1:
+            raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+        if compute not in COMPUTE_MODES:
+            raise ValueError(f"compute must be one of {COMPUTE_MODES}, got {compute!r}")
+        if regrowth not in REGROWTH_MODES:
+            raise ValueError(f"regrowth must be one of {REGROWTH_MODES}, got {regrowth!r}")
+        if not 0 <= parent_fraction <= 1:
+            raise ValueError(f"parent_fraction must be in [0, 1], got {parent_fraction!r}")
+        if input_grid is not None and input_grid[0] * input_grid[1] != in_features:
+            raise ValueError(f"input_grid {input_grid!r} does not have in_features={in_features} pixels")
+        n_params = erdos_renyi_n_params(in_features, out_features, epsilon, sparsity)
+        source = f"sparsity={sparsity!r}" if sparsity is not None else f"epsilon={epsilon!r}"
+        if n_params > in_features * out_features:
+            raise ValueError(
+                f"{source} asks for {n_params} connections but a {in_features} x {out_features} "
+                f"layer has only {in_features * out_features} pairs"
+            )
+        if n_params < 1:
+            raise ValueError(f"{source} gives no connection for a {in_features} x {out_features} layer")
+        if compute == "dense" and in_features * out_features > 1 << 26:
+            raise ValueError(f"compute='dense' would allocate {in_features} x {out_features} weights per call")
+
+        self.in_features = in_features
+        self.out_features = out_features
+        self.epsilon = epsilon
+        self.sparsity = 1 - n_params / (in_features * out_features) if sparsity is None else sparsity
+        self.zeta = zeta
+        self.n_params = n_params
+        self.compute = compute
+        self.generator = generator
+        self.regrowth = regrowth
+        self.parent_fraction = parent_fraction
+        self.input_grid = input_grid
+        self.optimizer: torch.optim.Optimizer | None = None
+
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(n_params, **factory))
+        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+        self.register_buffer("connections", torch.empty(n_params, 2, dtype=torch.int64, device=device))
+        self.register_buffer("pruned", torch.zeros(n_params, dtype=torch.bool, device=device))
+        self._index: CSRIndex | None = None
+        self._index_key: tuple[Any, ...] | None = None
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ construction
+    @property
+    def density(self) -> float:
+        return self.n_params / (self.in_features * self.out_features)
+
+    @property
+    def init_std(self) -> float:
+        """Standard deviation of initial and regrown weights (He: sqrt(2 / in_features))."""
+        return math.sqrt(2.0 / self.in_features)
+
+    def reset_parameters(self) -> None:
+        """Draw new random connections, weights and bias (He initialisation)."""
+        with torch.no_grad():
+            keys = sample_free_pairs(
+                torch.empty(0, dtype=torch.int64, device=self.connections.device),
+                self.n_params,
+                self.in_features * self.out_features,
+                generator=self.generator,
+            )
+            self.connections.copy_(self._pairs_from_keys(keys))
+            self.weight.copy_(self._draw_normal(self.n_params))
+            if self.bias is not None:
+                self.bias.copy_(self._draw_normal(self.out_features))
+            self.pruned.zero_()
+
+    def _draw_normal(self, n: int) -> torch.Tensor:
+        device = self.generator.device if self.generator is not None else self.weight.device
+        values = torch.randn(n, generator=self.generator, device=device, dtype=self.weight.dtype)
+        return (values * self.init_std).to(self.weight.device)
+
+    def _pairs_from_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """``(k,)`` flat keys ``out * in_features + in`` to ``(k, 2)`` (input, output) pairs."""
+        return torch.stack([keys % self.in_features, keys // self.in_features], dim=1)
+
+    def _keys(self) -> torch.Tensor:
+        return self.connections[:, 1] * self.in_features + self.connections[:, 0]
+
+    # ------------------------------------------------------------------ computation
+    def _csr_index(self) -> CSRIndex:
+        # Rebuilt only when the connections change: in place (evolution, load_state_dict)
+        # bumps the tensor's version counter; moving the layer replaces the tensor.
+        conn = self.connections
+        key = (conn.data_ptr(), conn._version, conn.device)
+        if self._index is None or self._index_key != key:
+            self._index = CSRIndex.build(conn, self.in_features, self.out_features)
+            self._index_key = key
+        return self._index
+
+    def uses_dense_kernels(self) -> bool:
+        """Whether :meth:`forward` runs the dense path (see ``compute``)."""
+        if self.compute != "auto":
+            return self.compute == "dense"
+        return prefer_dense(self.in_features, self.out_features, self.n_params, self.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(*, in_features)`` -> ``(*, out_features)``."""
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
+        batch_shape = x.shape[:-1]
+        x2d = x.reshape(-1, self.in_features)
+        kernel = dense_linear if self.uses_dense_kernels() else sparse_linear
+        y = kernel(x2d, self.weight, self.bias, self._csr_index())
+        return y.reshape(*batch_shape, self.out_features)
+
+    def to_dense(self) -> torch.Tensor:
+        """The weight as a dense ``(out_features, in_features)`` tensor (differentiable)."""
+        dense = self.weight.new_zeros(self.out_features, self.in_features)
+        return dense.index_put((self.connections[:, 1], self.connections[:, 0]), self.weight)
+
+    # ------------------------------------------------------------------ evolution
+    @torch.no_grad()
+    def zero_connections(self) -> torch.Tensor:
+        """Mark and zero, per sign, the fraction ``zeta`` of weights closest to zero.
+
+        Returns the ``(k,)`` indices of the marked weights; :meth:`evolve_connections`
+        moves them.
+        """
+        self.pruned.copy_(prune_closest_to_zero(self.weight, self.zeta))
+        indices = self.pruned.nonzero().squeeze(1)
+        self.weight[indices] = 0
+        return indices
+
+    @torch.no_grad()
+    def evolve_connections(self, init: bool = True, optimizer: torch.optim.Optimizer | None = None) -> torch.Tensor:
+        """Move the marked weights (marking them first if none are) to new connections.
+
+        The new (input, output) pairs are drawn uniformly among the pairs not connected
+        after pruning; no pair is ever duplicated and ``n_params`` does not change.
+
+        Args:
+            init: draw the moved weights from N(0, 2 / in_features); otherwise set them to 0.
+            optimizer: its state of the moved weights is reset to a fresh parameter's
+                (default: ``self.optimizer``).
+
+        Returns:
+            ``(k,)`` indices (into ``weight`` and ``connections``) of the moved weights.
+        """
+        if not bool(self.pruned.any()):
+            self.zero_connections()
+        moved = self.pruned.nonzero().squeeze(1)
+        kept = ~self.pruned
+        kept_keys = self._keys()[kept]
+        new_keys = torch.empty(0, dtype=torch.int64, device=kept_keys.device)
+        if self.regrowth == "near_parents":
+            new_keys = sample_near_parents(
+                kept_keys, self.weight[kept], round(self.parent_fraction * moved.numel()), self.in_features,
+                kept_keys, input_grid=self.input_grid, generator=self.generator,
+            )
+        uniform_keys = sample_free_pairs(
+            torch.cat([kept_keys, new_keys]), moved.numel() - new_keys.numel(),
+            self.in_features * self.out_features, generator=self.generator,
+        )
+        new_keys = torch.cat([new_keys, uniform_keys])
+        self.connections[moved] = self._pairs_from_keys(new_keys)
+        self.weight[moved] = self._draw_normal(moved.numel()) if init else 0
+        self.pruned.zero_()
+        optimizer = optimizer if optimizer is not None else self.optimizer
+        if optimizer is not None:
+            reset_state(optimizer, self.weight, moved)
+        return moved
+
+    # ------------------------------------------------------------------ plumbing
+    def _apply(self, fn, *args, **kwargs):
+        self._index, self._index_key = None, None
+        return super()._apply(fn, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"n_params={self.n_params}, density={self.density:.4f}, epsilon={self.epsilon}, "
+            f"zeta={self.zeta}, bias={self.bias is not None}"
+        )

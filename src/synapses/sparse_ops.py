@@ -1,0 +1,155 @@
+"""Kernels for a linear map whose weight is a list of (input, output, value) connections.
+
+Two compute paths share one storage format (``weight`` of shape ``(n,)`` and ``connections``
+of shape ``(n, 2)``, column 0 the input index, column 1 the output index):
+
+* sparse: CSR @ dense for the forward pass and for the input gradient (with a CSR of the
+  transposed weight), and an SDDMM (``torch.sparse.sampled_addmm``) for the weight gradient.
+  Cost and memory are O(n + batch * (in + out)).
+* dense: scatter the values into an ``(out, in)`` matrix and call ``F.linear``. Faster for
+  small, relatively dense layers, and used only for those (see :func:`prefer_dense`).
+
+The CSR index structures depend only on the connections, which change only when the layer
+evolves, so they are built once per topology (:class:`CSRIndex`) and reused by every call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# The dense path allocates an (out, in) matrix per call: never for large layers.
+DENSE_MAX_ELEMENTS = 1 << 20
+# Below this density the CSR kernels beat the dense ones on CPU (measured by synapses.bench).
+DENSE_MIN_DENSITY = 0.06
+
+
+def prefer_dense(in_features: int, out_features: int, n_params: int, device: torch.device) -> bool:
+    """Whether the dense compute path is expected to be faster than the sparse one.
+
+    Only small layers (at most ``DENSE_MAX_ELEMENTS`` weights when dense) qualify, so the
+    memory of a large layer never depends on ``in_features * out_features``.
+    """
+    elements = in_features * out_features
+    if elements > DENSE_MAX_ELEMENTS:
+        return False
+    if device.type != "cpu":
+        # GPU dense matmuls of this size are nearly free; the sparse kernels have launch overhead.
+        return True
+    return n_params / elements >= DENSE_MIN_DENSITY
+
+
+@dataclass(frozen=True)
+class CSRIndex:
+    """Index structures of one topology, built once and reused until the connections change.
+
+    Attributes:
+        crow: ``(out + 1,)`` row pointers of the weight in CSR layout (rows are outputs).
+        col: ``(n,)`` input index of each CSR entry.
+        order: ``(n,)`` position in ``weight`` of each CSR entry (``weight[order]`` is the
+            CSR value vector).
+        inverse: ``(n,)`` CSR position of each weight (``csr_values[inverse]`` is in weight
+            order); a gather is several times cheaper than the equivalent scatter.
+        crow_t, col_t, order_t: the same for the transposed weight (rows are inputs).
+        flat: ``(n,)`` ``out_index * in_features + in_index`` of each connection, in weight
+            order (used by the dense path).
+        shape: ``(out_features, in_features)``.
+    """
+
+    crow: torch.Tensor
+    col: torch.Tensor
+    order: torch.Tensor
+    inverse: torch.Tensor
+    crow_t: torch.Tensor
+    col_t: torch.Tensor
+    order_t: torch.Tensor
+    flat: torch.Tensor
+    shape: tuple[int, int]
+
+    @classmethod
+    def build(cls, connections: torch.Tensor, in_features: int, out_features: int) -> "CSRIndex":
+        inputs, outputs = connections[:, 0], connections[:, 1]
+        flat = outputs * in_features + inputs
+        order = torch.argsort(flat)
+        flat_t = inputs * out_features + outputs
+        order_t = torch.argsort(flat_t)
+        return cls(
+            crow=_row_pointers(outputs, out_features),
+            col=inputs[order].contiguous(),
+            order=order,
+            inverse=torch.argsort(order),
+            crow_t=_row_pointers(inputs, in_features),
+            col_t=outputs[order_t].contiguous(),
+            order_t=order_t,
+            flat=flat,
+            shape=(out_features, in_features),
+        )
+
+    def matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        """The ``(out, in)`` sparse CSR weight for values ``weight`` of shape ``(n,)``."""
+        return torch.sparse_csr_tensor(
+            self.crow, self.col, weight.index_select(0, self.order), self.shape, check_invariants=False
+        )
+
+    def matrix_t(self, weight: torch.Tensor) -> torch.Tensor:
+        """The ``(in, out)`` sparse CSR transposed weight for values ``weight``."""
+        return torch.sparse_csr_tensor(
+            self.crow_t, self.col_t, weight.index_select(0, self.order_t), self.shape[::-1], check_invariants=False
+        )
+
+
+def _row_pointers(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """CSR row pointers ``(n_rows + 1,)`` for entries whose row indices are ``rows``."""
+    counts = torch.bincount(rows, minlength=n_rows)
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
+    torch.cumsum(counts, 0, out=crow[1:])
+    return crow
+
+
+class _SparseLinear(torch.autograd.Function):
+    """``y = x @ W.T`` for a CSR weight; gradients by CSR matmul and SDDMM."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, index: CSRIndex) -> torch.Tensor:
+        matrix = index.matrix(weight)
+        # CSR @ dense wants a contiguous right operand: (out, in) @ (in, batch).
+        x_t = x.t().contiguous()
+        ctx.save_for_backward(x_t, weight)
+        ctx.index, ctx.matrix = index, matrix
+        return torch.sparse.mm(matrix, x_t).t()
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        x_t, weight = ctx.saved_tensors
+        index: CSRIndex = ctx.index
+        grad_x = grad_w = None
+        grad_y_t = grad_y.t().contiguous()  # (out, batch)
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.sparse.mm(index.matrix_t(weight), grad_y_t).t()
+        if ctx.needs_input_grad[1]:
+            # SDDMM: (grad_y.T @ x) sampled at the connections. beta=0 ignores the pattern's
+            # values; x_t.t() (column-major x) is the layout the CPU kernel reads fastest.
+            # ctx.matrix is dropped after a first backward; a second one (retain_graph) rebuilds it.
+            matrix = ctx.matrix if ctx.matrix is not None else index.matrix(weight)
+            sampled = torch.sparse.sampled_addmm(matrix, grad_y_t, x_t.t(), beta=0.0)
+            grad_w = sampled.values().index_select(0, index.inverse)
+        ctx.matrix = None
+        return grad_x, grad_w, None
+
+
+def sparse_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex
+) -> torch.Tensor:
+    """Sparse path. ``x``: ``(batch, in)``; ``weight``: ``(n,)``; returns ``(batch, out)``."""
+    y = _SparseLinear.apply(x, weight, index)
+    return y + bias if bias is not None else y
+
+
+def dense_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex
+) -> torch.Tensor:
+    """Dense path: scatter into ``(out, in)`` (autograd gathers the gradient back)."""
+    out_features, in_features = index.shape
+    dense = weight.new_zeros(out_features * in_features).scatter(0, index.flat, weight)
+    return F.linear(x, dense.view(out_features, in_features), bias)
