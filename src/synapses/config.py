@@ -136,8 +136,14 @@ class ExperimentConfig:
         return self.weight_decay + (self.weight_decay_end - self.weight_decay) * progress
 
     def run_id(self) -> str:
-        """Readable, unique folder name: the main settings and a hash of all fields."""
-        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        """Readable, unique folder name: the main settings and a hash of the rest.
+
+        Defaults must therefore never change: a changed default would silently give old
+        results to a different configuration."""
+        # Hash only the fields that differ from their defaults, so that adding a field
+        # (with a default) later keeps the identity of every existing run.
+        changed = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+        digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
         decay = f"wd{self.weight_decay:g}" + (f"-{self.weight_decay_end:g}" if self.weight_decay_end is not None else "")
         parts = [self.model.lower(), f"e{self.epochs}", decay]
         if self.decay_mode == "decoupled":

@@ -122,8 +122,3 @@ def load_mnist(source: str | Path | None = None, cache: str | Path | None = None
     train, test = splits
     return MNISTTensors(normalise(train.data), train.targets.long(), normalise(test.data), test.targets.long())
 
-
-def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Index tensors of one epoch: a seeded permutation of ``range(n)`` cut into batches
-    of ``batch_size`` (the last one smaller when ``batch_size`` does not divide ``n``)."""
-    return list(torch.randperm(n, generator=generator).split(batch_size))

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ExperimentConfig
-from .data import MNISTTensors, load_mnist, shuffled_batches
+from .data import MNISTTensors, load_mnist
 from .models import EvolNet, SparseNet
 from .topology import center_ratio, pixel_counts, trend
 
@@ -86,9 +86,11 @@ def train_epoch(
     model.train()
     params = list(model.parameters())
     total_loss, correct = 0.0, 0
-    batches = shuffled_batches(len(data.train_y), config.batch_size, generator)
-    for index in batches:
-        x, y = data.train_x[index], data.train_y[index]
+    order = torch.randperm(len(data.train_y), generator=generator)
+    # One gather per epoch; the batches are then contiguous slices (views).
+    xs = data.train_x.index_select(0, order).split(config.batch_size)
+    ys = data.train_y.index_select(0, order).split(config.batch_size)
+    for x, y in zip(xs, ys):
         optimizer.zero_grad(set_to_none=True)
         output = model(x)
         loss = F.nll_loss(output, y)
@@ -100,7 +102,7 @@ def train_epoch(
                 torch._foreach_mul_(params, 1.0 - decay)
         total_loss += loss.item()
         correct += int((output.argmax(1) == y).sum())
-    return total_loss / len(batches), correct / len(data.train_y)
+    return total_loss / len(xs), correct / len(data.train_y)
 
 
 @torch.no_grad()

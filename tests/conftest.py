@@ -1,0 +1,25 @@
+"""Shared fixtures: MNIST loaded once, and a small slice of it for fast training tests."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synapses.data import MNISTTensors, load_mnist
+
+
+@pytest.fixture(scope="session")
+def mnist() -> MNISTTensors:
+    return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def small_mnist(mnist: MNISTTensors) -> MNISTTensors:
+    """2,000 training and 500 test images: real data, a fraction of a second per epoch."""
+    return MNISTTensors(mnist.train_x[:2000], mnist.train_y[:2000], mnist.test_x[:500], mnist.test_y[:500])
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,112 @@
+"""The experiment engine on a small real slice of MNIST."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from synapses.config import ExperimentConfig
+from synapses.engine import METRIC_COLUMNS, build_model, is_finished, run_experiment
+from synapses.topology import center_ratio, trend
+
+
+def _read(run_dir):
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    with np.load(run_dir / "topology.npz") as z:
+        topology = {k: z[k] for k in z.files}
+    return metrics, topology
+
+
+def test_results_layout(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=2, weight_decay=1e-3)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    assert run_dir == tmp_path / config.run_id()
+    assert ExperimentConfig.from_json(run_dir / "config.json") == config
+    env = json.loads((run_dir / "environment.json").read_text())
+    assert env["threads"] == 1 and env["torch"] == torch.__version__
+    metrics, topology = _read(run_dir)
+    assert tuple(metrics.columns) == METRIC_COLUMNS
+    assert metrics["epoch"].tolist() == [1, 2]
+    assert metrics[["train_acc", "test_acc"]].stack().between(0, 1).all()
+    counts = topology["pixel_counts"]
+    assert counts.shape == (3, 784)
+    assert (counts.sum(axis=1) == 14256).all()  # every connection of the first layer, every epoch
+    assert np.allclose(topology["trend"], trend(counts))
+    assert np.allclose(metrics["center_ratio"], center_ratio(counts[1:]))
+    assert not (run_dir / "checkpoint.pt").exists()
+    assert is_finished(run_dir, config)
+
+
+def test_initial_topology_is_the_constructed_one(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=1)
+    _, topology = _read(run_experiment(config, tmp_path, data=small_mnist, progress=False))
+    torch.manual_seed(config.seed)
+    model = build_model(config, torch.Generator().manual_seed(config.seed))
+    expected = torch.bincount(model.set_layers[0].connections[:, 0], minlength=784).numpy()
+    assert np.array_equal(topology["pixel_counts"][0], expected)
+
+
+def test_same_config_gives_bit_identical_results(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=2, weight_decay=1e-4, l1=1e-6)
+    a = run_experiment(config, tmp_path / "a", data=small_mnist, progress=False)
+    b = run_experiment(config, tmp_path / "b", data=small_mnist, progress=False)
+    (ma, ta), (mb, tb) = _read(a), _read(b)
+    pd.testing.assert_frame_equal(ma.drop(columns="seconds"), mb.drop(columns="seconds"), check_exact=True)
+    assert all(np.array_equal(ta[k], tb[k]) for k in ta)
+
+
+def test_seeds_differ(tmp_path, small_mnist):
+    a = run_experiment(ExperimentConfig(epochs=1, seed=0), tmp_path, data=small_mnist, progress=False)
+    b = run_experiment(ExperimentConfig(epochs=1, seed=1), tmp_path, data=small_mnist, progress=False)
+    assert not np.array_equal(_read(a)[1]["pixel_counts"], _read(b)[1]["pixel_counts"])
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ExperimentConfig(epochs=3, weight_decay=1e-3),
+        ExperimentConfig(epochs=3, model="EvolNet", evolution="pass", evolution_proba=0.05, reset_optimizer_state=False),
+        ExperimentConfig(epochs=3, optimizer="adam", lr=1e-3, regrowth="near_parents", decay_mode="decoupled", weight_decay=1e-4, weight_decay_end=1e-3),
+    ],
+    ids=["sparsenet", "evolnet", "adam-parents-decoupled"],
+)
+def test_interrupted_run_resumes_to_identical_files(tmp_path, small_mnist, config):
+    straight = run_experiment(config, tmp_path / "straight", data=small_mnist, progress=False)
+    resumed = run_experiment(config, tmp_path / "resumed", data=small_mnist, progress=False, stop_after=1)
+    assert (resumed / "checkpoint.pt").exists() and not is_finished(resumed, config)
+    assert len(pd.read_csv(resumed / "metrics.csv")) == 1
+    run_experiment(config, tmp_path / "resumed", data=small_mnist, progress=False)
+    (ma, ta), (mb, tb) = _read(straight), _read(resumed)
+    pd.testing.assert_frame_equal(ma.drop(columns="seconds"), mb.drop(columns="seconds"), check_exact=True)
+    assert all(np.array_equal(ta[k], tb[k]) for k in ta)
+    for name in ("config.json", "model.pt"):
+        assert (straight / name).read_bytes() == (resumed / name).read_bytes(), name
+
+
+def test_finished_run_is_a_no_op(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=1)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    stamp = (run_dir / "metrics.csv").stat().st_mtime_ns
+    assert run_experiment(config, tmp_path, data=small_mnist, progress=False) == run_dir
+    assert (run_dir / "metrics.csv").stat().st_mtime_ns == stamp
+
+
+def test_weight_decay_shrinks_weights_and_schedules_are_recorded(tmp_path, small_mnist):
+    plain = run_experiment(ExperimentConfig(epochs=2), tmp_path, data=small_mnist, progress=False)
+    decayed_config = ExperimentConfig(epochs=2, weight_decay=0.05, weight_decay_end=0.1)
+    decayed = run_experiment(decayed_config, tmp_path, data=small_mnist, progress=False)
+    norms = [torch.load(d / "model.pt")["readout.weight"].norm().item() for d in (plain, decayed)]
+    assert norms[1] < norms[0]
+    assert pd.read_csv(decayed / "metrics.csv")["weight_decay"].tolist() == pytest.approx([0.05, 0.1])
+
+
+def test_init_from_starts_from_a_finished_run(tmp_path, small_mnist):
+    first = run_experiment(ExperimentConfig(epochs=1), tmp_path, data=small_mnist, progress=False)
+    second = ExperimentConfig(epochs=1, seed=5, evolution="off", lr=1e-12, init_from=first.name)
+    run_dir = run_experiment(second, tmp_path, data=small_mnist, progress=False)
+    a, b = torch.load(first / "model.pt"), torch.load(run_dir / "model.pt")
+    assert torch.equal(a["set_layers.0.connections"], b["set_layers.0.connections"])
+    missing = ExperimentConfig(epochs=1, init_from="no_such_run")
+    with pytest.raises(FileNotFoundError, match="no_such_run"):
+        run_experiment(missing, tmp_path, data=small_mnist, progress=False)

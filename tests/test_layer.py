@@ -1,0 +1,554 @@
+"""SETLayer: equivalence to a dense reference, invariants, errors, state and scale."""
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+from synapses import MaskedLinear, SETLayer, SparseNet
+
+F64 = torch.float64
+MODES = ["sparse", "dense", "auto"]
+
+
+def make_layer(in_features=13, out_features=7, *, seed=0, dtype=F64, epsilon=2.0, **kwargs) -> SETLayer:
+    torch.manual_seed(seed)
+    return SETLayer(in_features, out_features, epsilon=epsilon, dtype=dtype, **kwargs)
+
+
+def dense_reference(layer: SETLayer, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        y = x @ layer.to_dense().T
+        return y + layer.bias if layer.bias is not None else y
+
+
+def keys_of(layer: SETLayer) -> torch.Tensor:
+    conn = layer.connections
+    return conn[:, 1] * layer.in_features + conn[:, 0]
+
+
+def assert_unique_pairs(layer: SETLayer) -> None:
+    keys = keys_of(layer)
+    assert torch.unique(keys).numel() == keys.numel()
+
+
+# ---------------------------------------------------------------------------- forward
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("compute", MODES)
+@pytest.mark.parametrize("batch_shape", [(5,), (2, 3), (), (0,)], ids=["2d", "3d", "1d", "empty"])
+def test_forward_matches_dense(compute, bias, batch_shape):
+    layer = make_layer(compute=compute, bias=bias)
+    x = torch.randn(*batch_shape, 13, dtype=F64)
+    y = layer(x)
+    assert y.shape == (*batch_shape, 7)
+    torch.testing.assert_close(y, dense_reference(layer, x), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "in_f, out_f, kwargs, expect_dense",
+    [
+        (13, 7, dict(epsilon=2.0), True),
+        (400, 300, dict(epsilon=2.0), False),  # density below DENSE_MIN_DENSITY
+        (1100, 1000, dict(sparsity=0.9), False),  # dense, but over DENSE_MAX_ELEMENTS
+    ],
+    ids=["small_dense", "low_density", "too_many_elements"],
+)
+def test_auto_mode_choice_on_cpu(in_f, out_f, kwargs, expect_dense):
+    assert SETLayer(in_f, out_f, compute="auto", **kwargs).uses_dense_kernels() is expect_dense
+    assert SETLayer(in_f, out_f, compute="sparse", **kwargs).uses_dense_kernels() is False
+    assert SETLayer(in_f, out_f, compute="dense", **kwargs).uses_dense_kernels() is True
+
+
+def test_auto_low_density_forward_matches_dense():
+    # 400 x 300 at epsilon 2 is below the dense density threshold: auto runs the CSR path
+    layer = make_layer(400, 300, compute="auto")
+    assert not layer.uses_dense_kernels()
+    x = torch.randn(6, 400, dtype=F64)
+    torch.testing.assert_close(layer(x), dense_reference(layer, x), rtol=0, atol=1e-10)
+
+
+def test_wrong_input_width_raises():
+    layer = make_layer()
+    with pytest.raises(ValueError, match=r"expected input of shape \(\*, 13\), got \(4, 12\)"):
+        layer(torch.randn(4, 12, dtype=F64))
+    with pytest.raises(ValueError, match="13"):
+        layer(torch.randn(13, 4, dtype=F64))
+
+
+# ---------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("compute", MODES)
+def test_gradients_match_dense(compute, bias):
+    layer = make_layer(compute=compute, bias=bias)
+    conn = layer.connections
+    x = torch.randn(2, 3, 13, dtype=F64, requires_grad=True)
+    grad_out = torch.randn(2, 3, 7, dtype=F64)
+    (layer(x) * grad_out).sum().backward()
+
+    w_dense = layer.to_dense().detach().requires_grad_()
+    b_dense = layer.bias.detach().clone().requires_grad_() if bias else None
+    x_ref = x.detach().clone().requires_grad_()
+    y_ref = x_ref @ w_dense.T
+    if bias:
+        y_ref = y_ref + b_dense
+    (y_ref * grad_out).sum().backward()
+
+    torch.testing.assert_close(layer.weight.grad, w_dense.grad[conn[:, 1], conn[:, 0]], rtol=0, atol=1e-10)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=0, atol=1e-10)
+    if bias:
+        torch.testing.assert_close(layer.bias.grad, b_dense.grad, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("compute", ["sparse", "dense"])
+def test_no_weight_grad_requested(compute):
+    layer = make_layer(compute=compute)
+    layer.weight.requires_grad_(False)
+    x = torch.randn(4, 13, dtype=F64, requires_grad=True)
+    layer(x).sum().backward()
+    assert layer.weight.grad is None
+    torch.testing.assert_close(x.grad, layer.to_dense().sum(0).expand(4, 13), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("compute", ["sparse", "dense"])
+def test_gradcheck(compute, bias):
+    layer = make_layer(compute=compute, bias=bias)
+    params = {"weight": layer.weight.detach().clone().requires_grad_()}
+    if bias:
+        params["bias"] = layer.bias.detach().clone().requires_grad_()
+    names = list(params)
+    x = torch.randn(3, 13, dtype=F64, requires_grad=True)
+
+    def fn(x, *values):
+        return torch.func.functional_call(layer, dict(zip(names, values)), (x,))
+
+    assert torch.autograd.gradcheck(fn, (x, *params.values()))
+
+
+@pytest.mark.parametrize("compute", ["sparse", "dense"])
+def test_backward_twice_with_retain_graph(compute):
+    layer = make_layer(compute=compute)
+    y = layer(torch.randn(4, 13, dtype=F64)).sum()
+    y.backward(retain_graph=True)
+    first = layer.weight.grad.clone()
+    y.backward()
+    torch.testing.assert_close(layer.weight.grad, 2 * first, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("compute", MODES)
+def test_matches_masked_linear(compute):
+    layer = make_layer(compute=compute)
+    ref = MaskedLinear.from_set_layer(layer)
+    conn = layer.connections
+    assert ref.mask.sum().item() == layer.n_params
+    x = torch.randn(5, 13, dtype=F64)
+    x_ref = x.clone().requires_grad_()
+    x.requires_grad_()
+    g = torch.randn(5, 7, dtype=F64)
+    y, y_ref = layer(x), ref(x_ref)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
+    (y * g).sum().backward()
+    (y_ref * g).sum().backward()
+    torch.testing.assert_close(layer.weight.grad, ref.weight.grad[conn[:, 1], conn[:, 0]], rtol=0, atol=1e-10)
+    torch.testing.assert_close(layer.bias.grad, ref.bias.grad, rtol=0, atol=1e-10)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=0, atol=1e-10)
+    # the masked reference gets no gradient off the mask
+    assert torch.all(ref.weight.grad[ref.mask == 0] == 0)
+
+
+# ---------------------------------------------------------------------------- sizes
+
+
+def test_n_params_erdos_renyi():
+    assert SETLayer(784, 512).n_params == 14256
+    assert SETLayer(512, 128).n_params == 7040
+    assert sum(p.numel() for p in SparseNet().parameters()) == 23226
+    layer = SETLayer(100, 50, epsilon=3)
+    assert layer.n_params == int(100 * 50 * (3 * 150 / 5000))
+    assert layer.sparsity == pytest.approx(1 - layer.n_params / 5000)
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.99])
+def test_sparsity_overrides_epsilon(sparsity):
+    layer = SETLayer(60, 40, epsilon=11, sparsity=sparsity)
+    assert layer.n_params == int(60 * 40 * (1 - sparsity))
+    assert layer.weight.shape == (layer.n_params,)
+    assert layer.sparsity == sparsity
+    assert_unique_pairs(layer)
+
+
+def test_full_density_uses_every_pair():
+    layer = SETLayer(6, 5, sparsity=0.0)
+    assert sorted(keys_of(layer).tolist()) == list(range(30))
+
+
+# ---------------------------------------------------------------------------- attributes
+
+
+def test_attributes_and_buffers():
+    layer = SETLayer(300, 200, epsilon=5)
+    n = layer.n_params
+    assert n == int(300 * 200 * 5 * 500 / 60000)
+    assert layer.weight.shape == (n,) and isinstance(layer.weight, torch.nn.Parameter)
+    assert layer.bias.shape == (200,)
+    conn = layer.connections
+    assert conn.shape == (n, 2) and conn.dtype == torch.int64
+    assert layer.pruned.shape == (n,) and layer.pruned.dtype == torch.bool and not layer.pruned.any()
+    assert {name for name, _ in layer.named_buffers()} == {"connections", "pruned"}
+    assert set(layer.state_dict()) == {"weight", "bias", "connections", "pruned"}
+    assert {name for name, _ in layer.named_parameters()} == {"weight", "bias"}
+    assert conn[:, 0].min() >= 0 and conn[:, 0].max() < 300
+    assert conn[:, 1].min() >= 0 and conn[:, 1].max() < 200
+    assert_unique_pairs(layer)
+    assert layer.density == pytest.approx(n / 60000)
+
+
+def test_no_bias_attribute():
+    layer = SETLayer(30, 20, epsilon=2, bias=False)
+    assert layer.bias is None
+    assert set(layer.state_dict()) == {"weight", "connections", "pruned"}
+
+
+def test_extra_repr():
+    layer = SETLayer(30, 20, epsilon=2)
+    text = repr(layer)
+    assert "in_features=30" in text
+    assert "out_features=20" in text
+    assert f"n_params={layer.n_params}" in text
+
+
+def test_to_dense_places_values():
+    layer = make_layer()
+    dense = layer.to_dense()
+    assert dense.shape == (7, 13)
+    conn = layer.connections
+    assert torch.equal(dense[conn[:, 1], conn[:, 0]], layer.weight.detach())
+    assert int((dense != 0).sum()) == int((layer.weight != 0).sum())
+
+
+# ---------------------------------------------------------------------------- init
+
+
+def test_init_statistics():
+    torch.manual_seed(1)
+    layer = SETLayer(784, 512)
+    target = math.sqrt(2 / 784)
+    w = layer.weight.detach()
+    assert abs(w.std().item() / target - 1) < 0.03
+    assert abs(w.mean().item()) < 4 * target / math.sqrt(w.numel())
+    torch.manual_seed(1)
+    big_bias = SETLayer(100, 20000, epsilon=2).bias.detach()
+    assert abs(big_bias.std().item() / math.sqrt(2 / 100) - 1) < 0.05
+
+
+def test_connections_cover_inputs_uniformly():
+    # 20 000 connections over 100 inputs: about 200 per input, none far off
+    torch.manual_seed(2)
+    layer = SETLayer(100, 400, sparsity=0.5)
+    counts = torch.bincount(layer.connections[:, 0], minlength=100).double()
+    assert counts.sum() == layer.n_params
+    expected = layer.n_params / 100
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 200  # 99 degrees of freedom; the variance is even smaller without replacement
+
+
+# ---------------------------------------------------------------------------- determinism
+
+
+def _build_and_evolve(seed=None, generator=None):
+    if seed is not None:
+        torch.manual_seed(seed)
+    layer = SETLayer(50, 40, epsilon=3, generator=generator)
+    start = (layer.connections.clone(), layer.weight.detach().clone(), layer.bias.detach().clone())
+    layer.evolve_connections()
+    layer.evolve_connections()
+    return start, (layer.connections.clone(), layer.weight.detach().clone())
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_manual_seed_determinism():
+    a_start, a_end = _build_and_evolve(seed=3)
+    b_start, b_end = _build_and_evolve(seed=3)
+    c_start, c_end = _build_and_evolve(seed=4)
+    assert _same(a_start, b_start) and _same(a_end, b_end)
+    assert not torch.equal(a_start[0], c_start[0])
+    assert not torch.equal(a_start[1], c_start[1])
+    assert not torch.equal(a_end[0], c_end[0])
+
+
+def test_generator_determinism():
+    torch.manual_seed(10)
+    a_start, a_end = _build_and_evolve(generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(11)  # the global seed must not matter
+    b_start, b_end = _build_and_evolve(generator=torch.Generator().manual_seed(5))
+    c_start, c_end = _build_and_evolve(generator=torch.Generator().manual_seed(6))
+    assert _same(a_start, b_start) and _same(a_end, b_end)
+    assert not torch.equal(a_start[0], c_start[0])
+    assert not torch.equal(a_end[0], c_end[0])
+
+
+def test_generator_does_not_touch_global_rng():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    layer = SETLayer(50, 40, epsilon=3, generator=torch.Generator().manual_seed(1))
+    layer.evolve_connections()
+    assert torch.equal(torch.rand(3), expected)
+
+
+# ---------------------------------------------------------------------------- bad arguments
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(in_features=0), "in_features"),
+        (dict(in_features=2.5), "in_features"),
+        (dict(out_features=-1), "out_features"),
+        (dict(zeta=-0.1), "zeta"),
+        (dict(zeta=1.5), "zeta"),
+        (dict(epsilon=0), "epsilon"),
+        (dict(epsilon=-1), "epsilon"),
+        (dict(sparsity=1.0), "sparsity"),
+        (dict(sparsity=-0.1), "sparsity"),
+        (dict(epsilon=100), r"epsilon=100 asks for 800 connections .* only 16 pairs"),
+        (dict(epsilon=0.01), "epsilon=0.01 gives no connection"),
+        (dict(compute="foo"), "compute"),
+    ],
+    ids=lambda v: str(v) if not isinstance(v, dict) else ",".join(f"{k}={v[k]}" for k in v),
+)
+def test_bad_arguments(kwargs, match):
+    args = dict(in_features=4, out_features=4, epsilon=1)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        SETLayer(**args)
+
+
+def test_dense_compute_refused_for_huge_layer():
+    with pytest.raises(ValueError, match="compute='dense'"):
+        SETLayer(10_000, 10_000, epsilon=1, compute="dense")
+
+
+# ---------------------------------------------------------------------------- state
+
+
+def _trained_layer(compute="sparse"):
+    layer = make_layer(40, 30, seed=7, compute=compute)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        opt.zero_grad()
+        layer(torch.randn(8, 40, dtype=F64)).pow(2).mean().backward()
+        opt.step()
+    layer.evolve_connections(optimizer=opt)
+    layer.zero_connections()  # leaves a non-trivial `pruned` mask
+    assert layer.pruned.any()
+    return layer
+
+
+def _assert_same_layer(a: SETLayer, b: SETLayer):
+    for name in ("connections", "pruned", "weight", "bias"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+@pytest.mark.parametrize("compute", ["sparse", "dense"])
+def test_state_dict_round_trip(compute):
+    layer = _trained_layer(compute)
+    fresh = make_layer(40, 30, seed=99, compute=compute)
+    assert not torch.equal(fresh.connections, layer.connections)
+    x = torch.randn(5, 40, dtype=F64)
+    fresh(x)  # caches the index of fresh's own connections
+    fresh.load_state_dict(layer.state_dict())
+    _assert_same_layer(layer, fresh)
+    torch.testing.assert_close(fresh(x), layer(x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(fresh(x), dense_reference(layer, x), rtol=0, atol=1e-10)
+    # the loaded layer keeps working: evolution follows the loaded mask
+    moved = fresh.evolve_connections()
+    assert moved.numel() == int(layer.pruned.sum())
+    assert_unique_pairs(fresh)
+
+
+def test_torch_save_load_round_trip():
+    layer = _trained_layer()
+    buffer = io.BytesIO()
+    torch.save(layer.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    fresh = make_layer(40, 30, seed=123, compute="sparse")
+    x = torch.randn(5, 40, dtype=F64)
+    fresh(x)
+    fresh.load_state_dict(state)
+    _assert_same_layer(layer, fresh)
+    torch.testing.assert_close(fresh(x), layer(x), rtol=0, atol=1e-12)
+
+
+def test_whole_module_save_load():
+    layer = _trained_layer()
+    x = torch.randn(5, 40, dtype=F64)
+    expected = layer(x)
+    buffer = io.BytesIO()
+    torch.save(layer, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    _assert_same_layer(layer, loaded)
+    torch.testing.assert_close(loaded(x), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("compute", MODES)
+def test_forward_after_evolution_uses_new_connections(compute):
+    layer = make_layer(40, 30, compute=compute)
+    x = torch.randn(5, 40, dtype=F64)
+    layer(x)  # builds the index
+    for _ in range(3):
+        before = layer.connections.clone()
+        layer.evolve_connections()
+        assert not torch.equal(before, layer.connections)
+        torch.testing.assert_close(layer(x), dense_reference(layer, x), rtol=0, atol=1e-10)
+
+
+def test_manual_connection_edit_invalidates_index():
+    layer = make_layer(40, 30, compute="sparse")
+    x = torch.randn(5, 40, dtype=F64)
+    layer(x)
+    with torch.no_grad():
+        # a bijection of the pairs: connections stay unique but move
+        layer.connections[:, 1] = (layer.connections[:, 1] + 1) % 30
+    assert_unique_pairs(layer)
+    torch.testing.assert_close(layer(x), dense_reference(layer, x), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("convert", ["to", "double"])
+@pytest.mark.parametrize("compute", ["sparse", "dense"])
+def test_dtype_conversion(compute, convert):
+    layer = make_layer(40, 30, dtype=torch.float32, compute=compute)
+    x32 = torch.randn(5, 40)
+    y32 = layer(x32)
+    layer = layer.to(F64) if convert == "to" else layer.double()
+    assert layer.weight.dtype == F64 and layer.bias.dtype == F64
+    assert layer.connections.dtype == torch.int64
+    x = x32.double()
+    y = layer(x)
+    assert y.dtype == F64
+    torch.testing.assert_close(y, dense_reference(layer, x), rtol=0, atol=1e-10)
+    torch.testing.assert_close(y.float(), y32, rtol=1e-5, atol=1e-5)
+    layer.evolve_connections()
+    assert layer.weight.dtype == F64
+    torch.testing.assert_close(layer(x), dense_reference(layer, x), rtol=0, atol=1e-10)
+
+
+def test_float32_default_dtype_matches_dense():
+    torch.manual_seed(0)
+    layer = SETLayer(64, 32, epsilon=3)
+    assert layer.weight.dtype == torch.float32
+    x = torch.randn(7, 64)
+    torch.testing.assert_close(layer(x), dense_reference(layer, x), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- truly sparse
+
+
+@pytest.mark.slow
+def test_huge_layer_is_truly_sparse():
+    torch.manual_seed(0)
+    n = 100_000
+    layer = SETLayer(n, n, epsilon=20)
+    assert layer.n_params == 4_000_000
+    assert not layer.uses_dense_kernels()
+    x = torch.randn(128, n)
+    y = layer(x)
+    assert y.shape == (128, n)
+    y.sum().backward()
+    assert layer.weight.grad.shape == (layer.n_params,)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.01, momentum=0.9)
+    opt.step()
+    before = layer.connections.clone()
+    moved = layer.evolve_connections(optimizer=opt)
+    assert moved.numel() > 0.25 * layer.n_params
+    assert layer.weight.shape == (4_000_000,)
+    tensors = [*layer.parameters(), *layer.buffers(), layer.weight.grad, opt.state[layer.weight]["momentum_buffer"]]
+    assert max(t.numel() for t in tensors) <= 2 * layer.n_params
+    assert_unique_pairs(layer)
+    kept = torch.ones(layer.n_params, dtype=torch.bool)
+    kept[moved] = False
+    assert torch.equal(layer.connections[kept], before[kept])
+    assert torch.all(opt.state[layer.weight]["momentum_buffer"][moved] == 0)
+    # a few output columns still agree with the dense computation of those rows
+    rows = torch.tensor([0, 17, n - 1])
+    y = layer(x[:2])
+    for r in rows.tolist():
+        sel = layer.connections[:, 1] == r
+        ref = x[:2, layer.connections[sel, 0]] @ layer.weight.detach()[sel] + layer.bias.detach()[r]
+        torch.testing.assert_close(y[:, r].detach(), ref, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------- CUDA
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("compute", MODES)
+def test_cuda_forward_and_gradients_match_dense(compute, bias):
+    torch.manual_seed(0)
+    layer = SETLayer(60, 40, epsilon=3, bias=bias, dtype=F64, device="cuda", compute=compute)
+    assert layer.connections.device.type == "cuda"
+    conn = layer.connections
+    x = torch.randn(2, 5, 60, dtype=F64, device="cuda", requires_grad=True)
+    g = torch.randn(2, 5, 40, dtype=F64, device="cuda")
+    y = layer(x)
+    torch.testing.assert_close(y, dense_reference(layer, x.detach()), rtol=0, atol=1e-10)
+    (y * g).sum().backward()
+    w_dense = layer.to_dense().detach().requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    ((x_ref @ w_dense.T) * g).sum().backward()
+    torch.testing.assert_close(layer.weight.grad, w_dense.grad[conn[:, 1], conn[:, 0]], rtol=0, atol=1e-10)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=0, atol=1e-10)
+
+
+@cuda
+def test_cuda_module_to_device_matches_cpu():
+    layer = make_layer(60, 40, compute="sparse")
+    x = torch.randn(5, 60, dtype=F64)
+    expected = layer(x)
+    layer = layer.cuda()
+    torch.testing.assert_close(layer(x.cuda()).cpu(), expected, rtol=0, atol=1e-10)
+
+
+@cuda
+@pytest.mark.parametrize("generator_device", [None, "cpu", "cuda"])
+def test_cuda_evolve(generator_device):
+    generator = None if generator_device is None else torch.Generator(generator_device).manual_seed(0)
+    torch.manual_seed(0)
+    layer = SETLayer(300, 200, epsilon=5, device="cuda", generator=generator, compute="sparse")
+    x = torch.randn(4, 300, device="cuda")
+    opt = torch.optim.Adam(layer.parameters())
+    layer(x).sum().backward()
+    opt.step()
+    before = layer.connections.clone()
+    moved = layer.evolve_connections(optimizer=opt)
+    assert moved.device.type == "cuda" and moved.numel() > 0
+    assert layer.connections.device.type == "cuda" and layer.weight.device.type == "cuda"
+    assert not torch.equal(before, layer.connections)
+    assert_unique_pairs(layer)
+    assert torch.all(opt.state[layer.weight]["exp_avg"][moved] == 0)
+    torch.testing.assert_close(layer(x), dense_reference(layer, x), rtol=1e-5, atol=1e-5)
+
+
+@cuda
+@pytest.mark.slow
+def test_cuda_huge_layer():
+    torch.manual_seed(0)
+    layer = SETLayer(100_000, 100_000, epsilon=20, device="cuda")
+    x = torch.randn(128, 100_000, device="cuda")
+    layer(x).sum().backward()
+    layer.evolve_connections()
+    assert_unique_pairs(layer)
