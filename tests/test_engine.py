@@ -110,3 +110,18 @@ def test_init_from_starts_from_a_finished_run(tmp_path, small_mnist):
     missing = ExperimentConfig(epochs=1, init_from="no_such_run")
     with pytest.raises(FileNotFoundError, match="no_such_run"):
         run_experiment(missing, tmp_path, data=small_mnist, progress=False)
+
+
+def test_kill_between_results_and_checkpoint_loses_only_that_epoch(tmp_path, small_mnist):
+    # Results are written before the checkpoint; a kill in between leaves the results one
+    # epoch ahead. Simulated by putting back the epoch-1 checkpoint after epoch 2.
+    config = ExperimentConfig(epochs=3, weight_decay=1e-3)
+    straight = run_experiment(config, tmp_path / "straight", data=small_mnist, progress=False)
+    run_dir = run_experiment(config, tmp_path / "killed", data=small_mnist, progress=False, stop_after=1)
+    epoch_1 = (run_dir / "checkpoint.pt").read_bytes()
+    run_experiment(config, tmp_path / "killed", data=small_mnist, progress=False, stop_after=2)
+    (run_dir / "checkpoint.pt").write_bytes(epoch_1)
+    run_experiment(config, tmp_path / "killed", data=small_mnist, progress=False)
+    (ma, ta), (mb, tb) = _read(straight), _read(run_dir)
+    pd.testing.assert_frame_equal(ma.drop(columns="seconds"), mb.drop(columns="seconds"), check_exact=True)
+    assert all(np.array_equal(ta[k], tb[k]) for k in ta)

@@ -10,7 +10,9 @@
   per input pixel at initialisation and after each epoch, and ``trend`` ``(epochs + 1, 14)``;
 * ``environment.json``: thread count and library versions the numbers were made with;
 * ``model.pt``: the final network (small; lets a later run start from it);
-* ``checkpoint.pt`` while the run is unfinished (not committed).
+* ``checkpoint.pt`` while the run is unfinished: network, optimizer and random states
+  (the history is in the two files above). Committed with unfinished runs, so that a
+  later session on another machine resumes them.
 
 Every file is written to a temporary name and renamed, so an interrupted run leaves either
 the previous version or the new one. A run resumed from its checkpoint ends with the same
@@ -43,7 +45,7 @@ METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "
 
 @dataclass
 class RunState:
-    """Everything that changes during a run (what a checkpoint holds besides the model)."""
+    """The history of a run: what metrics.csv and topology.npz hold."""
 
     epoch: int = 0
     rows: list[dict[str, float]] = field(default_factory=list)
@@ -166,15 +168,23 @@ def is_finished(run_dir: Path, config: ExperimentConfig) -> bool:
         return sum(1 for _ in f) - 1 == config.epochs
 
 
+def _int32_indices(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # Connections fit in int32: half the bytes for files that are committed.
+    return {k: (v.to(torch.int32) if v.dtype == torch.int64 else v) for k, v in state.items()}
+
+
+def _int64_indices(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: (v.to(torch.int64) if v.dtype == torch.int32 else v) for k, v in state.items()}
+
+
 def save_model(path: Path, model: torch.nn.Module) -> None:
-    """The network's state with connections as int32 (half the bytes; results are committed)."""
-    state = {k: (v.to(torch.int32) if v.dtype == torch.int64 else v) for k, v in model.state_dict().items()}
-    _write_atomic(path, lambda f: torch.save(state, f))
+    """The network's state dict (connections stored as int32)."""
+    _write_atomic(path, lambda f: torch.save(_int32_indices(model.state_dict()), f))
 
 
 def load_model_state(path: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: (v.to(torch.int64) if v.dtype == torch.int32 else v) for k, v in state.items()}
+    """A state dict written by :func:`save_model`, ready for ``load_state_dict``."""
+    return _int64_indices(torch.load(path, map_location="cpu", weights_only=True))
 
 
 # ---------------------------------------------------------------------------- the run
@@ -225,13 +235,13 @@ def run_experiment(
     state = RunState(counts=[pixel_counts(model.set_layers[0].connections)])
     checkpoint = run_dir / "checkpoint.pt"
     if checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(_int64_indices(saved["model"]))
         optimizer.load_state_dict(saved["optimizer"])
         model_rng.set_state(saved["model_rng"])
         data_rng.set_state(saved["data_rng"])
         torch.set_rng_state(saved["torch_rng"])
-        state = RunState(saved["epoch"], saved["rows"], list(saved["counts"].numpy().astype(np.int64)))
+        state = read_history(run_dir, saved["epoch"])
     else:
         _write_text(run_dir / "config.json", config.to_json() + "\n")
         _write_text(run_dir / "environment.json", json.dumps(environment(), indent=2) + "\n")
@@ -257,8 +267,10 @@ def run_experiment(
             dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                  center_ratio=center_ratio(counts), weight_decay=decay, seconds=round(time.perf_counter() - start, 3))
         )
-        _save_checkpoint(checkpoint, model, optimizer, model_rng, data_rng, state)
+        # Results first: if killed in between, the checkpoint is one epoch behind and the
+        # extra epoch of history is dropped on resume.
         write_results(run_dir, state)
+        _save_checkpoint(checkpoint, model, optimizer, model_rng, data_rng, state.epoch)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{test_acc:.4f}", center=f"{state.rows[-1]['center_ratio']:.3f}")
@@ -270,18 +282,27 @@ def run_experiment(
     return run_dir
 
 
-def _save_checkpoint(path: Path, model, optimizer, model_rng, data_rng, state: RunState) -> None:
+def _save_checkpoint(path: Path, model, optimizer, model_rng, data_rng, epoch: int) -> None:
     payload = {
-        "model": model.state_dict(),
+        "model": _int32_indices(model.state_dict()),
         "optimizer": optimizer.state_dict(),
         "model_rng": model_rng.get_state(),
         "data_rng": data_rng.get_state(),
         "torch_rng": torch.get_rng_state(),
-        "epoch": state.epoch,
-        "rows": state.rows,
-        "counts": torch.from_numpy(np.stack(state.counts).astype(np.int16)),
+        "epoch": epoch,
     }
     _write_atomic(path, lambda f: torch.save(payload, f))
+
+
+def read_history(run_dir: Path, epochs: int) -> RunState:
+    """The first ``epochs`` epochs of history from ``metrics.csv`` and ``topology.npz``."""
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+    with np.load(run_dir / "topology.npz") as z:
+        counts = z["pixel_counts"].astype(np.int64)
+    if len(rows) < epochs or len(counts) < epochs + 1:
+        raise RuntimeError(f"{run_dir}: results hold {len(rows)} epochs, the checkpoint {epochs}; delete the folder to restart")
+    return RunState(epochs, rows[:epochs], list(counts[: epochs + 1]))
 
 
 def _progress_bar(config: ExperimentConfig, done: int, enabled: bool):

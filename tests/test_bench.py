@@ -1,0 +1,94 @@
+"""synapses.bench: structure of the results (tiny repeats) and the masked reference net."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from synapses import MaskedLinear, SparseNet
+from synapses import bench
+from synapses.bench import Comparison, bench_evolution, bench_train_step, format_table, masked_copy, time_ms
+
+CPU = torch.device("cpu")
+
+
+def test_time_ms_counts_calls():
+    calls = []
+    times = time_ms(lambda: calls.append(1), repeats=4, device=CPU, warmup=2)
+    assert len(times) == 4 and len(calls) == 6
+    assert all(t >= 0 for t in times)
+
+
+def test_bench_evolution_structure():
+    results = bench_evolution(repeats=3, device=CPU)
+    assert [r.name for r in results] == ["evolve_connections(), 784x512", "construction, 784x512"]
+    assert [r.baseline_ms for r in results] == [300.0, 450.0]
+    for r in results:
+        assert isinstance(r, Comparison)
+        assert r.ours_ms > 0
+        assert r.speedup == pytest.approx(r.baseline_ms / r.ours_ms)
+
+
+def test_bench_train_step_structure():
+    r = bench_train_step(repeats=5, device=CPU, batch=8)
+    assert r.name.startswith("SparseNet train step")
+    assert r.ours_ms > 0 and r.baseline_ms > 0 and r.speedup > 0
+
+
+def test_format_table():
+    results = [
+        Comparison("first", 2.0, 10.0, "ref A", "speedup >= 2"),
+        Comparison("second", 4.0, 1.0, "ref B", "< 5 ms"),
+    ]
+    lines = format_table(results).splitlines()
+    assert len(lines) == 3
+    assert lines[0].split()[:3] == ["benchmark", "ours", "ms"]
+    assert lines[1].split()[:4] == ["first", "2.000", "10.000", "5.0x"]
+    assert lines[1].endswith("speedup >= 2  (ref A)")
+    assert lines[2].split()[:4] == ["second", "4.000", "1.000", "0.2x"]
+
+
+def test_main_writes_json(monkeypatch, tmp_path, capsys):
+    fake = [Comparison("x", 1.0, 3.0, "b", "t")]
+    monkeypatch.setattr(bench, "run_all", lambda repeats, device: fake)
+    path = tmp_path / "out.json"
+    bench.main(["--repeats", "1", "--json", str(path)])
+    assert "x" in capsys.readouterr().out
+    data = json.loads(path.read_text())
+    assert data == [{"name": "x", "ours_ms": 1.0, "baseline_ms": 3.0, "baseline": "b", "target": "t", "speedup": 3.0}]
+
+
+@pytest.mark.parametrize(
+    "sizes, epsilon", [((784, 512, 128, 10), 11), ((20, 16, 12, 3), 2)], ids=["mnist", "small"]
+)
+def test_masked_copy_equivalent_in_float64(sizes, epsilon):
+    torch.manual_seed(0)
+    net = SparseNet(sizes, epsilon=epsilon).double()
+    net.evolve_connections()  # not the construction-time topology
+    ref = masked_copy(net)
+    assert all(isinstance(m, MaskedLinear) for m in ref.set_layers)
+    assert all(p.dtype == torch.float64 for p in ref.parameters())
+    x = torch.randn(6, sizes[0], dtype=torch.float64)
+    y = torch.randint(sizes[-1], (6,))
+    out, out_ref = net(x), ref(x)
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-10)
+    F.nll_loss(out, y).backward()
+    F.nll_loss(out_ref, y).backward()
+    for layer, dense in zip(net.set_layers, ref.set_layers):
+        conn = layer.connections
+        torch.testing.assert_close(layer.weight.grad, dense.weight.grad[conn[:, 1], conn[:, 0]], rtol=0, atol=1e-10)
+        torch.testing.assert_close(layer.bias.grad, dense.bias.grad, rtol=0, atol=1e-10)
+    torch.testing.assert_close(net.readout.weight.grad, ref.readout.weight.grad, rtol=0, atol=1e-10)
+
+
+def test_masked_copy_is_independent():
+    torch.manual_seed(0)
+    net = SparseNet((20, 16, 12, 3), epsilon=2)
+    ref = masked_copy(net)
+    with torch.no_grad():
+        ref.readout.weight.zero_()
+        ref.set_layers[0].weight.zero_()
+    assert net.readout.weight.abs().sum() > 0
+    assert net.set_layers[0].weight.abs().sum() > 0
