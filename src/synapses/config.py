@@ -49,6 +49,8 @@ class ExperimentConfig:
         init_from: ``run_id`` of a finished run whose final network this run starts from
             (fresh optimizer), e.g. a later phase of the EvolNet triplet.
         threads: torch intra-op threads (pinned: results depend on it bit for bit).
+        train_size, test_size: use only the first so many training / test images (``None``:
+            all); for quick looks and smoke runs, never for the study's numbers.
     """
 
     model: Literal["SparseNet", "EvolNet"] = "SparseNet"
@@ -71,6 +73,8 @@ class ExperimentConfig:
     parent_fraction: float = 0.5
     init_from: str | None = None
     threads: int = 1
+    train_size: int | None = None
+    test_size: int | None = None
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
@@ -85,6 +89,9 @@ class ExperimentConfig:
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value!r}")
         non_negative = {"weight_decay": self.weight_decay, "l1": self.l1, "momentum": self.momentum, "seed": self.seed}
+        for name in ("train_size", "test_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 or None, got {getattr(self, name)!r}")
         if self.weight_decay_end is not None:
             non_negative["weight_decay_end"] = self.weight_decay_end
         for name, value in non_negative.items():
@@ -152,6 +159,8 @@ class ExperimentConfig:
             parts.append(f"l1{self.l1:g}")
         if self.regrowth != "uniform":
             parts.append("parents")
+        if self.train_size is not None or self.test_size is not None:
+            parts.append("subset")
         parts += [f"s{self.seed}", digest]
         return "_".join(parts)
 

@@ -20,7 +20,9 @@ files, bit for bit, as an uninterrupted one (except the ``seconds`` column).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
@@ -213,8 +215,31 @@ def run_experiment(
     if is_finished(run_dir, config):
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(run_dir):
+        return _run(config, run_dir, data if data is not None else load_mnist(), progress, stop_after)
+
+
+@contextlib.contextmanager
+def _exclusive(run_dir: Path):
+    """Hold ``run_dir/.lock``: two processes training the same run would corrupt it."""
+    with open(run_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInProgressError(f"{run_dir} is being trained by another process") from None
+        yield
+
+
+class RunInProgressError(RuntimeError):
+    """Another process holds the run's lock."""
+
+
+def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: bool, stop_after: int | None) -> Path:
     torch.set_num_threads(config.threads)
-    data = data if data is not None else load_mnist()
+    data = MNISTTensors(
+        data.train_x[: config.train_size], data.train_y[: config.train_size],
+        data.test_x[: config.test_size], data.test_y[: config.test_size],
+    )
 
     torch.manual_seed(config.seed)  # the dense readout's initialisation
     model_rng = torch.Generator().manual_seed(config.seed)

@@ -1,0 +1,160 @@
+"""Sweep files and the submitit-based runner (local executor: real subprocesses)."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synapses.config import ConfigError, ExperimentConfig
+from synapses.sweep import load_sweep, main
+
+TINY = """
+description: tiny sweep for the tests
+base: {epochs: 2, train_size: 1000, test_size: 200}
+grid:
+  weight_decay: [0.0, 1.0e-3]
+  seed: [0, 1]
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_grid_expansion(tmp_path):
+    sweep = load_sweep(_write(tmp_path, TINY))
+    configs = [r.config for r in sweep.runs]
+    assert len(configs) == 4 and sweep.description == "tiny sweep for the tests"
+    assert {(c.weight_decay, c.seed) for c in configs} == {(0.0, 0), (0.0, 1), (1e-3, 0), (1e-3, 1)}
+    assert all(c.epochs == 2 and c.train_size == 1000 for c in configs)
+
+
+def test_entries_with_their_own_grids_and_dependencies(tmp_path):
+    text = """
+base: {epochs: 3}
+grid: {seed: [0, 1]}
+runs:
+  - {name: l1, grid: {l1: [1.0e-5, 1.0e-4]}}
+  - {name: phase2, model: EvolNet, evolution: pass, evolution_proba: 0.25}
+  - {name: phase3, after: phase2, model: EvolNet, evolution: pass, evolution_proba: 0.1}
+"""
+    sweep = load_sweep(_write(tmp_path, text))
+    assert [r.entry for r in sweep.runs] == ["l1"] * 4 + ["phase2"] * 2 + ["phase3"] * 2
+    phase2 = {r.config.seed: r.config.run_id() for r in sweep.runs if r.entry == "phase2"}
+    for run in sweep.runs[6:]:
+        assert run.after == phase2[run.config.seed] == run.config.init_from
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("base: {epochs: 2}\ngrid: {wieght_decay: [0.0]}", r"sweep.yaml: runs\[0\] \{'wieght_decay': 0.0\}: unknown key\(s\) 'wieght_decay'"),
+        ("base: {epochs: -1}", r"sweep.yaml: runs\[0\]: epochs must be > 0"),
+        ("grid: {seed: 3}", "axis 'seed' must be a non-empty list"),
+        ("runs:\n  - {name: a, zeta: 2.0}", r"sweep.yaml: a: zeta must be in \[0, 1\]"),
+        ("runs:\n  - {name: b, after: a}", "after='a' names no earlier entry"),
+        ("bas: {}", r"unknown top-level key\(s\) \['bas'\]"),
+        ("grid: {seed: [0, 0]}", "same config twice"),
+    ],
+)
+def test_bad_sweep_files_are_rejected_before_anything_runs(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(_write(tmp_path, text))
+
+
+def test_the_study_sweeps_are_valid():
+    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
+        assert load_sweep(path).runs, path
+
+
+def _results(results_dir: Path) -> dict[str, tuple[pd.DataFrame, dict]]:
+    out = {}
+    for run_dir in sorted(p for p in results_dir.iterdir() if not p.name.startswith(".")):
+        metrics = pd.read_csv(run_dir / "metrics.csv").drop(columns="seconds")
+        with np.load(run_dir / "topology.npz") as z:
+            out[run_dir.name] = (metrics, {k: z[k] for k in z.files})
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    path = _write(tmp, TINY)
+    assert main([str(path), "--jobs", "2", "--results-dir", str(tmp / "results")]) == 0
+    return path, tmp / "results"
+
+
+def test_tiny_sweep_through_submitit_gives_four_finished_runs(finished_sweep):
+    path, results = finished_sweep
+    expected = {r.config.run_id() for r in load_sweep(path).runs}
+    assert set(_results(results)) == expected
+    for run_id in expected:
+        assert len(pd.read_csv(results / run_id / "metrics.csv")) == 2
+        assert not (results / run_id / "checkpoint.pt").exists()
+
+
+def test_rerun_is_a_no_op(finished_sweep, capsys):
+    path, results = finished_sweep
+    stamps = {p: p.stat().st_mtime_ns for p in results.glob("*/metrics.csv")}
+    assert main([str(path), "--jobs", "2", "--results-dir", str(results)]) == 0
+    assert "4 done" in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in results.glob("*/metrics.csv")}
+
+
+def test_interrupted_sweep_completes_with_identical_results(finished_sweep, tmp_path):
+    path, reference = finished_sweep
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "synapses.sweep", str(path), "--jobs", "1", "--results-dir", str(results)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(results.glob("*/checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    unfinished = [r for r in load_sweep(path).runs if not (results / r.config.run_id() / "model.pt").exists()]
+    assert unfinished, "the sweep finished before it could be interrupted"
+    assert main([str(path), "--jobs", "2", "--results-dir", str(results)]) == 0
+    ours, theirs = _results(results), _results(reference)
+    assert set(ours) == set(theirs)
+    for run_id, (metrics, topology) in theirs.items():
+        pd.testing.assert_frame_equal(ours[run_id][0], metrics, check_exact=True)
+        assert all(np.array_equal(ours[run_id][1][k], topology[k]) for k in topology)
+
+
+def test_dry_run_lists_states(finished_sweep, tmp_path, capsys):
+    path, results = finished_sweep
+    assert main([str(path), "--dry-run", "--results-dir", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" done ") == 4
+
+
+def test_bad_file_is_a_one_line_error(tmp_path, capsys):
+    path = _write(tmp_path, "base: {epochs: 0}")
+    with pytest.raises(SystemExit) as info:
+        main([str(path)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_a_failing_run_does_not_stop_the_others(tmp_path, capsys):
+    text = """
+base: {epochs: 1, train_size: 500, test_size: 100}
+runs:
+  - {name: broken, init_from: no_such_run}
+  - {name: fine}
+"""
+    path = _write(tmp_path, text)
+    assert main([str(path), "--jobs", "2", "--results-dir", str(tmp_path / "results")]) == 1
+    out = capsys.readouterr().out
+    broken, fine = (r.config.run_id() for r in load_sweep(path).runs)
+    assert f"{fine}  finished" in out
+    line = next(l for l in out.splitlines() if l.startswith(broken))
+    assert "failed" in line and ".sweep-logs" in line and "FileNotFoundError" in line
+    assert "1 finished, 1 failed" in out
