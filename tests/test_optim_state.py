@@ -303,6 +303,26 @@ def test_lbfgs_flattened_state_raises():
 
     opt.step(closure)
     before = copy.deepcopy(opt.state[layer.weight])
-    with pytest.raises(UnknownOptimizerStateError, match=r"LBFGS state '\w+' has shape"):
+    connections = layer.connections.clone()
+    with pytest.raises(UnknownOptimizerStateError, match="LBFGS state"):
         layer.evolve_connections(optimizer=opt)
     _assert_equal_state(opt.state[layer.weight], before)
+    # the error comes before anything moves
+    assert torch.equal(layer.connections, connections) and not layer.pruned.any()
+
+
+def test_lbfgs_state_keyed_on_another_parameter_is_refused_too():
+    layer, head = _model()
+    opt = torch.optim.LBFGS([*head.parameters(), *layer.parameters()], max_iter=3)
+    x = torch.randn(8, 24, dtype=F64)
+
+    def closure():
+        opt.zero_grad()
+        loss = head(torch.tanh(layer(x))).pow(2).mean()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert layer.weight not in opt.state  # the flat history lives under head.weight
+    with pytest.raises(UnknownOptimizerStateError, match="LBFGS"):
+        layer.evolve_connections(optimizer=opt)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .evolution import prune_closest_to_zero, sample_free_pairs, sample_near_parents
-from .optim_state import reset_state
+from .optim_state import apply_reset, plan_reset
 from .sparse_ops import CSRIndex, dense_linear, prefer_dense, sparse_linear
 
 COMPUTE_MODES = ("auto", "sparse", "dense")
@@ -244,6 +244,9 @@ class SETLayer(nn.Module):
         Returns:
             ``(k,)`` indices (into ``weight`` and ``connections``) of the moved weights.
         """
+        optimizer = optimizer if optimizer is not None else self.optimizer
+        # Checked before anything moves: unknown optimizer state leaves the layer untouched.
+        reset_plan = plan_reset(optimizer, self.weight) if optimizer is not None else []
         if not bool(self.pruned.any()):
             self.zero_connections()
         moved = self.pruned.nonzero().squeeze(1)
@@ -263,9 +266,7 @@ class SETLayer(nn.Module):
         self.connections[moved] = self._pairs_from_keys(new_keys)
         self.weight[moved] = self._draw_normal(moved.numel()) if init else 0
         self.pruned.zero_()
-        optimizer = optimizer if optimizer is not None else self.optimizer
-        if optimizer is not None:
-            reset_state(optimizer, self.weight, moved)
+        apply_reset(reset_plan, moved)
         return moved
 
     # ------------------------------------------------------------------ plumbing

@@ -64,27 +64,30 @@ def _group_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> dict[str
     return None
 
 
-def reset_state(optimizer: torch.optim.Optimizer, param: torch.Tensor, indices: torch.Tensor) -> None:
-    """Give the elements ``param[indices]`` the optimizer state of a fresh parameter.
+def plan_reset(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+    """Check the optimizer's state of ``param`` and list ``(state tensor, fresh value)``.
 
-    Args:
-        optimizer: any optimizer; one that does not hold ``param`` is left alone.
-        param: the parameter whose elements moved, e.g. ``SETLayer.weight`` ``(n,)``.
-        indices: ``(k,)`` int64 positions in ``param``.
+    Called before anything moves, so that an optimizer with unknown state leaves the layer
+    untouched.
 
     Raises:
         UnknownOptimizerStateError: the state of ``param`` has a per-element entry with no
-            known fresh value (e.g. an optimizer without a rule, or a flattened state).
+            known fresh value, or the optimizer is unknown and holds state (e.g. LBFGS,
+            whose history is one flat vector over all parameters).
     """
     group = _group_of(optimizer, param)
     if group is None:
-        return
-    state = optimizer.state.get(param)
-    if not state:
-        return  # nothing accumulated yet: the moved weights already start fresh
+        return []
     rules = _rules_for(optimizer)
     name = type(optimizer).__name__
-    for key, value in state.items():
+    own = optimizer.state.get(param, {})
+    if rules is None and not own and any(optimizer.state.values()):
+        raise UnknownOptimizerStateError(
+            f"don't know how to reset the state of {name} for moved weights; teach it with "
+            f"synapses.register_reset_rule({name}, {{'<state key>': lambda group: <fresh value>}})"
+        )
+    plan = []
+    for key, value in own.items():
         if not isinstance(value, torch.Tensor) or value.dim() == 0:
             continue  # per-tensor scalar (step count, ...): not per element
         if value.shape != param.shape:
@@ -97,4 +100,25 @@ def reset_state(optimizer: torch.optim.Optimizer, param: torch.Tensor, indices: 
                 f"don't know the fresh value of {name} state {key!r}; teach it with "
                 f"synapses.register_reset_rule({name}, {{{key!r}: lambda group: ...}})"
             )
-        value[indices.to(value.device)] = rules[key](group)
+        plan.append((value, rules[key](group)))
+    return plan
+
+
+def apply_reset(plan: list[tuple[torch.Tensor, float]], indices: torch.Tensor) -> None:
+    """Set the entries ``indices`` of each planned state tensor to its fresh value."""
+    for value, fresh in plan:
+        value[indices.to(value.device)] = fresh
+
+
+def reset_state(optimizer: torch.optim.Optimizer, param: torch.Tensor, indices: torch.Tensor) -> None:
+    """Give the elements ``param[indices]`` the optimizer state of a fresh parameter.
+
+    Args:
+        optimizer: any optimizer; one that does not hold ``param`` is left alone.
+        param: the parameter whose elements moved, e.g. ``SETLayer.weight`` ``(n,)``.
+        indices: ``(k,)`` int64 positions in ``param``.
+
+    Raises:
+        UnknownOptimizerStateError: see :func:`plan_reset`; nothing is changed then.
+    """
+    apply_reset(plan_reset(optimizer, param), indices)

@@ -17,6 +17,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -187,13 +188,20 @@ def execute(sweep: Sweep, results_dir: Path, args: argparse.Namespace) -> list[O
                     job.result()
                     outcomes[run_id] = Outcome(run_id, "resumed" if state == "partial" else "finished")
                 except Exception as err:  # noqa: BLE001 - any failure of one run is reported, not raised
-                    outcomes[run_id] = Outcome(run_id, "failed", f"{job.paths.stderr} ({type(err).__name__})")
+                    outcomes[run_id] = Outcome(run_id, "failed", f"{job.paths.stderr} ({_last_line(err)})")
                 bar.update(1)
     finally:
         bar.close()
     for run, _ in todo:
         outcomes[run.config.run_id()] = Outcome(run.config.run_id(), "waiting", f"needs {run.after}")
     return [outcomes[r.config.run_id()] for r in sweep.runs]
+
+
+def _last_line(err: Exception) -> str:
+    """The original error of a job (submitit wraps it in the job's traceback and log paths)."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", line)]
+    return errors[-1][:200] if errors else type(err).__name__
 
 
 def _submit_wave(executor, ready, results_dir: Path, args: argparse.Namespace) -> Iterable:
