@@ -1,24 +1,42 @@
-# Synapses: set up, test, benchmark, regenerate the figures and the study.
+# Synapses: set up, test, benchmark, regenerate the figures and run the study.
+#   make setup          .venv with torch (local wheels) and the package (editable)
+#   make test           the test suite (what CI runs)
+#   make bench          SETLayer vs the dense masked reference, as ratios
+#   make figures        run every notebook headlessly; PNGs land in figures/
+#   make figures PROFILE=paper   the same at paper scale (needs the study's results)
+#   make study          every sweep in configs/ (resumable; results/ is committed)
 PYTHON ?= .venv/bin/python
-PIP := $(PYTHON) -m pip
 PROFILE ?= default
+JOBS ?= 2
+NOTEBOOKS := mnist_demo regularization_study benchmark
+EXECUTED := notebooks/executed
 
 .PHONY: setup test bench figures study clean
 
-setup: .venv/.installed  ## create .venv with torch (local wheels) and the package in editable mode
+setup: .venv/.installed
 
 .venv/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv .venv
-	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PIP) install --quiet -e ".[dev,notebooks]"
-	$(PYTHON) -m ipykernel install --user --name python3 >/dev/null
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PYTHON) -m pip install --quiet -e ".[dev,notebooks]"
+	$(PYTHON) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-test: setup  ## run the test suite
+test: setup
 	$(PYTHON) -m pytest -q
 
-bench: setup  ## speed of SETLayer vs the dense masked reference (ratios)
+bench: setup
 	$(PYTHON) -m synapses.bench
 
+figures: setup
+	mkdir -p $(EXECUTED)
+	for nb in $(NOTEBOOKS); do \
+	  $(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/$$nb.ipynb $(EXECUTED)/$$nb.ipynb -p profile $(PROFILE) || exit 1; \
+	done
+
+study: setup
+	$(PYTHON) -m synapses.sweep configs/*.yaml --jobs $(JOBS)
+
 clean:
-	rm -rf notebooks/executed .pytest_cache
+	rm -rf $(EXECUTED) .pytest_cache

@@ -46,7 +46,7 @@ def test_format_table():
 
 def test_main_writes_json(monkeypatch, tmp_path, capsys):
     fake = [Comparison("x", 1.0, 3.0, "b", "t")]
-    monkeypatch.setattr(bench, "run_all", lambda repeats, device: fake)
+    monkeypatch.setattr(bench, "run_all", lambda repeats, device, quick=False, epochs=True: fake)
     path = tmp_path / "out.json"
     bench.main(["--repeats", "1", "--json", str(path)])
     assert "x" in capsys.readouterr().out

@@ -62,10 +62,11 @@ def interleaved_medians(a: Callable[[], object], b: Callable[[], object], repeat
     """Median ms of ``a`` and of ``b``, timed in alternating rounds so drift hits both."""
     times_a: list[float] = []
     times_b: list[float] = []
-    rounds = 5
+    rounds = min(5, repeats)
+    warmup = 1 if repeats < 10 else 5
     for _ in range(rounds):
-        times_a += time_ms(a, max(1, repeats // rounds), device)
-        times_b += time_ms(b, max(1, repeats // rounds), device)
+        times_a += time_ms(a, max(1, repeats // rounds), device, warmup)
+        times_b += time_ms(b, max(1, repeats // rounds), device, warmup)
     return statistics.median(times_a), statistics.median(times_b)
 
 
@@ -116,7 +117,7 @@ def bench_large_layer(repeats: int, device: torch.device, size: int = 4096, batc
 
         return run
 
-    ours_ms, base_ms = interleaved_medians(fwd_bwd(layer), fwd_bwd(ref), max(3, repeats // 10), device)
+    ours_ms, base_ms = interleaved_medians(fwd_bwd(layer), fwd_bwd(ref), max(2, repeats // 10), device)
     return Comparison(f"{size}x{size} layer fwd+bwd, eps 20", ours_ms, base_ms, "dense masked layer", "speedup >= 10")
 
 
@@ -136,9 +137,56 @@ def bench_evolution(repeats: int, device: torch.device) -> list[Comparison]:
     ]
 
 
-def run_all(repeats: int = 200, device: str = "cpu") -> list[Comparison]:
+def _reference_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data, batch: int, generator: torch.Generator) -> None:
+    """A straightforward epoch: per-batch indexing, train, then evaluate (no evolution)."""
+    model.train()
+    order = torch.randperm(len(data.train_y), generator=generator)
+    for index in order.split(batch):
+        optimizer.zero_grad()
+        F.nll_loss(model(data.train_x[index]), data.train_y[index]).backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(data.test_y), batch):
+            model(data.test_x[start : start + batch]).argmax(1)
+
+
+def bench_epoch(repeats: int, device: torch.device, train_size: int | None = None) -> Comparison:
+    """One SparseNet epoch of the engine (train, zero, evaluate, evolve) on MNIST against
+    the straightforward loop over the dense masked net (which does no evolution)."""
+    from .config import ExperimentConfig
+    from .data import MNISTTensors, load_mnist
+    from .engine import evaluate, train_epoch
+
+    data = load_mnist()
+    if train_size is not None:
+        data = MNISTTensors(data.train_x[:train_size], data.train_y[:train_size], data.test_x[: train_size // 6], data.test_y[: train_size // 6])
+    torch.manual_seed(0)
+    config = ExperimentConfig()
+    net = SparseNet()
+    ref = masked_copy(net)
+    ours_opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=config.lr, momentum=config.momentum)
+    generator = torch.Generator().manual_seed(0)
+
+    def ours() -> None:
+        net.evolve_connections(optimizer=ours_opt)
+        train_epoch(net, ours_opt, data, config, 0.0, generator)
+        net.zero_connections()
+        evaluate(net, data.test_x, data.test_y, config.batch_size)
+
+    ours_ms, base_ms = interleaved_medians(ours, lambda: _reference_epoch(ref, ref_opt, data, config.batch_size, generator), repeats, device)
+    size = len(data.train_y)
+    return Comparison(f"SparseNet epoch ({size // 1000}k images)", ours_ms, base_ms, "plain loop, dense masked net", "<= 1.5 s")
+
+
+def run_all(repeats: int = 200, device: str = "cpu", quick: bool = False, epochs: bool = True) -> list[Comparison]:
+    """Every comparison; ``quick`` shrinks them to seconds (for smoke runs, not for numbers)."""
     dev = torch.device(device)
-    return [bench_train_step(repeats, dev), bench_large_layer(repeats, dev), *bench_evolution(repeats, dev)]
+    results = [bench_train_step(repeats, dev), bench_large_layer(repeats, dev, size=1024 if quick else 4096), *bench_evolution(repeats, dev)]
+    if epochs and dev.type == "cpu":
+        results.append(bench_epoch(1 if quick else 5, dev, train_size=3000 if quick else None))
+    return results
 
 
 def format_table(results: list[Comparison]) -> str:
@@ -156,10 +204,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="small sizes, seconds in all (a smoke test, not numbers)")
+    parser.add_argument("--no-epoch", action="store_true", help="skip the whole-epoch comparison (loads MNIST)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = run_all(args.repeats, args.device)
+    results = run_all(args.repeats, args.device, quick=args.quick, epochs=not args.no_epoch)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {platform.processor() or platform.machine()}")
     print(format_table(results))
     if args.json:

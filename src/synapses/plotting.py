@@ -1,0 +1,88 @@
+"""Figures of the demo and the study (matplotlib; the notebooks only choose what to show).
+
+Every function draws into an ``ax`` (or makes a figure) and returns it; :func:`save_figure`
+writes a PNG with fixed metadata, so that regenerating a figure from the same results gives
+the same file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .topology import as_image, trend
+
+FIGURES = Path(__file__).resolve().parents[2] / "figures"
+
+
+def save_figure(fig: matplotlib.figure.Figure, name: str, directory: str | Path | None = None, dpi: int = 110) -> Path:
+    """Save ``fig`` as ``<directory>/<name>.png`` (default: the repository's figures/)."""
+    directory = Path(directory) if directory is not None else FIGURES
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.png"
+    # No software version or date in the file: same results, same bytes.
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return path
+
+
+def weight_histogram(ax: plt.Axes, weights: np.ndarray, title: str, bins: int = 80) -> plt.Axes:
+    ax.hist(np.asarray(weights), bins=bins, color="tab:blue")
+    ax.set(title=title, xlabel="weight", ylabel="connections")
+    return ax
+
+
+def connections_per_input(ax: plt.Axes, counts: np.ndarray, title: str = "Connections per input index") -> plt.Axes:
+    ax.bar(np.arange(len(counts)), counts, width=1.0, color="tab:blue")
+    ax.set(title=title, xlabel="input index", ylabel="connections")
+    return ax
+
+
+def pixel_heatmap(ax: plt.Axes, counts: np.ndarray, title: str = "Connections per input pixel", vmin: float | None = None, vmax: float | None = None, colorbar: bool = True) -> plt.Axes:
+    """28 x 28 heatmap of ``counts`` ``(784,)``, viridis as in the original."""
+    image = ax.imshow(as_image(counts), cmap="viridis", vmin=vmin, vmax=vmax)
+    ax.set(title=title, xticks=[], yticks=[])
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return ax
+
+
+def trend_curve(ax: plt.Axes, counts: np.ndarray, label: str | None = None, **style) -> plt.Axes:
+    """Mean connections over centred squares of side 2..28; falling = positive learning."""
+    sides = 2 * np.arange(1, 15)
+    ax.plot(sides, trend(counts), marker="o", ms=3, label=label, **style)
+    ax.set(xlabel="side of the centred square (pixels)", ylabel="mean connections per pixel")
+    return ax
+
+
+def history(axes: Sequence[plt.Axes], metrics: pd.DataFrame, label: str | None = None, **style) -> None:
+    """Loss (``axes[0]``) and accuracy (``axes[1]``), train dashed and test solid."""
+    for ax, kind in zip(axes, ("loss", "acc")):
+        ax.plot(metrics["epoch"], metrics[f"train_{kind}"], ls="--", label=f"{label or ''} train".strip(), **style)
+        ax.plot(metrics["epoch"], metrics[f"test_{kind}"], ls="-", label=f"{label or ''} test".strip(), **style)
+        ax.set(xlabel="epoch", ylabel="accuracy" if kind == "acc" else "loss (nll)")
+
+
+def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str = "viridis", log_hue: bool = True) -> plt.Axes:
+    """Mean of ``y`` against epoch per value of ``by``, with a 95% band across seeds.
+
+    The band is mean +- t(0.975, n-1) * std / sqrt(n) over the n seeds of each epoch (none
+    with a single seed).
+    """
+    from scipy import stats
+
+    values = sorted(runs[by].unique())
+    colours = plt.get_cmap(palette)(np.linspace(0, 0.9, len(values)))
+    for colour, value in zip(colours, values):
+        group = runs[runs[by] == value].groupby("epoch")[y]
+        mean, std, n = group.mean(), group.std(), group.count()
+        ax.plot(mean.index, mean.values, color=colour, label=f"{by} = {value:g}" if isinstance(value, float) else f"{by} = {value}")
+        if n.max() > 1:
+            half = stats.t.ppf(0.975, (n - 1).clip(lower=1)) * std / np.sqrt(n)
+            ax.fill_between(mean.index, mean - half, mean + half, color=colour, alpha=0.2, lw=0)
+    ax.set(xlabel="epoch", ylabel=y)
+    return ax

@@ -1,0 +1,92 @@
+"""Reading finished runs back: tidy pandas tables for the notebooks.
+
+``load_runs`` gives one row per (run, epoch) with the run's config fields as columns, the
+form seaborn and ``groupby`` want. Topologies (per-pixel counts per epoch) are arrays and
+come from :func:`load_topology`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .config import ExperimentConfig
+from .engine import DEFAULT_RESULTS, is_finished, run_experiment
+
+CONFIG_COLUMNS = ("run_id", "model", "seed", "weight_decay", "weight_decay_end", "decay_mode", "l1", "regrowth", "optimizer", "evolution", "evolution_proba", "epochs")
+
+
+def _results_dir(results_dir: str | Path | None) -> Path:
+    return Path(results_dir) if results_dir is not None else DEFAULT_RESULTS
+
+
+def run_dir_of(config: ExperimentConfig, results_dir: str | Path | None = None) -> Path:
+    return _results_dir(results_dir) / config.run_id()
+
+
+def load_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """``metrics.csv`` of one run with its config fields as leading columns.
+
+    The file's ``weight_decay`` column (the coefficient in force each epoch) is renamed
+    ``decay_in_force``; ``weight_decay`` is the config's.
+    """
+    run_dir = Path(run_dir)
+    config = ExperimentConfig.from_json(run_dir / "config.json")
+    # the file's per-epoch coefficient; "weight_decay" names the run's (starting) one
+    metrics = pd.read_csv(run_dir / "metrics.csv").rename(columns={"weight_decay": "decay_in_force"})
+    fields = config.to_dict() | {"run_id": run_dir.name}
+    for column in reversed(CONFIG_COLUMNS):
+        metrics.insert(0, column, fields[column])
+    return metrics
+
+
+def load_topology(run_dir: str | Path) -> np.ndarray:
+    """``(epochs + 1, 784)`` connections per input pixel, row 0 at initialisation."""
+    with np.load(Path(run_dir) / "topology.npz") as z:
+        return z["pixel_counts"].astype(np.int64)
+
+
+def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:
+    """One row per (run, epoch): the runs of ``configs``, or every run in ``results_dir``.
+
+    Runs that are missing (or unfinished, with ``finished_only``) are skipped.
+    """
+    root = _results_dir(results_dir)
+    if configs is None:
+        pairs = [(ExperimentConfig.from_json(d / "config.json"), d) for d in sorted(root.glob("*/config.json"))]
+        pairs = [(c, p.parent) for c, p in pairs]
+    else:
+        pairs = [(c, root / c.run_id()) for c in configs]
+    frames = [load_metrics(d) for c, d in pairs if (is_finished(d, c) if finished_only else (d / "metrics.csv").exists())]
+    if not frames:
+        return pd.DataFrame(columns=[*CONFIG_COLUMNS, "epoch"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def ensure_runs(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None, progress: bool = True) -> list[Path]:
+    """Run the configs that have no finished results yet (resuming partial ones), in order.
+
+    Returns the run folders of all ``configs``. For many long runs, prefer
+    ``python -m synapses.sweep``, which uses every core.
+    """
+    from .data import load_mnist
+
+    configs = list(configs)
+    root = _results_dir(results_dir)
+    missing = [c for c in configs if not is_finished(root / c.run_id(), c)]
+    if missing:
+        data = load_mnist()
+        for config in missing:
+            run_experiment(config, root, data=data, progress=progress)
+    return [root / c.run_id() for c in configs]
+
+
+def final_table(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Last-epoch metrics per configuration: mean and std across seeds, and the seed count."""
+    last = runs[runs["epoch"] == runs.groupby("run_id")["epoch"].transform("max")]
+    metrics = ["train_loss", "train_acc", "test_loss", "test_acc", "center_ratio"]
+    table = last.groupby(by, dropna=False)[metrics].agg(["mean", "std"])
+    table["seeds"] = last.groupby(by, dropna=False)["seed"].nunique()
+    return table
