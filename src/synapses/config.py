@@ -156,7 +156,7 @@ class ExperimentConfig:
         if self.decay_mode == "decoupled":
             parts.append("dec")
         if self.l1:
-            parts.append(f"l1{self.l1:g}")
+            parts.append(f"l1-{self.l1:g}")
         if self.regrowth != "uniform":
             parts.append("parents")
         if self.train_size is not None or self.test_size is not None:
