@@ -17,7 +17,6 @@ setup: .venv/.installed
 
 .venv/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv .venv
-	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PYTHON) -m pip install --quiet -e ".[dev,notebooks]"
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 >/dev/null

@@ -279,4 +279,5 @@ class SETLayer(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"n_params={self.n_params}, density={self.density:.4f}, epsilon={self.epsilon}, "
             f"zeta={self.zeta}, bias={self.bias is not None}"
+            + (f", regrowth={self.regrowth}, parent_fraction={self.parent_fraction}" if self.regrowth != "uniform" else "")
         )
