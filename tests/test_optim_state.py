@@ -289,10 +289,11 @@ def test_register_reset_rule_is_undone_by_monkeypatch():
     assert FooOptimizer not in synapses.optim_state.RESET_RULES
 
 
-def test_lbfgs_flattened_state_raises():
-    # LBFGS keeps one flattened state for all its parameters, keyed on the first one
+def _lbfgs_after_one_step(layer_first: bool):
+    """An LBFGS optimizer over a layer and a head, after one step (state populated)."""
     layer, head = _model()
-    opt = torch.optim.LBFGS([*layer.parameters(), *head.parameters()], max_iter=3)
+    params = [*layer.parameters(), *head.parameters()] if layer_first else [*head.parameters(), *layer.parameters()]
+    opt = torch.optim.LBFGS(params, max_iter=3)
     x = torch.randn(8, 24, dtype=F64)
 
     def closure():
@@ -302,6 +303,12 @@ def test_lbfgs_flattened_state_raises():
         return loss
 
     opt.step(closure)
+    return layer, opt
+
+
+def test_lbfgs_flattened_state_raises():
+    # LBFGS keeps one flattened state for all its parameters, keyed on the first one
+    layer, opt = _lbfgs_after_one_step(layer_first=True)
     before = copy.deepcopy(opt.state[layer.weight])
     connections = layer.connections.clone()
     with pytest.raises(UnknownOptimizerStateError, match="LBFGS state"):
@@ -312,17 +319,7 @@ def test_lbfgs_flattened_state_raises():
 
 
 def test_lbfgs_state_keyed_on_another_parameter_is_refused_too():
-    layer, head = _model()
-    opt = torch.optim.LBFGS([*head.parameters(), *layer.parameters()], max_iter=3)
-    x = torch.randn(8, 24, dtype=F64)
-
-    def closure():
-        opt.zero_grad()
-        loss = head(torch.tanh(layer(x))).pow(2).mean()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    assert layer.weight not in opt.state  # the flat history lives under head.weight
+    layer, opt = _lbfgs_after_one_step(layer_first=False)
+    assert layer.weight not in opt.state  # the flat history lives under the head's weight
     with pytest.raises(UnknownOptimizerStateError, match="LBFGS"):
         layer.evolve_connections(optimizer=opt)
