@@ -158,3 +158,25 @@ runs:
     line = next(l for l in out.splitlines() if l.startswith(broken))
     assert "failed" in line and ".sweep-logs" in line and "FileNotFoundError" in line
     assert "1 finished, 1 failed" in out
+
+
+def test_slurm_executor_submits_one_job_array(tmp_path, monkeypatch):
+    # A stand-in sbatch records what would reach Slurm.
+    from synapses import sweep as sweep_module
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text(f"#!/bin/sh\ncp \"$1\" {tmp_path}/submitted.sh\necho 'Submitted batch job 4242'\n")
+    sbatch.chmod(0o755)
+    (bin_dir / "srun").write_text("#!/bin/sh\n")  # submitit checks that srun exists
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    path = _write(tmp_path, TINY)
+    args = sweep_module.argparse.Namespace(executor="slurm", time=90, cpus_per_task=1, jobs=2, partition="cpu", gpus=1)
+    executor = sweep_module._executor(args, tmp_path / "logs")
+    jobs = sweep_module.submit_array(executor, load_sweep(path).runs, tmp_path / "results")
+    assert [job.job_id for job in jobs] == [f"4242_{i}" for i in range(4)]
+    script = (tmp_path / "submitted.sh").read_text()
+    for line in ("#SBATCH --array=0-3%2", "#SBATCH --partition=cpu", "#SBATCH --time=90", "#SBATCH --cpus-per-task=1", "#SBATCH --gpus-per-node=1"):
+        assert line in script, line

@@ -204,13 +204,18 @@ def _last_line(err: Exception) -> str:
     return errors[-1][:200] if errors else type(err).__name__
 
 
+def submit_array(executor, runs: list[SweepRun], results_dir: Path) -> list:
+    """Submit ``runs`` as one Slurm job array (its parallelism set by the executor)."""
+    with executor.batch():
+        jobs = [executor.submit(run_job, run.config.to_dict(), str(results_dir), None) for run in runs]
+    return jobs
+
+
 def _submit_wave(executor, ready, results_dir: Path, args: argparse.Namespace) -> Iterable:
     """Yield ``(run, state, finished_job)`` as jobs finish, at most ``args.jobs`` at a time."""
     payload = lambda run, cores: (run.config.to_dict(), str(results_dir), cores)  # noqa: E731
     if args.executor == "slurm":
-        # Slurm schedules: one job array, its parallelism capped at --jobs.
-        with executor.batch():
-            jobs = [executor.submit(run_job, *payload(run, None)) for run, _ in ready]
+        jobs = submit_array(executor, [run for run, _ in ready], results_dir)
         for (run, state), job in zip(ready, jobs):
             job.wait()
             yield run, state, job
