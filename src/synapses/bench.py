@@ -175,9 +175,15 @@ def bench_epoch(repeats: int, device: torch.device, train_size: int | None = Non
         net.zero_connections()
         evaluate(net, data.test_x, data.test_y, config.batch_size)
 
-    ours_ms, base_ms = interleaved_medians(ours, lambda: _reference_epoch(ref, ref_opt, data, config.batch_size, generator), repeats, device)
+    # Both sides with the engine's thread count (1: two runs share this machine's two cores).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        ours_ms, base_ms = interleaved_medians(ours, lambda: _reference_epoch(ref, ref_opt, data, config.batch_size, generator), repeats, device)
+    finally:
+        torch.set_num_threads(threads)
     size = len(data.train_y)
-    return Comparison(f"SparseNet epoch ({size // 1000}k images)", ours_ms, base_ms, "plain loop, dense masked net", "<= 1.5 s")
+    return Comparison(f"SparseNet epoch ({size // 1000}k images, {config.threads} thread)", ours_ms, base_ms, "plain loop, dense masked net", "<= 1.5 s")
 
 
 def run_all(repeats: int = 200, device: str = "cpu", quick: bool = False, epochs: bool = True) -> list[Comparison]:
