@@ -20,6 +20,8 @@ setup: .venv/.installed
 	$(PYTHON) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PYTHON) -m pip install --quiet -e ".[dev,notebooks]"
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	# strip notebook outputs on commit (a no-op outside a git checkout)
+	-$(PYTHON) -m nbstripout --install --attributes .gitattributes 2>/dev/null
 	touch $@
 
 test: setup

@@ -102,8 +102,9 @@ def train_epoch(
         objective.backward()
         optimizer.step()
         if config.decay_mode == "decoupled" and decay:
-            with torch.no_grad():
-                torch._foreach_mul_(params, 1.0 - decay)
+            with torch.no_grad():  # shrink every parameter directly, outside the optimizer
+                for p in params:
+                    p.mul_(1.0 - decay)
         total_loss += loss.item()
         correct += int((output.argmax(1) == y).sum())
     return total_loss / len(xs), correct / len(data.train_y)
