@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+
+from synapses.analysis import ink_correlation, ink_frequency, mean_abs_weight, region_summary
+
+
+def test_ink_frequency_counts_non_blank_images_per_pixel():
+    images = torch.full((4, 784), -0.5)
+    images[:, 0] = 1.0  # always inked
+    images[:2, 1] = 0.3  # half the time
+    ink = ink_frequency(images)
+    assert ink[0] == 1.0 and ink[1] == 0.5 and (ink[2:] == 0).all()
+
+
+def test_mean_abs_weight_per_input_with_nan_for_unconnected():
+    connections = torch.tensor([[0, 0], [0, 1], [2, 0]])
+    weight = torch.tensor([-1.0, 3.0, 0.5])
+    m = mean_abs_weight(connections, weight, n_inputs=4)
+    assert m[0] == 2.0 and m[2] == 0.5 and np.isnan(m[1]) and np.isnan(m[3])
+
+
+def test_ink_correlation_is_a_rank_correlation():
+    ink = np.linspace(0, 1, 784)
+    assert ink_correlation(ink * 10 + 3, ink) == pytest.approx(1.0)
+    assert ink_correlation(-np.exp(ink), ink) == pytest.approx(-1.0)
+    rng = np.random.default_rng(0)
+    history = np.stack([ink, -ink, rng.permutation(ink)])
+    rho = ink_correlation(history, ink)
+    assert rho[:2] == pytest.approx([1.0, -1.0]) and abs(rho[2]) < 0.1
+
+
+def test_ink_correlation_handles_ties_like_spearman():
+    counts = np.array([1, 1, 2, 3] * 196, dtype=float)
+    ink = np.array([0.0, 0.0, 0.5, 0.9] * 196)
+    assert ink_correlation(counts, ink) == pytest.approx(1.0)
+
+
+def test_region_summary():
+    ink = np.zeros(784)
+    ink[:100] = 0.5
+    connections = torch.tensor([[0, 0], [1, 0], [500, 0]])
+    weight = torch.tensor([0.2, -0.4, 0.1])
+    table = region_summary(connections, weight, ink)
+    assert table.loc["inked", "pixels"] == 100 and table.loc["blank", "pixels"] == 684
+    assert table.loc["inked", "mean_abs_weight"] == pytest.approx(0.3)
+    assert table.loc["blank", "connections_per_pixel"] == pytest.approx(1 / 684)
