@@ -1,0 +1,94 @@
+"""Tables of the write-up, regenerated from the committed results.
+
+A markdown file marks each generated table with a pair of comments::
+
+    <!-- table: sweep155 -->
+    ... (rewritten by this module) ...
+    <!-- /table -->
+
+where the name is a sweep file in ``configs/``. The table gives, for each configuration of
+the sweep (seeds pooled), the last-epoch numbers as mean ± standard deviation across seeds.
+
+    python -m synapses.report regularization.md           # rewrite the tables
+    python -m synapses.report regularization.md --check   # exit 1 if any table is stale
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from .config import ExperimentConfig
+from .engine import DEFAULT_RESULTS
+from .results import load_runs
+from .sweep import load_sweep
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+MARKER = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
+METRICS = (("train_loss", "train loss", 4), ("train_acc", "train acc", 4), ("test_loss", "test loss", 4), ("test_acc", "test acc", 4), ("center_ratio", "center_ratio", 3))
+
+
+def _label(config: ExperimentConfig, varying: list[str]) -> str:
+    return ", ".join(f"{name}={getattr(config, name)}" for name in varying) or "all"
+
+
+def sweep_table(name: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None) -> str:
+    """Markdown table of the last epoch of each configuration of ``configs/<name>.yaml``."""
+    sweep = load_sweep(Path(configs_dir or CONFIGS) / f"{name}.yaml")
+    configs = [run.config for run in sweep.runs]
+    varying = [f.name for f in fields(ExperimentConfig) if f.name not in ("seed", "init_from") and len({getattr(c, f.name) for c in configs}) > 1]
+    runs = load_runs(configs, results_dir)
+    header = ["configuration", "epochs", "seeds done", *[title for _, title, _ in METRICS]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    groups: dict[str, list[ExperimentConfig]] = {}
+    for config in configs:
+        groups.setdefault(_label(config, varying), []).append(config)
+    for label, members in groups.items():
+        done = runs[runs["run_id"].isin([c.run_id() for c in members])]
+        last = done[done["epoch"] == done.groupby("run_id")["epoch"].transform("max")]
+        cells = [label, str(members[0].epochs), f"{last['run_id'].nunique()} of {len(members)}"]
+        for column, _, digits in METRICS:
+            values = last[column].to_numpy()
+            cells.append(_mean_std(values, digits))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _mean_std(values: np.ndarray, digits: int) -> str:
+    if len(values) == 0:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def refresh(text: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None) -> str:
+    """``text`` with every marked table regenerated."""
+    return MARKER.sub(lambda m: m.group(1) + sweep_table(m.group("name"), results_dir, configs_dir) + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m synapses.report", description="Regenerate the marked tables of a markdown file from results/.")
+    parser.add_argument("markdown", type=Path)
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table differs from the results")
+    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    args = parser.parse_args(argv)
+    text = args.markdown.read_text()
+    fresh = refresh(text, args.results_dir)
+    if args.check:
+        stale = [m.group("name") for m, n in zip(MARKER.finditer(text), MARKER.finditer(fresh)) if m.group("body") != n.group("body")]
+        if stale:
+            print(f"{args.markdown}: stale table(s): {', '.join(stale)} (run python -m synapses.report {args.markdown})")
+            return 1
+        print(f"{args.markdown}: {len(list(MARKER.finditer(text)))} table(s) match the results")
+        return 0
+    args.markdown.write_text(fresh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

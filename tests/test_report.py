@@ -1,0 +1,53 @@
+"""Generated tables of the write-up: regenerated from results, checked for staleness."""
+import pandas as pd
+import pytest
+
+from synapses.engine import run_experiment
+from synapses.report import main, refresh
+from synapses.sweep import load_sweep
+
+SWEEP = """
+base: {epochs: 1, train_size: 1000, test_size: 200}
+grid:
+  weight_decay: [0.0, 1.0e-3]
+  seed: [0, 1]
+"""
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, small_mnist):
+    tmp = tmp_path_factory.mktemp("report")
+    (tmp / "configs").mkdir()
+    (tmp / "configs" / "tiny.yaml").write_text(SWEEP)
+    runs = load_sweep(tmp / "configs" / "tiny.yaml").runs
+    for run in runs[:3]:  # one configuration misses a seed
+        run_experiment(run.config, tmp / "results", data=small_mnist, progress=False)
+    return tmp, runs
+
+
+def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
+    tmp, runs = finished
+    text = refresh("<!-- table: tiny -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
+    assert [r[0] for r in rows] == ["| weight_decay=0.0", "| weight_decay=0.001"]
+    assert rows[0][2] == "2 of 2" and rows[1][2] == "1 of 2"
+    metrics = [pd.read_csv(tmp / "results" / r.config.run_id() / "metrics.csv").iloc[-1] for r in runs[:3]]
+    wd0 = [m for m, r in zip(metrics, runs) if r.config.weight_decay == 0.0]
+    expected = pd.Series([m["test_acc"] for m in wd0])
+    assert rows[0][6] == f"{expected.mean():.4f} ± {expected.std():.4f}"
+    single = [m for m, r in zip(metrics, runs) if r.config.weight_decay == 1e-3][0]
+    assert rows[1][6] == f"{single['test_acc']:.4f}"
+
+
+def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):
+    tmp, _ = finished
+    import synapses.report as report
+
+    monkeypatch.setattr(report, "CONFIGS", tmp / "configs")
+    doc = tmp_path / "doc.md"
+    doc.write_text("Numbers:\n<!-- table: tiny -->\n| made up |\n<!-- /table -->\nThe end.\n")
+    assert main([str(doc), "--check", "--results-dir", str(tmp / "results")]) == 1
+    assert "stale table(s): tiny" in capsys.readouterr().out
+    assert main([str(doc), "--results-dir", str(tmp / "results")]) == 0
+    assert doc.read_text().startswith("Numbers:\n") and doc.read_text().endswith("The end.\n")
+    assert main([str(doc), "--check", "--results-dir", str(tmp / "results")]) == 0
