@@ -34,9 +34,9 @@ def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
     metrics = [pd.read_csv(tmp / "results" / r.config.run_id() / "metrics.csv").iloc[-1] for r in runs[:3]]
     wd0 = [m for m, r in zip(metrics, runs) if r.config.weight_decay == 0.0]
     expected = pd.Series([m["test_acc"] for m in wd0])
-    assert rows[0][6] == f"{expected.mean():.4f} ± {expected.std():.4f}"
+    assert rows[0][6] == f"{expected.mean() * 100:.2f} ± {expected.std() * 100:.2f}"
     single = [m for m, r in zip(metrics, runs) if r.config.weight_decay == 1e-3][0]
-    assert rows[1][6] == f"{single['test_acc']:.4f}"
+    assert rows[1][6] == f"{single['test_acc'] * 100:.2f}"
 
 
 def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):
@@ -51,3 +51,10 @@ def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):
     assert main([str(doc), "--results-dir", str(tmp / "results")]) == 0
     assert doc.read_text().startswith("Numbers:\n") and doc.read_text().endswith("The end.\n")
     assert main([str(doc), "--check", "--results-dir", str(tmp / "results")]) == 0
+
+
+def test_the_write_up_matches_the_committed_results():
+    from pathlib import Path
+
+    write_up = Path(__file__).parents[1] / "regularization.md"
+    assert main([str(write_up), "--check"]) == 0

@@ -29,7 +29,14 @@ from .sweep import load_sweep
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 MARKER = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
-METRICS = (("train_loss", "train loss", 4), ("train_acc", "train acc", 4), ("test_loss", "test loss", 4), ("test_acc", "test acc", 4), ("center_ratio", "center_ratio", 3))
+# (column, title, decimals, scale)
+METRICS = (
+    ("train_loss", "train loss", 4, 1),
+    ("train_acc", "train acc (%)", 2, 100),
+    ("test_loss", "test loss", 4, 1),
+    ("test_acc", "test acc (%)", 2, 100),
+    ("center_ratio", "center_ratio", 3, 1),
+)
 
 
 def _label(config: ExperimentConfig, varying: list[str]) -> str:
@@ -42,7 +49,7 @@ def sweep_table(name: str, results_dir: str | Path | None = None, configs_dir: s
     configs = [run.config for run in sweep.runs]
     varying = [f.name for f in fields(ExperimentConfig) if f.name not in ("seed", "init_from") and len({getattr(c, f.name) for c in configs}) > 1]
     runs = load_runs(configs, results_dir)
-    header = ["configuration", "epochs", "seeds done", *[title for _, title, _ in METRICS]]
+    header = ["configuration", "epochs", "seeds done", *[title for _, title, _, _ in METRICS]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     groups: dict[str, list[ExperimentConfig]] = {}
     for config in configs:
@@ -51,9 +58,8 @@ def sweep_table(name: str, results_dir: str | Path | None = None, configs_dir: s
         done = runs[runs["run_id"].isin([c.run_id() for c in members])]
         last = done[done["epoch"] == done.groupby("run_id")["epoch"].transform("max")]
         cells = [label, str(members[0].epochs), f"{last['run_id'].nunique()} of {len(members)}"]
-        for column, _, digits in METRICS:
-            values = last[column].to_numpy()
-            cells.append(_mean_std(values, digits))
+        for column, _, digits, scale in METRICS:
+            cells.append(_mean_std(last[column].to_numpy(dtype=float) * scale, digits))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

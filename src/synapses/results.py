@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig
-from .engine import DEFAULT_RESULTS, is_finished, run_experiment
+from .engine import DEFAULT_RESULTS, METRIC_COLUMNS, is_finished, run_experiment
 
 CONFIG_COLUMNS = ("run_id", "model", "seed", "weight_decay", "weight_decay_end", "decay_mode", "l1", "regrowth", "optimizer", "evolution", "evolution_proba", "epochs")
 
@@ -61,7 +61,8 @@ def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: st
         pairs = [(c, root / c.run_id()) for c in configs]
     frames = [load_metrics(d) for c, d in pairs if (is_finished(d, c) if finished_only else (d / "metrics.csv").exists())]
     if not frames:
-        return pd.DataFrame(columns=[*CONFIG_COLUMNS, "epoch"])
+        metric_columns = [("decay_in_force" if c == "weight_decay" else c) for c in METRIC_COLUMNS]
+        return pd.DataFrame(columns=[*CONFIG_COLUMNS, *metric_columns])
     return pd.concat(frames, ignore_index=True)
 
 
