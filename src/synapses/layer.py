@@ -270,10 +270,6 @@ class SETLayer(nn.Module):
         return moved
 
     # ------------------------------------------------------------------ plumbing
-    def _apply(self, fn, *args, **kwargs):
-        self._index, self._index_key = None, None
-        return super()._apply(fn, *args, **kwargs)
-
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
