@@ -67,7 +67,7 @@ def test_seeds_differ(tmp_path, small_mnist):
     [
         ExperimentConfig(epochs=3, weight_decay=1e-3),
         ExperimentConfig(epochs=3, model="EvolNet", evolution="pass", evolution_proba=0.05, reset_optimizer_state=False),
-        ExperimentConfig(epochs=3, optimizer="adam", lr=1e-3, regrowth="near_parents", decay_mode="decoupled", weight_decay=1e-4, weight_decay_end=1e-3),
+        ExperimentConfig(epochs=3, optimizer="adam", lr=1e-3, regrowth="near_parents", decay_mode="decoupled", weight_decay=1e-4, weight_decay_end=1e-3, record_pruning=True),
     ],
     ids=["sparsenet", "evolnet", "adam-parents-decoupled"],
 )
@@ -80,7 +80,7 @@ def test_interrupted_run_resumes_to_identical_files(tmp_path, small_mnist, confi
     (ma, ta), (mb, tb) = _read(straight), _read(resumed)
     pd.testing.assert_frame_equal(ma.drop(columns="seconds"), mb.drop(columns="seconds"), check_exact=True)
     assert all(np.array_equal(ta[k], tb[k]) for k in ta)
-    for name in ("config.json", "model.pt"):
+    for name in ("config.json", "model.pt") + (("pruning.npz",) if config.record_pruning else ()):
         assert (straight / name).read_bytes() == (resumed / name).read_bytes(), name
 
 
@@ -125,3 +125,23 @@ def test_kill_between_results_and_checkpoint_loses_only_that_epoch(tmp_path, sma
     (ma, ta), (mb, tb) = _read(straight), _read(run_dir)
     pd.testing.assert_frame_equal(ma.drop(columns="seconds"), mb.drop(columns="seconds"), check_exact=True)
     assert all(np.array_equal(ta[k], tb[k]) for k in ta)
+
+
+def test_record_pruning(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=2, weight_decay=1e-3, record_pruning=True)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    with np.load(run_dir / "pruning.npz") as z:
+        pruned, mass = z["pruned_counts"], z["abs_weight_sum"]
+    assert pruned.shape == mass.shape == (2, 784)
+    state = torch.load(run_dir / "model.pt")
+    first_pruned = state["set_layers.0.pruned"]
+    assert pruned[-1].sum() == first_pruned.sum() > 0.25 * 14256
+    assert np.array_equal(pruned[-1], np.bincount(state["set_layers.0.connections"][first_pruned, 0].long(), minlength=784))
+    # after pruning, the pruned weights are zero: the mass that is left is the mass of the kept ones
+    weights = state["set_layers.0.weight"].double().abs()
+    left = torch.zeros(784, dtype=torch.float64).index_add_(0, state["set_layers.0.connections"][:, 0].long(), weights).numpy()
+    untouched = pruned[-1] == 0
+    assert np.allclose(mass[-1][untouched], left[untouched], rtol=1e-5)
+    assert (mass[-1] >= left - 1e-5).all()
+    with pytest.raises(Exception, match="record_pruning needs evolution='epoch'"):
+        ExperimentConfig(model="EvolNet", evolution="pass", evolution_proba=0.1, record_pruning=True)

@@ -51,6 +51,9 @@ class ExperimentConfig:
         threads: torch intra-op threads (pinned: results depend on it bit for bit).
         train_size, test_size: use only the first so many training / test images (``None``:
             all); for quick looks and smoke runs, never for the study's numbers.
+        record_pruning: also write ``pruning.npz``: per epoch and input pixel, the
+            first-layer connections pruned and their summed ``|weight|`` before pruning
+            (needs ``evolution="epoch"``).
     """
 
     model: Literal["SparseNet", "EvolNet"] = "SparseNet"
@@ -75,6 +78,7 @@ class ExperimentConfig:
     threads: int = 1
     train_size: int | None = None
     test_size: int | None = None
+    record_pruning: bool = False
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
@@ -102,6 +106,8 @@ class ExperimentConfig:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if (self.evolution == "pass") != (self.model == "EvolNet"):
             raise ConfigError(f"evolution='pass' goes with model='EvolNet' and only with it (got model={self.model!r}, evolution={self.evolution!r})")
+        if self.record_pruning and self.evolution != "epoch":
+            raise ConfigError("record_pruning needs evolution='epoch' (pruning happens between epochs)")
         if self.evolution == "pass" and self.evolution_proba == 0:
             raise ConfigError("evolution='pass' needs evolution_proba > 0")
         if self.decay_mode == "decoupled" and self.weight_decay >= 1:

@@ -8,6 +8,9 @@
   the weight decay in force and the wall-clock ``seconds`` of the epoch);
 * ``topology.npz``: ``pixel_counts`` ``(epochs + 1, 784)`` connections of the first layer
   per input pixel at initialisation and after each epoch, and ``trend`` ``(epochs + 1, 14)``;
+* ``pruning.npz`` with ``record_pruning``: ``pruned_counts`` ``(epochs, 784)`` first-layer
+  connections pruned after each epoch, per input pixel, and ``abs_weight_sum``
+  ``(epochs, 784)`` the sum of ``|weight|`` of each pixel's connections just before pruning;
 * ``environment.json``: thread count and library versions the numbers were made with;
 * ``model.pt``: the final network (small; lets a later run start from it);
 * ``checkpoint.pt`` while the run is unfinished: network, optimizer and random states
@@ -52,6 +55,8 @@ class RunState:
     epoch: int = 0
     rows: list[dict[str, float]] = field(default_factory=list)
     counts: list[np.ndarray] = field(default_factory=list)
+    pruned: list[np.ndarray] = field(default_factory=list)  # with record_pruning only
+    weight_mass: list[np.ndarray] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------- building
@@ -147,6 +152,9 @@ def write_results(run_dir: Path, state: RunState) -> None:
     _write_text(run_dir / "metrics.csv", buffer.getvalue())
     counts = np.stack(state.counts).astype(np.int16)
     _write_atomic(run_dir / "topology.npz", lambda f: np.savez_compressed(f, pixel_counts=counts, trend=trend(counts)))
+    if state.pruned:
+        pruned, mass = np.stack(state.pruned).astype(np.int16), np.stack(state.weight_mass).astype(np.float32)
+        _write_atomic(run_dir / "pruning.npz", lambda f: np.savez_compressed(f, pruned_counts=pruned, abs_weight_sum=mass))
 
 
 def environment() -> dict[str, Any]:
@@ -283,8 +291,13 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
         if config.evolution == "epoch" and epoch > 1:
             model.evolve_connections()
         train_loss, train_acc = train_epoch(model, optimizer, data, config, decay, data_rng)
+        if config.record_pruning:
+            state.weight_mass.append(_abs_weight_per_input(model.set_layers[0]))
         if config.evolution == "epoch":
             model.zero_connections()
+        if config.record_pruning:
+            first = model.set_layers[0]
+            state.pruned.append(pixel_counts(first.connections[first.pruned], first.in_features))
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y, config.batch_size)
         counts = pixel_counts(model.set_layers[0].connections)
         state.epoch = epoch
@@ -320,15 +333,26 @@ def _save_checkpoint(path: Path, model, optimizer, model_rng, data_rng, epoch: i
     _write_atomic(path, lambda f: torch.save(payload, f))
 
 
+def _abs_weight_per_input(layer) -> np.ndarray:
+    """``(in_features,)`` sum of ``|weight|`` over each input's connections."""
+    sums = torch.zeros(layer.in_features, dtype=torch.float64)
+    return sums.index_add_(0, layer.connections[:, 0], layer.weight.detach().double().abs()).numpy()
+
+
 def read_history(run_dir: Path, epochs: int) -> RunState:
-    """The first ``epochs`` epochs of history from ``metrics.csv`` and ``topology.npz``."""
+    """The first ``epochs`` epochs of history from the results files."""
     with open(run_dir / "metrics.csv", newline="") as f:
         rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
     with np.load(run_dir / "topology.npz") as z:
         counts = z["pixel_counts"].astype(np.int64)
     if len(rows) < epochs or len(counts) < epochs + 1:
         raise RuntimeError(f"{run_dir}: results hold {len(rows)} epochs, the checkpoint {epochs}; delete the folder to restart")
-    return RunState(epochs, rows[:epochs], list(counts[: epochs + 1]))
+    state = RunState(epochs, rows[:epochs], list(counts[: epochs + 1]))
+    if (run_dir / "pruning.npz").exists():
+        with np.load(run_dir / "pruning.npz") as z:
+            state.pruned = list(z["pruned_counts"].astype(np.int64)[:epochs])
+            state.weight_mass = list(z["abs_weight_sum"].astype(np.float64)[:epochs])
+    return state
 
 
 def _progress_bar(config: ExperimentConfig, done: int, enabled: bool):
