@@ -8,7 +8,7 @@
 PYTHON ?= .venv/bin/python
 PROFILE ?= default
 JOBS ?= 2
-NOTEBOOKS := mnist_demo regularization_study benchmark
+NOTEBOOKS := mnist_demo regularization_study pruning_mechanism benchmark
 EXECUTED := notebooks/executed
 
 .PHONY: setup test bench figures study clean

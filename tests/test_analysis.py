@@ -45,3 +45,22 @@ def test_region_summary():
     assert table.loc["inked", "pixels"] == 100 and table.loc["blank", "pixels"] == 684
     assert table.loc["inked", "mean_abs_weight"] == pytest.approx(0.3)
     assert table.loc["blank", "connections_per_pixel"] == pytest.approx(1 / 684)
+
+
+def test_pruning_by_region():
+    from synapses.analysis import pruning_by_region
+
+    ink = np.zeros(784)
+    ink[:392] = 0.5  # half the pixels inked
+    counts = np.full((3, 784), 2)  # init + two epochs, two connections per pixel
+    pruned = np.zeros((2, 784), dtype=int)
+    pruned[0, 392:] = 1  # epoch 1: one connection pruned from every blank pixel
+    pruned[1, :392] = 2  # epoch 2: both connections of every inked pixel
+    mass = np.ones((2, 784))
+    mass[:, :392] = 3.0
+    table = pruning_by_region(pruned, mass, counts, ink).set_index(["epoch", "region"])
+    assert table.loc[(1, "blank"), "share_of_pruned"] == 1.0 and table.loc[(1, "inked"), "share_of_pruned"] == 0.0
+    assert table.loc[(1, "blank"), "pruned_fraction"] == 0.5
+    assert table.loc[(2, "inked"), "pruned_fraction"] == 1.0
+    assert table.loc[(2, "inked"), "mean_abs_weight"] == 1.5 and table.loc[(2, "blank"), "mean_abs_weight"] == 0.5
+    assert table.loc[(1, "blank"), "share_of_connections"] == 0.5

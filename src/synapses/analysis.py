@@ -8,7 +8,9 @@ measure it directly:
 * :func:`mean_abs_weight`: per pixel, the mean magnitude of its outgoing connections;
 * :func:`ink_correlation`: Spearman correlation between per-pixel connection counts and ink
   frequency (above 0: connections follow the ink, positive topology learning; no threshold);
-* :func:`region_summary`: connections and weight magnitudes for blank and inked pixels.
+* :func:`region_summary`: connections and weight magnitudes for blank and inked pixels;
+* :func:`pruning_by_region`: per epoch, who gets pruned and how large the weights are, for
+  blank and inked pixels (from a run recorded with ``record_pruning``).
 """
 from __future__ import annotations
 
@@ -58,3 +60,32 @@ def region_summary(connections: torch.Tensor, weight: torch.Tensor, ink: np.ndar
         mask = pixels[inputs]
         rows.append(dict(region=name, pixels=int(pixels.sum()), connections_per_pixel=counts[pixels].mean(), mean_abs_weight=magnitude[mask].mean() if mask.any() else np.nan))
     return pd.DataFrame(rows).set_index("region")
+
+
+def pruning_by_region(pruned_counts: np.ndarray, abs_weight_sum: np.ndarray, pixel_counts: np.ndarray, ink: np.ndarray, blank_below: float = 0.01) -> pd.DataFrame:
+    """Per epoch, for blank and inked pixels: share of the connections, share of the pruned
+    ones, fraction of the region's connections pruned, and mean ``|weight|`` before pruning.
+
+    Args:
+        pruned_counts: ``(epochs, 784)`` connections pruned after each epoch, per pixel.
+        abs_weight_sum: ``(epochs, 784)`` summed ``|weight|`` per pixel before pruning.
+        pixel_counts: ``(epochs + 1, 784)`` connections per pixel (row 0: initialisation).
+        ink: ``(784,)`` ink frequency of each pixel.
+
+    Returns:
+        One row per (epoch, region), epochs numbered from 1.
+    """
+    counts = np.asarray(pixel_counts)[1:]  # the connections standing when each pruning happened
+    rows = []
+    for name, pixels in (("blank", ink < blank_below), ("inked", ink >= blank_below)):
+        region_counts = counts[:, pixels].sum(axis=1)
+        region_pruned = pruned_counts[:, pixels].sum(axis=1)
+        rows.append(pd.DataFrame({
+            "epoch": np.arange(1, len(counts) + 1),
+            "region": name,
+            "share_of_connections": region_counts / counts.sum(axis=1),
+            "share_of_pruned": region_pruned / np.maximum(pruned_counts.sum(axis=1), 1),
+            "pruned_fraction": region_pruned / np.maximum(region_counts, 1),
+            "mean_abs_weight": abs_weight_sum[:, pixels].sum(axis=1) / np.maximum(region_counts, 1),
+        }))
+    return pd.concat(rows, ignore_index=True)

@@ -165,6 +165,8 @@ class ExperimentConfig:
             parts.append(f"l1-{self.l1:g}")
         if self.regrowth != "uniform":
             parts.append("parents")
+        if self.record_pruning:
+            parts.append("rec")
         if self.train_size is not None or self.test_size is not None:
             parts.append("subset")
         parts += [f"s{self.seed}", digest]

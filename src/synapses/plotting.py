@@ -67,11 +67,12 @@ def history(axes: Sequence[plt.Axes], metrics: pd.DataFrame, label: str | None =
         ax.set(xlabel="epoch", ylabel="accuracy" if kind == "acc" else "loss (nll)")
 
 
-def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str = "viridis", log_hue: bool = True) -> plt.Axes:
+def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str = "viridis", label: str = "", **style) -> plt.Axes:
     """Mean of ``y`` against epoch per value of ``by``, with a 95% band across seeds.
 
-    The band is mean +- t(0.975, n-1) * std / sqrt(n) over the n seeds of each epoch (none
-    with a single seed).
+    ``runs`` is tidy (one row per run and epoch, e.g. from ``load_runs``). The band is
+    mean +- t(0.975, n-1) * std / sqrt(n) over the n seeds of each epoch (none with a
+    single seed). ``label`` prefixes the legend entries; ``style`` goes to ``ax.plot``.
     """
     from scipy import stats
 
@@ -80,7 +81,8 @@ def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str = "viri
     for colour, value in zip(colours, values):
         group = runs[runs[by] == value].groupby("epoch")[y]
         mean, std, n = group.mean(), group.std(), group.count()
-        ax.plot(mean.index, mean.values, color=colour, label=f"{by} = {value:g}" if isinstance(value, float) else f"{by} = {value}")
+        name = f"{by} = {value:g}" if isinstance(value, float) else f"{by} = {value}"
+        ax.plot(mean.index, mean.values, color=colour, label=f"{label}{name}", **style)
         if n.max() > 1:
             half = stats.t.ppf(0.975, (n - 1).clip(lower=1)) * std / np.sqrt(n)
             ax.fill_between(mean.index, mean - half, mean + half, color=colour, alpha=0.2, lw=0)

@@ -48,6 +48,13 @@ def load_topology(run_dir: str | Path) -> np.ndarray:
         return z["pixel_counts"].astype(np.int64)
 
 
+def load_pruning(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(pruned_counts, abs_weight_sum)``, each ``(epochs, 784)``, of a run recorded with
+    ``record_pruning`` (see :mod:`synapses.engine`)."""
+    with np.load(Path(run_dir) / "pruning.npz") as z:
+        return z["pruned_counts"].astype(np.int64), z["abs_weight_sum"].astype(np.float64)
+
+
 def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:
     """One row per (run, epoch): the runs of ``configs``, or every run in ``results_dir``.
 
