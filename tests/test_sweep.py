@@ -108,6 +108,20 @@ def test_rerun_is_a_no_op(finished_sweep, capsys):
     assert stamps == {p: p.stat().st_mtime_ns for p in results.glob("*/metrics.csv")}
 
 
+def job_alive(results: Path):
+    """Whether any process still holds a run's lock (i.e. still trains it)."""
+    import fcntl
+
+    for lock in results.glob("*/.lock"):
+        with open(lock) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                yield False
+            except BlockingIOError:
+                yield True
+
+
 def test_interrupted_sweep_completes_with_identical_results(finished_sweep, tmp_path):
     path, reference = finished_sweep
     results = tmp_path / "results"
@@ -116,8 +130,10 @@ def test_interrupted_sweep_completes_with_identical_results(finished_sweep, tmp_
     deadline = time.time() + 120
     while not list(results.glob("*/checkpoint.pt")) and time.time() < deadline:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)  # a plain kill: the runs in flight must stop too
     proc.wait(timeout=60)
+    time.sleep(1)
+    assert not any(job_alive(results)), "the sweep left a run training after it was killed"
     unfinished = [r for r in load_sweep(path).runs if not (results / r.config.run_id() / "model.pt").exists()]
     assert unfinished, "the sweep finished before it could be interrupted"
     assert main([str(path), "--jobs", "2", "--results-dir", str(results)]) == 0

@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -251,6 +252,17 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def _stop_on_terminate() -> None:
+    """Let SIGTERM (``kill``) and SIGINT stop the sweep like Ctrl-C: the ``finally`` blocks
+    then cancel the runs in flight, which resume from their checkpoints next time.
+    A shell starts background jobs with SIGINT ignored, hence both handlers."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .engine import DEFAULT_RESULTS
 
@@ -271,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         sweeps = [load_sweep(path) for path in args.sweep]
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
+    _stop_on_terminate()
     failed = False
     for sweep in sweeps:
         if args.dry_run:
