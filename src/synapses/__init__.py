@@ -4,6 +4,8 @@ import warnings
 # torch warns once that sparse CSR support is "beta"; the kernels used here are checked
 # against dense references by the test suite.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+# older torch (2.11) adds this one: check_invariants=False is deliberate (indices built here)
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled", category=UserWarning)
 
 from .layer import SETLayer, erdos_renyi_n_params  # noqa: E402
 from .models import EvolNet, SparseNet  # noqa: E402

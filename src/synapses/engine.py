@@ -321,7 +321,9 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
     return run_dir
 
 
-def _save_checkpoint(path: Path, model, optimizer, model_rng, data_rng, epoch: int) -> None:
+def _save_checkpoint(
+    path: Path, model: SparseNet, optimizer: torch.optim.Optimizer, model_rng: torch.Generator, data_rng: torch.Generator, epoch: int
+) -> None:
     payload = {
         "model": _int32_indices(model.state_dict()),
         "optimizer": optimizer.state_dict(),
