@@ -4,6 +4,7 @@
 #   make bench          SETLayer vs the dense masked reference, as ratios
 #   make figures        run every notebook headlessly; PNGs land in figures/
 #   make figures PROFILE=paper   the same at paper scale (needs the study's results)
+#   make figures PROFILE=smoke   a quick check of the pipeline (figures in notebooks/executed/)
 #   make study          every sweep in configs/ (resumable; results/ is committed)
 PYTHON ?= .venv/bin/python
 PROFILE ?= default
@@ -30,10 +31,13 @@ test: setup
 bench: setup
 	$(PYTHON) -m synapses.bench
 
+# smoke runs and figures stay out of results/ and figures/
+SMOKE_ARGS := $(if $(filter smoke,$(PROFILE)),-p figures_dir $(EXECUTED)/figures -p results_dir $(EXECUTED)/results)
+
 figures: setup
 	mkdir -p $(EXECUTED)
 	for nb in $(NOTEBOOKS); do \
-	  $(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/$$nb.ipynb $(EXECUTED)/$$nb.ipynb -p profile $(PROFILE) || exit 1; \
+	  $(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/$$nb.ipynb $(EXECUTED)/$$nb.ipynb -p profile $(PROFILE) $(SMOKE_ARGS) || exit 1; \
 	done
 
 study: setup
