@@ -214,7 +214,6 @@ def submit_array(executor, runs: list[SweepRun], results_dir: Path) -> list:
 
 def _submit_wave(executor, ready, results_dir: Path, args: argparse.Namespace) -> Iterable:
     """Yield ``(run, state, finished_job)`` as jobs finish, at most ``args.jobs`` at a time."""
-    payload = lambda run, cores: (run.config.to_dict(), str(results_dir), cores)  # noqa: E731
     if args.executor == "slurm":
         jobs = submit_array(executor, [run for run, _ in ready], results_dir)
         for (run, state), job in zip(ready, jobs):
@@ -232,7 +231,8 @@ def _submit_wave(executor, ready, results_dir: Path, args: argparse.Namespace) -
                 run, state = queue.pop(0)
                 slot = free_slots.pop(0)
                 slot_cores = cores[slot * share : (slot + 1) * share] if cores and len(cores) >= args.jobs else None
-                running.append((run, state, executor.submit(run_job, *payload(run, slot_cores)), slot))
+                job = executor.submit(run_job, run.config.to_dict(), str(results_dir), slot_cores)
+                running.append((run, state, job, slot))
             time.sleep(0.5)
             for item in [item for item in running if item[2].done()]:
                 running.remove(item)
