@@ -145,3 +145,17 @@ def test_record_pruning(tmp_path, small_mnist):
     assert (mass[-1] >= left - 1e-5).all()
     with pytest.raises(Exception, match="record_pruning needs evolution='epoch'"):
         ExperimentConfig(model="EvolNet", evolution="pass", evolution_proba=0.1, record_pruning=True)
+
+
+def test_unit_inputs_make_blank_pixels_zero(small_mnist):
+    from synapses.engine import prepare_data
+
+    standard = prepare_data(small_mnist, ExperimentConfig(train_size=100, test_size=50))
+    unit = prepare_data(small_mnist, ExperimentConfig(inputs="unit", train_size=100, test_size=50))
+    assert standard.train_x.shape == unit.train_x.shape == (100, 784) and unit.test_x.shape == (50, 784)
+    assert unit.train_x.min().item() == 0.0 and unit.train_x.max().item() == 1.0
+    blank = standard.train_x == standard.train_x.min()
+    assert (unit.train_x[blank] == 0).all() and (unit.train_x[~blank] > 0).all()
+    assert torch.equal(standard.train_y, unit.train_y)
+    assert small_mnist.train_x.min().item() < 0  # the shared tensors are not modified
+    assert "unit" in ExperimentConfig(inputs="unit").run_id()

@@ -51,6 +51,9 @@ class ExperimentConfig:
         threads: torch intra-op threads (pinned: results depend on it bit for bit).
         train_size, test_size: use only the first so many training / test images (``None``:
             all); for quick looks and smoke runs, never for the study's numbers.
+        inputs: ``"standardized"`` (mean 0.1307, std 0.3081, as the original: blank pixels are
+            -0.424 and their weights get gradients) or ``"unit"`` (pixels in [0, 1]: blank
+            pixels are 0 and their weights get none).
         record_pruning: also write ``pruning.npz``: per epoch and input pixel, the
             first-layer connections pruned and their summed ``|weight|`` before pruning
             (needs ``evolution="epoch"``).
@@ -79,6 +82,7 @@ class ExperimentConfig:
     train_size: int | None = None
     test_size: int | None = None
     record_pruning: bool = False
+    inputs: Literal["standardized", "unit"] = "standardized"
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
@@ -165,6 +169,8 @@ class ExperimentConfig:
             parts.append(f"l1-{self.l1:g}")
         if self.regrowth != "uniform":
             parts.append("parents")
+        if self.inputs != "standardized":
+            parts.append(self.inputs)
         if self.record_pruning:
             parts.append("rec")
         if self.train_size is not None or self.test_size is not None:

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ExperimentConfig
-from .data import MNISTTensors, load_mnist
+from .data import MEAN, STD, MNISTTensors, load_mnist
 from .models import EvolNet, SparseNet
 from .topology import center_ratio, pixel_counts, trend
 
@@ -243,12 +243,21 @@ class RunInProgressError(RuntimeError):
     """Another process holds the run's lock."""
 
 
+def prepare_data(data: MNISTTensors, config: ExperimentConfig) -> MNISTTensors:
+    """The subset (``train_size``, ``test_size``) and input scaling of ``config``.
+
+    ``inputs="unit"`` undoes the standardisation: pixels in [0, 1], blank pixels exactly 0,
+    so that weights from blank pixels receive no gradient at all.
+    """
+    train_x, test_x = data.train_x[: config.train_size], data.test_x[: config.test_size]
+    if config.inputs == "unit":
+        train_x, test_x = ((x * STD + MEAN).clamp_(0, 1) for x in (train_x, test_x))
+    return MNISTTensors(train_x, data.train_y[: config.train_size], test_x, data.test_y[: config.test_size])
+
+
 def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: bool, stop_after: int | None) -> Path:
     torch.set_num_threads(config.threads)
-    data = MNISTTensors(
-        data.train_x[: config.train_size], data.train_y[: config.train_size],
-        data.test_x[: config.test_size], data.test_y[: config.test_size],
-    )
+    data = prepare_data(data, config)
 
     torch.manual_seed(config.seed)  # the dense readout's initialisation
     model_rng = torch.Generator().manual_seed(config.seed)
