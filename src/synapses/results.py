@@ -62,8 +62,7 @@ def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: st
     """
     root = _results_dir(results_dir)
     if configs is None:
-        pairs = [(ExperimentConfig.from_json(d / "config.json"), d) for d in sorted(root.glob("*/config.json"))]
-        pairs = [(c, p.parent) for c, p in pairs]
+        pairs = [(ExperimentConfig.from_json(path), path.parent) for path in sorted(root.glob("*/config.json"))]
     else:
         pairs = [(c, root / c.run_id()) for c in configs]
     frames = [load_metrics(d) for c, d in pairs if (is_finished(d, c) if finished_only else (d / "metrics.csv").exists())]
@@ -96,5 +95,5 @@ def final_table(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     last = runs[runs["epoch"] == runs.groupby("run_id")["epoch"].transform("max")]
     metrics = ["train_loss", "train_acc", "test_loss", "test_acc", "center_ratio"]
     table = last.groupby(by, dropna=False)[metrics].agg(["mean", "std"])
-    table["seeds"] = last.groupby(by, dropna=False)["seed"].nunique()
+    table[("seeds", "")] = last.groupby(by, dropna=False)["seed"].nunique()
     return table

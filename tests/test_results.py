@@ -1,0 +1,51 @@
+"""Reading runs back into tidy tables."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from synapses.config import ExperimentConfig
+from synapses.engine import run_experiment
+from synapses.results import final_table, load_metrics, load_runs, load_topology
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, small_mnist):
+    root = tmp_path_factory.mktemp("runs")
+    configs = [ExperimentConfig(epochs=2, seed=s, weight_decay=wd, train_size=1000, test_size=200) for wd in (0.0, 1e-3) for s in (0, 1)]
+    for config in configs:
+        run_experiment(config, root, data=small_mnist, progress=False)
+    run_experiment(ExperimentConfig(epochs=3, seed=9, train_size=1000, test_size=200), root, data=small_mnist, progress=False, stop_after=1)
+    return root, configs
+
+
+def test_load_runs_is_tidy_with_config_columns(runs_dir):
+    root, configs = runs_dir
+    runs = load_runs(configs, root)
+    assert len(runs) == 4 * 2 and runs["run_id"].nunique() == 4
+    assert set(runs["weight_decay"]) == {0.0, 1e-3} and set(runs["seed"]) == {0, 1}
+    assert "decay_in_force" in runs and (runs["decay_in_force"] == runs["weight_decay"]).all()
+    one = load_metrics(root / configs[0].run_id())
+    pd.testing.assert_frame_equal(runs[runs.run_id == configs[0].run_id()].reset_index(drop=True), one)
+
+
+def test_unfinished_runs_are_left_out_unless_asked(runs_dir):
+    root, _ = runs_dir
+    assert load_runs(results_dir=root)["run_id"].nunique() == 4
+    assert load_runs(results_dir=root, finished_only=False)["run_id"].nunique() == 5
+
+
+def test_final_table_mean_and_std_over_seeds(runs_dir):
+    root, configs = runs_dir
+    runs = load_runs(configs, root)
+    table = final_table(runs, ["weight_decay"])
+    last = runs[runs.epoch == 2]
+    expected = last[last.weight_decay == 1e-3]["test_acc"]
+    assert table.loc[1e-3, ("test_acc", "mean")] == pytest.approx(expected.mean())
+    assert table.loc[1e-3, ("test_acc", "std")] == pytest.approx(expected.std())
+    assert (table["seeds"] == 2).all()
+
+
+def test_load_topology(runs_dir):
+    root, configs = runs_dir
+    counts = load_topology(root / configs[0].run_id())
+    assert counts.shape == (3, 784) and counts.dtype == np.int64 and (counts.sum(1) == 14256).all()
