@@ -6,13 +6,14 @@
 #   make figures PROFILE=paper   the same at paper scale (needs the study's results)
 #   make figures PROFILE=smoke   a quick check of the pipeline (figures in notebooks/executed/)
 #   make study          every sweep in configs/ (resumable; results/ is committed)
+#   make report         regenerate the tables of regularization.md from results/
 PYTHON ?= .venv/bin/python
 PROFILE ?= default
 JOBS ?= 2
 NOTEBOOKS := mnist_demo regularization_study pruning_mechanism benchmark
 EXECUTED := notebooks/executed
 
-.PHONY: setup test bench figures study clean
+.PHONY: setup test bench figures study report clean
 
 setup: .venv/.installed
 
@@ -42,6 +43,9 @@ figures: setup
 
 study: setup
 	$(PYTHON) -m synapses.sweep configs/*.yaml --jobs $(JOBS)
+
+report: setup
+	$(PYTHON) -m synapses.report regularization.md
 
 clean:
 	rm -rf $(EXECUTED) .pytest_cache
