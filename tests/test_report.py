@@ -37,6 +37,16 @@ def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
     assert rows[0][6] == f"{expected.mean() * 100:.2f} ± {expected.std() * 100:.2f}"
     single = [m for m, r in zip(metrics, runs) if r.config.weight_decay == 1e-3][0]
     assert rows[1][6] == f"{single['test_acc'] * 100:.2f}"
+    # ink correlation and peak of center_ratio, from the run's own files
+    from synapses.analysis import ink_correlation, ink_frequency
+    from synapses.data import load_mnist
+    from synapses.results import load_topology
+
+    one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
+    rho = ink_correlation(load_topology(tmp / "results" / one.config.run_id())[-1], ink_frequency(load_mnist().train_x))
+    assert rows[1][8] == f"{rho:.3f}"
+    assert rows[1][9] == f"{single['center_ratio']:.3f}"  # one epoch: the peak is the last
+    assert rows[1][10].rstrip(" |") == "1"
 
 
 def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):

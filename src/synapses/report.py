@@ -7,7 +7,9 @@ A markdown file marks each generated table with a pair of comments::
     <!-- /table -->
 
 where the name is a sweep file in ``configs/``. The table gives, for each configuration of
-the sweep (seeds pooled), the last-epoch numbers as mean ± standard deviation across seeds.
+the sweep (seeds pooled), mean ± standard deviation across seeds of the last-epoch numbers,
+the Spearman correlation of connections with ink (``ink ρ``), and the peak of
+``center_ratio`` with the epoch where it peaked.
 
     python -m synapses.report regularization.md           # rewrite the tables
     python -m synapses.report regularization.md --check   # exit 1 if any table is stale
@@ -15,6 +17,7 @@ the sweep (seeds pooled), the last-epoch numbers as mean ± standard deviation a
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from dataclasses import fields
@@ -22,21 +25,45 @@ from pathlib import Path
 
 import numpy as np
 
+from .analysis import ink_correlation, ink_frequency
 from .config import ExperimentConfig
-from .engine import DEFAULT_RESULTS
-from .results import load_runs
+from .engine import DEFAULT_RESULTS, is_finished
+from .results import load_metrics, load_topology
 from .sweep import load_sweep
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 MARKER = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
-# (column, title, decimals, scale)
-METRICS = (
+# (summary key, title, decimals, scale)
+COLUMNS = (
     ("train_loss", "train loss", 4, 1),
     ("train_acc", "train acc (%)", 2, 100),
     ("test_loss", "test loss", 4, 1),
     ("test_acc", "test acc (%)", 2, 100),
     ("center_ratio", "center_ratio", 3, 1),
+    ("ink_rho", "ink ρ", 3, 1),
+    ("peak_center_ratio", "peak center_ratio", 3, 1),
+    ("peak_epoch", "at epoch", 0, 1),
 )
+
+
+@functools.lru_cache(maxsize=1)
+def _ink() -> np.ndarray:
+    from .data import load_mnist
+
+    return ink_frequency(load_mnist().train_x)
+
+
+def run_summary(run_dir: Path) -> dict[str, float]:
+    """Last-epoch metrics of a finished run, its Spearman correlation of connections with
+    ink at the last epoch, and the peak of ``center_ratio`` with its epoch."""
+    metrics = load_metrics(run_dir)
+    last = metrics.iloc[-1]
+    peak = int(metrics["center_ratio"].to_numpy().argmax())
+    summary = {key: float(last[key]) for key in ("train_loss", "train_acc", "test_loss", "test_acc", "center_ratio")}
+    summary["ink_rho"] = ink_correlation(load_topology(run_dir)[-1], _ink())
+    summary["peak_center_ratio"] = float(metrics["center_ratio"].iloc[peak])
+    summary["peak_epoch"] = float(metrics["epoch"].iloc[peak])
+    return summary
 
 
 def _label(config: ExperimentConfig, varying: list[str]) -> str:
@@ -44,22 +71,22 @@ def _label(config: ExperimentConfig, varying: list[str]) -> str:
 
 
 def sweep_table(name: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None) -> str:
-    """Markdown table of the last epoch of each configuration of ``configs/<name>.yaml``."""
+    """Markdown table, one row per configuration of ``configs/<name>.yaml`` (seeds pooled):
+    the :func:`run_summary` values as mean ± standard deviation over the finished seeds."""
     sweep = load_sweep(Path(configs_dir or CONFIGS) / f"{name}.yaml")
     configs = [run.config for run in sweep.runs]
+    root = Path(results_dir) if results_dir is not None else DEFAULT_RESULTS
     varying = [f.name for f in fields(ExperimentConfig) if f.name not in ("seed", "init_from") and len({getattr(c, f.name) for c in configs}) > 1]
-    runs = load_runs(configs, results_dir)
-    header = ["configuration", "epochs", "seeds done", *[title for _, title, _, _ in METRICS]]
+    header = ["configuration", "epochs", "seeds done", *[title for _, title, _, _ in COLUMNS]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     groups: dict[str, list[ExperimentConfig]] = {}
     for config in configs:
         groups.setdefault(_label(config, varying), []).append(config)
     for label, members in groups.items():
-        done = runs[runs["run_id"].isin([c.run_id() for c in members])]
-        last = done[done["epoch"] == done.groupby("run_id")["epoch"].transform("max")]
-        cells = [label, str(members[0].epochs), f"{last['run_id'].nunique()} of {len(members)}"]
-        for column, _, digits, scale in METRICS:
-            cells.append(_mean_std(last[column].to_numpy(dtype=float) * scale, digits))
+        summaries = [run_summary(root / c.run_id()) for c in members if is_finished(root / c.run_id(), c)]
+        cells = [label, str(members[0].epochs), f"{len(summaries)} of {len(members)}"]
+        for key, _, digits, scale in COLUMNS:
+            cells.append(_mean_std(np.array([s[key] for s in summaries]) * scale, digits))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
