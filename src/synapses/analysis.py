@@ -26,15 +26,20 @@ def ink_frequency(images: torch.Tensor) -> np.ndarray:
     return (images > blank).double().mean(0).numpy()
 
 
-def mean_abs_weight(connections: torch.Tensor, weight: torch.Tensor, n_inputs: int = 784) -> np.ndarray:
-    """``(n_inputs,)`` mean ``|weight|`` of each input's connections (NaN for none).
+def abs_weight_sum(connections: torch.Tensor, weight: torch.Tensor, n_inputs: int = 784) -> np.ndarray:
+    """``(n_inputs,)`` float64 sum of ``|weight|`` over each input's connections.
 
     ``connections``: ``(n, 2)`` (input, output); ``weight``: ``(n,)``.
     """
-    inputs = connections[:, 0].cpu()
-    total = torch.zeros(n_inputs, dtype=torch.float64).index_add_(0, inputs, weight.detach().cpu().double().abs())
-    count = torch.bincount(inputs, minlength=n_inputs).double()
-    return (total / count).numpy()  # 0/0 gives NaN where a pixel has no connection
+    magnitude = weight.detach().cpu().double().abs()
+    return torch.zeros(n_inputs, dtype=torch.float64).index_add_(0, connections[:, 0].cpu(), magnitude).numpy()
+
+
+def mean_abs_weight(connections: torch.Tensor, weight: torch.Tensor, n_inputs: int = 784) -> np.ndarray:
+    """``(n_inputs,)`` mean ``|weight|`` of each input's connections (NaN for none)."""
+    count = np.bincount(connections[:, 0].cpu().numpy(), minlength=n_inputs)
+    with np.errstate(invalid="ignore"):
+        return abs_weight_sum(connections, weight, n_inputs) / count  # 0/0: NaN, no connection
 
 
 def ink_correlation(counts: np.ndarray, ink: np.ndarray) -> np.ndarray | float:

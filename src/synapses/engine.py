@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .analysis import abs_weight_sum
 from .config import ExperimentConfig
 from .data import MEAN, STD, MNISTTensors, load_mnist
 from .models import EvolNet, SparseNet
@@ -301,7 +302,8 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
             model.evolve_connections()
         train_loss, train_acc = train_epoch(model, optimizer, data, config, decay, data_rng)
         if config.record_pruning:
-            state.weight_mass.append(_abs_weight_per_input(model.set_layers[0]))
+            first = model.set_layers[0]
+            state.weight_mass.append(abs_weight_sum(first.connections, first.weight, first.in_features))
         if config.evolution == "epoch":
             model.zero_connections()
         if config.record_pruning:
@@ -342,12 +344,6 @@ def _save_checkpoint(
         "epoch": epoch,
     }
     _write_atomic(path, lambda f: torch.save(payload, f))
-
-
-def _abs_weight_per_input(layer) -> np.ndarray:
-    """``(in_features,)`` sum of ``|weight|`` over each input's connections."""
-    sums = torch.zeros(layer.in_features, dtype=torch.float64)
-    return sums.index_add_(0, layer.connections[:, 0], layer.weight.detach().double().abs()).numpy()
 
 
 def read_history(run_dir: Path, epochs: int) -> RunState:
