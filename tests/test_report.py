@@ -7,7 +7,7 @@ from synapses.report import main, refresh
 from synapses.sweep import load_sweep
 
 SWEEP = """
-base: {epochs: 1, train_size: 1000, test_size: 200}
+base: {epochs: 3, train_size: 1000, test_size: 200}
 grid:
   weight_decay: [0.0, 1.0e-3]
   seed: [0, 1]
@@ -45,8 +45,26 @@ def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
     rho = ink_correlation(load_topology(tmp / "results" / one.config.run_id())[-1], ink_frequency(load_mnist().train_x))
     assert rows[1][8] == f"{rho:.3f}"
-    assert rows[1][9] == f"{single['center_ratio']:.3f}"  # one epoch: the peak is the last
-    assert rows[1][10].rstrip(" |") == "1"
+    history = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv")
+    peak = history["center_ratio"].idxmax()
+    assert rows[1][9] == f"{history['center_ratio'][peak]:.3f}"
+    assert rows[1][10].rstrip(" |") == f"{history['epoch'][peak]:.0f}"
+
+
+def test_overfitting_view_finds_the_minimum_test_loss(finished):
+    tmp, runs = finished
+    text = refresh("<!-- table: tiny:overfitting -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
+    assert "min test loss | at epoch | last test loss" in text
+    one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
+    metrics = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv")
+    best = metrics["test_loss"].idxmin()
+    assert rows[1][3] == f"{metrics['test_loss'][best]:.4f}"
+    assert rows[1][4] == f"{metrics['epoch'][best]:.0f}"
+    gain = (metrics["test_acc"].iloc[-1] - metrics["test_acc"][best]) * 100
+    assert rows[1][8].rstrip(" |") == f"{gain:.2f}"
+    with pytest.raises(ValueError, match="unknown view 'nope'"):
+        refresh("<!-- table: tiny:nope -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
 
 
 def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):

@@ -49,3 +49,26 @@ def test_load_topology(runs_dir):
     root, configs = runs_dir
     counts = load_topology(root / configs[0].run_id())
     assert counts.shape == (3, 784) and counts.dtype == np.int64 and (counts.sum(1) == 14256).all()
+
+
+def test_sweep_runs_carry_entry_label_and_chained_epochs(tmp_path, small_mnist):
+    from synapses.results import load_sweep_runs
+    from synapses.sweep import load_sweep
+
+    path = tmp_path / "chain.yaml"
+    path.write_text(
+        "base: {model: EvolNet, evolution: pass, train_size: 1000, test_size: 200}\n"
+        "grid: {seed: [0]}\n"
+        "runs:\n"
+        "  - {name: first, epochs: 2, evolution_proba: 0.25}\n"
+        "  - {name: second, after: first, epochs: 3, evolution_proba: 0.1}\n"
+    )
+    sweep = load_sweep(path)
+    assert load_sweep_runs(sweep, tmp_path / "results").empty
+    for run in sweep.runs:
+        run_experiment(run.config, tmp_path / "results", data=small_mnist, progress=False)
+    runs = load_sweep_runs(sweep, tmp_path / "results")
+    first, second = (runs[runs.entry == name] for name in ("first", "second"))
+    assert list(first.chained_epoch) == [1, 2] and list(second.chained_epoch) == [3, 4, 5]
+    assert list(second.epoch) == [1, 2, 3]
+    assert set(runs.label) == {"first", "second"}

@@ -52,6 +52,43 @@ runs:
         assert run.after == phase2[run.config.seed] == run.config.init_from
 
 
+def test_override_scales_a_sweep_down_and_keeps_its_chains(tmp_path):
+    text = """
+base: {epochs: 30, model: EvolNet, evolution: pass}
+grid: {seed: [0, 1, 2], weight_decay: [0.0, 1.0e-3]}
+runs:
+  - {name: phase2, epochs: 48, evolution_proba: 0.25}
+  - {name: phase3, after: phase2, epochs: 450, evolution_proba: 0.1}
+"""
+    full = load_sweep(_write(tmp_path, text))
+    small = load_sweep(tmp_path / "sweep.yaml", override={"epochs": 2, "train_size": 1000, "seed": [0]})
+    assert len(full.runs) == 12 and len(small.runs) == 4
+    assert all(r.config.epochs == 2 and r.config.train_size == 1000 and r.config.seed == 0 for r in small.runs)
+    phase2 = {r.config.weight_decay: r.config.run_id() for r in small.runs if r.entry == "phase2"}
+    for run in small.runs[2:]:
+        assert run.config.init_from == phase2[run.config.weight_decay]
+    # a scalar replaces a grid axis of the same name
+    fixed = load_sweep(tmp_path / "sweep.yaml", override={"weight_decay": 0.0})
+    assert {r.config.weight_decay for r in fixed.runs} == {0.0} and len(fixed.runs) == 6
+
+
+def test_run_labels_name_the_entry_and_what_varies_within_it(tmp_path):
+    from synapses.sweep import run_labels
+
+    one_entry = load_sweep(_write(tmp_path, TINY))
+    assert sorted(set(run_labels(one_entry).values())) == ["weight_decay=0.0", "weight_decay=0.001"]
+    text = """
+base: {epochs: 3}
+grid: {seed: [0, 1]}
+runs:
+  - {name: l1, grid: {l1: [1.0e-5, 1.0e-4]}}
+  - {name: growing, weight_decay: 1.0e-3, weight_decay_end: 1.0e-2}
+"""
+    labels = run_labels(load_sweep(_write(tmp_path, text, "two.yaml")))
+    assert sorted(set(labels.values())) == ["growing", "l1 (l1=0.0001)", "l1 (l1=1e-05)"]
+    assert len(labels) == 6
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

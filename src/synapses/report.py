@@ -6,10 +6,12 @@ A markdown file marks each generated table with a pair of comments::
     ... (rewritten by this module) ...
     <!-- /table -->
 
-where the name is a sweep file in ``configs/``. The table gives, for each configuration of
-the sweep (seeds pooled), mean ± standard deviation across seeds of the last-epoch numbers,
-the Spearman correlation of connections with ink (``ink ρ``), and the peak of
-``center_ratio`` with the epoch where it peaked.
+where the name is a sweep file in ``configs/``, optionally followed by a view
+(``sweep155:overfitting``). The default view gives, for each configuration of the sweep
+(seeds pooled), mean ± standard deviation across seeds of the last-epoch numbers, the
+Spearman correlation of connections with ink (``ink ρ``), and the peak of
+``center_ratio`` with the epoch where it peaked. The ``overfitting`` view gives where the
+test loss bottomed out and how test accuracy moved after it.
 
     python -m synapses.report regularization.md           # rewrite the tables
     python -m synapses.report regularization.md --check   # exit 1 if any table is stale
@@ -20,7 +22,6 @@ import argparse
 import functools
 import re
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,10 @@ from .analysis import ink_correlation, ink_frequency
 from .config import ExperimentConfig
 from .engine import DEFAULT_RESULTS, is_finished
 from .results import load_metrics, load_topology
-from .sweep import load_sweep
+from .sweep import load_sweep, run_labels
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-MARKER = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
+MARKER = re.compile(r"(<!-- table: (?P<name>[\w:-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
 # (summary key, title, decimals, scale)
 COLUMNS = (
     ("train_loss", "train loss", 4, 1),
@@ -66,26 +67,59 @@ def run_summary(run_dir: Path) -> dict[str, float]:
     return summary
 
 
-def _label(config: ExperimentConfig, varying: list[str]) -> str:
-    return ", ".join(f"{name}={getattr(config, name)}" for name in varying) or "all"
+def overfitting_summary(run_dir: Path) -> dict[str, float]:
+    """Where a run's test loss bottomed out and what test accuracy did after it: the
+    minimum test loss and its epoch, the test accuracy there, and the last epoch's."""
+    metrics = load_metrics(run_dir)
+    best = int(metrics["test_loss"].to_numpy().argmin())
+    last = metrics.iloc[-1]
+    return {
+        "min_test_loss": float(metrics["test_loss"].iloc[best]),
+        "min_epoch": float(metrics["epoch"].iloc[best]),
+        "acc_at_min": float(metrics["test_acc"].iloc[best]),
+        "test_loss": float(last["test_loss"]),
+        "test_acc": float(last["test_acc"]),
+        "acc_gain": float(last["test_acc"] - metrics["test_acc"].iloc[best]),
+    }
+
+
+# view name -> (summary of one run, its columns as (key, title, decimals, scale))
+VIEWS = {
+    "summary": (run_summary, COLUMNS),
+    "overfitting": (
+        overfitting_summary,
+        (
+            ("min_test_loss", "min test loss", 4, 1),
+            ("min_epoch", "at epoch", 0, 1),
+            ("test_loss", "last test loss", 4, 1),
+            ("acc_at_min", "test acc at min (%)", 2, 100),
+            ("test_acc", "last test acc (%)", 2, 100),
+            ("acc_gain", "gain after min (points)", 2, 100),
+        ),
+    ),
+}
 
 
 def sweep_table(name: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None) -> str:
-    """Markdown table, one row per configuration of ``configs/<name>.yaml`` (seeds pooled):
-    the :func:`run_summary` values as mean ± standard deviation over the finished seeds."""
-    sweep = load_sweep(Path(configs_dir or CONFIGS) / f"{name}.yaml")
-    configs = [run.config for run in sweep.runs]
+    """Markdown table, one row per configuration of ``configs/<sweep>.yaml`` (seeds pooled),
+    where ``name`` is ``<sweep>`` or ``<sweep>:<view>`` with a view of :data:`VIEWS`
+    (default ``summary``): each column as mean ± standard deviation over the finished seeds."""
+    sweep_name, _, view = name.partition(":")
+    if (view or "summary") not in VIEWS:
+        raise ValueError(f"table {name!r}: unknown view {view!r}; known: {sorted(VIEWS)}")
+    summarize, columns = VIEWS[view or "summary"]
+    sweep = load_sweep(Path(configs_dir or CONFIGS) / f"{sweep_name}.yaml")
+    labels = run_labels(sweep)
     root = Path(results_dir) if results_dir is not None else DEFAULT_RESULTS
-    varying = [f.name for f in fields(ExperimentConfig) if f.name not in ("seed", "init_from") and len({getattr(c, f.name) for c in configs}) > 1]
-    header = ["configuration", "epochs", "seeds done", *[title for _, title, _, _ in COLUMNS]]
+    header = ["configuration", "epochs", "seeds done", *[title for _, title, _, _ in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     groups: dict[str, list[ExperimentConfig]] = {}
-    for config in configs:
-        groups.setdefault(_label(config, varying), []).append(config)
+    for run in sweep.runs:
+        groups.setdefault(labels[run.config.run_id()], []).append(run.config)
     for label, members in groups.items():
-        summaries = [run_summary(root / c.run_id()) for c in members if is_finished(root / c.run_id(), c)]
+        summaries = [summarize(root / c.run_id()) for c in members if is_finished(root / c.run_id(), c)]
         cells = [label, str(members[0].epochs), f"{len(summaries)} of {len(members)}"]
-        for key, _, digits, scale in COLUMNS:
+        for key, _, digits, scale in columns:
             cells.append(_mean_std(np.array([s[key] for s in summaries]) * scale, digits))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

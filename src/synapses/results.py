@@ -7,13 +7,16 @@ come from :func:`load_topology`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig
 from .engine import DEFAULT_RESULTS, METRIC_COLUMNS, is_finished, run_experiment
+
+if TYPE_CHECKING:
+    from .sweep import Sweep
 
 CONFIG_COLUMNS = ("run_id", "model", "seed", "weight_decay", "weight_decay_end", "decay_mode", "l1", "regrowth", "optimizer", "evolution", "evolution_proba", "epochs")
 
@@ -70,6 +73,27 @@ def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: st
         metric_columns = [("decay_in_force" if c == "weight_decay" else c) for c in METRIC_COLUMNS]
         return pd.DataFrame(columns=[*CONFIG_COLUMNS, *metric_columns])
     return pd.concat(frames, ignore_index=True)
+
+
+def load_sweep_runs(sweep: "Sweep", results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:
+    """:func:`load_runs` for the runs of a sweep, with three more columns: ``entry`` (the
+    sweep file's entry), ``label`` (:func:`synapses.sweep.run_labels`, seeds pooled) and
+    ``chained_epoch``: the epoch counted from the start of the chain of ``after:`` runs, so
+    that a run continuing another one is drawn after it on one axis."""
+    from .sweep import run_labels
+
+    labels = run_labels(sweep)
+    by_id = {run.config.run_id(): run for run in sweep.runs}
+
+    def offset(run_id: str) -> int:
+        after = by_id[run_id].after
+        return 0 if after is None else by_id[after].config.epochs + offset(after)
+
+    runs = load_runs([run.config for run in sweep.runs], results_dir, finished_only=finished_only)
+    runs["entry"] = runs["run_id"].map(lambda i: by_id[i].entry)
+    runs["label"] = runs["run_id"].map(labels)
+    runs["chained_epoch"] = runs["epoch"] + runs["run_id"].map(offset).astype(int)
+    return runs
 
 
 def ensure_runs(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None, progress: bool = True) -> list[Path]:

@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -50,8 +51,13 @@ class Sweep:
 
 
 # ---------------------------------------------------------------------------- loading
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Sweep:
     """Read and validate a sweep file; every config is checked before anything runs.
+
+    ``override`` changes the file's runs without editing it, for a scaled-down check of a
+    sweep: a list replaces the grid axis of that name wherever it appears (``{"seed": [0]}``),
+    any other value replaces that field in every run (``{"epochs": 2}``). ``after:`` links
+    follow, so a chained run starts from the overridden run before it.
 
     Raises:
         ConfigError: naming the file, the entry and the key of the first problem.
@@ -67,6 +73,9 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; expected {sorted(SWEEP_KEYS)}")
     base = _mapping(spec.get("base", {}), f"{path}: base")
     top_grid = _grid(spec.get("grid", {}), f"{path}: grid")
+    override = dict(override or {})
+    axis_override = {k: v for k, v in override.items() if isinstance(v, list)}
+    field_override = {k: v for k, v in override.items() if not isinstance(v, list)}
     entries = spec.get("runs", [{}])
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: runs must be a non-empty list of mappings")
@@ -78,6 +87,7 @@ def load_sweep(path: str | Path) -> Sweep:
         name = str(entry.get("name", f"runs[{number}]"))
         where = f"{path}: {name}"
         grid = {**top_grid, **_grid(entry.get("grid", {}), f"{where}: grid")}
+        grid = {k: axis_override.get(k, v) for k, v in grid.items() if k not in field_override}
         after = entry.get("after")
         if after is not None and after not in names:
             raise ConfigError(f"{where}: after={after!r} names no earlier entry (known: {sorted(names)})")
@@ -85,7 +95,7 @@ def load_sweep(path: str | Path) -> Sweep:
         names[name] = {}
         for values in itertools.product(*grid.values()):
             point = dict(zip(grid, values))
-            fields = {**base, **overrides, **point}
+            fields = {**base, **overrides, **point, **field_override}
             after_id = None
             if after is not None:
                 after_id = names[after].get(tuple(sorted(point.items())))
@@ -99,6 +109,26 @@ def load_sweep(path: str | Path) -> Sweep:
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: some entries expand to the same config twice")
     return sweep
+
+
+def run_labels(sweep: Sweep) -> dict[str, str]:
+    """A short label per run id, seeds pooled: the entry's name when the file has several
+    entries, followed by the fields that vary within the entry (``"l1 (l1=1e-05)"``); the
+    varying fields alone for a file with one entry (``"weight_decay=0.001"``)."""
+    entries: dict[str, list[SweepRun]] = {}
+    for run in sweep.runs:
+        entries.setdefault(run.entry, []).append(run)
+    labels = {}
+    for entry, runs in entries.items():
+        configs = [run.config for run in runs]
+        varying = [f.name for f in dataclass_fields(ExperimentConfig) if f.name not in ("seed", "init_from") and len({getattr(c, f.name) for c in configs}) > 1]
+        for config in configs:
+            values = ", ".join(f"{name}={getattr(config, name)}" for name in varying)
+            if len(entries) == 1:
+                labels[config.run_id()] = values or "all"
+            else:
+                labels[config.run_id()] = f"{entry} ({values})" if values else entry
+    return labels
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
