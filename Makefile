@@ -10,7 +10,7 @@
 PYTHON ?= .venv/bin/python
 PROFILE ?= default
 JOBS ?= 2
-NOTEBOOKS := mnist_demo regularization_study pruning_mechanism benchmark
+NOTEBOOKS := mnist_demo regularization_study pruning_mechanism extensions evolnet_triplet benchmark
 EXECUTED := notebooks/executed
 
 .PHONY: setup test bench figures study report clean
@@ -40,6 +40,9 @@ figures: setup
 	for nb in $(NOTEBOOKS); do \
 	  $(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/$$nb.ipynb $(EXECUTED)/$$nb.ipynb -p profile $(PROFILE) $(SMOKE_ARGS) || exit 1; \
 	done
+	# the mechanism again with inputs in [0, 1] (the unit_inputs extension)
+	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit.ipynb \
+	  -p profile $(PROFILE) -p inputs unit -y "weight_decays: [0.0, 0.001]" $(SMOKE_ARGS)
 
 study: setup
 	$(PYTHON) -m synapses.sweep configs/*.yaml --jobs $(JOBS)

@@ -14,6 +14,8 @@ EXPECTED_FIGURES = {
     "regularization_study": ["study_2ep_smoke_heatmaps", "study_2ep_smoke_trend", "study_2ep_smoke_center_ratio", "study_2ep_smoke_curves", "study_2ep_smoke_ink_correlation"],
     "benchmark": ["smoke_benchmark"],
     "pruning_mechanism": ["mechanism_smoke_pruning"],
+    "extensions": ["extensions_smoke_overview", "extensions_smoke_heatmaps"],
+    "evolnet_triplet": ["triplet_smoke_curves", "triplet_smoke_heatmaps"],
 }
 
 

@@ -72,3 +72,15 @@ def test_sweep_runs_carry_entry_label_and_chained_epochs(tmp_path, small_mnist):
     assert list(first.chained_epoch) == [1, 2] and list(second.chained_epoch) == [3, 4, 5]
     assert list(second.epoch) == [1, 2, 3]
     assert set(runs.label) == {"first", "second"}
+
+
+def test_ink_correlation_history_per_run_and_epoch(runs_dir):
+    from synapses.analysis import ink_correlation
+    from synapses.results import load_ink_correlation, training_ink
+
+    root, configs = runs_dir
+    rho = load_ink_correlation([root / c.run_id() for c in configs[:2]])
+    assert len(rho) == 2 * 3 and list(rho.epoch[:3]) == [0, 1, 2]
+    topology = load_topology(root / configs[1].run_id())
+    one = rho[rho.run_id == configs[1].run_id()].set_index("epoch").ink_rho
+    assert one[2] == pytest.approx(ink_correlation(topology[2], training_ink()))

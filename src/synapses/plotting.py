@@ -67,24 +67,26 @@ def history(axes: Sequence[plt.Axes], metrics: pd.DataFrame, label: str | None =
         ax.set(xlabel="epoch", ylabel="accuracy" if kind == "acc" else "loss (nll)")
 
 
-def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str = "viridis", label: str = "", **style) -> plt.Axes:
-    """Mean of ``y`` against epoch per value of ``by``, with a 95% band across seeds.
+def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str = "viridis", label: str = "", x: str = "epoch", **style) -> plt.Axes:
+    """Mean of ``y`` against ``x`` per value of ``by``, with a 95% band across seeds.
 
     ``runs`` is tidy (one row per run and epoch, e.g. from ``load_runs``). The band is
-    mean +- t(0.975, n-1) * std / sqrt(n) over the n seeds of each epoch (none with a
-    single seed). ``label`` prefixes the legend entries; ``style`` goes to ``ax.plot``.
+    mean +- t(0.975, n-1) * std / sqrt(n) over the n seeds at each ``x`` (none with a
+    single seed). ``label`` prefixes the legend entries, which read ``by = value`` (the
+    value alone when ``by`` is ``"label"``); ``style`` goes to ``ax.plot``.
     """
     from scipy import stats
 
     values = sorted(runs[by].unique())
     colours = plt.get_cmap(palette)(np.linspace(0, 0.9, len(values)))
     for colour, value in zip(colours, values):
-        group = runs[runs[by] == value].groupby("epoch")[y]
+        group = runs[runs[by] == value].groupby(x)[y]
         mean, std, n = group.mean(), group.std(), group.count()
-        name = f"{by} = {value:g}" if isinstance(value, float) else f"{by} = {value}"
+        name = f"{value:g}" if isinstance(value, float) else str(value)
+        name = name if by == "label" else f"{by} = {name}"
         ax.plot(mean.index, mean.values, color=colour, label=f"{label}{name}", **style)
         if n.max() > 1:
             half = stats.t.ppf(0.975, (n - 1).clip(lower=1)) * std / np.sqrt(n)
             ax.fill_between(mean.index, mean - half, mean + half, color=colour, alpha=0.2, lw=0)
-    ax.set(xlabel="epoch", ylabel=y)
+    ax.set(xlabel=x.replace("_", " "), ylabel=y)
     return ax

@@ -19,20 +19,18 @@ test loss bottomed out and how test accuracy moved after it.
 from __future__ import annotations
 
 import argparse
-import functools
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .analysis import ink_correlation, ink_frequency
+from .analysis import ink_correlation
 from .config import ExperimentConfig
 from .engine import DEFAULT_RESULTS, is_finished
-from .results import load_metrics, load_topology
-from .sweep import load_sweep, run_labels
+from .results import load_metrics, load_topology, training_ink
+from .sweep import CONFIGS, load_sweep, run_labels
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 MARKER = re.compile(r"(<!-- table: (?P<name>[\w:-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
 # (summary key, title, decimals, scale)
 COLUMNS = (
@@ -47,13 +45,6 @@ COLUMNS = (
 )
 
 
-@functools.lru_cache(maxsize=1)
-def _ink() -> np.ndarray:
-    from .data import load_mnist
-
-    return ink_frequency(load_mnist().train_x)
-
-
 def run_summary(run_dir: Path) -> dict[str, float]:
     """Last-epoch metrics of a finished run, its Spearman correlation of connections with
     ink at the last epoch, and the peak of ``center_ratio`` with its epoch."""
@@ -61,7 +52,7 @@ def run_summary(run_dir: Path) -> dict[str, float]:
     last = metrics.iloc[-1]
     peak = int(metrics["center_ratio"].to_numpy().argmax())
     summary = {key: float(last[key]) for key in ("train_loss", "train_acc", "test_loss", "test_acc", "center_ratio")}
-    summary["ink_rho"] = ink_correlation(load_topology(run_dir)[-1], _ink())
+    summary["ink_rho"] = ink_correlation(load_topology(run_dir)[-1], training_ink())
     summary["peak_center_ratio"] = float(metrics["center_ratio"].iloc[peak])
     summary["peak_epoch"] = float(metrics["epoch"].iloc[peak])
     return summary

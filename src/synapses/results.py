@@ -6,12 +6,14 @@ come from :func:`load_topology`.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pandas as pd
 
+from .analysis import ink_correlation, ink_frequency
 from .config import ExperimentConfig
 from .engine import DEFAULT_RESULTS, METRIC_COLUMNS, is_finished, run_experiment
 
@@ -96,6 +98,26 @@ def load_sweep_runs(sweep: "Sweep", results_dir: str | Path | None = None, *, fi
     return runs
 
 
+@functools.lru_cache(maxsize=1)
+def training_ink() -> np.ndarray:
+    """``(784,)`` ink frequency of the MNIST training images (see
+    :func:`synapses.analysis.ink_frequency`), computed once per process."""
+    from .data import load_mnist
+
+    return ink_frequency(load_mnist().train_x)
+
+
+def load_ink_correlation(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per (run, epoch) with ``ink_rho``: the Spearman correlation of the first
+    layer's connections per pixel with the training ink frequency, epoch 0 at
+    initialisation. Merge it into :func:`load_runs` on ``run_id`` and ``epoch``."""
+    frames = []
+    for run_dir in map(Path, run_dirs):
+        rho = ink_correlation(load_topology(run_dir), training_ink())
+        frames.append(pd.DataFrame({"run_id": run_dir.name, "epoch": np.arange(len(rho)), "ink_rho": rho}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "epoch", "ink_rho"])
+
+
 def ensure_runs(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None, progress: bool = True) -> list[Path]:
     """Run the configs that have no finished results yet (resuming partial ones), in order.
 
@@ -121,3 +143,13 @@ def final_table(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     table = last.groupby(by, dropna=False)[metrics].agg(["mean", "std"])
     table[("seeds", "")] = last.groupby(by, dropna=False)["seed"].nunique()
     return table
+
+
+def format_final_table(table: pd.DataFrame, metrics: Iterable[str] = ("train_loss", "train_acc", "test_loss", "test_acc", "center_ratio"), digits: int = 4) -> pd.DataFrame:
+    """:func:`final_table` as text for display: ``seeds`` and ``"mean ± std"`` per metric
+    (std 0 for a single seed)."""
+    columns = {"seeds": table[("seeds", "")]}
+    for m in metrics:
+        columns[m] = [f"{a:.{digits}f} ± {b:.{digits}f}" for a, b in zip(table[(m, "mean")], table[(m, "std")].fillna(0))]
+    return pd.DataFrame(columns, index=table.index)
+

@@ -30,6 +30,7 @@ import yaml
 
 from .config import ConfigError, ExperimentConfig
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the study's sweep files
 SWEEP_KEYS = {"description", "base", "grid", "runs"}
 ENTRY_KEYS = {"name", "grid", "after"}
 
