@@ -40,7 +40,9 @@ figures: setup
 	for nb in $(NOTEBOOKS); do \
 	  $(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/$$nb.ipynb $(EXECUTED)/$$nb.ipynb -p profile $(PROFILE) $(SMOKE_ARGS) || exit 1; \
 	done
-	# the mechanism again with inputs in [0, 1] (the unit_inputs extension)
+	# the growing weight decay (1000 epochs) and the mechanism with inputs in [0, 1]
+	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/extensions.ipynb $(EXECUTED)/extensions_growing_l2.ipynb \
+	  -p profile $(PROFILE) -p sweep_name growing_l2 $(SMOKE_ARGS)
 	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit.ipynb \
 	  -p profile $(PROFILE) -p inputs unit -y "weight_decays: [0.0, 0.001]" $(SMOKE_ARGS)
 

@@ -61,3 +61,12 @@ def test_runs_headlessly_with_smoke_parameters(path, tmp_path):
         png = figures / f"{name}.png"
         assert png.exists(), name
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
+
+
+def test_extensions_notebook_takes_another_sweep_file(tmp_path):
+    import papermill
+
+    parameters = {"profile": "smoke", "sweep_name": "growing_l2", "figures_dir": str(tmp_path / "figures"), "results_dir": str(tmp_path / "results")}
+    papermill.execute_notebook(str(NOTEBOOKS[0].parent / "extensions.ipynb"), str(tmp_path / "out.ipynb"), parameters=parameters, kernel_name="python3", progress_bar=False)
+    for name in ("growing_l2_smoke_overview", "growing_l2_smoke_heatmaps"):
+        assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC

@@ -1,4 +1,5 @@
 """Generated tables of the write-up: regenerated from results, checked for staleness."""
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -55,16 +56,29 @@ def test_overfitting_view_finds_the_minimum_test_loss(finished):
     tmp, runs = finished
     text = refresh("<!-- table: tiny:overfitting -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
-    assert "min test loss | at epoch | last test loss" in text
+    assert "min test loss | at epoch | test loss at end" in text
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
     metrics = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv")
-    best = metrics["test_loss"].idxmin()
-    assert rows[1][3] == f"{metrics['test_loss'][best]:.4f}"
-    assert rows[1][4] == f"{metrics['epoch'][best]:.0f}"
-    gain = (metrics["test_acc"].iloc[-1] - metrics["test_acc"][best]) * 100
-    assert rows[1][8].rstrip(" |") == f"{gain:.2f}"
-    with pytest.raises(ValueError, match="unknown view 'nope'"):
-        refresh("<!-- table: tiny:nope -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    # three epochs, shorter than the window: one centred average over the whole run
+    assert rows[1][3] == f"{metrics['test_loss'].mean():.4f}" == rows[1][5]
+    assert rows[1][4] == "2" and rows[1][8].rstrip(" |") == "0.00"
+
+
+def test_overfitting_summary_on_a_known_curve(tmp_path):
+    from synapses.config import ExperimentConfig
+    from synapses.report import overfitting_summary
+
+    epochs = np.arange(1, 101)
+    loss = (epochs - 40) ** 2 / 1e4 + 0.1  # bottoms out at epoch 40
+    acc = 0.9 + epochs / 1e4  # keeps creeping up
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(ExperimentConfig(epochs=100).to_json())
+    pd.DataFrame({"epoch": epochs, "train_loss": loss, "train_acc": acc, "test_loss": loss, "test_acc": acc, "center_ratio": 1.0, "weight_decay": 0.0, "seconds": 1.0}).to_csv(run / "metrics.csv", index=False)
+    summary = overfitting_summary(run, window=5)
+    assert summary["min_epoch"] == 40 and summary["min_test_loss"] == pytest.approx(0.1 + 2 * (1 + 4) / 5 / 1e4)
+    assert summary["test_acc"] == pytest.approx(0.9 + 98 / 1e4)  # centred on epoch 98
+    assert summary["acc_gain"] == pytest.approx(58 / 1e4)
 
 
 def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):

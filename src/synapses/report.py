@@ -11,7 +11,7 @@ where the name is a sweep file in ``configs/``, optionally followed by a view
 (seeds pooled), mean ± standard deviation across seeds of the last-epoch numbers, the
 Spearman correlation of connections with ink (``ink ρ``), and the peak of
 ``center_ratio`` with the epoch where it peaked. The ``overfitting`` view gives where the
-test loss bottomed out and how test accuracy moved after it.
+(smoothed) test loss bottomed out and how test accuracy moved after it.
 
     python -m synapses.report regularization.md           # rewrite the tables
     python -m synapses.report regularization.md --check   # exit 1 if any table is stale
@@ -58,19 +58,27 @@ def run_summary(run_dir: Path) -> dict[str, float]:
     return summary
 
 
-def overfitting_summary(run_dir: Path) -> dict[str, float]:
-    """Where a run's test loss bottomed out and what test accuracy did after it: the
-    minimum test loss and its epoch, the test accuracy there, and the last epoch's."""
+SMOOTHING = 25  # epochs: test metrics move by more than their trend from one epoch to the next
+
+
+def overfitting_summary(run_dir: Path, window: int = SMOOTHING) -> dict[str, float]:
+    """Where a run's test loss bottomed out and what test accuracy did after it, on
+    centred ``window``-epoch moving averages (the whole run if it is shorter): the minimum
+    smoothed test loss and its epoch, the smoothed test accuracy there, both at the end
+    (the last epoch with a full window), and the change in accuracy between the two."""
     metrics = load_metrics(run_dir)
-    best = int(metrics["test_loss"].to_numpy().argmin())
-    last = metrics.iloc[-1]
+    window = min(window, len(metrics))
+    smooth = metrics[["test_loss", "test_acc"]].rolling(window, center=True).mean()
+    smooth["epoch"] = metrics["epoch"]
+    smooth = smooth.dropna()
+    best, end = smooth.loc[smooth["test_loss"].idxmin()], smooth.iloc[-1]
     return {
-        "min_test_loss": float(metrics["test_loss"].iloc[best]),
-        "min_epoch": float(metrics["epoch"].iloc[best]),
-        "acc_at_min": float(metrics["test_acc"].iloc[best]),
-        "test_loss": float(last["test_loss"]),
-        "test_acc": float(last["test_acc"]),
-        "acc_gain": float(last["test_acc"] - metrics["test_acc"].iloc[best]),
+        "min_test_loss": float(best["test_loss"]),
+        "min_epoch": float(best["epoch"]),
+        "acc_at_min": float(best["test_acc"]),
+        "test_loss": float(end["test_loss"]),
+        "test_acc": float(end["test_acc"]),
+        "acc_gain": float(end["test_acc"] - best["test_acc"]),
     }
 
 
@@ -82,10 +90,10 @@ VIEWS = {
         (
             ("min_test_loss", "min test loss", 4, 1),
             ("min_epoch", "at epoch", 0, 1),
-            ("test_loss", "last test loss", 4, 1),
+            ("test_loss", "test loss at end", 4, 1),
             ("acc_at_min", "test acc at min (%)", 2, 100),
-            ("test_acc", "last test acc (%)", 2, 100),
-            ("acc_gain", "gain after min (points)", 2, 100),
+            ("test_acc", "test acc at end (%)", 2, 100),
+            ("acc_gain", "change (points)", 2, 100),
         ),
     ),
 }

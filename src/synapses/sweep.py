@@ -115,7 +115,8 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
 def run_labels(sweep: Sweep) -> dict[str, str]:
     """A short label per run id, seeds pooled: the entry's name when the file has several
     entries, followed by the fields that vary within the entry (``"l1 (l1=1e-05)"``); the
-    varying fields alone for a file with one entry (``"weight_decay=0.001"``)."""
+    varying fields alone for a file with one entry (``"weight_decay=0.001"``; its name, or
+    ``"all"`` for an unnamed one, when nothing varies)."""
     entries: dict[str, list[SweepRun]] = {}
     for run in sweep.runs:
         entries.setdefault(run.entry, []).append(run)
@@ -126,7 +127,7 @@ def run_labels(sweep: Sweep) -> dict[str, str]:
         for config in configs:
             values = ", ".join(f"{name}={getattr(config, name)}" for name in varying)
             if len(entries) == 1:
-                labels[config.run_id()] = values or "all"
+                labels[config.run_id()] = values or ("all" if entry.startswith("runs[") else entry)
             else:
                 labels[config.run_id()] = f"{entry} ({values})" if values else entry
     return labels
