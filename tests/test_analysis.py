@@ -64,3 +64,21 @@ def test_pruning_by_region():
     assert table.loc[(2, "inked"), "pruned_fraction"] == 1.0
     assert table.loc[(2, "inked"), "mean_abs_weight"] == 1.5 and table.loc[(2, "blank"), "mean_abs_weight"] == 0.5
     assert table.loc[(1, "blank"), "share_of_connections"] == 0.5
+
+
+def test_loss_breakdown_splits_the_nll_between_right_and_wrong():
+    import math
+
+    from synapses.analysis import loss_breakdown
+
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    targets = torch.tensor([0, 1, 1, 2])  # the third is wrong: 0.6 on class 0, 0.3 on the truth
+    out = loss_breakdown(probs.log(), targets)
+    nll = [-math.log(p) for p in (0.7, 0.8, 0.3, 0.6)]
+    assert out["loss"] == pytest.approx(sum(nll) / 4)
+    assert out["errors"] == 0.25
+    assert out["error_share"] == pytest.approx(nll[2] / sum(nll))
+    assert out["nll_wrong"] == pytest.approx(nll[2]) and out["nll_right"] == pytest.approx((nll[0] + nll[1] + nll[3]) / 3)
+    assert out["confidence_wrong"] == pytest.approx(0.6)
+    perfect = loss_breakdown(probs.log()[:2], targets[:2])
+    assert perfect["errors"] == 0.0 and perfect["error_share"] == 0.0 and math.isnan(perfect["nll_wrong"])

@@ -81,6 +81,17 @@ def test_overfitting_summary_on_a_known_curve(tmp_path):
     assert summary["acc_gain"] == pytest.approx(58 / 1e4)
 
 
+def test_errors_view_reevaluates_the_saved_network(finished):
+    """The final network, rebuilt from its files, gives back the test loss the run logged."""
+    tmp, runs = finished
+    text = refresh("<!-- table: tiny:errors -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
+    one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
+    last = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv").iloc[-1]
+    assert rows[1][3] == f"{last['test_loss']:.4f}"
+    assert rows[1][4] == f"{(1 - last['test_acc']) * 100:.2f}"
+
+
 def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):
     tmp, _ = finished
     import synapses.report as report

@@ -10,7 +10,9 @@ measure it directly:
   frequency (above 0: connections follow the ink, positive topology learning; no threshold);
 * :func:`region_summary`: connections and weight magnitudes for blank and inked pixels;
 * :func:`pruning_by_region`: per epoch, who gets pruned and how large the weights are, for
-  blank and inked pixels (from a run recorded with ``record_pruning``).
+  blank and inked pixels (from a run recorded with ``record_pruning``);
+* :func:`loss_breakdown`: how much of a test loss comes from the misclassified images, and
+  how confident the net is about them (the overfitting puzzle).
 """
 from __future__ import annotations
 
@@ -94,3 +96,33 @@ def pruning_by_region(pruned_counts: np.ndarray, abs_weight_sum: np.ndarray, pix
             "mean_abs_weight": abs_weight_sum[:, pixels].sum(axis=1) / np.maximum(region_counts, 1),
         }))
     return pd.concat(rows, ignore_index=True)
+
+
+@torch.no_grad()
+def loss_breakdown(log_probs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """Split a negative log-likelihood between correctly and wrongly classified samples.
+
+    Args:
+        log_probs: ``(n, classes)`` log-probabilities (a network's output).
+        targets: ``(n,)`` class indices.
+
+    Returns:
+        ``loss`` (mean NLL, what :func:`synapses.engine.evaluate` reports), ``errors`` (the
+        fraction misclassified), ``error_share`` (the fraction of the summed NLL that the
+        misclassified samples carry), ``nll_wrong`` and ``nll_right`` (mean NLL of each
+        group; NaN for an empty one) and ``confidence_wrong`` (mean probability the net gives
+        its wrong answer).
+    """
+    nll = -log_probs.gather(1, targets[:, None])[:, 0].double()
+    wrong = log_probs.argmax(1) != targets
+    confidence = log_probs.max(1).values.double().exp()
+    nan = float("nan")
+    return {
+        "loss": float(nll.mean()),
+        "errors": float(wrong.double().mean()),
+        "error_share": float(nll[wrong].sum() / nll.sum()),
+        "nll_wrong": float(nll[wrong].mean()) if wrong.any() else nan,
+        "nll_right": float(nll[~wrong].mean()) if (~wrong).any() else nan,
+        "confidence_wrong": float(confidence[wrong].mean()) if wrong.any() else nan,
+    }
+

@@ -199,6 +199,15 @@ def load_model_state(path: Path) -> dict[str, torch.Tensor]:
     return _int64_indices(torch.load(path, map_location="cpu", weights_only=True))
 
 
+def load_trained_model(run_dir: str | Path) -> SparseNet:
+    """The final network of a finished run (``config.json`` and ``model.pt``), in eval mode."""
+    run_dir = Path(run_dir)
+    config = ExperimentConfig.from_json(run_dir / "config.json")
+    model = build_model(config, torch.Generator().manual_seed(config.seed))
+    model.load_state_dict(load_model_state(run_dir / "model.pt"))
+    return model.eval()
+
+
 # ---------------------------------------------------------------------------- the run
 def run_experiment(
     config: ExperimentConfig,

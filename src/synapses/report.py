@@ -11,7 +11,8 @@ where the name is a sweep file in ``configs/``, optionally followed by a view
 (seeds pooled), mean ± standard deviation across seeds of the last-epoch numbers, the
 Spearman correlation of connections with ink (``ink ρ``), and the peak of
 ``center_ratio`` with the epoch where it peaked. The ``overfitting`` view gives where the
-(smoothed) test loss bottomed out and how test accuracy moved after it.
+(smoothed) test loss bottomed out and how test accuracy moved after it; the ``errors`` view
+how much of the final test loss the misclassified images carry.
 
     python -m synapses.report regularization.md           # rewrite the tables
     python -m synapses.report regularization.md --check   # exit 1 if any table is stale
@@ -19,15 +20,17 @@ Spearman correlation of connections with ink (``ink ρ``), and the peak of
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from .analysis import ink_correlation
+from .analysis import ink_correlation, loss_breakdown
 from .config import ExperimentConfig
-from .engine import DEFAULT_RESULTS, is_finished
+from .engine import DEFAULT_RESULTS, is_finished, load_trained_model, prepare_data
 from .results import load_metrics, load_topology, training_ink
 from .sweep import CONFIGS, load_sweep, run_labels
 
@@ -82,6 +85,23 @@ def overfitting_summary(run_dir: Path, window: int = SMOOTHING) -> dict[str, flo
     }
 
 
+def errors_summary(run_dir: Path) -> dict[str, float]:
+    """:func:`synapses.analysis.loss_breakdown` of a finished run's final network on its
+    test images."""
+    config = ExperimentConfig.from_json(Path(run_dir) / "config.json")
+    data = prepare_data(_mnist(), config)
+    with torch.no_grad():
+        log_probs = load_trained_model(run_dir)(data.test_x)
+    return loss_breakdown(log_probs, data.test_y)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist():
+    from .data import load_mnist
+
+    return load_mnist()
+
+
 # view name -> (summary of one run, its columns as (key, title, decimals, scale))
 VIEWS = {
     "summary": (run_summary, COLUMNS),
@@ -94,6 +114,17 @@ VIEWS = {
             ("acc_at_min", "test acc at min (%)", 2, 100),
             ("test_acc", "test acc at end (%)", 2, 100),
             ("acc_gain", "change (points)", 2, 100),
+        ),
+    ),
+    "errors": (
+        errors_summary,
+        (
+            ("loss", "test loss", 4, 1),
+            ("errors", "errors (%)", 2, 100),
+            ("error_share", "loss share of errors (%)", 1, 100),
+            ("nll_wrong", "mean loss, errors", 2, 1),
+            ("nll_right", "mean loss, correct", 4, 1),
+            ("confidence_wrong", "confidence in errors (%)", 1, 100),
         ),
     ),
 }
