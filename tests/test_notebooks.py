@@ -11,7 +11,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 EXPECTED_FIGURES = {
     "mnist_demo": ["smoke_demo_weight_histograms", "smoke_demo_connections_per_input", "smoke_demo_sparsenet_history", "smoke_demo_pixel_heatmap", "smoke_demo_evolnet"],
-    "regularization_study": ["study_2ep_smoke_heatmaps", "study_2ep_smoke_trend", "study_2ep_smoke_center_ratio", "study_2ep_smoke_curves", "study_2ep_smoke_ink_correlation"],
+    "regularization_study": ["study_2ep_smoke_heatmaps", "study_2ep_smoke_trend", "study_2ep_smoke_center_ratio", "study_2ep_smoke_curves", "study_2ep_smoke_ink_correlation", "study_2ep_smoke_dose_response"],
     "benchmark": ["smoke_benchmark"],
     "pruning_mechanism": ["mechanism_smoke_pruning"],
     "extensions": ["extensions_smoke_overview", "extensions_smoke_heatmaps"],

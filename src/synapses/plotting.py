@@ -90,3 +90,25 @@ def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str = "viri
             ax.fill_between(mean.index, mean - half, mean + half, color=colour, alpha=0.2, lw=0)
     ax.set(xlabel=x.replace("_", " "), ylabel=y)
     return ax
+
+
+def dose_response(ax: plt.Axes, last: pd.DataFrame, y: str, x: str = "weight_decay", **style) -> plt.Axes:
+    """Mean of ``y`` across seeds against a coefficient ``x`` (log axis), with 95%
+    t-interval error bars; ``x = 0`` is drawn one decade left of the smallest non-zero
+    value and labelled 0. ``last`` has one row per run (e.g. the last epoch of each)."""
+    from scipy import stats
+
+    group = last.groupby(x)[y]
+    mean, std, n = group.mean(), group.std().fillna(0), group.count()
+    half = stats.t.ppf(0.975, (n - 1).clip(lower=1)) * std / np.sqrt(n)
+    values = mean.index.to_numpy(dtype=float)
+    nonzero = values[values > 0]
+    zero_at = nonzero.min() / 10 if len(nonzero) else 1.0
+    where = np.where(values > 0, values, zero_at)
+    ax.errorbar(where, mean.values, yerr=half.values, marker="o", capsize=3, **style)
+    ax.set_xscale("log")
+    ticks = sorted(set(where))
+    ax.set_xticks(ticks, [("0" if t == zero_at and 0 in values else f"{t:g}") for t in ticks], fontsize=8)
+    ax.set(xlabel=x.replace("_", " "), ylabel=y)
+    return ax
+
