@@ -67,14 +67,18 @@ def history(axes: Sequence[plt.Axes], metrics: pd.DataFrame, label: str | None =
         ax.set(xlabel="epoch", ylabel="accuracy" if kind == "acc" else "loss (nll)")
 
 
-def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str = "viridis", label: str = "", x: str = "epoch", **style) -> plt.Axes:
-    """Mean of ``y`` against ``x`` per value of ``by``, with a 95% band across seeds.
+def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str = "viridis", label: str = "", x: str = "epoch", spread: str = "ci95", **style) -> plt.Axes:
+    """Mean of ``y`` against ``x`` per value of ``by``, with a band across seeds.
 
-    ``runs`` is tidy (one row per run and epoch, e.g. from ``load_runs``). The band is
-    mean +- t(0.975, n-1) * std / sqrt(n) over the n seeds at each ``x`` (none with a
-    single seed). ``label`` prefixes the legend entries, which read ``by = value`` (the
-    value alone when ``by`` is ``"label"``); ``style`` goes to ``ax.plot``.
+    ``runs`` is tidy (one row per run and epoch, e.g. from ``load_runs``). With
+    ``spread="ci95"`` the band is mean +- t(0.975, n-1) * std / sqrt(n) over the n seeds at
+    each ``x``; with ``"range"`` it spans the lowest to the highest seed (more telling than a
+    t-interval for two seeds, whose t factor is 12.7); none with a single seed. ``label``
+    prefixes the legend entries, which read ``by = value`` (the value alone when ``by`` is
+    ``"label"``); ``style`` goes to ``ax.plot``.
     """
+    if spread not in ("ci95", "range"):
+        raise ValueError(f"spread must be 'ci95' or 'range', got {spread!r}")
     from scipy import stats
 
     values = sorted(runs[by].unique())
@@ -85,7 +89,9 @@ def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str = "viri
         name = f"{value:g}" if isinstance(value, float) else str(value)
         name = name if by == "label" else f"{by} = {name}"
         ax.plot(mean.index, mean.values, color=colour, label=f"{label}{name}", **style)
-        if n.max() > 1:
+        if n.max() > 1 and spread == "range":
+            ax.fill_between(mean.index, group.min(), group.max(), color=colour, alpha=0.2, lw=0)
+        elif n.max() > 1:
             half = stats.t.ppf(0.975, (n - 1).clip(lower=1)) * std / np.sqrt(n)
             ax.fill_between(mean.index, mean - half, mean + half, color=colour, alpha=0.2, lw=0)
     ax.set(xlabel=x.replace("_", " "), ylabel=y)
