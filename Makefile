@@ -45,6 +45,11 @@ figures: setup
 	  -p profile $(PROFILE) -p sweep_name growing_l2 $(SMOKE_ARGS)
 	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit.ipynb \
 	  -p profile $(PROFILE) -p inputs unit -y "weight_decays: [0.0, 0.001]" $(SMOKE_ARGS)
+	# both again with only the pixels never inked counted as blank
+	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_never_inked.ipynb \
+	  -p profile $(PROFILE) -p blank_below 1e-6 $(SMOKE_ARGS)
+	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit_never_inked.ipynb \
+	  -p profile $(PROFILE) -p inputs unit -y "weight_decays: [0.0, 0.001]" -p blank_below 1e-6 $(SMOKE_ARGS)
 
 study: setup
 	$(PYTHON) -m synapses.sweep configs/*.yaml --jobs $(JOBS)
