@@ -20,7 +20,6 @@ how much of the final test loss the misclassified images carry.
 from __future__ import annotations
 
 import argparse
-import functools
 import re
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 from .analysis import ink_correlation, loss_breakdown
 from .config import ExperimentConfig
 from .engine import DEFAULT_RESULTS, is_finished, load_trained_model, prepare_data
-from .results import load_metrics, load_topology, training_ink
+from .results import load_metrics, load_topology, mnist, training_ink
 from .sweep import CONFIGS, load_sweep, run_labels
 
 MARKER = re.compile(r"(<!-- table: (?P<name>[\w:-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
@@ -89,17 +88,10 @@ def errors_summary(run_dir: Path) -> dict[str, float]:
     """:func:`synapses.analysis.loss_breakdown` of a finished run's final network on its
     test images."""
     config = ExperimentConfig.from_json(Path(run_dir) / "config.json")
-    data = prepare_data(_mnist(), config)
+    data = prepare_data(mnist(), config)
     with torch.no_grad():
         log_probs = load_trained_model(run_dir)(data.test_x)
     return loss_breakdown(log_probs, data.test_y)
-
-
-@functools.lru_cache(maxsize=1)
-def _mnist():
-    from .data import load_mnist
-
-    return load_mnist()
 
 
 # view name -> (summary of one run, its columns as (key, title, decimals, scale))

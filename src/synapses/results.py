@@ -99,12 +99,18 @@ def load_sweep_runs(sweep: "Sweep", results_dir: str | Path | None = None, *, fi
 
 
 @functools.lru_cache(maxsize=1)
+def mnist():
+    """MNIST from :func:`synapses.data.load_mnist`, loaded once per process."""
+    from .data import load_mnist
+
+    return load_mnist()
+
+
+@functools.lru_cache(maxsize=1)
 def training_ink() -> np.ndarray:
     """``(784,)`` ink frequency of the MNIST training images (see
     :func:`synapses.analysis.ink_frequency`), computed once per process."""
-    from .data import load_mnist
-
-    return ink_frequency(load_mnist().train_x)
+    return ink_frequency(mnist().train_x)
 
 
 def load_ink_correlation(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
