@@ -81,6 +81,24 @@ def test_overfitting_summary_on_a_known_curve(tmp_path):
     assert summary["acc_gain"] == pytest.approx(58 / 1e4)
 
 
+def test_a_table_can_show_one_entry_of_a_sweep(finished):
+    """``<sweep>/<entry>`` keeps that entry's rows; the runs are found by their configuration."""
+    tmp, _ = finished
+    (tmp / "configs" / "entries.yaml").write_text(
+        "base: {epochs: 3, train_size: 1000, test_size: 200}\n"
+        "grid: {seed: [0, 1]}\n"
+        "runs:\n  - {name: plain, weight_decay: 0.0}\n  - {name: decayed, weight_decay: 1.0e-3}\n"
+    )
+    whole = refresh("<!-- table: tiny -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    one = refresh("<!-- table: entries/decayed -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    rows = [line for line in one.splitlines() if line.startswith("| ") and not line.startswith("| configuration")]
+    assert len(rows) == 1 and rows[0].startswith("| decayed |")
+    decayed_in_whole = [line for line in whole.splitlines() if line.startswith("| weight_decay=0.001")][0]
+    assert rows[0].split(" | ")[1:] == decayed_in_whole.split(" | ")[1:]
+    with pytest.raises(ValueError, match="no entry 'nope' in entries; known: \\['decayed', 'plain'\\]"):
+        refresh("<!-- table: entries/nope:overfitting -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+
+
 def test_errors_view_reevaluates_the_saved_network(finished):
     """The final network, rebuilt from its files, gives back the test loss the run logged."""
     tmp, runs = finished

@@ -6,8 +6,8 @@ A markdown file marks each generated table with a pair of comments::
     ... (rewritten by this module) ...
     <!-- /table -->
 
-where the name is a sweep file in ``configs/``, optionally followed by a view
-(``sweep155:overfitting``). The default view gives, for each configuration of the sweep
+where the name is a sweep file in ``configs/``, optionally narrowed to one of its entries
+and followed by a view (``sweep155:overfitting``, ``evolnet_triplet/phase3:overfitting``). The default view gives, for each configuration of the sweep
 (seeds pooled), mean ± standard deviation across seeds of the last-epoch numbers, the
 Spearman correlation of connections with ink (``ink ρ``), and the peak of
 ``center_ratio`` with the epoch where it peaked. The ``overfitting`` view gives where the
@@ -33,7 +33,7 @@ from .engine import DEFAULT_RESULTS, is_finished, load_trained_model, prepare_da
 from .results import load_metrics, load_topology, mnist, training_ink
 from .sweep import CONFIGS, load_sweep, run_labels
 
-MARKER = re.compile(r"(<!-- table: (?P<name>[\w:-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
+MARKER = re.compile(r"(<!-- table: (?P<name>[\w:/-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
 # (summary key, title, decimals, scale)
 COLUMNS = (
     ("train_loss", "train loss", 4, 1),
@@ -124,14 +124,21 @@ VIEWS = {
 
 def sweep_table(name: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None) -> str:
     """Markdown table, one row per configuration of ``configs/<sweep>.yaml`` (seeds pooled),
-    where ``name`` is ``<sweep>`` or ``<sweep>:<view>`` with a view of :data:`VIEWS`
-    (default ``summary``): each column as mean ± standard deviation over the finished seeds."""
-    sweep_name, _, view = name.partition(":")
+    where ``name`` is ``<sweep>[/<entry>][:<view>]``: the runs of one entry of the sweep
+    file only, if given, in a view of :data:`VIEWS` (default ``summary``); each column as
+    mean ± standard deviation over the finished seeds."""
+    target, _, view = name.partition(":")
+    sweep_name, _, entry = target.partition("/")
     if (view or "summary") not in VIEWS:
         raise ValueError(f"table {name!r}: unknown view {view!r}; known: {sorted(VIEWS)}")
     summarize, columns = VIEWS[view or "summary"]
     sweep = load_sweep(Path(configs_dir or CONFIGS) / f"{sweep_name}.yaml")
     labels = run_labels(sweep)
+    if entry:
+        entries = sorted({run.entry for run in sweep.runs})
+        if entry not in entries:
+            raise ValueError(f"table {name!r}: no entry {entry!r} in {sweep_name}; known: {entries}")
+        sweep.runs = [run for run in sweep.runs if run.entry == entry]
     root = Path(results_dir) if results_dir is not None else DEFAULT_RESULTS
     header = ["configuration", "epochs", "seeds done", *[title for _, title, _, _ in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
