@@ -99,6 +99,40 @@ def test_a_table_can_show_one_entry_of_a_sweep(finished):
         refresh("<!-- table: entries/nope:overfitting -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
 
 
+@pytest.mark.parametrize(
+    "rhos, verdict",
+    [
+        ([0.05, -0.09], "none"),
+        ([0.1, 0.39], "positive"),
+        ([0.4, 0.7], "strongly positive"),
+        ([-0.45, -0.41], "strongly negative"),
+        ([-0.45, -0.2], "negative"),
+        ([-0.2, 0.0, 0.3], "1 negative, 1 none, 1 positive"),
+        ([], "–"),
+    ],
+)
+def test_topology_verdict_thresholds(rhos, verdict):
+    from synapses.report import topology_verdict
+
+    assert topology_verdict(np.array(rhos)) == verdict
+
+
+def test_topology_view_over_several_sweeps(finished):
+    """Rows of ``a+b:topology`` are those of each sweep, named after it, with the per-seed range."""
+    tmp, runs = finished
+    (tmp / "configs" / "single.yaml").write_text("base: {epochs: 3, train_size: 1000, test_size: 200, weight_decay: 0.001}\n")
+    text = refresh("<!-- table: tiny+single:topology -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "configuration" not in line]
+    assert [r[0] for r in rows] == ["| tiny: weight_decay=0.0", "| tiny: weight_decay=0.001", "| single"]
+    from synapses.results import load_topology, training_ink
+    from synapses.analysis import ink_correlation
+
+    rhos = [ink_correlation(load_topology(tmp / "results" / r.config.run_id())[-1], training_ink()) for r in runs[:2]]
+    assert rows[0][5] == f"{min(rhos):.3f} to {max(rhos):.3f}"
+    assert rows[2][1:3] == ["3", "1 of 1"]  # seed 0 at 1e-3: the run tiny's sweep finished
+    assert rows[2][4:6] == rows[1][4:6]
+
+
 def test_errors_view_reevaluates_the_saved_network(finished):
     """The final network, rebuilt from its files, gives back the test loss the run logged."""
     tmp, runs = finished

@@ -6,13 +6,16 @@ A markdown file marks each generated table with a pair of comments::
     ... (rewritten by this module) ...
     <!-- /table -->
 
-where the name is a sweep file in ``configs/``, optionally narrowed to one of its entries
-and followed by a view (``sweep155:overfitting``, ``evolnet_triplet/phase3:overfitting``). The default view gives, for each configuration of the sweep
+where the name is a sweep file in ``configs/``, optionally narrowed to one of its entries,
+several of them joined by ``+``, and optionally followed by a view
+(``sweep155:overfitting``, ``evolnet_triplet/phase3:overfitting``,
+``sweep155+reproduction:topology``). The default view gives, for each configuration
 (seeds pooled), mean ± standard deviation across seeds of the last-epoch numbers, the
 Spearman correlation of connections with ink (``ink ρ``), and the peak of
 ``center_ratio`` with the epoch where it peaked. The ``overfitting`` view gives where the
 (smoothed) test loss bottomed out and how test accuracy moved after it; the ``errors`` view
-how much of the final test loss the misclassified images carry.
+how much of the final test loss the misclassified images carry; the ``topology`` view
+whether each configuration ends with a positive, negative or no topology, seed by seed.
 
     python -m synapses.report regularization.md           # rewrite the tables
     python -m synapses.report regularization.md --check   # exit 1 if any table is stale
@@ -23,6 +26,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,17 +37,56 @@ from .engine import DEFAULT_RESULTS, is_finished, load_trained_model, prepare_da
 from .results import load_metrics, load_topology, mnist, training_ink
 from .sweep import CONFIGS, load_sweep, run_labels
 
-MARKER = re.compile(r"(<!-- table: (?P<name>[\w:/-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
-# (summary key, title, decimals, scale)
+MARKER = re.compile(r"(<!-- table: (?P<name>[\w:/+-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
+Formatter = Callable[[np.ndarray], str]  # one value per finished seed -> table cell
+
+
+def mean_std(digits: int, scale: float = 1.0) -> Formatter:
+    """Cells as ``mean ± standard deviation`` (sample, ddof=1) of ``scale`` times the values."""
+
+    def format_cell(values: np.ndarray) -> str:
+        values = np.asarray(values, dtype=float) * scale
+        if len(values) == 0:
+            return "–"
+        if len(values) == 1:
+            return f"{values[0]:.{digits}f}"
+        return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+    return format_cell
+
+
+def value_range(values: np.ndarray) -> str:
+    """Cells as ``min to max`` of the values, three decimals."""
+    return "–" if len(values) == 0 else f"{np.min(values):.3f} to {np.max(values):.3f}"
+
+
+NO_TOPOLOGY = 0.1  # |ink ρ| below this: no topology
+STRONG_TOPOLOGY = 0.4  # |ink ρ| at least this in every seed: strongly positive or negative
+
+
+def topology_verdict(rhos: np.ndarray) -> str:
+    """Positive, negative or no topology, from each seed's ink ρ: ``none`` when
+    ``|ρ| < NO_TOPOLOGY``, ``strongly`` when ``|ρ| >= STRONG_TOPOLOGY`` in every seed; the
+    seeds are counted when they disagree (``"2 none, 1 positive"``)."""
+    if len(rhos) == 0:
+        return "–"
+    kinds = ["none" if abs(r) < NO_TOPOLOGY else "positive" if r > 0 else "negative" for r in rhos]
+    if len(set(kinds)) > 1:
+        return ", ".join(f"{kinds.count(k)} {k}" for k in ("negative", "none", "positive") if k in kinds)
+    strongly = kinds[0] != "none" and all(abs(r) >= STRONG_TOPOLOGY for r in rhos)
+    return f"strongly {kinds[0]}" if strongly else kinds[0]
+
+
+# (summary key, title, formatter)
 COLUMNS = (
-    ("train_loss", "train loss", 4, 1),
-    ("train_acc", "train acc (%)", 2, 100),
-    ("test_loss", "test loss", 4, 1),
-    ("test_acc", "test acc (%)", 2, 100),
-    ("center_ratio", "center_ratio", 3, 1),
-    ("ink_rho", "ink ρ", 3, 1),
-    ("peak_center_ratio", "peak center_ratio", 3, 1),
-    ("peak_epoch", "at epoch", 0, 1),
+    ("train_loss", "train loss", mean_std(4)),
+    ("train_acc", "train acc (%)", mean_std(2, 100)),
+    ("test_loss", "test loss", mean_std(4)),
+    ("test_acc", "test acc (%)", mean_std(2, 100)),
+    ("center_ratio", "center_ratio", mean_std(3)),
+    ("ink_rho", "ink ρ", mean_std(3)),
+    ("peak_center_ratio", "peak center_ratio", mean_std(3)),
+    ("peak_epoch", "at epoch", mean_std(0)),
 )
 
 
@@ -94,72 +137,77 @@ def errors_summary(run_dir: Path) -> dict[str, float]:
     return loss_breakdown(log_probs, data.test_y)
 
 
-# view name -> (summary of one run, its columns as (key, title, decimals, scale))
+# view name -> (summary of one run, its columns as (key, title, formatter))
 VIEWS = {
     "summary": (run_summary, COLUMNS),
     "overfitting": (
         overfitting_summary,
         (
-            ("min_test_loss", "min test loss", 4, 1),
-            ("min_epoch", "at epoch", 0, 1),
-            ("test_loss", "test loss at end", 4, 1),
-            ("acc_at_min", "test acc at min (%)", 2, 100),
-            ("test_acc", "test acc at end (%)", 2, 100),
-            ("acc_gain", "change (points)", 2, 100),
+            ("min_test_loss", "min test loss", mean_std(4)),
+            ("min_epoch", "at epoch", mean_std(0)),
+            ("test_loss", "test loss at end", mean_std(4)),
+            ("acc_at_min", "test acc at min (%)", mean_std(2, 100)),
+            ("test_acc", "test acc at end (%)", mean_std(2, 100)),
+            ("acc_gain", "change (points)", mean_std(2, 100)),
         ),
     ),
     "errors": (
         errors_summary,
         (
-            ("loss", "test loss", 4, 1),
-            ("errors", "errors (%)", 2, 100),
-            ("error_share", "loss share of errors (%)", 1, 100),
-            ("nll_wrong", "mean loss, errors", 2, 1),
-            ("nll_right", "mean loss, correct", 4, 1),
-            ("confidence_wrong", "confidence in errors (%)", 1, 100),
+            ("loss", "test loss", mean_std(4)),
+            ("errors", "errors (%)", mean_std(2, 100)),
+            ("error_share", "loss share of errors (%)", mean_std(1, 100)),
+            ("nll_wrong", "mean loss, errors", mean_std(2)),
+            ("nll_right", "mean loss, correct", mean_std(4)),
+            ("confidence_wrong", "confidence in errors (%)", mean_std(1, 100)),
+        ),
+    ),
+    "topology": (
+        run_summary,
+        (
+            ("center_ratio", "center_ratio", mean_std(3)),
+            ("ink_rho", "ink ρ", mean_std(3)),
+            ("ink_rho", "ink ρ, lowest to highest seed", value_range),
+            ("ink_rho", "topology at the end", topology_verdict),
         ),
     ),
 }
 
 
 def sweep_table(name: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None) -> str:
-    """Markdown table, one row per configuration of ``configs/<sweep>.yaml`` (seeds pooled),
-    where ``name`` is ``<sweep>[/<entry>][:<view>]``: the runs of one entry of the sweep
-    file only, if given, in a view of :data:`VIEWS` (default ``summary``); each column as
-    mean ± standard deviation over the finished seeds."""
-    target, _, view = name.partition(":")
-    sweep_name, _, entry = target.partition("/")
+    """Markdown table, one row per configuration (seeds pooled), where ``name`` is
+    ``<sweeps>[:<view>]`` and ``<sweeps>`` one or more ``<sweep>[/<entry>]`` joined by
+    ``+``: the runs of ``configs/<sweep>.yaml``, of one of its entries only if given, in a
+    view of :data:`VIEWS` (default ``summary``). Each column formats the values of the
+    finished seeds; rows of a table over several sweeps start with the sweep's name."""
+    targets, _, view = name.partition(":")
     if (view or "summary") not in VIEWS:
         raise ValueError(f"table {name!r}: unknown view {view!r}; known: {sorted(VIEWS)}")
     summarize, columns = VIEWS[view or "summary"]
-    sweep = load_sweep(Path(configs_dir or CONFIGS) / f"{sweep_name}.yaml")
-    labels = run_labels(sweep)
-    if entry:
-        entries = sorted({run.entry for run in sweep.runs})
-        if entry not in entries:
-            raise ValueError(f"table {name!r}: no entry {entry!r} in {sweep_name}; known: {entries}")
-        sweep.runs = [run for run in sweep.runs if run.entry == entry]
     root = Path(results_dir) if results_dir is not None else DEFAULT_RESULTS
-    header = ["configuration", "epochs", "seeds done", *[title for _, title, _, _ in columns]]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     groups: dict[str, list[ExperimentConfig]] = {}
-    for run in sweep.runs:
-        groups.setdefault(labels[run.config.run_id()], []).append(run.config)
+    for target in targets.split("+"):
+        sweep_name, _, entry = target.partition("/")
+        sweep = load_sweep(Path(configs_dir or CONFIGS) / f"{sweep_name}.yaml")
+        labels = run_labels(sweep)
+        if entry:
+            entries = sorted({run.entry for run in sweep.runs})
+            if entry not in entries:
+                raise ValueError(f"table {name!r}: no entry {entry!r} in {sweep_name}; known: {entries}")
+        for run in sweep.runs:
+            if not entry or run.entry == entry:
+                label = labels[run.config.run_id()]
+                if "+" in targets:  # say which sweep a row comes from, once
+                    label = target if label in (sweep_name, entry, "all") else f"{target}: {label}"
+                groups.setdefault(label, []).append(run.config)
+    header = ["configuration", "epochs", "seeds done", *[title for _, title, _ in columns]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, members in groups.items():
         summaries = [summarize(root / c.run_id()) for c in members if is_finished(root / c.run_id(), c)]
         cells = [label, str(members[0].epochs), f"{len(summaries)} of {len(members)}"]
-        for key, _, digits, scale in columns:
-            cells.append(_mean_std(np.array([s[key] for s in summaries]) * scale, digits))
+        cells += [format_cell(np.array([s[key] for s in summaries])) for key, _, format_cell in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _mean_std(values: np.ndarray, digits: int) -> str:
-    if len(values) == 0:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
 def refresh(text: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None) -> str:
