@@ -43,6 +43,11 @@ figures: setup
 	# the growing weight decay (1000 epochs) and the mechanism with inputs in [0, 1]
 	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/extensions.ipynb $(EXECUTED)/extensions_growing_l2.ipynb \
 	  -p profile $(PROFILE) -p sweep_name growing_l2 $(SMOKE_ARGS)
+	# the extensions that stayed positive without decay, at 1000 epochs, and the pruning of the unit-scaled ones
+	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/extensions.ipynb $(EXECUTED)/extensions_1000.ipynb \
+	  -p profile $(PROFILE) -p sweep_name extensions_1000 $(SMOKE_ARGS)
+	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit_e1000.ipynb \
+	  -p profile $(PROFILE) -p inputs unit $(if $(filter smoke,$(PROFILE)),,-p epochs 1000) -y "weight_decays: [0.0]" $(SMOKE_ARGS)
 	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit.ipynb \
 	  -p profile $(PROFILE) -p inputs unit -y "weight_decays: [0.0, 0.001]" $(SMOKE_ARGS)
 	# both again with only the pixels never inked counted as blank
