@@ -48,6 +48,8 @@ figures: setup
 	  -p profile $(PROFILE) -p sweep_name extensions_1000 $(SMOKE_ARGS)
 	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit_e1000.ipynb \
 	  -p profile $(PROFILE) -p inputs unit $(if $(filter smoke,$(PROFILE)),,-p epochs 1000) -y "weight_decays: [0.0]" $(SMOKE_ARGS)
+	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit_never_inked_e1000.ipynb \
+	  -p profile $(PROFILE) -p inputs unit $(if $(filter smoke,$(PROFILE)),,-p epochs 1000) -y "weight_decays: [0.0]" -p blank_below 1e-6 $(SMOKE_ARGS)
 	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit.ipynb \
 	  -p profile $(PROFILE) -p inputs unit -y "weight_decays: [0.0, 0.001]" $(SMOKE_ARGS)
 	# both again with only the pixels never inked counted as blank
