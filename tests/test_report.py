@@ -163,3 +163,30 @@ def test_the_write_up_matches_the_committed_results():
 
     write_up = Path(__file__).parents[1] / "regularization.md"
     assert main([str(write_up), "--check"]) == 0
+
+
+def test_drift_view_reads_the_topology_at_given_epochs(finished):
+    """``drift`` gives ink ρ after chosen epochs, from the run's own topology; epochs past
+    the end of a run have no value."""
+    tmp, runs = finished
+    from synapses.analysis import ink_correlation
+    from synapses.report import drift_summary
+    from synapses.results import load_topology, training_ink
+
+    run_dir = tmp / "results" / runs[0].config.run_id()
+    drift = drift_summary(run_dir, epochs=(0, 2, 3, 4))
+    topology = load_topology(run_dir)
+    assert drift["rho@2"] == ink_correlation(topology[2], training_ink())
+    assert drift["rho@3"] == ink_correlation(topology[-1], training_ink())
+    assert np.isnan(drift["rho@4"]) and set(drift) == {"rho@0", "rho@2", "rho@3", "rho@4"}
+    text = refresh("<!-- table: tiny:drift -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    assert "| ink ρ at epoch 50 |" in text  # the default epochs all lie past a 3-epoch run
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
+    assert all(cell.rstrip(" |") == "–" for row in rows for cell in row[3:])
+
+
+def test_mean_std_skips_missing_values():
+    from synapses.report import mean_std
+
+    assert mean_std(2)(np.array([1.0, np.nan, 3.0])) == "2.00 ± 1.41"
+    assert mean_std(2)(np.array([np.nan])) == "–"

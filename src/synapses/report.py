@@ -15,7 +15,8 @@ Spearman correlation of connections with ink (``ink ρ``), and the peak of
 ``center_ratio`` with the epoch where it peaked. The ``overfitting`` view gives where the
 (smoothed) test loss bottomed out and how test accuracy moved after it; the ``errors`` view
 how much of the final test loss the misclassified images carry; the ``topology`` view
-whether each configuration ends with a positive, negative or no topology, seed by seed.
+whether each configuration ends with a positive, negative or no topology, seed by seed; the
+``drift`` view the ink ρ at a few epochs along the way (:data:`DRIFT_EPOCHS`).
 
     python -m synapses.report regularization.md           # rewrite the tables
     python -m synapses.report regularization.md --check   # exit 1 if any table is stale
@@ -46,6 +47,7 @@ def mean_std(digits: int, scale: float = 1.0) -> Formatter:
 
     def format_cell(values: np.ndarray) -> str:
         values = np.asarray(values, dtype=float) * scale
+        values = values[~np.isnan(values)]  # NaN: a seed without that value (a shorter run)
         if len(values) == 0:
             return "–"
         if len(values) == 1:
@@ -127,6 +129,17 @@ def overfitting_summary(run_dir: Path, window: int = SMOOTHING) -> dict[str, flo
     }
 
 
+DRIFT_EPOCHS = (50, 155, 300, 500, 700, 1000)
+
+
+def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS) -> dict[str, float]:
+    """A run's Spearman correlation of connections with ink after each of ``epochs``
+    (keys ``"rho@<epoch>"``), NaN for epochs past its end."""
+    topology = load_topology(run_dir)  # (epochs + 1, 784): row e after epoch e
+    ink = training_ink()
+    return {f"rho@{e}": ink_correlation(topology[e], ink) if e < len(topology) else float("nan") for e in epochs}
+
+
 def errors_summary(run_dir: Path) -> dict[str, float]:
     """:func:`synapses.analysis.loss_breakdown` of a finished run's final network on its
     test images."""
@@ -162,6 +175,7 @@ VIEWS = {
             ("confidence_wrong", "confidence in errors (%)", mean_std(1, 100)),
         ),
     ),
+    "drift": (drift_summary, tuple((f"rho@{e}", f"ink ρ at epoch {e}", mean_std(3)) for e in DRIFT_EPOCHS)),
     "topology": (
         run_summary,
         (
