@@ -190,3 +190,26 @@ def test_mean_std_skips_missing_values():
 
     assert mean_std(2)(np.array([1.0, np.nan, 3.0])) == "2.00 ± 1.41"
     assert mean_std(2)(np.array([np.nan])) == "–"
+
+
+def test_pruning_views_read_the_recorded_pruning(finished, small_mnist):
+    """``pruning`` rows are :func:`pruning_by_region` at the last epoch; ``pruning_never_inked``
+    counts only never-inked pixels as blank; unrecorded runs are refused by name."""
+    tmp, runs = finished
+    from synapses.analysis import pruning_by_region
+    from synapses.results import load_pruning, load_topology, training_ink
+
+    (tmp / "configs" / "recorded.yaml").write_text("base: {epochs: 2, train_size: 1000, test_size: 200, record_pruning: true}\n")
+    config = load_sweep(tmp / "configs" / "recorded.yaml").runs[0].config
+    run_experiment(config, tmp / "results", data=small_mnist, progress=False)
+    run_dir = tmp / "results" / config.run_id()
+    tables = {view: refresh(f"<!-- table: recorded:{view} -->\n<!-- /table -->\n", tmp / "results", tmp / "configs") for view in ("pruning", "pruning_never_inked")}
+    for view, blank_below in (("pruning", 0.01), ("pruning_never_inked", 1e-6)):
+        regions = pruning_by_region(*load_pruning(run_dir), load_topology(run_dir), training_ink(), blank_below=blank_below)
+        last = regions[regions.epoch == 2].set_index("region")
+        row = [line for line in tables[view].splitlines() if line.startswith("| all |")][0].rstrip(" |").split(" | ")
+        expected = [last.loc["blank", "share_of_connections"], last.loc["blank", "pruned_fraction"], last.loc["inked", "pruned_fraction"], last.loc["blank", "mean_abs_weight"], last.loc["inked", "mean_abs_weight"]]
+        assert row[3:] == [f"{value:.3f}" for value in expected]
+    assert tables["pruning"] != tables["pruning_never_inked"]
+    with pytest.raises(ValueError, match="has no pruning.npz: the pruning views need runs made with record_pruning"):
+        refresh("<!-- table: tiny:pruning -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")

@@ -16,7 +16,10 @@ Spearman correlation of connections with ink (``ink ρ``), and the peak of
 (smoothed) test loss bottomed out and how test accuracy moved after it; the ``errors`` view
 how much of the final test loss the misclassified images carry; the ``topology`` view
 whether each configuration ends with a positive, negative or no topology, seed by seed; the
-``drift`` view the ink ρ at a few epochs along the way (:data:`DRIFT_EPOCHS`).
+``drift`` view the ink ρ at a few epochs along the way (:data:`DRIFT_EPOCHS`); the
+``pruning`` and ``pruning_never_inked`` views, for runs recorded with ``record_pruning``,
+who got pruned after the last epoch: blank against inked pixels (blank: ink in fewer than
+1% of the training images, or in none).
 
     python -m synapses.report regularization.md           # rewrite the tables
     python -m synapses.report regularization.md --check   # exit 1 if any table is stale
@@ -26,16 +29,17 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .analysis import ink_correlation, loss_breakdown
+from .analysis import ink_correlation, loss_breakdown, pruning_by_region
 from .config import ExperimentConfig
 from .engine import DEFAULT_RESULTS, is_finished, load_trained_model, prepare_data
-from .results import load_metrics, load_topology, mnist, training_ink
+from .results import load_metrics, load_pruning, load_topology, mnist, training_ink
 from .sweep import CONFIGS, load_sweep, run_labels
 
 MARKER = re.compile(r"(<!-- table: (?P<name>[\w:/+-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
@@ -140,6 +144,30 @@ def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS) -> dict
     return {f"rho@{e}": ink_correlation(topology[e], ink) if e < len(topology) else float("nan") for e in epochs}
 
 
+def pruning_summary(run_dir: Path, blank_below: float = 0.01) -> dict[str, float]:
+    """:func:`synapses.analysis.pruning_by_region` of a recorded run at its last epoch:
+    the blank pixels' share of the connections, and per region the fraction of its
+    connections pruned and their mean ``|weight|`` just before pruning."""
+    if not (Path(run_dir) / "pruning.npz").exists():
+        raise ValueError(f"{run_dir} has no pruning.npz: the pruning views need runs made with record_pruning")
+    regions = pruning_by_region(*load_pruning(run_dir), load_topology(run_dir), training_ink(), blank_below=blank_below)
+    last = regions[regions["epoch"] == regions["epoch"].max()].set_index("region")
+    summary = {"blank_share": float(last.loc["blank", "share_of_connections"])}
+    for region in ("blank", "inked"):
+        summary[f"pruned_{region}"] = float(last.loc[region, "pruned_fraction"])
+        summary[f"weight_{region}"] = float(last.loc[region, "mean_abs_weight"])
+    return summary
+
+
+PRUNING_COLUMNS = (
+    ("blank_share", "blank share of connections", mean_std(3)),
+    ("pruned_blank", "pruned fraction, blank", mean_std(3)),
+    ("pruned_inked", "pruned fraction, inked", mean_std(3)),
+    ("weight_blank", "mean abs weight, blank", mean_std(3)),
+    ("weight_inked", "mean abs weight, inked", mean_std(3)),
+)
+
+
 def errors_summary(run_dir: Path) -> dict[str, float]:
     """:func:`synapses.analysis.loss_breakdown` of a finished run's final network on its
     test images."""
@@ -175,6 +203,8 @@ VIEWS = {
             ("confidence_wrong", "confidence in errors (%)", mean_std(1, 100)),
         ),
     ),
+    "pruning": (pruning_summary, PRUNING_COLUMNS),
+    "pruning_never_inked": (partial(pruning_summary, blank_below=1e-6), PRUNING_COLUMNS),
     "drift": (drift_summary, tuple((f"rho@{e}", f"ink ρ at epoch {e}", mean_std(3)) for e in DRIFT_EPOCHS)),
     "topology": (
         run_summary,
