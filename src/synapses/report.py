@@ -147,12 +147,12 @@ def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS) -> dict
 def pruning_summary(run_dir: Path, blank_below: float = 0.01) -> dict[str, float]:
     """:func:`synapses.analysis.pruning_by_region` of a recorded run at its last epoch:
     the blank pixels' share of the connections, and per region the fraction of its
-    connections pruned and their mean ``|weight|`` just before pruning."""
-    if not (Path(run_dir) / "pruning.npz").exists():
-        raise ValueError(f"{run_dir} has no pruning.npz: the pruning views need runs made with record_pruning")
-    regions = pruning_by_region(*load_pruning(run_dir), load_topology(run_dir), training_ink(), blank_below=blank_below)
+    connections pruned and their mean ``|weight|`` just before pruning; with the blank
+    pixels' share of all pixels, the share of connections uniform placement would give."""
+    ink = training_ink()
+    regions = pruning_by_region(*load_pruning(run_dir), load_topology(run_dir), ink, blank_below=blank_below)
     last = regions[regions["epoch"] == regions["epoch"].max()].set_index("region")
-    summary = {"blank_share": float(last.loc["blank", "share_of_connections"])}
+    summary = {"blank_pixels": float((ink < blank_below).mean()), "blank_share": float(last.loc["blank", "share_of_connections"])}
     for region in ("blank", "inked"):
         summary[f"pruned_{region}"] = float(last.loc[region, "pruned_fraction"])
         summary[f"weight_{region}"] = float(last.loc[region, "mean_abs_weight"])
@@ -160,6 +160,7 @@ def pruning_summary(run_dir: Path, blank_below: float = 0.01) -> dict[str, float
 
 
 PRUNING_COLUMNS = (
+    ("blank_pixels", "blank share of pixels", mean_std(3)),
     ("blank_share", "blank share of connections", mean_std(3)),
     ("pruned_blank", "pruned fraction, blank", mean_std(3)),
     ("pruned_inked", "pruned fraction, inked", mean_std(3)),

@@ -56,7 +56,10 @@ def load_topology(run_dir: str | Path) -> np.ndarray:
 def load_pruning(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``(pruned_counts, abs_weight_sum)``, each ``(epochs, 784)``, of a run recorded with
     ``record_pruning`` (see :mod:`synapses.engine`)."""
-    with np.load(Path(run_dir) / "pruning.npz") as z:
+    path = Path(run_dir) / "pruning.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} has no pruning.npz: only runs made with record_pruning have one")
+    with np.load(path) as z:
         return z["pruned_counts"].astype(np.int64), z["abs_weight_sum"].astype(np.float64)
 
 
