@@ -32,7 +32,28 @@ def test_unknown_keys_are_rejected_naming_them():
         ({"weight_decay": -1e-3}, "weight_decay must be >= 0"),
         ({"weight_decay": "1e-3"}, "weight_decay must be float"),
         ({"zeta": 1.5}, r"zeta must be in \[0, 1\]"),
-        ({"model": "ResNet"}, "model must be one of 'SparseNet', 'EvolNet'"),
+        ({"model": "ResNet"}, "model must be one of 'SparseNet', 'EvolNet', 'Dense'"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number, got nan"),
+        ({"lr": float("inf")}, "lr must be a finite number"),
+        ({"momentum": float("nan")}, "momentum must be a finite number"),
+        ({"l1": float("nan")}, "l1 must be a finite number"),
+        ({"weight_decay_end": float("nan")}, "weight_decay_end must be a finite number"),
+        ({"epsilon": float("inf")}, "epsilon must be a finite number"),
+        ({"epsilon": 1000}, r"epsilon=1000 asks for more connections than the 784 x 512 layer 0"),
+        ({"epsilon": [11, 11, 11]}, "epsilon has 3 values for 2 hidden layers"),
+        ({"epsilon": [11, -1]}, r"epsilon\[1\] must be > 0"),
+        ({"seed": 10**20}, r"seed must be in \[0, 2\*\*32\)"),
+        ({"seed": -1}, r"seed must be in \[0, 2\*\*32\)"),
+        ({"hidden": []}, "hidden must be a non-empty list"),
+        ({"hidden": [512, 0]}, "hidden must be a non-empty list of positive widths"),
+        ({"hidden": [512.5]}, "hidden must be a list of int"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+        ({"evolution_proba": 0.5}, "evolution_proba applies to model='EvolNet' only"),
+        ({"parent_fraction": 0.2}, "parent_fraction applies to regrowth='near_parents' only"),
+        ({"optimizer": "adam", "momentum": 0.9}, "momentum applies to optimizer='sgd' only"),
+        ({"model": "Dense"}, "model='Dense' has nothing to evolve"),
+        ({"model": "Dense", "evolution": "off", "epsilon": 20}, "epsilon applies to SET layers only"),
+        ({"topology_from": "some_run"}, "topology_from keeps the connections fixed"),
         ({"evolution": "pass"}, "evolution='pass' goes with model='EvolNet'"),
         ({"model": "EvolNet", "evolution": "pass"}, "needs evolution_proba > 0"),
         ({"decay_mode": "decoupled", "weight_decay": 1.0}, "must be < 1"),
@@ -59,3 +80,19 @@ def test_linear_weight_decay_schedule():
     assert c.weight_decay_at(6) == pytest.approx(5.5e-3)
     assert c.weight_decay_at(11) == pytest.approx(1e-2)
     assert ExperimentConfig(weight_decay=3e-4).weight_decay_at(100) == 3e-4
+
+
+def test_new_fields_keep_every_committed_run_id():
+    # Fields added later must not move existing results: their defaults stay out of the id.
+    assert ExperimentConfig(weight_decay=1e-3, seed=2).run_id() == ExperimentConfig(weight_decay=1e-3, seed=2, hidden=[512, 128], dropout=0).run_id()
+    big = ExperimentConfig(hidden=[1000, 1000, 1000], epsilon=20, dropout=0.3)
+    assert big.run_id().startswith("sparsenet-1000-1000-1000_e155_wd0_drop0.3_s0_")
+
+
+def test_list_fields_round_trip_through_json(tmp_path):
+    config = ExperimentConfig(hidden=[300, 100], epsilon=[20, 5])
+    assert config.hidden == (300, 100) and config.epsilon == (20.0, 5.0)
+    path = tmp_path / "c.json"
+    path.write_text(config.to_json())
+    assert ExperimentConfig.from_json(path) == config
+    assert config.layer_epsilons() == (20.0, 5.0) and ExperimentConfig().layer_epsilons() == (11.0, 11.0)

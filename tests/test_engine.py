@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from synapses.config import ExperimentConfig
-from synapses.engine import METRIC_COLUMNS, build_model, is_finished, run_experiment
+from synapses.config import ConfigError, ExperimentConfig
+from synapses.data import MEAN, STD
+from synapses.engine import METRIC_COLUMNS, build_model, is_finished, load_model_state, prepare_data, run_experiment
 from synapses.topology import center_ratio, trend
 
 
@@ -108,8 +109,9 @@ def test_init_from_starts_from_a_finished_run(tmp_path, small_mnist):
     a, b = torch.load(first / "model.pt"), torch.load(run_dir / "model.pt")
     assert torch.equal(a["set_layers.0.connections"], b["set_layers.0.connections"])
     missing = ExperimentConfig(epochs=1, init_from="no_such_run")
-    with pytest.raises(FileNotFoundError, match="no_such_run"):
+    with pytest.raises(ConfigError, match="init_from='no_such_run': no finished run"):
         run_experiment(missing, tmp_path, data=small_mnist, progress=False)
+    assert not (tmp_path / missing.run_id()).exists()  # refused before anything is created
 
 
 def test_kill_between_results_and_checkpoint_loses_only_that_epoch(tmp_path, small_mnist):
@@ -159,3 +161,63 @@ def test_unit_inputs_make_blank_pixels_zero(small_mnist):
     assert torch.equal(standard.train_y, unit.train_y)
     assert small_mnist.train_x.min().item() < 0  # the shared tensors are not modified
     assert "unit" in ExperimentConfig(inputs="unit").run_id()
+
+
+# ---------------------------------------------------------------------------- other shapes
+def test_hidden_widths_and_per_layer_epsilon_shape_the_net():
+    config = ExperimentConfig(hidden=(300, 200, 100), epsilon=(20, 10, 5))
+    model = build_model(config, torch.Generator().manual_seed(0))
+    shapes = [(layer.in_features, layer.out_features, layer.epsilon) for layer in model.set_layers]
+    assert shapes == [(784, 300, 20.0), (300, 200, 10.0), (200, 100, 5.0)]
+    assert model.readout.in_features == 100 and model(torch.zeros(3, 784)).shape == (3, 10)
+
+
+def test_dropout_acts_in_training_only():
+    model = build_model(ExperimentConfig(dropout=0.5), torch.Generator().manual_seed(0))
+    x = torch.randn(8, 784)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
+def test_scaled_inputs_are_standardised_scale_with_blank_at_zero(small_mnist):
+    scaled = prepare_data(small_mnist, ExperimentConfig(inputs="scaled"))
+    blank = small_mnist.train_x == small_mnist.train_x.min()
+    assert (scaled.train_x[blank] == 0).all()
+    # the same spread as the standardised inputs: one inked step is the same size
+    torch.testing.assert_close(scaled.train_x, (small_mnist.train_x * STD + MEAN).clamp(0, 1) / STD)
+    torch.testing.assert_close(scaled.train_x - small_mnist.train_x, torch.full_like(scaled.train_x, MEAN / STD), atol=1e-5, rtol=0)
+
+
+def test_dense_baseline_trains_through_the_engine_with_a_uniform_topology(tmp_path, small_mnist):
+    config = ExperimentConfig(model="Dense", evolution="off", hidden=(64, 32), epochs=2)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    metrics, topology = _read(run_dir)
+    assert (topology["pixel_counts"] == 64).all()  # every pixel feeds every first-layer unit
+    assert (metrics["center_ratio"] == 1.0).all()
+    assert metrics["train_loss"].iloc[1] < metrics["train_loss"].iloc[0] and metrics["test_acc"].iloc[-1] > 0.2
+    state = load_model_state(run_dir / "model.pt")
+    assert state["hidden_layers.0.weight"].shape == (64, 784)
+
+
+def test_topology_from_keeps_the_source_connections_fixed_with_fresh_weights(tmp_path, small_mnist):
+    source_dir = run_experiment(ExperimentConfig(epochs=2), tmp_path, data=small_mnist, progress=False)
+    source = load_model_state(source_dir / "model.pt")
+    config = ExperimentConfig(epochs=2, seed=1, evolution="off", topology_from=source_dir.name)
+    fresh = build_model(config, torch.Generator().manual_seed(config.seed))
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    trained = load_model_state(run_dir / "model.pt")
+    for i in range(2):
+        assert torch.equal(trained[f"set_layers.{i}.connections"], source[f"set_layers.{i}.connections"])
+    assert not torch.equal(trained["set_layers.0.weight"], source["set_layers.0.weight"])
+    with np.load(run_dir / "topology.npz") as z:
+        assert (z["pixel_counts"] == z["pixel_counts"][0]).all()  # fixed over the epochs
+    assert not torch.equal(fresh.set_layers[0].connections, source["set_layers.0.connections"])
+
+
+def test_topology_from_a_missing_run_is_refused_before_anything_is_written(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=1, evolution="off", topology_from="nowhere")
+    with pytest.raises(ConfigError, match="topology_from='nowhere'"):
+        run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -209,7 +209,7 @@ runs:
     broken, fine = (r.config.run_id() for r in load_sweep(path).runs)
     assert f"{fine}  finished" in out
     line = next(l for l in out.splitlines() if l.startswith(broken))
-    assert "failed" in line and ".sweep-logs" in line and "FileNotFoundError" in line
+    assert "failed" in line and ".sweep-logs" in line and "ConfigError" in line
     assert "1 finished, 1 failed" in out
 
 

@@ -8,9 +8,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
+
+from .layer import erdos_renyi_n_params
+
+INPUT_SIZE = 28 * 28  # MNIST pixels
+MAX_SEED = 2**32
 
 
 class ConfigError(ValueError):
@@ -22,8 +28,10 @@ class ExperimentConfig:
     """One SET training run on MNIST (the original protocol by default).
 
     Attributes:
-        model: ``"SparseNet"`` (784-512-128-10) or ``"EvolNet"`` (same net, evolving during
-            training passes).
+        model: ``"SparseNet"`` (784-hidden-10: SET layers and a dense readout),
+            ``"EvolNet"`` (the same net, evolving during training passes) or ``"Dense"``
+            (the same shape with dense ``nn.Linear`` layers: the baseline).
+        hidden: widths of the hidden layers (``(512, 128)``: the original demo net).
         epochs: number of training epochs.
         seed: seeds initialisation, data order and evolution.
         batch_size: training (and evaluation) batch size.
@@ -36,7 +44,10 @@ class ExperimentConfig:
             gradient; amplified by momentum); ``"decoupled"``: every parameter is shrunk by
             ``w -= wd * w`` after each optimizer step, as the SET authors' code does.
         l1: coefficient of ``l1 * sum(|w|)`` added to the training loss (all parameters).
-        epsilon, zeta: of the SET layers.
+        epsilon: Erdős–Rényi density parameter of the SET layers, one for all or one per
+            hidden layer.
+        zeta: of the SET layers.
+        dropout: probability of dropping each hidden unit after its ReLU in training.
         evolution: ``"epoch"`` (zero after each epoch, evolve before the next, as SparseNet),
             ``"pass"`` (each SET layer evolves with probability ``evolution_proba`` on each
             training pass, as EvolNet) or ``"off"``.
@@ -48,18 +59,22 @@ class ExperimentConfig:
         parent_fraction: see ``regrowth``.
         init_from: ``run_id`` of a finished run whose final network this run starts from
             (fresh optimizer), e.g. a later phase of the EvolNet triplet.
+        topology_from: ``run_id`` of a finished run of the same shape whose final
+            connections (every SET layer) this run keeps fixed, with fresh weights; needs
+            ``evolution="off"``.
         threads: torch intra-op threads (pinned: results depend on it bit for bit).
         train_size, test_size: use only the first so many training / test images (``None``:
             all); for quick looks and smoke runs, never for the study's numbers.
         inputs: ``"standardized"`` (mean 0.1307, std 0.3081, as the original: blank pixels are
-            -0.424 and their weights get gradients) or ``"unit"`` (pixels in [0, 1]: blank
-            pixels are 0 and their weights get none).
+            -0.424 and their weights get gradients), ``"unit"`` (pixels in [0, 1]: blank
+            pixels are 0 and their weights get none) or ``"scaled"`` (pixels divided by
+            0.3081 without centring: the standardised scale, blank pixels 0).
         record_pruning: also write ``pruning.npz``: per epoch and input pixel, the
             first-layer connections pruned and their summed ``|weight|`` before pruning
             (needs ``evolution="epoch"``).
     """
 
-    model: Literal["SparseNet", "EvolNet"] = "SparseNet"
+    model: Literal["SparseNet", "EvolNet", "Dense"] = "SparseNet"
     epochs: int = 155
     seed: int = 0
     batch_size: int = 128
@@ -70,7 +85,7 @@ class ExperimentConfig:
     weight_decay_end: float | None = None
     decay_mode: Literal["coupled", "decoupled"] = "coupled"
     l1: float = 0.0
-    epsilon: float = 11.0
+    epsilon: float | tuple[float, ...] = 11.0
     zeta: float = 0.3
     evolution: Literal["epoch", "pass", "off"] = "epoch"
     evolution_proba: float = 0.0
@@ -82,24 +97,42 @@ class ExperimentConfig:
     train_size: int | None = None
     test_size: int | None = None
     record_pruning: bool = False
-    inputs: Literal["standardized", "unit"] = "standardized"
+    inputs: Literal["standardized", "unit", "scaled"] = "standardized"
+    hidden: tuple[int, ...] = (512, 128)
+    dropout: float = 0.0
+    topology_from: str | None = None
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
         for f in fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, list):  # JSON and YAML give lists where the field holds a tuple
+                value = tuple(value)
+                object.__setattr__(self, f.name, value)
             _check_type(f.name, value, hints[f.name])
-            if float in get_args(hints[f.name]) + (hints[f.name],) and isinstance(value, int):
-                # 0 and 0.0 must give the same JSON, hence the same run_id
+            # 0 and 0.0 must give the same JSON, hence the same run_id
+            if isinstance(value, tuple) and float in _element_types(hints[f.name]):
+                object.__setattr__(self, f.name, tuple(float(v) for v in value))
+            elif float in get_args(hints[f.name]) + (hints[f.name],) and isinstance(value, int):
                 object.__setattr__(self, f.name, float(value))
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "threads": self.threads, "epsilon": self.epsilon}
+        self._check_values()
+        self._check_fields_apply()
+
+    def _check_values(self) -> None:
+        for name, value in self._floats().items():
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "threads": self.threads}
+        positive.update({f"epsilon[{i}]" if isinstance(self.epsilon, tuple) else "epsilon": e for i, e in enumerate(self.layer_epsilons())})
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value!r}")
-        non_negative = {"weight_decay": self.weight_decay, "l1": self.l1, "momentum": self.momentum, "seed": self.seed}
+        if not 0 <= self.seed < MAX_SEED:
+            raise ConfigError(f"seed must be in [0, 2**32), got {self.seed!r}")
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 or None, got {getattr(self, name)!r}")
+        non_negative = {"weight_decay": self.weight_decay, "l1": self.l1, "momentum": self.momentum}
         if self.weight_decay_end is not None:
             non_negative["weight_decay_end"] = self.weight_decay_end
         for name, value in non_negative.items():
@@ -108,14 +141,68 @@ class ExperimentConfig:
         for name in ("zeta", "evolution_proba", "parent_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ConfigError(f"hidden must be a non-empty list of positive widths, got {list(self.hidden)!r}")
+        if isinstance(self.epsilon, tuple) and len(self.epsilon) != len(self.hidden):
+            raise ConfigError(f"epsilon has {len(self.epsilon)} values for {len(self.hidden)} hidden layers; give one per hidden layer or a single number")
+        if self.model != "Dense":
+            for i, ((n_in, n_out), eps) in enumerate(zip(self.set_layer_shapes(), self.layer_epsilons())):
+                if erdos_renyi_n_params(n_in, n_out, eps, None) > n_in * n_out:
+                    raise ConfigError(
+                        f"epsilon={eps:g} asks for more connections than the {n_in} x {n_out} layer {i} has pairs "
+                        f"(at most {n_in * n_out / (n_in + n_out):g} there)"
+                    )
+        if self.decay_mode == "decoupled" and max(self.weight_decay, self.weight_decay_end or 0.0) >= 1:
+            raise ConfigError(f"decoupled weight_decay shrinks w by wd * w per step and must be < 1, got {self.weight_decay!r}")
+
+    def _check_fields_apply(self) -> None:
+        """Refuse settings that the rest of the config would silently ignore."""
         if (self.evolution == "pass") != (self.model == "EvolNet"):
             raise ConfigError(f"evolution='pass' goes with model='EvolNet' and only with it (got model={self.model!r}, evolution={self.evolution!r})")
-        if self.record_pruning and self.evolution != "epoch":
-            raise ConfigError("record_pruning needs evolution='epoch' (pruning happens between epochs)")
         if self.evolution == "pass" and self.evolution_proba == 0:
             raise ConfigError("evolution='pass' needs evolution_proba > 0")
-        if self.decay_mode == "decoupled" and self.weight_decay >= 1:
-            raise ConfigError(f"decoupled weight_decay shrinks w by wd * w per step and must be < 1, got {self.weight_decay!r}")
+        if self.evolution != "pass" and self.evolution_proba != 0:
+            raise ConfigError(f"evolution_proba applies to model='EvolNet' only (got {self.evolution_proba!r} with model={self.model!r}); remove it")
+        if self.record_pruning and self.evolution != "epoch":
+            raise ConfigError("record_pruning needs evolution='epoch' (pruning happens between epochs)")
+        if self.regrowth == "uniform" and self.parent_fraction != 0.5:
+            raise ConfigError(f"parent_fraction applies to regrowth='near_parents' only (got {self.parent_fraction!r} with uniform regrowth); remove it")
+        if self.optimizer == "adam" and self.momentum != 0.5:
+            raise ConfigError(f"momentum applies to optimizer='sgd' only (got {self.momentum!r} with adam); remove it")
+        if self.model == "Dense":
+            if self.evolution != "off":
+                raise ConfigError("model='Dense' has nothing to evolve: set evolution='off'")
+            set_only = {"epsilon": 11.0, "zeta": 0.3, "regrowth": "uniform", "topology_from": None, "reset_optimizer_state": True}
+            for name, default in set_only.items():
+                if getattr(self, name) != default:
+                    raise ConfigError(f"{name} applies to SET layers only, not to model='Dense'; remove it")
+        if self.topology_from is not None:
+            if self.evolution != "off":
+                raise ConfigError("topology_from keeps the connections fixed: set evolution='off'")
+            if self.init_from is not None:
+                raise ConfigError("init_from and topology_from exclude each other (init_from already brings the connections)")
+
+    # ---------------------------------------------------------------- shapes
+    def set_layer_shapes(self) -> list[tuple[int, int]]:
+        """``(in, out)`` of each hidden layer (the SET layers of a sparse model)."""
+        widths = (INPUT_SIZE, *self.hidden)
+        return list(zip(widths[:-1], widths[1:]))
+
+    def layer_epsilons(self) -> tuple[float, ...]:
+        """``epsilon`` of each hidden layer."""
+        return self.epsilon if isinstance(self.epsilon, tuple) else (self.epsilon,) * len(self.hidden)
+
+    def _floats(self) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float):
+                values[f.name] = value
+            elif isinstance(value, tuple):
+                values.update({f"{f.name}[{i}]": float(v) for i, v in enumerate(value)})
+        return values
 
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -162,7 +249,10 @@ class ExperimentConfig:
         changed = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
         digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
         decay = f"wd{self.weight_decay:g}" + (f"-{self.weight_decay_end:g}" if self.weight_decay_end is not None else "")
-        parts = [self.model.lower(), f"e{self.epochs}", decay]
+        parts = [self.model.lower()]
+        if self.hidden != (512, 128):
+            parts[0] += "-" + "-".join(map(str, self.hidden))
+        parts += [f"e{self.epochs}", decay]
         if self.decay_mode == "decoupled":
             parts.append("dec")
         if self.l1:
@@ -171,6 +261,10 @@ class ExperimentConfig:
             parts.append("parents")
         if self.inputs != "standardized":
             parts.append(self.inputs)
+        if self.dropout:
+            parts.append(f"drop{self.dropout:g}")
+        if self.topology_from is not None:
+            parts.append("fixed")
         if self.record_pruning:
             parts.append("rec")
         if self.train_size is not None or self.test_size is not None:
@@ -179,20 +273,35 @@ class ExperimentConfig:
         return "_".join(parts)
 
 
+def _element_types(hint: Any) -> tuple[Any, ...]:
+    """The element types of the ``tuple[X, ...]`` members of ``hint``."""
+    members = get_args(hint) if get_args(hint) and getattr(hint, "__origin__", None) is not tuple else (hint,)
+    return tuple(get_args(m)[0] for m in members if getattr(m, "__origin__", None) is tuple)
+
+
 def _check_type(name: str, value: Any, hint: Any) -> None:
     options = get_args(hint)
     if getattr(hint, "__origin__", None) is Literal:
         if value not in options:
             raise ConfigError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
         return
-    allowed = options if options else (hint,)
+    allowed = options if options and getattr(hint, "__origin__", None) is not tuple else (hint,)
     for kind in allowed:
         if kind is type(None) and value is None:
             return
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if getattr(kind, "__origin__", None) is tuple and isinstance(value, tuple):
+            if all(_is_instance(v, get_args(kind)[0]) for v in value):
+                return
+            continue
+        if _is_instance(value, kind):
             return
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return
-        if kind in (str, bool) and isinstance(value, kind):
-            return
-    raise ConfigError(f"{name} must be {' or '.join(getattr(k, '__name__', str(k)) for k in allowed)}, got {value!r}")
+    names = [f"a list of {get_args(k)[0].__name__}" if getattr(k, "__origin__", None) is tuple else getattr(k, "__name__", str(k)) for k in allowed]
+    raise ConfigError(f"{name} must be {' or '.join(names)}, got {value!r}")
+
+
+def _is_instance(value: Any, kind: Any) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(kind, type) and isinstance(value, kind)

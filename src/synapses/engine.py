@@ -40,12 +40,13 @@ import torch
 import torch.nn.functional as F
 
 from .analysis import abs_weight_sum
-from .config import ExperimentConfig
+from .config import INPUT_SIZE, ConfigError, ExperimentConfig
 from .data import MEAN, STD, MNISTTensors, load_mnist
-from .models import EvolNet, SparseNet
+from .models import DenseNet, EvolNet, SparseNet
 from .topology import center_ratio, pixel_counts, trend
 
 DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "results"
+N_CLASSES = 10
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "center_ratio", "weight_decay", "seconds")
 
 
@@ -61,9 +62,12 @@ class RunState:
 
 
 # ---------------------------------------------------------------------------- building
-def build_model(config: ExperimentConfig, generator: torch.Generator) -> SparseNet:
+def build_model(config: ExperimentConfig, generator: torch.Generator) -> torch.nn.Module:
     """The network of ``config``; SET randomness comes from ``generator``."""
-    kwargs = dict(epsilon=config.epsilon, zeta=config.zeta, generator=generator)
+    sizes = (INPUT_SIZE, *config.hidden, N_CLASSES)
+    if config.model == "Dense":
+        return DenseNet(sizes, dropout=config.dropout)
+    kwargs = dict(sizes=sizes, epsilon=config.layer_epsilons(), zeta=config.zeta, generator=generator, dropout=config.dropout)
     if config.model == "EvolNet":
         model: SparseNet = EvolNet(0.0, **kwargs)
         model.evolution_proba = config.evolution_proba
@@ -81,6 +85,26 @@ def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.o
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=coupled)
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=coupled)
+
+
+def fix_topology(model: torch.nn.Module, source_state: dict[str, torch.Tensor]) -> None:
+    """Give ``model``'s SET layers the connections of ``source_state`` (a state dict of the
+    same architecture), keeping their freshly drawn weights."""
+    for i, layer in enumerate(model.set_layers):
+        connections = source_state[f"set_layers.{i}.connections"]
+        if connections.shape != layer.connections.shape:
+            raise ValueError(f"topology_from: layer {i} has {len(connections)} connections there, {layer.n_params} here")
+        layer.connections.copy_(connections)
+
+
+def first_layer_counts(model: torch.nn.Module) -> np.ndarray:
+    """``(784,)`` connections of the first layer per input pixel (all ``out_features`` for
+    a dense layer)."""
+    if isinstance(model, DenseNet):
+        first = model.hidden_layers[0]
+        return np.full(first.in_features, first.out_features, dtype=np.int64)
+    first = model.set_layers[0]
+    return pixel_counts(first.connections, first.in_features)
 
 
 # ---------------------------------------------------------------------------- one epoch
@@ -233,9 +257,19 @@ def run_experiment(
     run_dir = Path(results_dir if results_dir is not None else DEFAULT_RESULTS) / config.run_id()
     if is_finished(run_dir, config):
         return run_dir
+    for name in ("init_from", "topology_from"):
+        if (source := getattr(config, name)) is not None:
+            _require_finished(run_dir.parent / source, name)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(run_dir):
         return _run(config, run_dir, data if data is not None else load_mnist(), progress, stop_after)
+
+
+def _require_finished(source_dir: Path, field_name: str) -> None:
+    """Refuse a run that starts from ``source_dir`` unless that run is finished."""
+    config_file = source_dir / "config.json"
+    if not (config_file.exists() and is_finished(source_dir, ExperimentConfig.from_json(config_file))):
+        raise ConfigError(f"{field_name}={source_dir.name!r}: no finished run of that id in {source_dir.parent} (run that config first)")
 
 
 @contextlib.contextmanager
@@ -257,11 +291,15 @@ def prepare_data(data: MNISTTensors, config: ExperimentConfig) -> MNISTTensors:
     """The subset (``train_size``, ``test_size``) and input scaling of ``config``.
 
     ``inputs="unit"`` undoes the standardisation: pixels in [0, 1], blank pixels exactly 0,
-    so that weights from blank pixels receive no gradient at all.
+    so that weights from blank pixels receive no gradient at all. ``inputs="scaled"``
+    undoes only the centring: pixels in [0, 1 / 0.3081], the standardised scale with blank
+    pixels at 0.
     """
     train_x, test_x = data.train_x[: config.train_size], data.test_x[: config.test_size]
     if config.inputs == "unit":
         train_x, test_x = ((x * STD + MEAN).clamp_(0, 1) for x in (train_x, test_x))
+    elif config.inputs == "scaled":
+        train_x, test_x = ((x * STD + MEAN).clamp_(0, 1) / STD for x in (train_x, test_x))
     return MNISTTensors(train_x, data.train_y[: config.train_size], test_x, data.test_y[: config.test_size])
 
 
@@ -274,18 +312,17 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
     data_rng = torch.Generator().manual_seed(config.seed + 1_000_003)
     model = build_model(config, model_rng)
     if config.init_from is not None:
-        source = run_dir.parent / config.init_from / "model.pt"
-        if not source.exists():
-            raise FileNotFoundError(f"init_from={config.init_from!r}: {source} does not exist (run that config first)")
-        model.load_state_dict(load_model_state(source))
+        model.load_state_dict(load_model_state(run_dir.parent / config.init_from / "model.pt"))
+    if config.topology_from is not None:
+        fix_topology(model, load_model_state(run_dir.parent / config.topology_from / "model.pt"))
     optimizer = build_optimizer(config, model)
     if config.reset_optimizer_state:
-        for layer in model.set_layers:
+        for layer in getattr(model, "set_layers", []):
             layer.optimizer = optimizer
     if isinstance(model, EvolNet) and config.reset_optimizer_state:
         model.optimizer = optimizer
 
-    state = RunState(counts=[pixel_counts(model.set_layers[0].connections)])
+    state = RunState(counts=[first_layer_counts(model)])
     checkpoint = run_dir / "checkpoint.pt"
     if checkpoint.exists():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -319,7 +356,7 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
             first = model.set_layers[0]
             state.pruned.append(pixel_counts(first.connections[first.pruned], first.in_features))
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y, config.batch_size)
-        counts = pixel_counts(model.set_layers[0].connections)
+        counts = first_layer_counts(model)
         state.epoch = epoch
         state.counts.append(counts)
         state.rows.append(

@@ -1,6 +1,8 @@
 """The MNIST networks of the original demo, built from SETLayers."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,9 +19,11 @@ class SparseNet(nn.Module):
 
     Args:
         sizes: ``(input, hidden..., output)`` widths; every layer but the last is a SETLayer.
-        epsilon, zeta: passed to each SETLayer.
+        epsilon: passed to each SETLayer, or a sequence with one value per SETLayer.
+        zeta: passed to each SETLayer.
         generator: passed to each SETLayer.
         compute: passed to each SETLayer (``"auto"``, ``"sparse"`` or ``"dense"``).
+        dropout: probability of zeroing each hidden unit after its ReLU, in training.
 
     Shape:
         Input ``(batch, *)`` with ``prod(*) == sizes[0]`` (e.g. ``(batch, 1, 28, 28)``);
@@ -29,27 +33,38 @@ class SparseNet(nn.Module):
     def __init__(
         self,
         sizes: tuple[int, ...] = (784, 512, 128, 10),
-        epsilon: float = 11,
+        epsilon: float | Sequence[float] = 11,
         zeta: float = 0.3,
         *,
         generator: torch.Generator | None = None,
         compute: str = "auto",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if len(sizes) < 3:
             raise ValueError(f"sizes needs an input, at least one hidden and an output width, got {sizes!r}")
+        epsilons = tuple(epsilon) if isinstance(epsilon, Sequence) else (epsilon,) * (len(sizes) - 2)
+        if len(epsilons) != len(sizes) - 2:
+            raise ValueError(f"epsilon has {len(epsilons)} values for {len(sizes) - 2} SET layers")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.sizes = tuple(sizes)
+        self.dropout = dropout
         self.set_layers = nn.ModuleList(
-            SETLayer(a, b, epsilon=epsilon, zeta=zeta, generator=generator, compute=compute)
-            for a, b in zip(sizes[:-2], sizes[1:-1])
+            SETLayer(a, b, epsilon=eps, zeta=zeta, generator=generator, compute=compute)
+            for a, b, eps in zip(sizes[:-2], sizes[1:-1], epsilons)
         )
         self.readout = nn.Linear(sizes[-2], sizes[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
         for layer in self.set_layers:
-            x = F.relu(layer(x))
+            x = self._hidden_activation(layer(x))
         return F.log_softmax(self.readout(x), dim=1)
+
+    def _hidden_activation(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x)
+        return F.dropout(x, self.dropout, self.training) if self.dropout else x
 
     def zero_connections(self) -> None:
         """Mark and zero the weights each SET layer will move."""
@@ -83,8 +98,9 @@ class EvolNet(SparseNet):
         generator: torch.Generator | None = None,
         compute: str = "auto",
         optimizer: torch.optim.Optimizer | None = None,
+        dropout: float = 0.0,
     ) -> None:
-        super().__init__(sizes, epsilon, zeta, generator=generator, compute=compute)
+        super().__init__(sizes, epsilon, zeta, generator=generator, compute=compute, dropout=dropout)
         if not 0 <= evolution_proba <= 1:
             raise ValueError(f"evolution_proba must be in [0, 1], got {evolution_proba!r}")
         self.evolution_proba = evolution_proba / len(self.set_layers)
@@ -96,9 +112,41 @@ class EvolNet(SparseNet):
         for layer in self.set_layers:
             if self.training and self._coin() < self.evolution_proba:
                 layer.evolve_connections(optimizer=self.optimizer)
-            x = F.relu(layer(x))
+            x = self._hidden_activation(layer(x))
         return F.log_softmax(self.readout(x), dim=1)
 
     def _coin(self) -> float:
         device = self.generator.device if self.generator is not None else "cpu"
         return float(torch.rand((), generator=self.generator, device=device))
+
+
+class DenseNet(nn.Module):
+    """The dense baseline of :class:`SparseNet`: ``nn.Linear`` layers of the same widths,
+    ReLU (and dropout) after each hidden layer, log-softmax.
+
+    Args:
+        sizes: ``(input, hidden..., output)`` widths.
+        dropout: probability of zeroing each hidden unit after its ReLU, in training.
+
+    Shape:
+        Input ``(batch, *)`` with ``prod(*) == sizes[0]``; output ``(batch, sizes[-1])``.
+    """
+
+    def __init__(self, sizes: tuple[int, ...] = (784, 512, 128, 10), *, dropout: float = 0.0) -> None:
+        super().__init__()
+        if len(sizes) < 3:
+            raise ValueError(f"sizes needs an input, at least one hidden and an output width, got {sizes!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.sizes = tuple(sizes)
+        self.dropout = dropout
+        self.hidden_layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-2], sizes[1:-1]))
+        self.readout = nn.Linear(sizes[-2], sizes[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for layer in self.hidden_layers:
+            x = F.relu(layer(x))
+            if self.dropout:
+                x = F.dropout(x, self.dropout, self.training)
+        return F.log_softmax(self.readout(x), dim=1)
