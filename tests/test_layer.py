@@ -552,3 +552,99 @@ def test_cuda_huge_layer():
     layer(x).sum().backward()
     layer.evolve_connections()
     assert_unique_pairs(layer)
+
+
+# ---------------------------------------------------------------------------- misuse
+@pytest.mark.parametrize("compute", MODES)
+def test_gradgradcheck(compute):
+    # Second-order gradients (gradient penalties, Hessian-vector products) must be exact on
+    # every path: the sparse backward is itself differentiable.
+    torch.manual_seed(0)
+    layer = SETLayer(12, 7, epsilon=1, compute=compute, dtype=F64)
+    x = torch.randn(5, 12, dtype=F64, requires_grad=True)
+
+    def fn(x, weight, bias):
+        return torch.func.functional_call(layer, {"weight": weight, "bias": bias}, (x,))
+
+    assert torch.autograd.gradgradcheck(fn, (x, layer.weight, layer.bias))
+
+
+def _gradient_penalty(compute: str) -> tuple[torch.Tensor, ...]:
+    torch.manual_seed(1)
+    first, second = SETLayer(30, 20, epsilon=3, compute=compute, dtype=F64), SETLayer(20, 10, epsilon=3, compute=compute, dtype=F64)
+    x = torch.randn(8, 30, dtype=F64, requires_grad=True)
+    (grad_x,) = torch.autograd.grad(second(torch.tanh(first(x))).pow(2).sum(), x, create_graph=True)
+    penalty = grad_x.pow(2).sum()
+    penalty.backward()
+    return penalty.detach(), first.weight.grad, second.weight.grad, first.bias.grad
+
+
+def test_gradient_penalty_through_stacked_layers_matches_dense_path():
+    for sparse, dense in zip(_gradient_penalty("sparse"), _gradient_penalty("dense")):
+        torch.testing.assert_close(sparse, dense, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        ((True, 200), {}, "in_features must be a positive integer, got True"),
+        ((10, 20.0), {}, "out_features must be a positive integer"),
+        ((10, 20), dict(epsilon=math.inf), "epsilon must be a finite number"),
+        ((10, 20), dict(epsilon=math.nan), "epsilon must be a finite number"),
+        ((2**32, 2**32), {}, "more than 2\\*\\*62 pairs"),
+        ((10, 20), dict(dtype=torch.float16), "supports dtype float32 and float64, got torch.float16"),
+        ((10, 20), dict(dtype=torch.bfloat16), "supports dtype float32 and float64"),
+        ((10, 20), dict(device="meta"), "meta device"),
+    ],
+)
+def test_bad_construction_is_refused(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SETLayer(*args, **kwargs)
+
+
+def test_numpy_integers_are_accepted_like_nn_linear():
+    np = pytest.importorskip("numpy")
+    layer = SETLayer(np.int64(10), np.int32(20), epsilon=2)
+    assert (layer.in_features, layer.out_features) == (10, 20) and type(layer.in_features) is int
+
+
+def test_meta_device_context_is_refused():
+    with torch.device("meta"), pytest.raises(ValueError, match="meta device"):
+        SETLayer(10, 20)
+
+
+def test_half_precision_after_construction_is_refused_at_forward():
+    layer = make_layer(dtype=torch.float32).half()
+    with pytest.raises(ValueError, match="supports dtype float32 and float64"):
+        layer(torch.randn(2, 13, dtype=torch.float16))
+
+
+def test_scalar_input_is_refused():
+    with pytest.raises(ValueError, match=r"expected input of shape \(\*, 13\)"):
+        make_layer()(torch.tensor(1.0, dtype=F64))
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda c: c.__setitem__((0, 0), 5000), r"has an input index outside \[0, 13\)"),
+        (lambda c: c.__setitem__((0, 1), -1), r"has an output index outside \[0, 7\)"),
+        (lambda c: c.__setitem__(1, c[0].clone()), "appears twice"),
+    ],
+    ids=["input_out_of_range", "negative_output", "duplicate"],
+)
+def test_load_state_dict_refuses_bad_connections(edit, match):
+    layer = make_layer()
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    edit(state["connections"])
+    with pytest.raises(RuntimeError, match=match):
+        make_layer(seed=1).load_state_dict(state)
+
+
+def test_load_state_dict_refuses_wrong_shape_and_dtype():
+    layer = make_layer()
+    state = layer.state_dict()
+    with pytest.raises(RuntimeError, match=r"expected shape \(40, 2\), got \(5, 2\)"):
+        make_layer().load_state_dict({**state, "connections": state["connections"][:5]})
+    with pytest.raises(RuntimeError, match="expected an integer dtype"):
+        make_layer().load_state_dict({**state, "connections": state["connections"].double()})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import torch
@@ -13,6 +14,9 @@ from .sparse_ops import CSRIndex, dense_linear, prefer_dense, sparse_linear
 
 COMPUTE_MODES = ("auto", "sparse", "dense")
 REGROWTH_MODES = ("uniform", "near_parents")
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+# Connections are addressed by the flat key out * in_features + in, an int64.
+MAX_PAIRS = 2**62
 
 
 def erdos_renyi_n_params(in_features: int, out_features: int, epsilon: float, sparsity: float | None) -> int:
@@ -96,13 +100,16 @@ class SETLayer(nn.Module):
         input_grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
-        for name, size in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(size, int) or size < 1:
-                raise ValueError(f"{name} must be a positive integer, got {size!r}")
+        in_features, out_features = _positive_int("in_features", in_features), _positive_int("out_features", out_features)
+        if in_features * out_features > MAX_PAIRS:
+            raise ValueError(f"a {in_features} x {out_features} layer has more than 2**62 pairs; connections are addressed by int64 keys")
         if not 0 <= zeta <= 1:
             raise ValueError(f"zeta must be in [0, 1], got {zeta!r}")
-        if sparsity is None and not epsilon > 0:
-            raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+        if sparsity is None and not (epsilon > 0 and math.isfinite(epsilon)):
+            raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
+        _check_dtype(dtype if dtype is not None else torch.get_default_dtype())
+        if torch.empty(0, device=device).device.type == "meta":
+            raise ValueError("SETLayer cannot live on the meta device: its connections are drawn (data-dependent) at construction")
         if sparsity is not None and not 0 <= sparsity < 1:
             raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
         if compute not in COMPUTE_MODES:
@@ -203,10 +210,12 @@ class SETLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(*, in_features)`` -> ``(*, out_features)``."""
-        if x.shape[-1] != self.in_features:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
         batch_shape = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
+        if self.weight.dtype not in SUPPORTED_DTYPES:  # converted after construction (.half())
+            _check_dtype(self.weight.dtype)
         kernel = dense_linear if self.uses_dense_kernels() else sparse_linear
         y = kernel(x2d, self.weight, self.bias, self._csr_index())
         return y.reshape(*batch_shape, self.out_features)
@@ -270,6 +279,34 @@ class SETLayer(nn.Module):
         return moved
 
     # ------------------------------------------------------------------ plumbing
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        # A connection out of range would make the CSR kernels (built without invariant
+        # checks, for speed) read out of bounds; a duplicate pair would count twice.
+        connections = state_dict.get(prefix + "connections")
+        if connections is not None:
+            problem = self._connections_problem(connections)
+            if problem:
+                error_msgs.append(f"{prefix}connections: {problem}")
+                return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+    def _connections_problem(self, connections: torch.Tensor) -> str | None:
+        """Why ``connections`` cannot be this layer's, or ``None``."""
+        if tuple(connections.shape) != (self.n_params, 2):
+            return f"expected shape ({self.n_params}, 2), got {tuple(connections.shape)}"
+        if connections.dtype not in (torch.int64, torch.int32, torch.int16):
+            return f"expected an integer dtype, got {connections.dtype}"
+        inputs, outputs = connections[:, 0].long(), connections[:, 1].long()
+        for name, index, size in (("input", inputs, self.in_features), ("output", outputs, self.out_features)):
+            bad = (index < 0) | (index >= size)
+            if bool(bad.any()):
+                row = int(bad.nonzero()[0])
+                return f"connection {row} {tuple(connections[row].tolist())} has an {name} index outside [0, {size})"
+        keys = outputs * self.in_features + inputs
+        if torch.unique(keys).numel() != keys.numel():
+            return "some (input, output) pair appears twice"
+        return None
+
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -277,3 +314,21 @@ class SETLayer(nn.Module):
             f"zeta={self.zeta}, bias={self.bias is not None}"
             + (f", regrowth={self.regrowth}, parent_fraction={self.parent_fraction}" if self.regrowth != "uniform" else "")
         )
+
+
+def _positive_int(name: str, value: object) -> int:
+    """``value`` as an int, accepting what ``operator.index`` accepts (numpy integers), not bools."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        size = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if size < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return size
+
+
+def _check_dtype(dtype: torch.dtype) -> None:
+    if dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"SETLayer supports dtype float32 and float64, got {dtype} (half precision has no sparse CPU kernels)")

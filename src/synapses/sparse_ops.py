@@ -86,6 +86,17 @@ class CSRIndex:
             shape=(out_features, in_features),
         )
 
+    def transposed(self) -> "CSRIndex":
+        """The index of the transposed weight ``(in, out)``: the same connections with
+        input and output swapped, values still in weight order."""
+        out_features, in_features = self.shape
+        inputs, outputs = self.flat % in_features, self.flat // in_features
+        return CSRIndex(
+            crow=self.crow_t, col=self.col_t, order=self.order_t, inverse=torch.argsort(self.order_t),
+            crow_t=self.crow, col_t=self.col, order_t=self.order,
+            flat=inputs * out_features + outputs, shape=(in_features, out_features),
+        )
+
     def matrix(self, weight: torch.Tensor) -> torch.Tensor:
         """The ``(out, in)`` sparse CSR weight for values ``weight`` of shape ``(n,)``."""
         return torch.sparse_csr_tensor(
@@ -108,34 +119,75 @@ def _row_pointers(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
 
 
 class _SparseLinear(torch.autograd.Function):
-    """``y = x @ W.T`` for a CSR weight; gradients by CSR matmul and SDDMM."""
+    """``y = x @ W.T`` for a CSR weight; gradients by CSR matmul and SDDMM.
+
+    The backward pass is itself differentiable (``create_graph=True``: gradient penalties,
+    Hessian-vector products): it is then expressed through this function and
+    :class:`_SampledProduct`, whose own gradients are sparse products again.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, index: CSRIndex) -> torch.Tensor:
         matrix = index.matrix(weight)
         # CSR @ dense wants a contiguous right operand: (out, in) @ (in, batch).
         x_t = x.t().contiguous()
-        ctx.save_for_backward(x_t, weight)
+        # x itself is saved too (free: a reference) for a differentiable backward, whose
+        # weight gradient must stay linked to x.
+        ctx.save_for_backward(x, x_t, weight)
         ctx.index, ctx.matrix = index, matrix
         return torch.sparse.mm(matrix, x_t).t()
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
-        x_t, weight = ctx.saved_tensors
+        x, x_t, weight = ctx.saved_tensors
         index: CSRIndex = ctx.index
+        if torch.is_grad_enabled():  # create_graph=True: build a graph of the gradients
+            ctx.matrix = None
+            grad_x = _SparseLinear.apply(grad_y, weight, index.transposed()) if ctx.needs_input_grad[0] else None
+            grad_w = _SampledProduct.apply(grad_y, x, index) if ctx.needs_input_grad[1] else None
+            return grad_x, grad_w, None
         grad_x = grad_w = None
         grad_y_t = grad_y.t().contiguous()  # (out, batch)
         if ctx.needs_input_grad[0]:
             grad_x = torch.sparse.mm(index.matrix_t(weight), grad_y_t).t()
         if ctx.needs_input_grad[1]:
-            # SDDMM: (grad_y.T @ x) sampled at the connections. beta=0 ignores the pattern's
-            # values; x_t.t() (column-major x) is the layout the CPU kernel reads fastest.
             # ctx.matrix is dropped after a first backward; a second one (retain_graph) rebuilds it.
             matrix = ctx.matrix if ctx.matrix is not None else index.matrix(weight)
-            sampled = torch.sparse.sampled_addmm(matrix, grad_y_t, x_t.t(), beta=0.0)
-            grad_w = sampled.values().index_select(0, index.inverse)
+            grad_w = _sampled_values(matrix, grad_y_t, x_t, index)
         ctx.matrix = None
         return grad_x, grad_w, None
+
+
+def _sampled_values(pattern: torch.Tensor, grad_y_t: torch.Tensor, x_t: torch.Tensor, index: CSRIndex) -> torch.Tensor:
+    """``(n,)`` values of ``grad_y_t @ x_t.T`` at the connections, in weight order.
+
+    SDDMM: ``beta=0`` ignores the pattern's values; ``x_t.t()`` (column-major x) is the
+    layout the CPU kernel reads fastest. ``grad_y_t``: ``(out, batch)``; ``x_t``: ``(in, batch)``.
+    """
+    sampled = torch.sparse.sampled_addmm(pattern, grad_y_t, x_t.t(), beta=0.0)
+    return sampled.values().index_select(0, index.inverse)
+
+
+class _SampledProduct(torch.autograd.Function):
+    """``v[k] = sum_b g[b, out_k] * x[b, in_k]``: the weight gradient as a differentiable
+    function of the output gradient ``g`` ``(batch, out)`` and the input ``x`` ``(batch, in)``."""
+
+    @staticmethod
+    def forward(ctx, grad_y: torch.Tensor, x: torch.Tensor, index: CSRIndex) -> torch.Tensor:
+        ctx.save_for_backward(grad_y, x)
+        ctx.index = index
+        pattern = index.matrix(grad_y.new_zeros(len(index.flat)))
+        return _sampled_values(pattern, grad_y.t().contiguous(), x.t().contiguous(), index)
+
+    @staticmethod
+    def backward(ctx, grad_v: torch.Tensor):
+        grad_y, x = ctx.saved_tensors
+        index: CSRIndex = ctx.index
+        # d/dg[b, o] = sum_{k: out_k = o} grad_v[k] x[b, in_k]: x through the layer with weight grad_v;
+        # d/dx[b, i] = sum_{k: in_k = i} grad_v[k] g[b, out_k]: g through its transpose.
+        grad_g = _SparseLinear.apply(x, grad_v, index) if ctx.needs_input_grad[0] else None
+        grad_x = _SparseLinear.apply(grad_y, grad_v, index.transposed()) if ctx.needs_input_grad[1] else None
+        return grad_g, grad_x, None
 
 
 def sparse_linear(
