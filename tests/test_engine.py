@@ -9,14 +9,14 @@ import torch
 from synapses.config import ConfigError, ExperimentConfig
 from synapses.data import MEAN, STD
 from synapses.engine import METRIC_COLUMNS, build_model, is_finished, load_model_state, prepare_data, run_experiment
+from synapses.run_files import read_pruning, read_topology
 from synapses.topology import center_ratio, trend
 
 
 def _read(run_dir):
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    with np.load(run_dir / "topology.npz") as z:
-        topology = {k: z[k] for k in z.files}
-    return metrics, topology
+    counts = read_topology(run_dir / "topology.npz")
+    return metrics, {"pixel_counts": counts, "trend": trend(counts)}
 
 
 def test_results_layout(tmp_path, small_mnist):
@@ -97,7 +97,7 @@ def test_weight_decay_shrinks_weights_and_schedules_are_recorded(tmp_path, small
     plain = run_experiment(ExperimentConfig(epochs=2), tmp_path, data=small_mnist, progress=False)
     decayed_config = ExperimentConfig(epochs=2, weight_decay=0.05, weight_decay_end=0.1)
     decayed = run_experiment(decayed_config, tmp_path, data=small_mnist, progress=False)
-    norms = [torch.load(d / "model.pt")["readout.weight"].norm().item() for d in (plain, decayed)]
+    norms = [load_model_state(d / "model.pt")["readout.weight"].norm().item() for d in (plain, decayed)]
     assert norms[1] < norms[0]
     assert pd.read_csv(decayed / "metrics.csv")["weight_decay"].tolist() == pytest.approx([0.05, 0.1])
 
@@ -106,7 +106,7 @@ def test_init_from_starts_from_a_finished_run(tmp_path, small_mnist):
     first = run_experiment(ExperimentConfig(epochs=1), tmp_path, data=small_mnist, progress=False)
     second = ExperimentConfig(epochs=1, seed=5, evolution="off", lr=1e-12, init_from=first.name)
     run_dir = run_experiment(second, tmp_path, data=small_mnist, progress=False)
-    a, b = torch.load(first / "model.pt"), torch.load(run_dir / "model.pt")
+    a, b = load_model_state(first / "model.pt"), load_model_state(run_dir / "model.pt")
     assert torch.equal(a["set_layers.0.connections"], b["set_layers.0.connections"])
     missing = ExperimentConfig(epochs=1, init_from="no_such_run")
     with pytest.raises(ConfigError, match="init_from='no_such_run': no finished run"):
@@ -132,10 +132,9 @@ def test_kill_between_results_and_checkpoint_loses_only_that_epoch(tmp_path, sma
 def test_record_pruning(tmp_path, small_mnist):
     config = ExperimentConfig(epochs=2, weight_decay=1e-3, record_pruning=True)
     run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
-    with np.load(run_dir / "pruning.npz") as z:
-        pruned, mass = z["pruned_counts"], z["abs_weight_sum"]
+    pruned, mass = read_pruning(run_dir / "pruning.npz")
     assert pruned.shape == mass.shape == (2, 784)
-    state = torch.load(run_dir / "model.pt")
+    state = load_model_state(run_dir / "model.pt")
     first_pruned = state["set_layers.0.pruned"]
     assert pruned[-1].sum() == first_pruned.sum() > 0.25 * 14256
     assert np.array_equal(pruned[-1], np.bincount(state["set_layers.0.connections"][first_pruned, 0].long(), minlength=784))
@@ -211,8 +210,8 @@ def test_topology_from_keeps_the_source_connections_fixed_with_fresh_weights(tmp
     for i in range(2):
         assert torch.equal(trained[f"set_layers.{i}.connections"], source[f"set_layers.{i}.connections"])
     assert not torch.equal(trained["set_layers.0.weight"], source["set_layers.0.weight"])
-    with np.load(run_dir / "topology.npz") as z:
-        assert (z["pixel_counts"] == z["pixel_counts"][0]).all()  # fixed over the epochs
+    counts = read_topology(run_dir / "topology.npz")
+    assert (counts == counts[0]).all()  # fixed over the epochs
     assert not torch.equal(fresh.set_layers[0].connections, source["set_layers.0.connections"])
 
 

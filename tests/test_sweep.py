@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from synapses.config import ConfigError, ExperimentConfig
+from synapses.run_files import read_topology
 from synapses.sweep import load_sweep, main
 
 TINY = """
@@ -115,8 +116,7 @@ def _results(results_dir: Path) -> dict[str, tuple[pd.DataFrame, dict]]:
     out = {}
     for run_dir in sorted(p for p in results_dir.iterdir() if not p.name.startswith(".")):
         metrics = pd.read_csv(run_dir / "metrics.csv").drop(columns="seconds")
-        with np.load(run_dir / "topology.npz") as z:
-            out[run_dir.name] = (metrics, {k: z[k] for k in z.files})
+        out[run_dir.name] = (metrics, {"pixel_counts": read_topology(run_dir / "topology.npz")})
     return out
 
 
@@ -233,3 +233,27 @@ def test_slurm_executor_submits_one_job_array(tmp_path, monkeypatch):
     script = (tmp_path / "submitted.sh").read_text()
     for line in ("#SBATCH --array=0-3%2", "#SBATCH --partition=cpu", "#SBATCH --time=90", "#SBATCH --cpus-per-task=1", "#SBATCH --gpus-per-node=1"):
         assert line in script, line
+
+
+def test_duplicate_entry_names_are_refused(tmp_path):
+    path = _write(tmp_path, "runs:\n  - {name: a, epochs: 1}\n  - {name: a, epochs: 2}\n  - {name: b, after: a}\n")
+    with pytest.raises(ConfigError, match=f"{path}: two entries are named 'a'"):
+        load_sweep(path)
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    path = _write(tmp_path, "base: {epochs: 1}\ngrid: {weight_decay: [1e-3, 1.0e-2]}\n")
+    assert [r.config.weight_decay for r in load_sweep(path).runs] == [1e-3, 1e-2]
+
+
+def test_nan_in_a_sweep_file_is_refused(tmp_path):
+    path = _write(tmp_path, "base: {epochs: 1, weight_decay: .nan}\n")
+    with pytest.raises(ConfigError, match="weight_decay must be a finite number"):
+        load_sweep(path)
+
+
+def test_binary_sweep_file_is_a_config_error(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match="cannot read the sweep file"):
+        load_sweep(path)

@@ -6,8 +6,9 @@
 * ``config.json``: the configuration;
 * ``metrics.csv``: one row per epoch (losses, accuracies as fractions, ``center_ratio``,
   the weight decay in force and the wall-clock ``seconds`` of the epoch);
-* ``topology.npz``: ``pixel_counts`` ``(epochs + 1, 784)`` connections of the first layer
-  per input pixel at initialisation and after each epoch, and ``trend`` ``(epochs + 1, 14)``;
+* ``topology.npz``: connections of the first layer per input pixel at initialisation and
+  after each epoch, ``(epochs + 1, 784)``, stored as steps between epochs (read it with
+  :func:`synapses.run_files.read_topology`);
 * ``pruning.npz`` with ``record_pruning``: ``pruned_counts`` ``(epochs, 784)`` first-layer
   connections pruned after each epoch, per input pixel, and ``abs_weight_sum``
   ``(epochs, 784)`` the sum of ``|weight|`` of each pixel's connections just before pruning;
@@ -16,6 +17,10 @@
 * ``checkpoint.pt`` while the run is unfinished: network, optimizer and random states
   (the history is in the two files above). Committed with unfinished runs, so that a
   later session on another machine resumes them.
+
+``model.pt`` and ``checkpoint.pt`` carry a checksum and their run id
+(:mod:`synapses.run_files`): a damaged or foreign one stops the run with an error that
+names it, and a run whose ``model.pt`` is damaged does not count as finished.
 
 Every file is written to a temporary name and renamed, so an interrupted run leaves either
 the previous version or the new one. A run resumed from its checkpoint ends with the same
@@ -28,12 +33,11 @@ import csv
 import fcntl
 import io
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +47,11 @@ from .analysis import abs_weight_sum
 from .config import INPUT_SIZE, ConfigError, ExperimentConfig
 from .data import MEAN, STD, MNISTTensors, load_mnist
 from .models import DenseNet, EvolNet, SparseNet
-from .topology import center_ratio, pixel_counts, trend
+from .run_files import (
+    is_intact, load_checkpoint, load_model_state, read_pruning, read_topology, save_checkpoint, save_model, write_atomic,
+    write_pruning, write_topology,
+)
+from .topology import center_ratio, pixel_counts
 
 DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "results"
 N_CLASSES = 10
@@ -154,32 +162,21 @@ def evaluate(model: SparseNet, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 # ---------------------------------------------------------------------------- files
-def _write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda f: f.write(text.encode()))
+    write_atomic(path, text.encode())
 
 
 def write_results(run_dir: Path, state: RunState) -> None:
-    """metrics.csv and topology.npz for the epochs done so far."""
+    """metrics.csv and topology.npz (and pruning.npz) for the epochs done so far."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in state.rows:
         writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
     _write_text(run_dir / "metrics.csv", buffer.getvalue())
-    counts = np.stack(state.counts).astype(np.int16)
-    _write_atomic(run_dir / "topology.npz", lambda f: np.savez_compressed(f, pixel_counts=counts, trend=trend(counts)))
+    write_topology(run_dir / "topology.npz", np.stack(state.counts))
     if state.pruned:
-        pruned, mass = np.stack(state.pruned).astype(np.int16), np.stack(state.weight_mass).astype(np.float32)
-        _write_atomic(run_dir / "pruning.npz", lambda f: np.savez_compressed(f, pruned_counts=pruned, abs_weight_sum=mass))
+        write_pruning(run_dir / "pruning.npz", np.stack(state.pruned), np.stack(state.weight_mass))
 
 
 def environment() -> dict[str, Any]:
@@ -196,31 +193,15 @@ def environment() -> dict[str, Any]:
 
 
 def is_finished(run_dir: Path, config: ExperimentConfig) -> bool:
-    """Whether ``run_dir`` holds all ``config.epochs`` epochs of results."""
+    """Whether ``run_dir`` holds all ``config.epochs`` epochs of results and an intact
+    final network (a damaged ``model.pt`` does not count)."""
     metrics = run_dir / "metrics.csv"
     if not (metrics.exists() and (run_dir / "topology.npz").exists() and (run_dir / "model.pt").exists()):
         return False
     with open(metrics) as f:
-        return sum(1 for _ in f) - 1 == config.epochs
-
-
-def _int32_indices(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # Connections fit in int32: half the bytes for files that are committed.
-    return {k: (v.to(torch.int32) if v.dtype == torch.int64 else v) for k, v in state.items()}
-
-
-def _int64_indices(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: (v.to(torch.int64) if v.dtype == torch.int32 else v) for k, v in state.items()}
-
-
-def save_model(path: Path, model: torch.nn.Module) -> None:
-    """The network's state dict (connections stored as int32)."""
-    _write_atomic(path, lambda f: torch.save(_int32_indices(model.state_dict()), f))
-
-
-def load_model_state(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict written by :func:`save_model`, ready for ``load_state_dict``."""
-    return _int64_indices(torch.load(path, map_location="cpu", weights_only=True))
+        if sum(1 for _ in f) - 1 != config.epochs:
+            return False
+    return is_intact(run_dir / "model.pt")
 
 
 def load_trained_model(run_dir: str | Path) -> SparseNet:
@@ -325,8 +306,8 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
     state = RunState(counts=[first_layer_counts(model)])
     checkpoint = run_dir / "checkpoint.pt"
     if checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(_int64_indices(saved["model"]))
+        saved = load_checkpoint(checkpoint, config.run_id())
+        model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         model_rng.set_state(saved["model_rng"])
         data_rng.set_state(saved["data_rng"])
@@ -366,45 +347,33 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
         # Results first: if killed in between, the checkpoint is one epoch behind and the
         # extra epoch of history is dropped on resume.
         write_results(run_dir, state)
-        _save_checkpoint(checkpoint, model, optimizer, model_rng, data_rng, state.epoch)
+        resumable = {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "model_rng": model_rng.get_state(),
+            "data_rng": data_rng.get_state(), "torch_rng": torch.get_rng_state(), "epoch": state.epoch,
+        }
+        save_checkpoint(checkpoint, resumable, config.run_id(), state.epoch)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{test_acc:.4f}", center=f"{state.rows[-1]['center_ratio']:.3f}")
     if bar is not None:
         bar.close()
     if state.epoch == config.epochs:
-        save_model(run_dir / "model.pt", model)
+        save_model(run_dir / "model.pt", model.state_dict(), config.run_id())
         checkpoint.unlink(missing_ok=True)
     return run_dir
-
-
-def _save_checkpoint(
-    path: Path, model: SparseNet, optimizer: torch.optim.Optimizer, model_rng: torch.Generator, data_rng: torch.Generator, epoch: int
-) -> None:
-    payload = {
-        "model": _int32_indices(model.state_dict()),
-        "optimizer": optimizer.state_dict(),
-        "model_rng": model_rng.get_state(),
-        "data_rng": data_rng.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "epoch": epoch,
-    }
-    _write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def read_history(run_dir: Path, epochs: int) -> RunState:
     """The first ``epochs`` epochs of history from the results files."""
     with open(run_dir / "metrics.csv", newline="") as f:
         rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
-    with np.load(run_dir / "topology.npz") as z:
-        counts = z["pixel_counts"].astype(np.int64)
+    counts = read_topology(run_dir / "topology.npz")
     if len(rows) < epochs or len(counts) < epochs + 1:
         raise RuntimeError(f"{run_dir}: results hold {len(rows)} epochs, the checkpoint {epochs}; delete the folder to restart")
     state = RunState(epochs, rows[:epochs], list(counts[: epochs + 1]))
     if (run_dir / "pruning.npz").exists():
-        with np.load(run_dir / "pruning.npz") as z:
-            state.pruned = list(z["pruned_counts"].astype(np.int64)[:epochs])
-            state.weight_mass = list(z["abs_weight_sum"].astype(np.float64)[:epochs])
+        pruned, weight_mass = read_pruning(run_dir / "pruning.npz")
+        state.pruned, state.weight_mass = list(pruned[:epochs]), list(weight_mass[:epochs])
     return state
 
 

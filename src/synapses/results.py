@@ -16,6 +16,7 @@ import pandas as pd
 from .analysis import ink_correlation, ink_frequency
 from .config import ExperimentConfig
 from .engine import DEFAULT_RESULTS, METRIC_COLUMNS, is_finished, run_experiment
+from .run_files import read_pruning, read_topology
 
 if TYPE_CHECKING:
     from .sweep import Sweep
@@ -49,8 +50,7 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
 
 def load_topology(run_dir: str | Path) -> np.ndarray:
     """``(epochs + 1, 784)`` connections per input pixel, row 0 at initialisation."""
-    with np.load(Path(run_dir) / "topology.npz") as z:
-        return z["pixel_counts"].astype(np.int64)
+    return read_topology(Path(run_dir) / "topology.npz")
 
 
 def load_pruning(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -59,8 +59,7 @@ def load_pruning(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(run_dir) / "pruning.npz"
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} has no pruning.npz: only runs made with record_pruning have one")
-    with np.load(path) as z:
-        return z["pruned_counts"].astype(np.int64), z["abs_weight_sum"].astype(np.float64)
+    return read_pruning(path)
 
 
 def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:

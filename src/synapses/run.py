@@ -51,16 +51,24 @@ def _parse_bool(text: str) -> bool:
 
 
 def _scalar_parser(hint: Any):
-    kinds = [k for k in (get_args(hint) or (hint,)) if k is not type(None)]
-    kind = kinds[0]
+    """A parser for a field's option: its scalar type, or a comma-separated list where the
+    field takes a tuple (``--hidden 1000,1000,1000``, ``--epsilon 20,10``)."""
+    members = get_args(hint) if get_args(hint) and getattr(hint, "__origin__", None) is not tuple else (hint,)
+    scalars = [k for k in members if k is not type(None) and getattr(k, "__origin__", None) is not tuple]
+    sequences = [get_args(k)[0] for k in members if getattr(k, "__origin__", None) is tuple]
 
-    def parse(text: str) -> Any:
-        if type(None) in get_args(hint) and text.lower() == "none":
-            return None
+    def convert(kind: Any, text: str) -> Any:
         try:
             return kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+
+    def parse(text: str) -> Any:
+        if type(None) in members and text.lower() == "none":
+            return None
+        if sequences and ("," in text or not scalars):
+            return tuple(convert(sequences[0], part) for part in text.split(","))
+        return convert(scalars[0], text)
 
     return parse
 
@@ -70,8 +78,8 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     if args.config is not None:
         try:
             values = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"{args.config}: {err}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{args.config}: not a readable JSON config file ({err})") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{args.config}: expected a JSON object of config fields")
     for f in fields(ExperimentConfig):
@@ -88,9 +96,17 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
-    from .engine import run_experiment  # heavy imports only once the arguments are good
+    from .data import MNISTFileError  # heavy imports only once the arguments are good
+    from .engine import RunInProgressError, run_experiment
+    from .run_files import DamagedFileError
 
-    run_dir = run_experiment(config, args.results_dir, progress=not args.no_progress)
+    try:
+        run_dir = run_experiment(config, args.results_dir, progress=not args.no_progress)
+    except (ConfigError, RunInProgressError, DamagedFileError, MNISTFileError) as err:
+        parser.exit(2, f"error: {err}\n")
+    except OSError as err:  # read-only folder, full disk: say which file, no traceback
+        where = f" ({err.filename})" if err.filename else ""
+        parser.exit(2, f"error: {err.strerror or err}{where}\n")
     print(f"results: {run_dir}")
     return 0
 

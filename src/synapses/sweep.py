@@ -51,6 +51,17 @@ class Sweep:
     runs: list[SweepRun] = field(default_factory=list)
 
 
+class _SweepLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a sweep file means the number."""
+
+
+_SweepLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 # ---------------------------------------------------------------------------- loading
 def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Sweep:
     """Read and validate a sweep file; every config is checked before anything runs.
@@ -65,8 +76,9 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
     """
     path = Path(path)
     try:
-        spec = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
-    except (OSError, yaml.YAMLError, json.JSONDecodeError) as err:
+        text = path.read_text()
+        spec = yaml.load(text, Loader=_SweepLoader) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as err:
         raise ConfigError(f"{path}: cannot read the sweep file ({err})") from None
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: expected a mapping with keys {sorted(SWEEP_KEYS)}")
@@ -87,6 +99,8 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
         entry = _mapping(raw, f"{path}: runs[{number}]")
         name = str(entry.get("name", f"runs[{number}]"))
         where = f"{path}: {name}"
+        if name in names:
+            raise ConfigError(f"{path}: two entries are named {name!r}; entry names must be unique (after: refers to them)")
         grid = {**top_grid, **_grid(entry.get("grid", {}), f"{where}: grid")}
         grid = {k: axis_override.get(k, v) for k, v in grid.items() if k not in field_override}
         after = entry.get("after")

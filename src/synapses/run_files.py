@@ -1,0 +1,281 @@
+"""The files of a run folder: how each is written, verified and read back.
+
+Every write goes to a temporary name and is renamed into place, so an interrupted write
+leaves the previous version or the new one, never a mixture. Binary files that are
+committed are kept small without losing anything: connection indices in the smallest
+integer type that holds them, per-epoch pixel counts as int8 steps between epochs.
+
+``checkpoint.pt`` and ``model.pt`` are *sealed*: a first line names the format, a JSON
+header holds the SHA-256 and size of the (zlib-compressed) payload and the run it belongs
+to, then the payload follows. A file that fails any check raises :class:`DamagedFileError`
+naming the file and the way out; nothing damaged is ever resumed or counted as finished.
+Files written before sealing existed (a plain ``torch.save`` zip) are still read: they carry
+no checksum, so they are checked only as far as torch's reader checks them.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+SEAL = b"synapses-sealed/1\n"
+
+
+class DamagedFileError(RuntimeError):
+    """A run file is truncated, corrupt or belongs to another run."""
+
+
+# ---------------------------------------------------------------------------- writing
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, renamed once complete.
+
+    Raises:
+        OSError: "no space left on the device writing <path>" when the disk is full; the
+            temporary file is removed and ``path`` keeps its previous content.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on the device writing {path}") from None
+        raise
+
+
+def to_bytes(write: Callable[[io.BytesIO], Any]) -> bytes:
+    """The bytes that ``write(buffer)`` produces (np.savez, torch.save, ...)."""
+    buffer = io.BytesIO()
+    write(buffer)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------- sealed .pt files
+def write_sealed(path: Path, obj: Any, **meta: Any) -> None:
+    """``torch.save(obj)``, compressed, with a checksum and ``meta`` (JSON values) in a header."""
+    payload = zlib.compress(to_bytes(lambda f: torch.save(obj, f)), 6)
+    header = {"sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload), **meta}
+    write_atomic(path, SEAL + json.dumps(header, sort_keys=True).encode() + b"\n" + payload)
+
+
+def read_sealed(path: Path, way_out: str) -> tuple[dict[str, Any] | None, Any]:
+    """``(header, obj)`` of a file written by :func:`write_sealed` (header ``None`` for a
+    legacy plain ``torch.save`` file).
+
+    Raises:
+        DamagedFileError: ``"<path> is damaged (<why>); <way_out>"``.
+    """
+
+    def damaged(why: str) -> DamagedFileError:
+        return DamagedFileError(f"{path} is damaged ({why}); {way_out}")
+
+    raw = path.read_bytes()
+    if not raw:
+        raise damaged("it is empty")
+    if not raw.startswith(SEAL):
+        try:  # legacy: a plain torch.save zip
+            return None, torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises several types for a bad zip
+            raise damaged(f"not a readable checkpoint: {type(err).__name__}") from None
+    header_line, _, payload = raw[len(SEAL) :].partition(b"\n")
+    try:
+        header = json.loads(header_line)
+    except json.JSONDecodeError:
+        raise damaged("its header is not JSON") from None
+    if len(payload) != header.get("size"):
+        raise damaged(f"{len(payload)} bytes of payload, {header.get('size')} expected: truncated")
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise damaged("checksum mismatch")
+    return header, torch.load(io.BytesIO(zlib.decompress(payload)), map_location="cpu", weights_only=True)
+
+
+def compact_indices(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with int64 tensors stored in the smallest integer type that holds them."""
+    return {k: (_smallest_int(v) if v.dtype == torch.int64 else v) for k, v in state.items()}
+
+
+def _smallest_int(values: torch.Tensor) -> torch.Tensor:
+    if values.numel() == 0:
+        return values.to(torch.int16)
+    low, high = int(values.min()), int(values.max())
+    for dtype in (torch.int16, torch.int32):
+        info = torch.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return values.to(dtype)
+    return values
+
+
+def widen_indices(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Undo :func:`compact_indices`: integer tensors back to int64."""
+    return {k: (v.to(torch.int64) if v.dtype in (torch.int16, torch.int32) else v) for k, v in state.items()}
+
+
+def save_model(path: Path, state: dict[str, torch.Tensor], run_id: str) -> None:
+    """A final network's state dict, sealed."""
+    write_sealed(path, compact_indices(state), kind="model", run_id=run_id)
+
+
+def load_model_state(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict written by :func:`save_model`, indices int64, ready for ``load_state_dict``."""
+    _, state = read_sealed(path, f"delete {path.parent} to rerun that run from scratch")
+    return widen_indices(state)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any], run_id: str, epoch: int) -> None:
+    """A resumable state (``payload["model"]`` a state dict), sealed with its run and epoch."""
+    payload = {**payload, "model": compact_indices(payload["model"])}
+    write_sealed(path, payload, kind="checkpoint", run_id=run_id, epoch=epoch)
+
+
+def load_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
+    """The payload of :func:`save_checkpoint`, verified to be ``run_id``'s.
+
+    Raises:
+        DamagedFileError: truncated, corrupt, or written by another run.
+    """
+    way_out = f"delete {path.parent} to restart the run from scratch"
+    header, payload = read_sealed(path, way_out)
+    if header is not None and header.get("run_id") != run_id:
+        raise DamagedFileError(f"{path} belongs to run {header.get('run_id')!r}, not {run_id!r}; {way_out}")
+    if header is not None and header.get("epoch") != payload.get("epoch"):
+        raise DamagedFileError(f"{path} is damaged (header epoch {header.get('epoch')}, payload epoch {payload.get('epoch')}); {way_out}")
+    return {**payload, "model": widen_indices(payload["model"])}
+
+
+def is_intact(path: Path) -> bool:
+    """Whether a sealed (or legacy) file reads back and passes its checks."""
+    try:
+        read_sealed(path, "")
+    except (DamagedFileError, OSError):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------- arrays
+def write_topology(path: Path, counts: np.ndarray) -> None:
+    """``counts`` ``(epochs + 1, n_inputs)`` as steps between epochs (int8 where they fit)."""
+    steps = np.diff(counts.astype(np.int64), axis=0, prepend=0)
+    write_atomic(path, to_bytes(lambda f: np.savez_compressed(f, pixel_count_steps=_smallest_array(steps))))
+
+
+def read_topology(path: Path) -> np.ndarray:
+    """``(epochs + 1, n_inputs)`` int64 counts from :func:`write_topology` (or the older
+    ``pixel_counts`` layout)."""
+    arrays = _read_npz(path)
+    if "pixel_counts" in arrays:
+        return arrays["pixel_counts"].astype(np.int64)
+    return np.cumsum(arrays["pixel_count_steps"].astype(np.int64), axis=0)
+
+
+def write_pruning(path: Path, pruned: np.ndarray, weight_mass: np.ndarray) -> None:
+    """``pruned`` counts and ``weight_mass`` (|weight| sums), each ``(epochs, n_inputs)``."""
+    data = to_bytes(lambda f: np.savez_compressed(f, pruned_counts=_smallest_array(pruned), abs_weight_sum=weight_mass.astype(np.float32)))
+    write_atomic(path, data)
+
+
+def read_pruning(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(pruned_counts int64, abs_weight_sum float64)`` from :func:`write_pruning`."""
+    arrays = _read_npz(path)
+    return arrays["pruned_counts"].astype(np.int64), arrays["abs_weight_sum"].astype(np.float64)
+
+
+def _smallest_array(values: np.ndarray) -> np.ndarray:
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if values.size == 0 or (info.min <= values.min() and values.max() <= info.max):
+            return values.astype(dtype)
+    return values.astype(np.int64)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz, read now, so that a damaged file fails here, naming itself."""
+    try:
+        with np.load(path) as z:
+            return {name: z[name] for name in z.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error) as err:
+        raise DamagedFileError(f"{path} is damaged ({type(err).__name__}: {err}); delete {path.parent} to rerun that run") from None
+
+
+# ---------------------------------------------------------------------------- conversion
+def convert_run_folder(run_dir: Path) -> int:
+    """Rewrite a run folder's legacy files in the current formats; returns bytes saved.
+
+    Each file is read back after writing and must give exactly the tensors and arrays of
+    the original, or the original is restored and an error raised.
+    """
+    saved = 0
+    for name, read, write in _CONVERTERS:
+        path = run_dir / name
+        if not path.exists() or path.read_bytes().startswith(SEAL):
+            continue
+        before_bytes = path.read_bytes()
+        before = read(path)
+        write(path, before, run_dir.name)
+        if not _same(read(path), before):
+            write_atomic(path, before_bytes)
+            raise RuntimeError(f"{path}: converted file does not read back identically; left as it was")
+        saved += len(before_bytes) - path.stat().st_size
+    return saved
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    return bool(a == b)
+
+
+def _read_checkpoint_any(path: Path) -> dict[str, Any]:
+    return load_checkpoint(path, path.parent.name)
+
+
+_CONVERTERS: list[tuple[str, Callable[[Path], Any], Callable[[Path, Any, str], None]]] = [
+    ("model.pt", load_model_state, lambda p, state, run_id: save_model(p, state, run_id)),
+    ("checkpoint.pt", _read_checkpoint_any, lambda p, payload, run_id: save_checkpoint(p, payload, run_id, payload["epoch"])),
+    ("topology.npz", read_topology, lambda p, counts, _: write_topology(p, counts)),
+    ("pruning.npz", read_pruning, lambda p, arrays, _: write_pruning(p, *arrays)),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m synapses.run_files RESULTS_DIR``: convert every run folder in place."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m synapses.run_files", description="Rewrite legacy run files in the current compact, checksummed formats (lossless, verified).")
+    parser.add_argument("results_dir", type=Path)
+    args = parser.parse_args(argv)
+    if not args.results_dir.is_dir():
+        parser.exit(2, f"error: {args.results_dir} is not a folder\n")
+    total = 0
+    for run_dir in sorted(p for p in args.results_dir.iterdir() if (p / "config.json").exists()):
+        total += convert_run_folder(run_dir)
+    print(f"saved {total / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Run files: sealed checkpoints and models, compact arrays, damage and full disks."""
+import errno
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from synapses import run_files
+from synapses.config import ExperimentConfig
+from synapses.engine import is_finished, run_experiment
+from synapses.run_files import (
+    DamagedFileError, load_checkpoint, load_model_state, read_pruning, read_topology, save_checkpoint, save_model,
+    write_pruning, write_topology,
+)
+
+
+def _state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return {"weight": torch.randn(50), "connections": torch.randint(0, 784, (50, 2)), "big": torch.tensor([2**40])}
+
+
+def test_model_round_trip_with_compact_indices(tmp_path):
+    state = _state()
+    save_model(tmp_path / "model.pt", state, "run_a")
+    loaded = load_model_state(tmp_path / "model.pt")
+    assert loaded.keys() == state.keys()
+    for key in state:
+        assert loaded[key].dtype == state[key].dtype and torch.equal(loaded[key], state[key])
+
+
+def test_legacy_plain_torch_save_files_still_load(tmp_path):
+    state = _state()
+    torch.save({**state, "connections": state["connections"].int()}, tmp_path / "model.pt")
+    assert torch.equal(load_model_state(tmp_path / "model.pt")["connections"], state["connections"])
+
+
+def test_topology_and_pruning_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 300, (6, 784))  # steps beyond int8: stored wider, still exact
+    write_topology(tmp_path / "topology.npz", counts)
+    assert np.array_equal(read_topology(tmp_path / "topology.npz"), counts)
+    np.savez_compressed(tmp_path / "legacy.npz", pixel_counts=counts.astype(np.int16))
+    assert np.array_equal(read_topology(tmp_path / "legacy.npz"), counts)
+    pruned, mass = rng.integers(0, 20, (5, 784)), rng.random((5, 784)).astype(np.float32)
+    write_pruning(tmp_path / "pruning.npz", pruned, mass)
+    got_pruned, got_mass = read_pruning(tmp_path / "pruning.npz")
+    assert np.array_equal(got_pruned, pruned) and np.array_equal(got_mass, mass)
+
+
+def _checkpoint(tmp_path):
+    path = tmp_path / "run_a" / "checkpoint.pt"
+    path.parent.mkdir()
+    save_checkpoint(path, {"model": _state(), "epoch": 3}, "run_a", 3)
+    return path
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda raw: raw[: len(raw) // 2], "truncated"),
+        (lambda raw: b"", "it is empty"),
+        (lambda raw: raw[:-100] + bytes([raw[-100] ^ 0x01]) + raw[-99:], "checksum mismatch"),
+        (lambda raw: b"PK\x03\x04garbage", "not a readable checkpoint"),
+    ],
+    ids=["truncated", "empty", "flipped_byte", "bad_legacy_zip"],
+)
+def test_damaged_checkpoint_names_the_file_and_the_way_out(tmp_path, damage, match):
+    path = _checkpoint(tmp_path)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DamagedFileError, match=match) as info:
+        load_checkpoint(path, "run_a")
+    assert str(path) in str(info.value) and "delete" in str(info.value) and "to restart the run from scratch" in str(info.value)
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    path = _checkpoint(tmp_path)
+    with pytest.raises(DamagedFileError, match="belongs to run 'run_a', not 'run_b'"):
+        load_checkpoint(path, "run_b")
+    assert load_checkpoint(path, "run_a")["epoch"] == 3
+
+
+def test_copied_checkpoint_from_another_config_stops_the_run(tmp_path, small_mnist):
+    a, b = ExperimentConfig(epochs=3, seed=0), ExperimentConfig(epochs=3, seed=1)
+    run_experiment(a, tmp_path, data=small_mnist, progress=False, stop_after=1)
+    run_experiment(b, tmp_path, data=small_mnist, progress=False, stop_after=1)
+    before = (tmp_path / b.run_id() / "metrics.csv").read_bytes()
+    os.replace(tmp_path / a.run_id() / "checkpoint.pt", tmp_path / b.run_id() / "checkpoint.pt")
+    with pytest.raises(DamagedFileError, match=f"belongs to run '{a.run_id()}'"):
+        run_experiment(b, tmp_path, data=small_mnist, progress=False)
+    assert (tmp_path / b.run_id() / "metrics.csv").read_bytes() == before  # nothing changed
+
+
+def test_flipped_byte_in_checkpoint_is_never_resumed(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=2)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False, stop_after=1)
+    path = run_dir / "checkpoint.pt"
+    raw = bytearray(path.read_bytes())
+    raw[-500] ^= 0x10
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DamagedFileError, match="checksum mismatch"):
+        run_experiment(config, tmp_path, data=small_mnist, progress=False)
+
+
+def test_truncated_model_is_not_finished(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=1)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    assert is_finished(run_dir, config)
+    model = run_dir / "model.pt"
+    model.write_bytes(model.read_bytes()[:-10])
+    assert not is_finished(run_dir, config)
+    with pytest.raises(DamagedFileError, match="model.pt is damaged"):
+        load_model_state(model)
+
+
+def test_full_disk_is_named_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"previous")
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_files.os, "write", full)
+    with pytest.raises(OSError, match=f"no space left on the device writing {target}"):
+        save_checkpoint(target, {"model": _state(), "epoch": 1}, "run_a", 1)
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_truncated_topology_names_the_file(tmp_path):
+    path = tmp_path / "topology.npz"
+    write_topology(path, np.ones((3, 784), dtype=np.int64))
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(DamagedFileError, match="topology.npz is damaged"):
+        read_topology(path)
+
+
+def test_converting_a_legacy_run_folder_keeps_every_tensor(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=2, record_pruning=True)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    state, counts = load_model_state(run_dir / "model.pt"), read_topology(run_dir / "topology.npz")
+    pruned, mass = read_pruning(run_dir / "pruning.npz")
+    # the layout before this module: int32 connections, raw int16 counts and a trend array
+    torch.save({k: (v.int() if v.dtype == torch.int64 else v) for k, v in state.items()}, run_dir / "model.pt")
+    np.savez_compressed(run_dir / "topology.npz", pixel_counts=counts.astype(np.int16), trend=np.zeros((3, 14)))
+    np.savez_compressed(run_dir / "pruning.npz", pruned_counts=pruned.astype(np.int16), abs_weight_sum=mass.astype(np.float32))
+    legacy_model_size = (run_dir / "model.pt").stat().st_size
+    assert run_files.convert_run_folder(run_dir) > 0
+    assert (run_dir / "model.pt").stat().st_size < 0.6 * legacy_model_size
+    assert run_files.read_sealed(run_dir / "model.pt", "")[0]["run_id"] == config.run_id()
+    assert run_files._same(load_model_state(run_dir / "model.pt"), state)
+    assert np.array_equal(read_topology(run_dir / "topology.npz"), counts)
+    assert all(np.array_equal(a, b) for a, b in zip(read_pruning(run_dir / "pruning.npz"), (pruned, mass)))
+    assert is_finished(run_dir, config)
+    assert run_files.convert_run_folder(run_dir) == 0  # nothing left to convert
