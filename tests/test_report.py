@@ -28,7 +28,7 @@ def finished(tmp_path_factory, small_mnist):
 
 def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
     tmp, runs = finished
-    text = refresh("<!-- table: tiny -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    text = refresh("<!-- table: tiny -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     assert [r[0] for r in rows] == ["| weight_decay=0.0", "| weight_decay=0.001"]
     assert rows[0][2] == "2 of 2" and rows[1][2] == "1 of 2"
@@ -54,7 +54,7 @@ def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
 
 def test_overfitting_view_finds_the_minimum_test_loss(finished):
     tmp, runs = finished
-    text = refresh("<!-- table: tiny:overfitting -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    text = refresh("<!-- table: tiny:overfitting -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     assert "min test loss | at epoch | test loss at end" in text
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
@@ -89,14 +89,14 @@ def test_a_table_can_show_one_entry_of_a_sweep(finished):
         "grid: {seed: [0, 1]}\n"
         "runs:\n  - {name: plain, weight_decay: 0.0}\n  - {name: decayed, weight_decay: 1.0e-3}\n"
     )
-    whole = refresh("<!-- table: tiny -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
-    one = refresh("<!-- table: entries/decayed -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    whole = refresh("<!-- table: tiny -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
+    one = refresh("<!-- table: entries/decayed -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
     rows = [line for line in one.splitlines() if line.startswith("| ") and not line.startswith("| configuration")]
     assert len(rows) == 1 and rows[0].startswith("| decayed |")
     decayed_in_whole = [line for line in whole.splitlines() if line.startswith("| weight_decay=0.001")][0]
     assert rows[0].split(" | ")[1:] == decayed_in_whole.split(" | ")[1:]
     with pytest.raises(ValueError, match="no entry 'nope' in entries; known: \\['decayed', 'plain'\\]"):
-        refresh("<!-- table: entries/nope:overfitting -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+        refresh("<!-- table: entries/nope:overfitting -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,7 @@ def test_topology_view_over_several_sweeps(finished):
     """Rows of ``a+b:topology`` are those of each sweep, named after it, with the per-seed range."""
     tmp, runs = finished
     (tmp / "configs" / "single.yaml").write_text("base: {epochs: 3, train_size: 1000, test_size: 200, weight_decay: 0.001}\n")
-    text = refresh("<!-- table: tiny+single:topology -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    text = refresh("<!-- table: tiny+single:topology -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "configuration" not in line]
     assert [r[0] for r in rows] == ["| tiny: weight_decay=0.0", "| tiny: weight_decay=0.001", "| single"]
     from synapses.results import load_topology, training_ink
@@ -136,7 +136,7 @@ def test_topology_view_over_several_sweeps(finished):
 def test_errors_view_reevaluates_the_saved_network(finished):
     """The final network, rebuilt from its files, gives back the test loss the run logged."""
     tmp, runs = finished
-    text = refresh("<!-- table: tiny:errors -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    text = refresh("<!-- table: tiny:errors -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
     last = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv").iloc[-1]
@@ -151,11 +151,58 @@ def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(report, "CONFIGS", tmp / "configs")
     doc = tmp_path / "doc.md"
     doc.write_text("Numbers:\n<!-- table: tiny -->\n| made up |\n<!-- /table -->\nThe end.\n")
-    assert main([str(doc), "--check", "--results-dir", str(tmp / "results")]) == 1
+    results = ["--results-dir", str(tmp / "results"), "--allow-missing"]
+    assert main([str(doc), "--check", *results]) == 1
     assert "stale table(s): tiny" in capsys.readouterr().out
-    assert main([str(doc), "--results-dir", str(tmp / "results")]) == 0
+    assert main([str(doc), *results]) == 0
     assert doc.read_text().startswith("Numbers:\n") and doc.read_text().endswith("The end.\n")
-    assert main([str(doc), "--check", "--results-dir", str(tmp / "results")]) == 0
+    assert main([str(doc), "--check", *results]) == 0
+
+
+def test_a_missing_run_is_named_and_never_silently_dropped(finished, tmp_path, monkeypatch, capsys):
+    tmp, runs = finished
+    import synapses.report as report
+
+    monkeypatch.setattr(report, "CONFIGS", tmp / "configs")
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- table: tiny -->\n| old |\n<!-- /table -->\n")
+    for argv in ([str(doc), "--check"], [str(doc)]):
+        with pytest.raises(SystemExit) as info:
+            main([*argv, "--results-dir", str(tmp / "results")])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{runs[3].config.run_id()} (no run folder)" in err and "--allow-missing" in err and err.count("\n") == 1
+    assert doc.read_text() == "<!-- table: tiny -->\n| old |\n<!-- /table -->\n"  # nothing rewritten
+
+
+def test_incomplete_runs_say_what_is_missing(finished, tmp_path):
+    import shutil
+
+    from synapses.results import run_problem
+
+    tmp, runs = finished
+    config = runs[0].config
+    run_dir = tmp_path / config.run_id()
+    shutil.copytree(tmp / "results" / config.run_id(), run_dir)
+    assert run_problem(run_dir, config) is None
+    (run_dir / "metrics.csv").write_text("".join((tmp / "results" / config.run_id() / "metrics.csv").read_text().splitlines(True)[:-1]))
+    assert run_problem(run_dir, config) == f"metrics.csv has {config.epochs - 1} of {config.epochs} epochs"
+    (run_dir / "model.pt").unlink()
+    assert run_problem(run_dir, config) == "no model.pt"
+    assert run_problem(tmp_path / "nowhere", config) == "no run folder"
+
+
+def test_truncated_topology_is_named(finished, tmp_path):
+    import shutil
+
+    from synapses.run_files import DamagedFileError
+
+    tmp, runs = finished
+    shutil.copytree(tmp / "results", tmp_path / "results")
+    topology = tmp_path / "results" / runs[0].config.run_id() / "topology.npz"
+    topology.write_bytes(topology.read_bytes()[:50])
+    with pytest.raises(DamagedFileError, match=f"{topology} is damaged"):
+        refresh("<!-- table: tiny -->\n<!-- /table -->\n", tmp_path / "results", tmp / "configs", allow_missing=True)
 
 
 def test_the_write_up_matches_the_committed_results():
@@ -179,7 +226,7 @@ def test_drift_view_reads_the_topology_at_given_epochs(finished):
     assert drift["rho@2"] == ink_correlation(topology[2], training_ink())
     assert drift["rho@3"] == ink_correlation(topology[-1], training_ink())
     assert np.isnan(drift["rho@4"]) and set(drift) == {"rho@0", "rho@2", "rho@3", "rho@4"}
-    text = refresh("<!-- table: tiny:drift -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+    text = refresh("<!-- table: tiny:drift -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
     assert "| ink ρ at epoch 50 |" in text  # the default epochs all lie past a 3-epoch run
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     assert all(cell.rstrip(" |") == "–" for row in rows for cell in row[3:])
@@ -203,7 +250,7 @@ def test_pruning_views_read_the_recorded_pruning(finished, small_mnist):
     config = load_sweep(tmp / "configs" / "recorded.yaml").runs[0].config
     run_experiment(config, tmp / "results", data=small_mnist, progress=False)
     run_dir = tmp / "results" / config.run_id()
-    tables = {view: refresh(f"<!-- table: recorded:{view} -->\n<!-- /table -->\n", tmp / "results", tmp / "configs") for view in ("pruning", "pruning_never_inked")}
+    tables = {view: refresh(f"<!-- table: recorded:{view} -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True) for view in ("pruning", "pruning_never_inked")}
     for view, blank_below in (("pruning", 0.01), ("pruning_never_inked", 1e-6)):
         regions = pruning_by_region(*load_pruning(run_dir), load_topology(run_dir), training_ink(), blank_below=blank_below)
         last = regions[regions.epoch == 2].set_index("region")
@@ -212,4 +259,4 @@ def test_pruning_views_read_the_recorded_pruning(finished, small_mnist):
         assert row[3:] == [f"{value:.3f}" for value in expected]
     assert tables["pruning"] != tables["pruning_never_inked"]
     with pytest.raises(FileNotFoundError, match="has no pruning.npz: only runs made with record_pruning have one"):
-        refresh("<!-- table: tiny:pruning -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
+        refresh("<!-- table: tiny:pruning -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)

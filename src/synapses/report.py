@@ -39,7 +39,8 @@ import torch
 from .analysis import ink_correlation, loss_breakdown, pruning_by_region
 from .config import ExperimentConfig
 from .engine import DEFAULT_RESULTS, is_finished, load_trained_model, prepare_data
-from .results import load_metrics, load_pruning, load_topology, mnist, training_ink
+from .results import load_metrics, load_pruning, load_topology, mnist, run_problem, training_ink
+from .run_files import DamagedFileError
 from .sweep import CONFIGS, load_sweep, run_labels
 
 MARKER = re.compile(r"(<!-- table: (?P<name>[\w:/+-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
@@ -219,12 +220,23 @@ VIEWS = {
 }
 
 
-def sweep_table(name: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None) -> str:
+class IncompleteResultsError(RuntimeError):
+    """A table's runs are not all finished (and dropping seeds was not asked for)."""
+
+
+def sweep_table(
+    name: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None, *, allow_missing: bool = False
+) -> str:
     """Markdown table, one row per configuration (seeds pooled), where ``name`` is
     ``<sweeps>[:<view>]`` and ``<sweeps>`` one or more ``<sweep>[/<entry>]`` joined by
     ``+``: the runs of ``configs/<sweep>.yaml``, of one of its entries only if given, in a
     view of :data:`VIEWS` (default ``summary``). Each column formats the values of the
-    finished seeds; rows of a table over several sweeps start with the sweep's name."""
+    finished seeds; rows of a table over several sweeps start with the sweep's name.
+
+    Raises:
+        IncompleteResultsError: naming each missing or unfinished run, unless
+            ``allow_missing`` (the table then pools the finished seeds, "2 of 3").
+    """
     targets, _, view = name.partition(":")
     if (view or "summary") not in VIEWS:
         raise ValueError(f"table {name!r}: unknown view {view!r}; known: {sorted(VIEWS)}")
@@ -245,6 +257,12 @@ def sweep_table(name: str, results_dir: str | Path | None = None, configs_dir: s
                 if "+" in targets:  # say which sweep a row comes from, once
                     label = target if label in (sweep_name, entry, "all") else f"{target}: {label}"
                 groups.setdefault(label, []).append(run.config)
+    problems = [f"{c.run_id()} ({why})" for members in groups.values() for c in members if (why := run_problem(root / c.run_id(), c))]
+    if problems and not allow_missing:
+        raise IncompleteResultsError(
+            f"table {name!r}: {len(problems)} run(s) missing or unfinished in {root}: {'; '.join(problems)} "
+            "(finish them with python -m synapses.sweep, or pass --allow-missing to pool the finished seeds only)"
+        )
     header = ["configuration", "epochs", "seeds done", *[title for _, title, _ in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, members in groups.items():
@@ -255,9 +273,10 @@ def sweep_table(name: str, results_dir: str | Path | None = None, configs_dir: s
     return "\n".join(lines) + "\n"
 
 
-def refresh(text: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None) -> str:
-    """``text`` with every marked table regenerated."""
-    return MARKER.sub(lambda m: m.group(1) + sweep_table(m.group("name"), results_dir, configs_dir) + m.group(4), text)
+def refresh(text: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None, *, allow_missing: bool = False) -> str:
+    """``text`` with every marked table regenerated (see :func:`sweep_table`)."""
+    table = partial(sweep_table, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing)
+    return MARKER.sub(lambda m: m.group(1) + table(m.group("name")) + m.group(4), text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,9 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("markdown", type=Path)
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table differs from the results")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--allow-missing", action="store_true", help="pool the finished seeds of tables whose runs are not all there")
     args = parser.parse_args(argv)
-    text = args.markdown.read_text()
-    fresh = refresh(text, args.results_dir)
+    try:
+        text = args.markdown.read_text()
+        fresh = refresh(text, args.results_dir, allow_missing=args.allow_missing)
+    except (OSError, UnicodeDecodeError, IncompleteResultsError, DamagedFileError, ValueError) as err:
+        parser.exit(2, f"error: {err}\n")
     if args.check:
         stale = [m.group("name") for m, n in zip(MARKER.finditer(text), MARKER.finditer(fresh)) if m.group("body") != n.group("body")]
         if stale:

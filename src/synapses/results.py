@@ -16,7 +16,7 @@ import pandas as pd
 from .analysis import ink_correlation, ink_frequency
 from .config import ExperimentConfig
 from .engine import DEFAULT_RESULTS, METRIC_COLUMNS, is_finished, run_experiment
-from .run_files import read_pruning, read_topology
+from .run_files import is_intact, read_pruning, read_topology
 
 if TYPE_CHECKING:
     from .sweep import Sweep
@@ -30,6 +30,22 @@ def _results_dir(results_dir: str | Path | None) -> Path:
 
 def run_dir_of(config: ExperimentConfig, results_dir: str | Path | None = None) -> Path:
     return _results_dir(results_dir) / config.run_id()
+
+
+def run_problem(run_dir: Path, config: ExperimentConfig) -> str | None:
+    """Why ``run_dir`` is not a finished run of ``config`` (``None`` when it is)."""
+    if not run_dir.is_dir():
+        return "no run folder"
+    for name in ("metrics.csv", "topology.npz", "model.pt"):
+        if not (run_dir / name).exists():
+            return f"no {name}" + (" (unfinished: a checkpoint is there)" if (run_dir / "checkpoint.pt").exists() else "")
+    with open(run_dir / "metrics.csv") as f:
+        epochs = sum(1 for _ in f) - 1
+    if epochs != config.epochs:
+        return f"metrics.csv has {epochs} of {config.epochs} epochs"
+    if not is_intact(run_dir / "model.pt"):
+        return "model.pt is damaged"
+    return None
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
