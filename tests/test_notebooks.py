@@ -70,3 +70,25 @@ def test_extensions_notebook_takes_another_sweep_file(tmp_path):
     papermill.execute_notebook(str(NOTEBOOKS[0].parent / "extensions.ipynb"), str(tmp_path / "out.ipynb"), parameters=parameters, kernel_name="python3", progress_bar=False)
     for name in ("growing_l2_smoke_overview", "growing_l2_smoke_heatmaps"):
         assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+
+
+BAD_PARAMETERS = [
+    ("regularization_study", {"profile": "nonsense"}, "parameter profile must be one of 'smoke', 'default', 'paper', got 'nonsense'"),
+    ("evolnet_triplet", {"seeds": 3}, "parameter seeds must be a non-empty list, each an integer >= 0 or None, got 3"),
+    ("pruning_mechanism", {"blank_below": -1}, r"parameter blank_below must be a number in (0, 1], got -1"),
+    ("benchmark", {"threads": 0}, "parameter threads must be an integer >= 1 or None, got 0"),
+    ("extensions", {"sweep_name": "nope"}, "parameter sweep_name must be one of"),
+    ("mnist_demo", {"epochs": -2}, "parameter epochs must be an integer >= 1 or None, got -2"),
+]
+
+
+@pytest.mark.parametrize("name, parameters, message", BAD_PARAMETERS, ids=[b[0] for b in BAD_PARAMETERS])
+def test_bad_parameters_stop_in_the_first_cell_with_the_allowed_values(name, parameters, message, tmp_path):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    path = NOTEBOOKS[0].parent / f"{name}.ipynb"
+    with pytest.raises(PapermillExecutionError) as info:
+        papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), parameters=parameters, kernel_name="python3", progress_bar=False)
+    assert info.value.ename == "ParameterError" and message in info.value.evalue
+    assert info.value.exec_count <= 3  # stopped before any work: parameters, injected parameters, checks

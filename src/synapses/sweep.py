@@ -51,6 +51,11 @@ class Sweep:
     runs: list[SweepRun] = field(default_factory=list)
 
 
+def sweep_names(configs_dir: Path = CONFIGS) -> list[str]:
+    """The study's sweep files, by name (``configs/<name>.yaml``)."""
+    return sorted(path.stem for path in configs_dir.glob("*.yaml"))
+
+
 class _SweepLoader(yaml.SafeLoader):
     """YAML 1.1 reads ``1e-3`` (no dot) as a string; a sweep file means the number."""
 

@@ -1,0 +1,95 @@
+"""Checks for notebook parameters, so that a bad ``papermill -p`` value stops the notebook
+in its first code cell with the parameter's name and what it accepts.
+
+    check_parameters(
+        profile=(profile, one_of("smoke", "default", "paper")),
+        seeds=(seeds, optional(list_of(non_negative_int))),
+    )
+
+A rule is a function that returns an error phrase ("a list of integers >= 0") for a bad
+value and ``None`` for a good one; :func:`check_parameters` raises
+:class:`ParameterError` listing every bad parameter.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+Rule = Callable[[Any], "str | None"]
+
+
+class ParameterError(ValueError):
+    """A notebook parameter has a value it does not accept."""
+
+
+def check_parameters(**parameters: tuple[Any, Rule]) -> None:
+    """Check ``name=(value, rule)`` pairs; raise one :class:`ParameterError` naming each bad one."""
+    problems = []
+    for name, (value, rule) in parameters.items():
+        expected = rule(value)
+        if expected is not None:
+            problems.append(f"parameter {name} must be {expected}, got {value!r}")
+    if problems:
+        raise ParameterError("; ".join(problems))
+
+
+def one_of(*allowed: Any) -> Rule:
+    return lambda value: None if value in allowed else "one of " + ", ".join(map(repr, allowed))
+
+
+def optional(rule: Rule) -> Rule:
+    def check(value: Any) -> str | None:
+        if value is None:
+            return None
+        expected = rule(value)
+        return None if expected is None else f"{expected} or None"
+
+    return check
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive_int(value: Any) -> str | None:
+    return None if _is_int(value) and value >= 1 else "an integer >= 1"
+
+
+def non_negative_int(value: Any) -> str | None:
+    return None if _is_int(value) and value >= 0 else "an integer >= 0"
+
+
+def non_negative_number(value: Any) -> str | None:
+    return None if _is_number(value) and value >= 0 else "a finite number >= 0"
+
+
+def text(value: Any) -> str | None:
+    return None if isinstance(value, str) and value else "a non-empty string"
+
+
+def number_in(low: float, high: float, *, low_open: bool = False) -> Rule:
+    """A finite number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    bracket = "(" if low_open else "["
+
+    def check(value: Any) -> str | None:
+        ok = _is_number(value) and (value > low if low_open else value >= low) and value <= high
+        return None if ok else f"a number in {bracket}{low:g}, {high:g}]"
+
+    return check
+
+
+def list_of(rule: Rule) -> Rule:
+    def check(value: Any) -> str | None:
+        if isinstance(value, (list, tuple)) and value and all(rule(v) is None for v in value):
+            return None
+        return f"a non-empty list, each {rule(object()) or 'value'}"
+
+    return check
+
+
+def mapping(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "a mapping"
