@@ -121,3 +121,18 @@ def test_unusable_results_folder_is_a_one_line_error(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: Not a directory (") and "\n" not in err
+
+
+def test_read_only_results_folder_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    # As root (CI) a chmod'ed folder stays writable, so the refusal is simulated where it happens.
+    from pathlib import Path
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--epochs", "1", "--results-dir", str(tmp_path), "--no-progress"])
+    assert exit_info.value.code == 2
+    run_dir = tmp_path / ExperimentConfig(epochs=1).run_id()
+    assert capsys.readouterr().err.strip() == f"error: Permission denied ({run_dir})"

@@ -31,6 +31,7 @@ def test_model_round_trip_with_compact_indices(tmp_path):
 
 
 def test_legacy_plain_torch_save_files_still_load(tmp_path):
+    # (a legacy checkpoint loads too, with a warning that it is unverified: see below)
     state = _state()
     torch.save({**state, "connections": state["connections"].int()}, tmp_path / "model.pt")
     assert torch.equal(load_model_state(tmp_path / "model.pt")["connections"], state["connections"])
@@ -154,3 +155,11 @@ def test_converting_a_legacy_run_folder_keeps_every_tensor(tmp_path, small_mnist
     assert all(np.array_equal(a, b) for a, b in zip(read_pruning(run_dir / "pruning.npz"), (pruned, mass)))
     assert is_finished(run_dir, config)
     assert run_files.convert_run_folder(run_dir) == 0  # nothing left to convert
+
+
+def test_legacy_checkpoint_resumes_with_a_warning(tmp_path):
+    path = tmp_path / "run_a" / "checkpoint.pt"
+    path.parent.mkdir()
+    torch.save({"model": _state(), "epoch": 2}, path)
+    with pytest.warns(UserWarning, match="predates checksums: resuming it unverified"):
+        assert load_checkpoint(path, "run_a")["epoch"] == 2

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -152,6 +153,8 @@ def load_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
     """
     way_out = f"delete {path.parent} to restart the run from scratch"
     header, payload = read_sealed(path, way_out)
+    if header is None:
+        warnings.warn(f"{path} predates checksums: resuming it unverified (python -m synapses.run_files converts it)", stacklevel=2)
     if header is not None and header.get("run_id") != run_id:
         raise DamagedFileError(f"{path} belongs to run {header.get('run_id')!r}, not {run_id!r}; {way_out}")
     if header is not None and header.get("epoch") != payload.get("epoch"):
