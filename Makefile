@@ -10,7 +10,7 @@
 PYTHON ?= .venv/bin/python
 PROFILE ?= default
 JOBS ?= 2
-NOTEBOOKS := mnist_demo regularization_study pruning_mechanism extensions evolnet_triplet benchmark
+NOTEBOOKS := summary mnist_demo regularization_study pruning_mechanism extensions evolnet_triplet benchmark
 EXECUTED := notebooks/executed
 
 .PHONY: setup test bench figures study report clean

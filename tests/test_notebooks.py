@@ -16,6 +16,7 @@ EXPECTED_FIGURES = {
     "pruning_mechanism": ["mechanism_smoke_pruning"],
     "extensions": ["extensions_smoke_overview", "extensions_smoke_heatmaps"],
     "evolnet_triplet": ["triplet_smoke_curves", "triplet_smoke_heatmaps"],
+    "summary": ["summary_smoke_topology", "summary_smoke_seeds", "summary_smoke_pruning", "summary_smoke_heatmaps"],
 }
 
 

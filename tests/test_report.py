@@ -153,7 +153,7 @@ def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):
     doc.write_text("Numbers:\n<!-- table: tiny -->\n| made up |\n<!-- /table -->\nThe end.\n")
     results = ["--results-dir", str(tmp / "results"), "--allow-missing"]
     assert main([str(doc), "--check", *results]) == 1
-    assert "stale table(s): tiny" in capsys.readouterr().out
+    assert "stale table(s) or value(s): tiny" in capsys.readouterr().out
     assert main([str(doc), *results]) == 0
     assert doc.read_text().startswith("Numbers:\n") and doc.read_text().endswith("The end.\n")
     assert main([str(doc), "--check", *results]) == 0
@@ -223,11 +223,12 @@ def test_drift_view_reads_the_topology_at_given_epochs(finished):
     run_dir = tmp / "results" / runs[0].config.run_id()
     drift = drift_summary(run_dir, epochs=(0, 2, 3, 4))
     topology = load_topology(run_dir)
-    assert drift["rho@2"] == ink_correlation(topology[2], training_ink())
-    assert drift["rho@3"] == ink_correlation(topology[-1], training_ink())
+    rho = ink_correlation(topology, training_ink())
+    assert drift["rho@0"] == rho[0]
+    assert drift["rho@2"] == pytest.approx(rho[:3].mean()) and drift["rho@3"] == pytest.approx(rho.mean())  # windows clipped at the start
     assert np.isnan(drift["rho@4"]) and set(drift) == {"rho@0", "rho@2", "rho@3", "rho@4"}
     text = refresh("<!-- table: tiny:drift -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
-    assert "| ink ρ at epoch 50 |" in text  # the default epochs all lie past a 3-epoch run
+    assert "| ink ρ, epochs 31-50 |" in text  # the default epochs all lie past a 3-epoch run
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     assert all(cell.rstrip(" |") == "–" for row in rows for cell in row[3:])
 
@@ -240,7 +241,7 @@ def test_mean_std_skips_missing_values():
 
 
 def test_pruning_views_read_the_recorded_pruning(finished, small_mnist):
-    """``pruning`` rows are :func:`pruning_by_region` at the last epoch; ``pruning_never_inked``
+    """``pruning`` rows are :func:`pruning_by_region` averaged over the last epochs; ``pruning_never_inked``
     counts only never-inked pixels as blank; unrecorded runs are refused by name."""
     tmp, runs = finished
     from synapses.analysis import pruning_by_region
@@ -253,10 +254,29 @@ def test_pruning_views_read_the_recorded_pruning(finished, small_mnist):
     tables = {view: refresh(f"<!-- table: recorded:{view} -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True) for view in ("pruning", "pruning_never_inked")}
     for view, blank_below in (("pruning", 0.01), ("pruning_never_inked", 1e-6)):
         regions = pruning_by_region(*load_pruning(run_dir), load_topology(run_dir), training_ink(), blank_below=blank_below)
-        last = regions[regions.epoch == 2].set_index("region")
+        last = regions.groupby("region")[["share_of_connections", "pruned_fraction", "mean_abs_weight"]].mean()  # both epochs: inside the window
         row = [line for line in tables[view].splitlines() if line.startswith("| all |")][0].rstrip(" |").split(" | ")
         expected = [(training_ink() < blank_below).mean(), last.loc["blank", "share_of_connections"], last.loc["blank", "pruned_fraction"], last.loc["inked", "pruned_fraction"], last.loc["blank", "mean_abs_weight"], last.loc["inked", "mean_abs_weight"]]
         assert row[3:] == [f"{value:.3f}" for value in expected]
     assert tables["pruning"] != tables["pruning_never_inked"]
     with pytest.raises(FileNotFoundError, match="has no pruning.npz: only runs made with record_pruning have one"):
         refresh("<!-- table: tiny:pruning -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
+
+
+def test_values_in_the_prose_are_filled_from_tables_and_facts(finished, monkeypatch):
+    tmp, runs = finished
+    import synapses.facts as facts
+
+    monkeypatch.setitem(facts.FACTS, "answer", lambda results: f"{len(list(results.iterdir()))} folders")
+    table = refresh("<!-- table: tiny -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
+    cell = [line for line in table.splitlines() if line.startswith("| weight_decay=0.0 |")][0].split(" | ")[6]
+    text = "acc <!--v tiny | weight_decay=0.0 | test acc (%) -->old<!--/v--> and <!--v fact:answer -->?<!--/v-->."
+    fresh = refresh(text, tmp / "results", tmp / "configs", allow_missing=True)
+    count = len(list((tmp / "results").iterdir()))
+    assert fresh == f"acc <!--v tiny | weight_decay=0.0 | test acc (%) -->{cell}<!--/v--> and <!--v fact:answer -->{count} folders<!--/v-->."
+    from synapses.report import stale_markers
+
+    assert stale_markers(text, fresh) == ["tiny | weight_decay=0.0 | test acc (%)", "fact:answer"]
+    assert stale_markers(fresh, fresh) == []
+    with pytest.raises(ValueError, match="no row 'weight_decay=5'"):
+        refresh("<!--v tiny | weight_decay=5 | test acc (%) -->?<!--/v-->", tmp / "results", tmp / "configs", allow_missing=True)

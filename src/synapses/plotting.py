@@ -118,3 +118,70 @@ def dose_response(ax: plt.Axes, last: pd.DataFrame, y: str, x: str = "weight_dec
     ax.set(xlabel=x.replace("_", " "), ylabel=y)
     return ax
 
+
+
+# ---------------------------------------------------------------------------- the write-up's figures
+# One colour per configuration in every figure of the write-up's main text (Okabe-Ito,
+# readable with the common colour-vision deficiencies).
+CONFIG_COLOURS = {
+    "no decay": "#D55E00",
+    "L2 1e-3": "#0072B2",
+    "L2 1e-2": "#009E73",
+    "inputs in [0, 1]": "#E69F00",
+    "L1 1e-4": "#CC79A7",
+    "decoupled 2e-5": "#56B4E9",
+    "near-parents": "#000000",
+}
+
+
+def configuration_colour(label: str) -> str:
+    """The write-up's colour of a configuration label (grey for one without a colour)."""
+    return CONFIG_COLOURS.get(label, "#999999")
+
+
+def seed_band(ax: plt.Axes, runs: pd.DataFrame, y: str, x: str = "epoch", order: Sequence[str] | None = None, **style) -> plt.Axes:
+    """Mean of ``y`` over seeds against ``x``, one line per ``configuration``, with a band
+    from the lowest to the highest seed, in the configuration's colour.
+
+    ``runs``: tidy, with columns ``configuration``, ``seed``, ``x`` and ``y``. The legend
+    entries say how many seeds each line pools (``"L2 1e-3 (n=3)"``).
+    """
+    for label in order or sorted(runs["configuration"].unique()):
+        group = runs[runs["configuration"] == label].groupby(x)[y]
+        mean, n = group.mean(), runs.loc[runs["configuration"] == label, "seed"].nunique()
+        colour = configuration_colour(label)
+        ax.plot(mean.index, mean.values, color=colour, label=f"{label} (n={n})", **style)
+        if n > 1:
+            ax.fill_between(mean.index, group.min(), group.max(), color=colour, alpha=0.2, lw=0)
+    return ax
+
+
+def legend_outside(ax: plt.Axes, **kwargs) -> None:
+    """The legend to the right of the axes, outside the data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, **kwargs)
+
+
+def seed_strip(ax: plt.Axes, finals: pd.DataFrame, y: str = "ink_rho", colours: dict[str, str] | None = None) -> plt.Axes:
+    """Every seed's ``y`` as a dot, one row per ``configuration`` (top to bottom in the
+    order of ``finals``), with a zero line: the verdicts without any threshold. Rows are
+    coloured by ``colours`` (label -> colour), else by :func:`configuration_colour`."""
+    labels = list(dict.fromkeys(finals["configuration"]))
+    for row, label in enumerate(labels):
+        values = finals.loc[finals["configuration"] == label, y].to_numpy()
+        colour = (colours or {}).get(label, configuration_colour(label))
+        ax.scatter(values, np.full(len(values), row), s=22, color=colour, zorder=3)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.grid(axis="x", color="#dddddd", lw=0.6)
+    return ax
+
+
+def difference_heatmap(ax: plt.Axes, counts: np.ndarray, limit: float, title: str) -> matplotlib.image.AxesImage:
+    """Connections per pixel minus the uniform share (the mean count), 28 x 28, on a
+    diverging scale from ``-limit`` to ``+limit``: red where a pixel has more connections
+    than uniform placement gives it, blue where it has fewer."""
+    counts = np.asarray(counts, dtype=float)
+    image = ax.imshow(as_image(counts - counts.mean()), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.set(title=title, xticks=[], yticks=[])
+    return image

@@ -44,6 +44,9 @@ from .run_files import DamagedFileError
 from .sweep import CONFIGS, load_sweep, run_labels
 
 MARKER = re.compile(r"(<!-- table: (?P<name>[\w:/+-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
+# A number in the prose: one cell of a table (``<!--v TABLE | ROW | COLUMN -->``) or a fact
+# of synapses.facts (``<!--v fact:NAME -->``), followed by its value and ``<!--/v-->``.
+VALUE = re.compile(r"(<!--v (?P<name>[^>]+?) -->)(?P<body>.*?)(<!--/v-->)", re.DOTALL)
 Formatter = Callable[[np.ndarray], str]  # one value per finished seed -> table cell
 
 
@@ -135,24 +138,31 @@ def overfitting_summary(run_dir: Path, window: int = SMOOTHING) -> dict[str, flo
 
 
 DRIFT_EPOCHS = (50, 155, 300, 500, 700, 1000)
+# Per-epoch values move by about 0.02 from one epoch to the next, so views that quote a
+# point in training average the WINDOW epochs ending there (chosen after a single-epoch
+# reading was found to flip a comparison; the window was not tuned).
+WINDOW = 20
 
 
 def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS) -> dict[str, float]:
-    """A run's Spearman correlation of connections with ink after each of ``epochs``
-    (keys ``"rho@<epoch>"``), NaN for epochs past its end."""
+    """A run's Spearman correlation of connections with ink, averaged over the
+    :data:`WINDOW` epochs ending at each of ``epochs`` (keys ``"rho@<epoch>"``; fewer near
+    the start), NaN for epochs past its end."""
     topology = load_topology(run_dir)  # (epochs + 1, 784): row e after epoch e
-    ink = training_ink()
-    return {f"rho@{e}": ink_correlation(topology[e], ink) if e < len(topology) else float("nan") for e in epochs}
+    rho = ink_correlation(topology, training_ink())
+    return {f"rho@{e}": float(np.mean(rho[max(0, e - WINDOW + 1) : e + 1])) if e < len(topology) else float("nan") for e in epochs}
 
 
 def pruning_summary(run_dir: Path, blank_below: float = 0.01) -> dict[str, float]:
-    """:func:`synapses.analysis.pruning_by_region` of a recorded run at its last epoch:
-    the blank pixels' share of the connections, and per region the fraction of its
-    connections pruned and their mean ``|weight|`` just before pruning; with the blank
-    pixels' share of all pixels, the share of connections uniform placement would give."""
+    """:func:`synapses.analysis.pruning_by_region` of a recorded run over its last
+    :data:`WINDOW` epochs (means): the blank pixels' share of the connections, and per
+    region the fraction of its connections pruned and their mean ``|weight|`` just before
+    pruning; with the blank pixels' share of all pixels, the share of connections uniform
+    placement would give."""
     ink = training_ink()
     regions = pruning_by_region(*load_pruning(run_dir), load_topology(run_dir), ink, blank_below=blank_below)
-    last = regions[regions["epoch"] == regions["epoch"].max()].set_index("region")
+    window = regions[regions["epoch"] > regions["epoch"].max() - WINDOW]
+    last = window.groupby("region")[["share_of_connections", "pruned_fraction", "mean_abs_weight"]].mean()
     summary = {"blank_pixels": float((ink < blank_below).mean()), "blank_share": float(last.loc["blank", "share_of_connections"])}
     for region in ("blank", "inked"):
         summary[f"pruned_{region}"] = float(last.loc[region, "pruned_fraction"])
@@ -207,7 +217,7 @@ VIEWS = {
     ),
     "pruning": (pruning_summary, PRUNING_COLUMNS),
     "pruning_never_inked": (partial(pruning_summary, blank_below=1e-6), PRUNING_COLUMNS),
-    "drift": (drift_summary, tuple((f"rho@{e}", f"ink ρ at epoch {e}", mean_std(3)) for e in DRIFT_EPOCHS)),
+    "drift": (drift_summary, tuple((f"rho@{e}", f"ink ρ, epochs {e - WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS)),
     "topology": (
         run_summary,
         (
@@ -274,9 +284,45 @@ def sweep_table(
 
 
 def refresh(text: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None, *, allow_missing: bool = False) -> str:
-    """``text`` with every marked table regenerated (see :func:`sweep_table`)."""
-    table = partial(sweep_table, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing)
-    return MARKER.sub(lambda m: m.group(1) + table(m.group("name")) + m.group(4), text)
+    """``text`` with every marked table and value regenerated (see :func:`sweep_table`
+    and :data:`VALUE`)."""
+    tables: dict[str, str] = {}
+
+    def table(name: str) -> str:
+        if name not in tables:
+            tables[name] = sweep_table(name, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing)
+        return tables[name]
+
+    def value(name: str) -> str:
+        if name.startswith("fact:"):
+            from .facts import fact
+
+            return fact(name.removeprefix("fact:"), Path(results_dir) if results_dir is not None else DEFAULT_RESULTS)
+        table_name, row, column = (part.strip() for part in name.split("|"))
+        return table_cell(table(table_name), row, column, where=name)
+
+    text = MARKER.sub(lambda m: m.group(1) + table(m.group("name")) + m.group(4), text)
+    return VALUE.sub(lambda m: m.group(1) + value(m.group("name")) + m.group(4), text)
+
+
+def table_cell(markdown: str, row: str, column: str, where: str = "") -> str:
+    """The cell of ``markdown`` (a table of :func:`sweep_table`) in the row whose first
+    cell is ``row`` and the column titled ``column``."""
+    lines = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in markdown.splitlines() if line.startswith("|")]
+    header, rows = lines[0], {cells[0]: cells for cells in lines[2:]}
+    if column not in header:
+        raise ValueError(f"value {where!r}: no column {column!r}; columns: {header}")
+    if row not in rows:
+        raise ValueError(f"value {where!r}: no row {row!r}; rows: {sorted(rows)}")
+    return rows[row][header.index(column)]
+
+
+def stale_markers(text: str, fresh: str) -> list[str]:
+    """Names of the tables and values of ``text`` that differ in ``fresh``."""
+    stale = []
+    for pattern in (MARKER, VALUE):
+        stale += [m.group("name") for m, n in zip(pattern.finditer(text), pattern.finditer(fresh)) if m.group("body") != n.group("body")]
+    return stale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,11 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, UnicodeDecodeError, IncompleteResultsError, DamagedFileError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
     if args.check:
-        stale = [m.group("name") for m, n in zip(MARKER.finditer(text), MARKER.finditer(fresh)) if m.group("body") != n.group("body")]
+        stale = stale_markers(text, fresh)
         if stale:
-            print(f"{args.markdown}: stale table(s): {', '.join(stale)} (run python -m synapses.report {args.markdown})")
+            print(f"{args.markdown}: stale table(s) or value(s): {', '.join(stale)} (run python -m synapses.report {args.markdown})")
             return 1
-        print(f"{args.markdown}: {len(list(MARKER.finditer(text)))} table(s) match the results")
+        print(f"{args.markdown}: {len(MARKER.findall(text))} table(s) and {len(VALUE.findall(text))} value(s) match the results")
         return 0
     args.markdown.write_text(fresh)
     return 0

@@ -177,3 +177,75 @@ def format_final_table(table: pd.DataFrame, metrics: Iterable[str] = ("train_los
         columns[m] = [f"{a:.{digits}f} ± {b:.{digits}f}" for a, b in zip(table[(m, "mean")], table[(m, "std")].fillna(0))]
     return pd.DataFrame(columns, index=table.index)
 
+
+
+def select_runs(sweep: str, entry: str | None = None, overrides: dict | None = None, **fields: object) -> list[ExperimentConfig]:
+    """The configs of ``configs/<sweep>.yaml`` (one ``entry`` of it if given) whose fields
+    equal ``fields``; ``overrides`` scales the file down as :func:`synapses.sweep.load_sweep` does."""
+    from .sweep import CONFIGS, load_sweep
+
+    runs = load_sweep(CONFIGS / f"{sweep}.yaml", override=overrides).runs
+    return [r.config for r in runs if (entry is None or r.entry == entry) and all(getattr(r.config, k) == v for k, v in fields.items())]
+
+
+def configuration_runs(groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per (run, epoch) of labelled groups of finished runs: ``configuration`` (the
+    group's label), ``seed``, ``epoch`` (0: initialisation), ``ink_rho``, ``center_ratio``,
+    ``test_loss`` and ``test_acc`` (NaN at epoch 0)."""
+    root = _results_dir(results_dir)
+    frames = []
+    for label, configs in groups.items():
+        for config in configs:
+            run_dir = root / config.run_id()
+            metrics = load_metrics(run_dir)[["epoch", "center_ratio", "test_loss", "test_acc"]]
+            rho = load_ink_correlation([run_dir])
+            frames.append(rho.merge(metrics, on="epoch", how="left").assign(configuration=label, seed=config.seed))
+    return pd.concat(frames, ignore_index=True)
+
+
+def excess_pruning(groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None, blank_below: float = 0.01, window: int = 20) -> pd.DataFrame:
+    """Per (run, epoch) of runs recorded with ``record_pruning``: the pruned fraction of
+    blank pixels' connections minus that of inked pixels' (``excess``; above 0: blank
+    pixels pruned more), as a trailing ``window``-epoch mean, and the blank pixels' share
+    of the connections over their share of the pixels (``blank_share_ratio``)."""
+    from .analysis import pruning_by_region
+
+    root = _results_dir(results_dir)
+    ink = training_ink()
+    frames = []
+    for label, configs in groups.items():
+        for config in configs:
+            run_dir = root / config.run_id()
+            regions = pruning_by_region(*load_pruning(run_dir), load_topology(run_dir), ink, blank_below=blank_below).pivot(index="epoch", columns="region")
+            excess = (regions["pruned_fraction"]["blank"] - regions["pruned_fraction"]["inked"]).rolling(window, min_periods=1).mean()
+            share = regions["share_of_connections"]["blank"] / (ink < blank_below).mean()
+            frames.append(pd.DataFrame({"epoch": excess.index, "excess": excess.values, "blank_share_ratio": share.values, "configuration": label, "seed": config.seed}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def labelled_runs(sweeps: Iterable[str], overrides: dict | None = None) -> dict[str, list[ExperimentConfig]]:
+    """Configs of several sweep files grouped as the report's tables group them (seeds
+    pooled), labelled ``"<sweep>: <label>"`` (:func:`synapses.sweep.run_labels`)."""
+    from .sweep import CONFIGS, load_sweep, run_labels
+
+    groups: dict[str, list[ExperimentConfig]] = {}
+    for name in sweeps:
+        sweep = load_sweep(CONFIGS / f"{name}.yaml", override=overrides)
+        labels = run_labels(sweep)
+        for run in sweep.runs:
+            label = labels[run.config.run_id()]
+            groups.setdefault(name if label in ("all", name) else f"{name}: {label}", []).append(run.config)
+    return groups
+
+
+def final_values(groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per finished run of labelled groups: ``configuration``, ``seed``, and at the
+    last epoch ``ink_rho`` and ``center_ratio``."""
+    root = _results_dir(results_dir)
+    rows = []
+    for label, configs in groups.items():
+        for config in configs:
+            run_dir = root / config.run_id()
+            rows.append(dict(configuration=label, seed=config.seed, ink_rho=float(ink_correlation(load_topology(run_dir)[-1], training_ink())),
+                             center_ratio=float(load_metrics(run_dir)["center_ratio"].iloc[-1])))
+    return pd.DataFrame(rows)

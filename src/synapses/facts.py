@@ -1,0 +1,99 @@
+"""Numbers the write-up quotes in its prose that no table holds, computed from results/.
+
+Each fact is a function of the results folder that returns the text the write-up shows;
+``python -m synapses.report`` fills ``<!--v fact:NAME -->...<!--/v-->`` markers with it
+and ``--check`` fails when one differs, so these numbers cannot go stale either.
+
+    python -m synapses.facts          # print every fact
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from scipy import stats
+
+from .analysis import ink_correlation
+from .results import load_metrics, load_topology, select_runs, training_ink
+
+# Windows (epochs, inclusive) chosen after the first draft quoted single epochs, which an
+# epoch-to-epoch sd of about 0.02 in center_ratio made unreliable; 20 epochs end each run.
+EARLY_WINDOW = (91, 110)  # "by epoch 100" of the growing decay
+EXPERIMENT_1_WINDOW = (140, 155)  # the end of the original's 155-epoch Experiment_1
+
+
+def empty_pixels(results: Path) -> str:
+    """How many finished runs ever had an input pixel without any first-layer connection."""
+    run_dirs = sorted(p.parent for p in results.glob("*/model.pt"))
+    hits = []
+    for run_dir in run_dirs:
+        counts = load_topology(run_dir)
+        epochs, pixels = np.nonzero(counts == 0)
+        if len(epochs):
+            hits.append(f"{run_dir.name}: pixel {pixels[0]} after epoch {epochs[0]}, {len(epochs)} pixel-epoch(s) in all")
+    return f"{len(hits)} of {len(run_dirs)} runs" + (f" ({'; '.join(hits)})" if hits else "")
+
+
+def welch_test_acc_1000(results: Path) -> str:
+    """Welch's t-test of final test accuracy, reproduction, weight decay 1e-3 against 0."""
+    acc = [[load_metrics(results / c.run_id())["test_acc"].iloc[-1] for c in select_runs("reproduction", weight_decay=wd)] for wd in (1e-3, 0.0)]
+    return f"p = {stats.ttest_ind(*acc, equal_var=False).pvalue:.2f}"
+
+
+def experiment_1_window(results: Path) -> str:
+    """Range over seeds of the lowest test loss in epochs 140-155, sweep155 at 1e-3."""
+    low, high = EXPERIMENT_1_WINDOW
+    minima = [load_metrics(results / c.run_id()).query(f"{low} <= epoch <= {high}")["test_loss"].min() for c in select_runs("sweep155", weight_decay=1e-3)]
+    return f"{min(minima):.4f} to {max(minima):.4f}"
+
+
+def growing_early(results: Path) -> str:
+    """Mean center_ratio over epochs 91-110: growing decay, constant 1e-2 and 1e-3 (seed ranges)."""
+    low, high = EARLY_WINDOW
+    groups = {"growing": select_runs("growing_l2"), "1e-2": select_runs("reproduction", weight_decay=1e-2), "1e-3": select_runs("reproduction", weight_decay=1e-3)}
+    parts = []
+    for name, configs in groups.items():
+        values = [load_metrics(results / c.run_id()).query(f"{low} <= epoch <= {high}")["center_ratio"].mean() for c in configs]
+        parts.append(f"{name} {min(values):.3f} to {max(values):.3f}")
+    return ", ".join(parts)
+
+
+def decoupled_paired(results: Path) -> str:
+    """Decoupled 2e-5 minus coupled 1e-3 in ink ρ, paired by seed over all 1000 epochs:
+    the mean difference per seed and the share of epochs where decoupled is higher."""
+    ink = training_ink()
+    coupled = {c.seed: c for c in select_runs("reproduction", weight_decay=1e-3)}
+    parts = []
+    for config in select_runs("extensions_1000", entry="decoupled"):
+        difference = (ink_correlation(load_topology(results / config.run_id()), ink) - ink_correlation(load_topology(results / coupled[config.seed].run_id()), ink))[1:]
+        parts.append(f"seed {config.seed}: {difference.mean():+.3f}, higher in {100 * (difference > 0).mean():.0f}% of epochs")
+    return "; ".join(parts)
+
+
+FACTS: dict[str, Callable[[Path], str]] = {
+    "empty_pixels": empty_pixels,
+    "welch_test_acc_1000": welch_test_acc_1000,
+    "experiment_1_window": experiment_1_window,
+    "growing_early": growing_early,
+    "decoupled_paired": decoupled_paired,
+}
+
+
+def fact(name: str, results: Path) -> str:
+    if name not in FACTS:
+        raise ValueError(f"unknown fact {name!r}; known: {sorted(FACTS)}")
+    return FACTS[name](results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .engine import DEFAULT_RESULTS
+
+    for name, compute in FACTS.items():
+        print(f"{name}: {compute(DEFAULT_RESULTS)}  ({(compute.__doc__ or '').strip().splitlines()[0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
