@@ -280,3 +280,61 @@ def test_values_in_the_prose_are_filled_from_tables_and_facts(finished, monkeypa
     assert stale_markers(fresh, fresh) == []
     with pytest.raises(ValueError, match="no row 'weight_decay=5'"):
         refresh("<!--v tiny | weight_decay=5 | test acc (%) -->?<!--/v-->", tmp / "results", tmp / "configs", allow_missing=True)
+
+
+# ---------------------------------------------------------------------------- the write-up itself
+def _write_up() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).parents[1] / "regularization.md").read_text()
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+def test_the_write_up_opens_with_the_answer_and_keeps_its_main_text_short():
+    import re
+
+    text = _write_up()
+    assert text.split("\n## ")[1].startswith("Summary\n")
+    summary = _section(text, "Summary")
+    prose = re.sub(r"<!--v [^>]*-->|<!--/v-->", "", summary.split("![")[0])
+    assert len(prose.split()) <= 250
+    assert "figures/summary_topology.png" in summary and "<!-- table: reproduction+extensions_1000:verdict -->" in summary
+    assert len(text[: text.index("\n## Appendix\n")]) <= 25_000
+
+
+def test_numbers_in_the_summary_and_conclusions_are_generated():
+    # A measured value has a decimal point and two or more decimals (configuration values
+    # such as 1e-3 or epsilon 11 do not): each must sit inside a <!--v ... --> marker.
+    import re
+
+    text = _write_up()
+    for heading in ("Summary", "Conclusions"):
+        section = _section(text, heading).split("<!-- table:")[0]
+        outside = re.sub(r"<!--v [^>]*-->.*?<!--/v-->", "", section, flags=re.DOTALL)
+        # -0.424 is a blank pixel after the standardisation (-0.1307 / 0.3081), not a result
+        assert [n for n in re.findall(r"\d\.\d{2,}", outside) if n != "0.424"] == [], heading
+
+
+def test_runs_the_write_up_calls_shared_trajectories_repeat_each_other():
+    """The Method section says which runs are prefixes or repeats of others, bit for bit."""
+    from synapses.results import load_metrics, run_dir_of, select_runs
+
+    columns = ["train_loss", "train_acc", "test_loss", "test_acc", "center_ratio"]
+
+    def prefix_of(short, long):
+        a, b = load_metrics(run_dir_of(short))[columns], load_metrics(run_dir_of(long))[columns]
+        return a.equals(b.iloc[: len(a)])
+
+    for wd in (0.0, 1e-3, 1e-2):
+        for seed in (0, 1, 2):
+            assert prefix_of(select_runs("sweep155", weight_decay=wd, seed=seed)[0], select_runs("reproduction", weight_decay=wd, seed=seed)[0])
+        for seed in (0, 1):
+            assert prefix_of(select_runs("mechanism", weight_decay=wd, seed=seed)[0], select_runs("sweep155", weight_decay=wd, seed=seed)[0])
+    for entry, fields in (("unit_inputs", dict(weight_decay=0.0)), ("near_parents", dict(weight_decay=0.0)), ("decoupled", dict(weight_decay=2e-5)), ("l1", dict(l1=1e-4))):
+        for seed in (0, 1):
+            assert prefix_of(select_runs("extensions", entry=entry, seed=seed, **fields)[0], select_runs("extensions_1000", entry=entry, seed=seed)[0])

@@ -218,6 +218,13 @@ VIEWS = {
     "pruning": (pruning_summary, PRUNING_COLUMNS),
     "pruning_never_inked": (partial(pruning_summary, blank_below=1e-6), PRUNING_COLUMNS),
     "drift": (drift_summary, tuple((f"rho@{e}", f"ink ρ, epochs {e - WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS)),
+    "verdict": (
+        run_summary,
+        (
+            ("ink_rho", "ink ρ, lowest to highest seed", value_range),
+            ("ink_rho", "topology at the end", topology_verdict),
+        ),
+    ),
     "topology": (
         run_summary,
         (
