@@ -265,6 +265,8 @@ class ExperimentConfig:
             parts.append(f"drop{self.dropout:g}")
         if self.topology_from is not None:
             parts.append("fixed")
+        elif self.evolution == "off" and self.model != "Dense":
+            parts.append("static")
         if self.record_pruning:
             parts.append("rec")
         if self.train_size is not None or self.test_size is not None:
