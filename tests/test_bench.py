@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from synapses import MaskedLinear, SparseNet
-from synapses import bench
-from synapses.bench import Comparison, bench_evolution, format_table, masked_copy, time_ms
+from synapses.study import bench
+from synapses.study.bench import Comparison, bench_evolution, format_table, masked_copy, time_ms
 
 CPU = torch.device("cpu")
 
@@ -46,7 +46,7 @@ def test_format_table():
 
 def test_main_writes_json(monkeypatch, tmp_path, capsys):
     fake = [Comparison("x", 1.0, 3.0, "b", "t")]
-    monkeypatch.setattr(bench, "run_all", lambda repeats, device, quick=False, epochs=True: fake)
+    monkeypatch.setattr(bench, "run_all", lambda repeats, device, quick=False, epochs=True, shapes=True: fake)
     path = tmp_path / "out.json"
     bench.main(["--repeats", "1", "--json", str(path)])
     assert "x" in capsys.readouterr().out
@@ -86,3 +86,13 @@ def test_masked_copy_is_independent():
         ref.set_layers[0].weight.zero_()
     assert net.readout.weight.abs().sum() > 0
     assert net.set_layers[0].weight.abs().sum() > 0
+
+
+def test_sparseprop_shapes_compare_the_same_weights(monkeypatch):
+    # quick sizes; the structure and the equivalence of the two sides, not the timings
+    from synapses.study.bench import SPARSEPROP_SHAPES, SPARSITIES, bench_linear_shapes
+
+    results = bench_linear_shapes(1, torch.device("cpu"), quick=True)
+    assert len(results) == len(SPARSEPROP_SHAPES) * len(SPARSITIES) == 6
+    assert results[0].name == "768->3072, batch 256, 98% sparse" and results[0].target.startswith("SparseProp 0.18 of dense, ours ")
+    assert all(r.baseline == "dense nn.Linear" and r.ours_ms > 0 and r.baseline_ms > 0 for r in results)

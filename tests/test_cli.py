@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from synapses import run as cli
-from synapses.config import ExperimentConfig
+from synapses.study import run as cli
+from synapses.study.config import ExperimentConfig
 
 
 def test_every_config_field_is_an_option():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from synapses.config import ConfigError, ExperimentConfig
+from synapses.study.config import ConfigError, ExperimentConfig
 
 
 def test_defaults_are_the_original_protocol():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from synapses.data import MEAN, MNIST_MD5, STD, MNISTFileError, default_source, load_mnist, prepare_raw_files
+from synapses.study.data import MEAN, MNIST_MD5, STD, MNISTFileError, default_source, load_mnist, prepare_raw_files
 
 TRAIN_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

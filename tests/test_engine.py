@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from synapses.config import ConfigError, ExperimentConfig
-from synapses.data import MEAN, STD
-from synapses.engine import METRIC_COLUMNS, build_model, is_finished, load_model_state, prepare_data, run_experiment
-from synapses.run_files import read_pruning, read_topology
-from synapses.topology import center_ratio, trend
+from synapses.study.config import ConfigError, ExperimentConfig
+from synapses.study.data import MEAN, STD
+from synapses.study.engine import METRIC_COLUMNS, build_model, is_finished, load_model_state, prepare_data, run_experiment
+from synapses.study.run_files import read_pruning, read_topology
+from synapses.study.topology import center_ratio, trend
 
 
 def _read(run_dir):
@@ -149,7 +149,7 @@ def test_record_pruning(tmp_path, small_mnist):
 
 
 def test_unit_inputs_make_blank_pixels_zero(small_mnist):
-    from synapses.engine import prepare_data
+    from synapses.study.engine import prepare_data
 
     standard = prepare_data(small_mnist, ExperimentConfig(train_size=100, test_size=50))
     unit = prepare_data(small_mnist, ExperimentConfig(inputs="unit", train_size=100, test_size=50))

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from synapses.params import (
+from synapses.study.params import (
     ParameterError, check_parameters, list_of, mapping, non_negative_int, non_negative_number, number_in, one_of, optional,
     positive_int, text,
 )

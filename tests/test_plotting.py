@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from synapses.plotting import dose_response
+from synapses.study.plotting import dose_response
 
 
 def test_dose_response_draws_means_with_zero_on_a_log_axis():
@@ -21,7 +21,7 @@ def test_dose_response_draws_means_with_zero_on_a_log_axis():
 
 
 def test_band_draws_the_mean_and_the_chosen_spread():
-    from synapses.plotting import band
+    from synapses.study.plotting import band
 
     runs = pd.DataFrame({"epoch": [1, 2, 1, 2, 1, 2], "seed": [0, 0, 1, 1, 2, 2], "wd": 0.0, "y": [1.0, 2.0, 3.0, 4.0, 2.0, 6.0]})
     fig, ax = plt.subplots()

@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synapses.config import ExperimentConfig
-from synapses.engine import run_experiment
-from synapses.results import final_table, load_metrics, load_runs, load_topology
+from synapses.study.config import ExperimentConfig
+from synapses.study.engine import run_experiment
+from synapses.study.results import final_table, load_metrics, load_runs, load_topology
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,8 @@ def test_load_topology(runs_dir):
 
 
 def test_sweep_runs_carry_entry_label_and_chained_epochs(tmp_path, small_mnist):
-    from synapses.results import load_sweep_runs
-    from synapses.sweep import load_sweep
+    from synapses.study.results import load_sweep_runs
+    from synapses.study.sweep import load_sweep
 
     path = tmp_path / "chain.yaml"
     path.write_text(
@@ -75,8 +75,8 @@ def test_sweep_runs_carry_entry_label_and_chained_epochs(tmp_path, small_mnist):
 
 
 def test_ink_correlation_history_per_run_and_epoch(runs_dir):
-    from synapses.analysis import ink_correlation
-    from synapses.results import load_ink_correlation, training_ink
+    from synapses.study.analysis import ink_correlation
+    from synapses.study.results import load_ink_correlation, training_ink
 
     root, configs = runs_dir
     rho = load_ink_correlation([root / c.run_id() for c in configs[:2]])

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from synapses import run_files
-from synapses.config import ExperimentConfig
-from synapses.engine import is_finished, run_experiment
-from synapses.run_files import (
+from synapses.study import run_files
+from synapses.study.config import ExperimentConfig
+from synapses.study.engine import is_finished, run_experiment
+from synapses.study.run_files import (
     DamagedFileError, load_checkpoint, load_model_state, read_pruning, read_topology, save_checkpoint, save_model,
     write_pruning, write_topology,
 )

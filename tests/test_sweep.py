@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synapses.config import ConfigError, ExperimentConfig
-from synapses.run_files import read_topology
-from synapses.sweep import load_sweep, main
+from synapses.study.config import ConfigError, ExperimentConfig
+from synapses.study.run_files import read_topology
+from synapses.study.sweep import load_sweep, main
 
 TINY = """
 description: tiny sweep for the tests
@@ -74,7 +74,7 @@ runs:
 
 
 def test_run_labels_name_the_entry_and_what_varies_within_it(tmp_path):
-    from synapses.sweep import run_labels
+    from synapses.study.sweep import run_labels
 
     one_entry = load_sweep(_write(tmp_path, TINY))
     assert sorted(set(run_labels(one_entry).values())) == ["weight_decay=0.0", "weight_decay=0.001"]
@@ -215,7 +215,7 @@ runs:
 
 def test_slurm_executor_submits_one_job_array(tmp_path, monkeypatch):
     # A stand-in sbatch records what would reach Slurm.
-    from synapses import sweep as sweep_module
+    from synapses.study import sweep as sweep_module
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -148,3 +148,52 @@ def sample_near_parents(
     child_keys = (outputs * in_features + child)[valid]
     fresh = ~_is_member(child_keys, torch.sort(taken_keys).values) & _first_occurrence(child_keys)
     return child_keys[fresh]
+
+
+def largest_gradient_pairs(
+    taken_keys: torch.Tensor,
+    k: int,
+    inputs: torch.Tensor,
+    grad_outputs: torch.Tensor,
+    *,
+    chunk_elements: int = 1 << 22,
+) -> torch.Tensor:
+    """The ``k`` free pairs whose dense weight gradient is largest in magnitude (RigL).
+
+    The gradient of a batch's loss with respect to the weight of pair (i, o) is
+    ``sum_b grad_outputs[b, o] * inputs[b, i]``. It is computed for a block of outputs at a
+    time, so peak memory is ``O(chunk_elements + k)`` beside the two inputs, never
+    ``in x out``.
+
+    Args:
+        taken_keys: ``(m,)`` int64 flat keys ``out * in_features + in`` that may not be chosen.
+        k: how many pairs to choose.
+        inputs: ``(batch, in_features)`` the layer's input of the last training batch.
+        grad_outputs: ``(batch, out_features)`` the loss gradient at the layer's output.
+        chunk_elements: candidate gradients held at once (a block of whole output rows).
+
+    Returns:
+        ``(k,)`` int64 keys, largest gradient magnitude first.
+    """
+    batch, in_features = inputs.shape
+    out_features = grad_outputs.shape[1]
+    if k > in_features * out_features - taken_keys.numel():
+        raise ValueError(f"cannot choose {k} pairs: only {in_features * out_features - taken_keys.numel()} are free")
+    taken = torch.sort(taken_keys).values
+    rows = max(1, chunk_elements // in_features)
+    best_scores = inputs.new_empty(0)
+    best_keys = torch.empty(0, dtype=torch.int64, device=inputs.device)
+    for start in range(0, out_features, rows):
+        stop = min(start + rows, out_features)
+        scores = (grad_outputs[:, start:stop].t() @ inputs).abs().flatten()  # (rows * in,)
+        # taken pairs inside this block of outputs cannot be chosen
+        low, high = torch.searchsorted(taken, torch.tensor([start * in_features, stop * in_features], device=taken.device))
+        scores[taken[low:high] - start * in_features] = -1.0
+        top = torch.topk(scores, min(k, scores.numel()), sorted=False)
+        best_scores = torch.cat([best_scores, top.values])
+        best_keys = torch.cat([best_keys, top.indices + start * in_features])
+        if best_scores.numel() > k:
+            keep = torch.topk(best_scores, k, sorted=False).indices
+            best_scores, best_keys = best_scores[keep], best_keys[keep]
+    order = torch.argsort(best_scores, descending=True)
+    return best_keys[order]

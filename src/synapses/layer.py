@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .evolution import prune_closest_to_zero, sample_free_pairs, sample_near_parents
+from .evolution import largest_gradient_pairs, prune_closest_to_zero, sample_free_pairs, sample_near_parents
 from .optim_state import apply_reset, plan_reset
 from .sparse_ops import CSRIndex, dense_linear, prefer_dense, sparse_linear
 
 COMPUTE_MODES = ("auto", "sparse", "dense")
-REGROWTH_MODES = ("uniform", "near_parents")
+REGROWTH_MODES = ("uniform", "near_parents", "gradient")
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # Connections are addressed by the flat key out * in_features + in, an int64.
 MAX_PAIRS = 2**62
@@ -51,10 +51,14 @@ class SETLayer(nn.Module):
         compute: ``"auto"`` (dense kernels for small, relatively dense layers, CSR kernels
             otherwise), ``"sparse"`` or ``"dense"``. Only the compute path changes; storage
             is sparse in every mode. ``"dense"`` is refused for large layers.
-        regrowth: ``"uniform"`` (SET) or ``"near_parents"``: a fraction ``parent_fraction``
+        regrowth: ``"uniform"`` (SET), ``"near_parents"``: a fraction ``parent_fraction``
             of the moved weights is placed next to strong surviving connections (same
             output, neighbouring input; see :func:`synapses.evolution.sample_near_parents`),
-            the rest uniformly.
+            the rest uniformly; or ``"gradient"`` (RigL): at the free pairs whose weight
+            gradient on the last training batch is largest in magnitude. A ``"gradient"``
+            layer keeps its last training batch's input and output gradient
+            (``batch x (in + out)`` values) for that; see
+            :func:`synapses.evolution.largest_gradient_pairs`.
         parent_fraction: see ``regrowth``.
         input_grid: ``(height, width)`` of the inputs when they are an image, so that
             "neighbouring input" means a neighbouring pixel; otherwise index +-1.
@@ -152,6 +156,9 @@ class SETLayer(nn.Module):
         self.register_buffer("pruned", torch.zeros(n_params, dtype=torch.bool, device=device))
         self._index: CSRIndex | None = None
         self._index_key: tuple[Any, ...] | None = None
+        # the last training batch, for gradient regrowth: (batch, in) and (batch, out)
+        self._last_input: torch.Tensor | None = None
+        self._last_grad_output: torch.Tensor | None = None
         self.reset_parameters()
 
     # ------------------------------------------------------------------ construction
@@ -218,7 +225,13 @@ class SETLayer(nn.Module):
             _check_dtype(self.weight.dtype)
         kernel = dense_linear if self.uses_dense_kernels() else sparse_linear
         y = kernel(x2d, self.weight, self.bias, self._csr_index())
+        if self.regrowth == "gradient" and self.training and y.requires_grad:
+            self._last_input = x2d.detach()
+            y.register_hook(self._record_grad_output)
         return y.reshape(*batch_shape, self.out_features)
+
+    def _record_grad_output(self, grad: torch.Tensor) -> None:
+        self._last_grad_output = grad.detach()
 
     def to_dense(self) -> torch.Tensor:
         """The weight as a dense ``(out_features, in_features)`` tensor (differentiable)."""
@@ -227,32 +240,47 @@ class SETLayer(nn.Module):
 
     # ------------------------------------------------------------------ evolution
     @torch.no_grad()
-    def zero_connections(self) -> torch.Tensor:
-        """Mark and zero, per sign, the fraction ``zeta`` of weights closest to zero.
+    def zero_connections(self, zeta: float | None = None) -> torch.Tensor:
+        """Mark and zero, per sign, the fraction ``zeta`` (default: the layer's) of weights
+        closest to zero.
 
         Returns the ``(k,)`` indices of the marked weights; :meth:`evolve_connections`
         moves them.
         """
-        self.pruned.copy_(prune_closest_to_zero(self.weight, self.zeta))
+        zeta = self.zeta if zeta is None else zeta
+        if not 0 <= zeta <= 1:
+            raise ValueError(f"zeta must be in [0, 1], got {zeta!r}")
+        self.pruned.copy_(prune_closest_to_zero(self.weight, zeta))
         indices = self.pruned.nonzero().squeeze(1)
         self.weight[indices] = 0
         return indices
 
     @torch.no_grad()
-    def evolve_connections(self, init: bool = True, optimizer: torch.optim.Optimizer | None = None) -> torch.Tensor:
+    def evolve_connections(
+        self, init: bool = True, optimizer: torch.optim.Optimizer | None = None, *, regrowth: str | None = None
+    ) -> torch.Tensor:
         """Move the marked weights (marking them first if none are) to new connections.
 
-        The new (input, output) pairs are drawn uniformly among the pairs not connected
-        after pruning; no pair is ever duplicated and ``n_params`` does not change.
+        The new (input, output) pairs are chosen by the regrowth rule among the pairs not
+        connected after pruning; no pair is ever duplicated and ``n_params`` does not change.
 
         Args:
             init: draw the moved weights from N(0, 2 / in_features); otherwise set them to 0.
             optimizer: its state of the moved weights is reset to a fresh parameter's
                 (default: ``self.optimizer``).
+            regrowth: this step's rule (default: the layer's ``regrowth``).
 
         Returns:
             ``(k,)`` indices (into ``weight`` and ``connections``) of the moved weights.
         """
+        regrowth = self.regrowth if regrowth is None else regrowth
+        if regrowth not in REGROWTH_MODES:
+            raise ValueError(f"regrowth must be one of {REGROWTH_MODES}, got {regrowth!r}")
+        if regrowth == "gradient" and (self._last_input is None or self._last_grad_output is None):
+            raise RuntimeError(
+                "gradient regrowth needs the last training batch's gradients: build the layer with "
+                "regrowth='gradient' and run a training forward and backward pass before evolving"
+            )
         optimizer = optimizer if optimizer is not None else self.optimizer
         # Checked before anything moves: unknown optimizer state leaves the layer untouched.
         reset_plan = plan_reset(optimizer, self.weight) if optimizer is not None else []
@@ -262,7 +290,9 @@ class SETLayer(nn.Module):
         kept = ~self.pruned
         kept_keys = self._keys()[kept]
         new_keys = torch.empty(0, dtype=torch.int64, device=kept_keys.device)
-        if self.regrowth == "near_parents":
+        if regrowth == "gradient":
+            new_keys = largest_gradient_pairs(kept_keys, moved.numel(), self._last_input, self._last_grad_output)
+        elif regrowth == "near_parents":
             new_keys = sample_near_parents(
                 kept_keys, self.weight[kept], round(self.parent_fraction * moved.numel()), self.in_features,
                 kept_keys, input_grid=self.input_grid, generator=self.generator,
@@ -312,7 +342,8 @@ class SETLayer(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"n_params={self.n_params}, density={self.density:.4f}, epsilon={self.epsilon}, "
             f"zeta={self.zeta}, bias={self.bias is not None}"
-            + (f", regrowth={self.regrowth}, parent_fraction={self.parent_fraction}" if self.regrowth != "uniform" else "")
+            + (f", regrowth={self.regrowth}" if self.regrowth != "uniform" else "")
+            + (f", parent_fraction={self.parent_fraction}" if self.regrowth == "near_parents" else "")
         )
 
 

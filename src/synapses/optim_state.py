@@ -57,6 +57,17 @@ def _rules_for(optimizer: torch.optim.Optimizer) -> dict[str, FreshValue] | None
     return None
 
 
+def check_known(optimizer: torch.optim.Optimizer) -> None:
+    """Raise :class:`UnknownOptimizerStateError` unless resetting ``optimizer``'s state is
+    known (built in, or taught with :func:`register_reset_rule`)."""
+    if _rules_for(optimizer) is None:
+        name = type(optimizer).__name__
+        raise UnknownOptimizerStateError(
+            f"don't know how to reset the state of {name} for moved weights; teach it with "
+            f"synapses.register_reset_rule({name}, {{'<state key>': lambda group: <fresh value>}})"
+        )
+
+
 def _group_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> dict[str, Any] | None:
     for group in optimizer.param_groups:
         if any(p is param for p in group["params"]):

@@ -14,6 +14,7 @@ evolves, so they are built once per topology (:class:`CSRIndex`) and reused by e
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,20 @@ import torch.nn.functional as F
 DENSE_MAX_ELEMENTS = 1 << 20
 # Below this density the CSR kernels beat the dense ones on CPU (measured by synapses.bench).
 DENSE_MIN_DENSITY = 0.06
+
+
+def _consume_beta_warnings() -> None:
+    """torch warns once per process that sparse CSR tensors are "beta" (and, in some
+    versions, that ``check_invariants=False`` skips checks). The kernels here are checked
+    against dense references and build their indices themselves, so both one-time warnings
+    are consumed here, under a local filter: the process's warning filters stay as they are."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for check in (True, False):
+            torch.sparse_csr_tensor(torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([1.0]), (1, 1), check_invariants=check)
+
+
+_consume_beta_warnings()
 
 
 def prefer_dense(in_features: int, out_features: int, n_params: int, device: torch.device) -> bool:

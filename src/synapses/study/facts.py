@@ -4,7 +4,7 @@ Each fact is a function of the results folder that returns the text the write-up
 ``python -m synapses.report`` fills ``<!--v fact:NAME -->...<!--/v-->`` markers with it
 and ``--check`` fails when one differs, so these numbers cannot go stale either.
 
-    python -m synapses.facts          # print every fact
+    python -m synapses.study.facts          # print every fact
 """
 from __future__ import annotations
 

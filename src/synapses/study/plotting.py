@@ -17,7 +17,7 @@ import pandas as pd
 
 from .topology import as_image, trend
 
-FIGURES = Path(__file__).resolve().parents[2] / "figures"
+from .paths import FIGURES
 
 
 def save_figure(fig: matplotlib.figure.Figure, name: str, directory: str | Path | None = None, dpi: int = 110) -> Path:

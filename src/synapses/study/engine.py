@@ -45,15 +45,16 @@ import torch.nn.functional as F
 
 from .analysis import abs_weight_sum
 from .config import INPUT_SIZE, ConfigError, ExperimentConfig
+from .paths import RESULTS
 from .data import MEAN, STD, MNISTTensors, load_mnist
-from .models import DenseNet, EvolNet, SparseNet
+from ..models import DenseNet, EvolNet, SparseNet
 from .run_files import (
     is_intact, load_checkpoint, load_model_state, read_pruning, read_topology, save_checkpoint, save_model, write_atomic,
     write_pruning, write_topology,
 )
 from .topology import center_ratio, pixel_counts
 
-DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "results"
+DEFAULT_RESULTS = RESULTS
 N_CLASSES = 10
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "center_ratio", "weight_decay", "seconds")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .paths import CACHE, MNIST_DIR
 MEAN, STD = 0.1307, 0.3081
 
 # md5 of the uncompressed IDX files (the ones torchvision reads)
@@ -55,11 +55,11 @@ class MNISTTensors:
 
 
 def default_source() -> Path:
-    return Path(os.environ.get("SYNAPSES_MNIST_DIR", REPO_ROOT / "data" / "mnist"))
+    return Path(os.environ.get("SYNAPSES_MNIST_DIR", MNIST_DIR))
 
 
 def default_cache() -> Path:
-    return Path(os.environ.get("SYNAPSES_CACHE_DIR", REPO_ROOT / ".cache"))
+    return Path(os.environ.get("SYNAPSES_CACHE_DIR", CACHE))
 
 
 def _md5(path: Path) -> str:

@@ -1,0 +1,80 @@
+"""Sparse training for your own model: sparsify an MLP and a small CNN's classifier, then
+train both on MNIST with SET's evolution once per epoch.
+
+    python examples/your_model.py                     # 3 epochs on all of MNIST (a few minutes)
+    python examples/your_model.py --epochs 1 --train-size 2000 --test-size 500   # seconds
+
+Everything synapses-specific is in three lines: ``sparsify`` (once), ``Evolution`` (once)
+and ``evolution.step()`` (after each optimizer step). The rest is a plain PyTorch loop.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import synapses
+from synapses.study.data import load_mnist  # MNIST from the repository, offline
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 1000), nn.ReLU(), nn.Linear(1000, 10))
+
+
+class SmallCNN(nn.Module):
+    """Two convolutions and a classifier of two Linear layers; only the classifier is sparsified."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+        self.classifier = nn.Sequential(nn.Linear(32 * 4 * 4, 512), nn.ReLU(), nn.Linear(512, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x.view(-1, 1, 28, 28)))
+
+
+def train(model: nn.Module, data, epochs: int, batch_size: int = 100) -> list[float]:
+    """SGD with momentum; evolution once per epoch. Returns the test accuracy after each epoch."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    steps_per_epoch = -(-len(data.train_y) // batch_size)
+    evolution = synapses.Evolution(model, optimizer, every=steps_per_epoch)  # SET: once per epoch
+    accuracies = []
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(data.train_y))
+        for batch in order.split(batch_size):
+            optimizer.zero_grad()
+            F.cross_entropy(model(data.train_x[batch]), data.train_y[batch]).backward()
+            optimizer.step()
+            evolution.step()
+        model.eval()
+        with torch.no_grad():
+            accuracies.append((model(data.test_x).argmax(1) == data.test_y).float().mean().item())
+    return accuracies
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[float]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train-size", type=int, default=None, help="first N training images (default: all)")
+    parser.add_argument("--test-size", type=int, default=None, help="first N test images (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    full = load_mnist()
+    data = type(full)(full.train_x[: args.train_size], full.train_y[: args.train_size], full.test_x[: args.test_size], full.test_y[: args.test_size])
+
+    results = {}
+    print("MLP 784-1000-1000-10, hidden layers sparsified (epsilon 20), output dense:")
+    results["sparse MLP"] = train(synapses.sparsify(mlp(), epsilon=20), data, args.epochs)
+    print("CNN, classifier's first layer sparsified to 90% (the output layer stays dense):")
+    results["CNN, sparse classifier"] = train(synapses.sparsify(SmallCNN(), sparsity=0.9, distribution="uniform"), data, args.epochs)
+    for name, accuracies in results.items():
+        print(f"{name}: test accuracy per epoch {', '.join(f'{100 * a:.2f}%' for a in accuracies)}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Evolution on a schedule, called from your own training loop.
+
+    model = synapses.sparsify(model, epsilon=20)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    evolution = synapses.Evolution(model, optimizer, every=len(loader))  # once per epoch, as SET
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+        evolution.step()
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .layer import REGROWTH_MODES, SETLayer
+from .optim_state import check_known, plan_reset
+
+
+class Evolution:
+    """Prune and regrow every :class:`SETLayer` of a model every ``every`` optimizer steps.
+
+    Each evolution zeroes, per layer and sign, the fraction ``zeta`` of weights closest to
+    zero and moves them to new connections at once (SET's prune-then-regrow, with no
+    training step in between), and resets the optimizer state of the moved weights.
+
+    Args:
+        model: a module holding SETLayers (e.g. from :func:`synapses.sparsify`).
+        optimizer: the optimizer that updates them; its state of moved weights is reset.
+        every: optimizer steps between evolutions (``len(loader)``: once per epoch).
+        zeta: fraction moved per evolution (default: each layer's own ``zeta``).
+        schedule: ``"constant"``, or ``"cosine"``: ``zeta`` decays as
+            ``zeta * (1 + cos(pi * t / total_steps)) / 2`` over the steps ``t`` (RigL).
+        total_steps: length of the cosine schedule, and the step after which no evolution
+            happens (optional for ``"constant"``).
+        regrowth: the regrowth rule of every evolution (default: each layer's own);
+            ``"gradient"`` needs layers built with ``regrowth="gradient"``.
+        init: draw moved weights from the layer's initialisation (SET); ``False``: start
+            them at 0 (RigL).
+
+    Raises:
+        ValueError: no SETLayer in ``model``, a SETLayer whose weight ``optimizer`` does not
+            update, or bad arguments.
+        UnknownOptimizerStateError: an optimizer whose state reset is not known (see
+            :func:`synapses.register_reset_rule`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        every: int,
+        zeta: float | None = None,
+        schedule: Literal["constant", "cosine"] = "constant",
+        total_steps: int | None = None,
+        regrowth: str | None = None,
+        init: bool = True,
+    ) -> None:
+        self.layers = [m for m in model.modules() if isinstance(m, SETLayer)]
+        if not self.layers:
+            raise ValueError(f"Evolution: {type(model).__name__} has no SETLayer (sparsify it first: synapses.sparsify(model, ...))")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"Evolution: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        check_known(optimizer)
+        updated = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        names = {id(m): name for name, m in model.named_modules()}
+        for layer in self.layers:
+            if id(layer.weight) not in updated:
+                raise ValueError(f"Evolution: the optimizer does not update the weight of SETLayer {names[id(layer)]!r} (build it after sparsify, from model.parameters())")
+            plan_reset(optimizer, layer.weight)  # optimizer state of a kind nobody can reset: refuse now
+        if not (isinstance(every, int) and every >= 1):
+            raise ValueError(f"every must be a positive number of steps, got {every!r}")
+        if zeta is not None and not 0 <= zeta <= 1:
+            raise ValueError(f"zeta must be in [0, 1], got {zeta!r}")
+        if schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+        if schedule == "cosine" and not (isinstance(total_steps, int) and total_steps >= 1):
+            raise ValueError("schedule='cosine' needs total_steps (the schedule's length in optimizer steps)")
+        if regrowth is not None and regrowth not in REGROWTH_MODES:
+            raise ValueError(f"regrowth must be one of {REGROWTH_MODES}, got {regrowth!r}")
+        if regrowth == "gradient":
+            uniform = [names[id(layer)] for layer in self.layers if layer.regrowth != "gradient"]
+            if uniform:
+                raise ValueError(f"regrowth='gradient' needs SETLayers built with regrowth='gradient' (they record the last batch); not so: {uniform}")
+        self.optimizer = optimizer
+        self.every = every
+        self.zeta = zeta
+        self.schedule = schedule
+        self.total_steps = total_steps
+        self.regrowth = regrowth
+        self.init = init
+        self.steps = 0
+        self.evolutions = 0
+
+    def zeta_factor(self) -> float:
+        """The schedule's multiplier of ``zeta`` at the current step."""
+        if self.schedule == "cosine":
+            assert self.total_steps is not None
+            return (1 + math.cos(math.pi * min(self.steps, self.total_steps) / self.total_steps)) / 2
+        return 1.0
+
+    def step(self) -> bool:
+        """Count one optimizer step; evolve when one is due. Returns whether it evolved."""
+        self.steps += 1
+        due = self.steps % self.every == 0 and (self.total_steps is None or self.steps < self.total_steps)
+        if due:
+            self.evolve()
+        return due
+
+    @torch.no_grad()
+    def evolve(self) -> None:
+        """Evolve every SETLayer now."""
+        factor = self.zeta_factor()
+        for layer in self.layers:
+            marked = layer.zero_connections((self.zeta if self.zeta is not None else layer.zeta) * factor)
+            if marked.numel():  # (evolve_connections would mark the layer's own zeta)
+                layer.evolve_connections(init=self.init, optimizer=self.optimizer, regrowth=self.regrowth)
+        self.evolutions += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The schedule's position, for checkpoints (the layers' state is in the model's)."""
+        return {"steps": self.steps, "evolutions": self.evolutions}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.evolutions = int(state["steps"]), int(state["evolutions"])
+
+    def __repr__(self) -> str:
+        return f"Evolution(layers={len(self.layers)}, every={self.every}, zeta={self.zeta}, schedule={self.schedule!r}, steps={self.steps})"

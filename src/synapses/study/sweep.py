@@ -1,0 +1,352 @@
+"""Sweeps: many runs from one file, on this machine or on a Slurm cluster, through submitit.
+
+    python -m synapses.sweep configs/sweep155.yaml --jobs 2
+    python -m synapses.sweep configs/sweep155.yaml --dry-run
+    python -m synapses.sweep configs/reproduction.yaml --executor slurm --partition gpu --time 720
+
+A sweep file (YAML or JSON) holds a ``base`` config, an optional ``grid`` of axes to expand
+(their product) and an optional list of ``runs``, each a set of overrides that may carry its
+own ``grid``. A run may name another entry of the same file with ``after: <name>``: it then
+starts from that entry's final network (same grid values; see ``init_from``) and runs once
+that one is done. Every run lands in ``results/<run_id>/`` whatever the executor, finished
+runs are skipped and interrupted ones resume from their checkpoints.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .config import ConfigError, ExperimentConfig
+
+from .paths import CONFIGS  # the study's sweep files
+SWEEP_KEYS = {"description", "base", "grid", "runs"}
+ENTRY_KEYS = {"name", "grid", "after"}
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep: its config and the run it starts after (if any)."""
+
+    config: ExperimentConfig
+    entry: str
+    after: str | None = None  # run_id of the run whose final network it starts from
+
+
+@dataclass
+class Sweep:
+    path: Path
+    description: str
+    runs: list[SweepRun] = field(default_factory=list)
+
+
+def sweep_names(configs_dir: Path = CONFIGS) -> list[str]:
+    """The study's sweep files, by name (``configs/<name>.yaml``)."""
+    return sorted(path.stem for path in configs_dir.glob("*.yaml"))
+
+
+class _SweepLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a sweep file means the number."""
+
+
+_SweepLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+# ---------------------------------------------------------------------------- loading
+def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Sweep:
+    """Read and validate a sweep file; every config is checked before anything runs.
+
+    ``override`` changes the file's runs without editing it, for a scaled-down check of a
+    sweep: a list replaces the grid axis of that name wherever it appears (``{"seed": [0]}``),
+    any other value replaces that field in every run (``{"epochs": 2}``). ``after:`` links
+    follow, so a chained run starts from the overridden run before it.
+
+    Raises:
+        ConfigError: naming the file, the entry and the key of the first problem.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+        spec = yaml.load(text, Loader=_SweepLoader) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the sweep file ({err})") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys {sorted(SWEEP_KEYS)}")
+    if unknown := sorted(set(spec) - SWEEP_KEYS):
+        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; expected {sorted(SWEEP_KEYS)}")
+    base = _mapping(spec.get("base", {}), f"{path}: base")
+    top_grid = _grid(spec.get("grid", {}), f"{path}: grid")
+    override = dict(override or {})
+    axis_override = {k: v for k, v in override.items() if isinstance(v, list)}
+    field_override = {k: v for k, v in override.items() if not isinstance(v, list)}
+    entries = spec.get("runs", [{}])
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: runs must be a non-empty list of mappings")
+
+    sweep = Sweep(path, str(spec.get("description", "")))
+    names: dict[str, dict[tuple, str]] = {}
+    for number, raw in enumerate(entries):
+        entry = _mapping(raw, f"{path}: runs[{number}]")
+        name = str(entry.get("name", f"runs[{number}]"))
+        where = f"{path}: {name}"
+        if name in names:
+            raise ConfigError(f"{path}: two entries are named {name!r}; entry names must be unique (after: refers to them)")
+        grid = {**top_grid, **_grid(entry.get("grid", {}), f"{where}: grid")}
+        grid = {k: axis_override.get(k, v) for k, v in grid.items() if k not in field_override}
+        after = entry.get("after")
+        if after is not None and after not in names:
+            raise ConfigError(f"{where}: after={after!r} names no earlier entry (known: {sorted(names)})")
+        overrides = {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
+        names[name] = {}
+        for values in itertools.product(*grid.values()):
+            point = dict(zip(grid, values))
+            fields = {**base, **overrides, **point, **field_override}
+            after_id = None
+            if after is not None:
+                after_id = names[after].get(tuple(sorted(point.items())))
+                if after_id is None:
+                    raise ConfigError(f"{where}: entry {after!r} has no run with grid values {point}")
+                fields["init_from"] = after_id
+            config = ExperimentConfig.from_dict(fields, where=f"{where} {point}" if point else where)
+            names[name][tuple(sorted(point.items()))] = config.run_id()
+            sweep.runs.append(SweepRun(config, name, after_id))
+    ids = [r.config.run_id() for r in sweep.runs]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{path}: some entries expand to the same config twice")
+    return sweep
+
+
+def run_labels(sweep: Sweep) -> dict[str, str]:
+    """A short label per run id, seeds pooled: the entry's name when the file has several
+    entries, followed by the fields that vary within the entry (``"l1 (l1=1e-05)"``); the
+    varying fields alone for a file with one entry (``"weight_decay=0.001"``; its name, or
+    ``"all"`` for an unnamed one, when nothing varies)."""
+    entries: dict[str, list[SweepRun]] = {}
+    for run in sweep.runs:
+        entries.setdefault(run.entry, []).append(run)
+    labels = {}
+    for entry, runs in entries.items():
+        configs = [run.config for run in runs]
+        varying = [f.name for f in dataclass_fields(ExperimentConfig) if f.name not in ("seed", "init_from") and len({getattr(c, f.name) for c in configs}) > 1]
+        for config in configs:
+            values = ", ".join(f"{name}={getattr(config, name)}" for name in varying)
+            if len(entries) == 1:
+                labels[config.run_id()] = values or ("all" if entry.startswith("runs[") else entry)
+            else:
+                labels[config.run_id()] = f"{entry} ({values})" if values else entry
+    return labels
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    return value
+
+
+def _grid(value: Any, where: str) -> dict[str, list[Any]]:
+    grid = _mapping(value, where)
+    for key, axis in grid.items():
+        if not isinstance(axis, list) or not axis:
+            raise ConfigError(f"{where}: axis {key!r} must be a non-empty list, got {axis!r}")
+    return grid
+
+
+# ---------------------------------------------------------------------------- state
+def run_state(run: SweepRun, results_dir: Path) -> str:
+    """``"done"``, ``"partial"`` (a checkpoint to resume from) or ``"new"``."""
+    from .engine import is_finished
+
+    run_dir = results_dir / run.config.run_id()
+    if is_finished(run_dir, run.config):
+        return "done"
+    return "partial" if (run_dir / "checkpoint.pt").exists() else "new"
+
+
+def run_job(config: dict[str, Any], results_dir: str, cores: list[int] | None = None) -> str:
+    """What each submitit job executes: one run, pinned to ``cores`` when given."""
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    from .engine import run_experiment
+
+    return str(run_experiment(ExperimentConfig.from_dict(config), results_dir, progress=False))
+
+
+# ---------------------------------------------------------------------------- execution
+@dataclass
+class Outcome:
+    run_id: str
+    state: str  # done (before), finished, resumed, failed, waiting
+    log: str = ""
+
+
+def _executor(args: argparse.Namespace, log_dir: Path):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=log_dir, cluster="local" if args.executor == "local" else "slurm")
+    if args.executor == "local":
+        executor.update_parameters(timeout_min=args.time)
+    else:
+        params: dict[str, Any] = dict(timeout_min=args.time, cpus_per_task=args.cpus_per_task, slurm_array_parallelism=args.jobs)
+        if args.partition:
+            params["slurm_partition"] = args.partition
+        if args.gpus:
+            params["gpus_per_node"] = args.gpus
+        executor.update_parameters(**params)
+    return executor
+
+
+def execute(sweep: Sweep, results_dir: Path, args: argparse.Namespace) -> list[Outcome]:
+    """Run every unfinished run of ``sweep``; a failing run does not stop the others.
+
+    Runs whose ``after`` run is not done yet wait for the next wave.
+    """
+    from tqdm.auto import tqdm
+
+    log_dir = results_dir / ".sweep-logs" / sweep.path.stem
+    executor = _executor(args, log_dir)
+    outcomes: dict[str, Outcome] = {}
+    todo = []
+    for run in sweep.runs:
+        state = run_state(run, results_dir)
+        if state == "done":
+            outcomes[run.config.run_id()] = Outcome(run.config.run_id(), "done")
+        else:
+            todo.append((run, state))
+    bar = tqdm(total=len(sweep.runs), initial=len(outcomes), desc=sweep.path.stem, unit="run", dynamic_ncols=True)
+    try:
+        while todo:
+            ready = [(r, s) for r, s in todo if r.after is None or outcomes.get(r.after, Outcome("", "")).state in ("done", "finished", "resumed")]
+            if not ready:
+                break
+            todo = [item for item in todo if item not in ready]
+            for run, state, job in _submit_wave(executor, ready, results_dir, args):
+                run_id = run.config.run_id()
+                try:
+                    job.result()
+                    outcomes[run_id] = Outcome(run_id, "resumed" if state == "partial" else "finished")
+                except Exception as err:  # noqa: BLE001 - any failure of one run is reported, not raised
+                    outcomes[run_id] = Outcome(run_id, "failed", f"{job.paths.stderr} ({_last_line(err)})")
+                bar.update(1)
+    finally:
+        bar.close()
+    for run, _ in todo:
+        outcomes[run.config.run_id()] = Outcome(run.config.run_id(), "waiting", f"needs {run.after}")
+    return [outcomes[r.config.run_id()] for r in sweep.runs]
+
+
+def _last_line(err: Exception) -> str:
+    """The original error of a job (submitit wraps it in the job's traceback and log paths)."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", line)]
+    return errors[-1][:200] if errors else type(err).__name__
+
+
+def submit_array(executor, runs: list[SweepRun], results_dir: Path) -> list:
+    """Submit ``runs`` as one Slurm job array (its parallelism set by the executor)."""
+    with executor.batch():
+        jobs = [executor.submit(run_job, run.config.to_dict(), str(results_dir), None) for run in runs]
+    return jobs
+
+
+def _submit_wave(executor, ready, results_dir: Path, args: argparse.Namespace) -> Iterable:
+    """Yield ``(run, state, finished_job)`` as jobs finish, at most ``args.jobs`` at a time."""
+    if args.executor == "slurm":
+        jobs = submit_array(executor, [run for run, _ in ready], results_dir)
+        for (run, state), job in zip(ready, jobs):
+            job.wait()
+            yield run, state, job
+        return
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    share = max(1, len(cores) // args.jobs) if cores else 1
+    free_slots = list(range(args.jobs))
+    running: list[tuple[Any, str, Any, int]] = []
+    queue = list(ready)
+    try:
+        while queue or running:
+            while queue and free_slots:
+                run, state = queue.pop(0)
+                slot = free_slots.pop(0)
+                slot_cores = cores[slot * share : (slot + 1) * share] if cores and len(cores) >= args.jobs else None
+                job = executor.submit(run_job, run.config.to_dict(), str(results_dir), slot_cores)
+                running.append((run, state, job, slot))
+            time.sleep(0.5)
+            for item in [item for item in running if item[2].done()]:
+                running.remove(item)
+                free_slots.append(item[3])
+                yield item[0], item[1], item[2]
+    finally:
+        for _, _, job, _ in running:  # interrupted: stop the runs in flight (they resume later)
+            job.cancel(check=False)
+
+
+def format_outcomes(outcomes: list[Outcome]) -> str:
+    width = max([len(o.run_id) for o in outcomes] + [6])
+    lines = [f"{'run':<{width}}  state     log"]
+    lines += [f"{o.run_id:<{width}}  {o.state:<8}  {o.log}" for o in outcomes]
+    counts = {s: sum(o.state == s for o in outcomes) for s in ("done", "finished", "resumed", "failed", "waiting")}
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    return "\n".join(lines)
+
+
+def _stop_on_terminate() -> None:
+    """Let SIGTERM (``kill``) and SIGINT stop the sweep like Ctrl-C: the ``finally`` blocks
+    then cancel the runs in flight, which resume from their checkpoints next time.
+    A shell starts background jobs with SIGINT ignored, hence both handlers."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .engine import DEFAULT_RESULTS
+
+    parser = argparse.ArgumentParser(prog="python -m synapses.sweep", description="Run the configurations of a sweep file.")
+    parser.add_argument("sweep", type=Path, nargs="+", help="sweep file(s), YAML or JSON")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2: one per core here)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would run and what is done, run nothing")
+    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help="where run folders go (default: results/)")
+    parser.add_argument("--executor", choices=("local", "slurm"), default="local")
+    parser.add_argument("--partition", default=None, help="Slurm partition")
+    parser.add_argument("--time", type=int, default=7 * 24 * 60, help="time limit per run in minutes (default one week)")
+    parser.add_argument("--cpus-per-task", type=int, default=1, help="Slurm CPUs per run (default 1)")
+    parser.add_argument("--gpus", type=int, default=0, help="Slurm GPUs per run (default 0)")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.exit(2, "error: --jobs must be >= 1\n")
+    try:
+        sweeps = [load_sweep(path) for path in args.sweep]
+    except ConfigError as err:
+        parser.exit(2, f"error: {err}\n")
+    _stop_on_terminate()
+    failed = False
+    for sweep in sweeps:
+        if args.dry_run:
+            states = [Outcome(r.config.run_id(), run_state(r, args.results_dir), f"after {r.after}" if r.after else "") for r in sweep.runs]
+            print(f"{sweep.path} ({sweep.description}): {len(states)} runs")
+            print(format_outcomes(states).replace("partial ", "resume  "))
+            continue
+        outcomes = execute(sweep, args.results_dir, args)
+        print(format_outcomes(outcomes))
+        failed |= any(o.state in ("failed", "waiting") for o in outcomes)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

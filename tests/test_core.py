@@ -1,0 +1,69 @@
+"""The library half depends on torch alone and leaves the process as it found it."""
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+STUDY_ONLY = ("pandas", "yaml", "submitit", "torchvision", "tqdm", "scipy", "matplotlib", "synapses.study")
+
+
+def test_the_core_declares_torch_and_numpy_only():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert sorted(dep.split(">")[0].split("=")[0] for dep in project["dependencies"]) == ["numpy", "torch"]
+    assert "pandas" in " ".join(project["optional-dependencies"]["study"])
+
+
+def test_the_core_imports_and_trains_without_the_study_packages():
+    # Uses the whole public API once, then lists the study's packages that got imported
+    # beyond those torch imports by itself (it imports tqdm when it is installed). They are
+    # installed here, so an import of one by synapses would succeed and show up.
+    script = f"""
+import sys
+import torch
+from torch import nn
+def study_modules():
+    return {{m for m in sys.modules if m.split(".")[0] in {STUDY_ONLY[:-1]!r} or m.startswith("synapses.study")}}
+torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9).step()
+torch_alone = study_modules()
+import synapses
+model = synapses.sparsify(nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 3)), epsilon=3, verbose=False)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+evolution = synapses.Evolution(model, optimizer, every=1)
+nn.functional.cross_entropy(model(torch.randn(4, 30)), torch.tensor([0, 1, 2, 0])).backward()
+optimizer.step(); evolution.step()
+print(sorted(study_modules() - torch_alone))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_import_changes_no_warning_filter_and_the_kernels_warn_nothing():
+    script = """
+import warnings, torch
+before = list(warnings.filters)
+import synapses
+assert warnings.filters == before, "import synapses changed the warning filters"
+warnings.simplefilter("error")  # any warning from here on fails the script
+layer = synapses.SETLayer(300, 200, epsilon=5, compute="sparse")
+layer(torch.randn(8, 300)).sum().backward()
+print("quiet")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "quiet", out.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("CI"), reason="installs torch into a fresh virtual environment (2 minutes, 5 GB); CI runs it")
+def test_a_clean_venv_installs_the_core_with_torch_alone(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "torch==2.14.1"], check=True)  # from this machine's disk
+    subprocess.run([*pip, str(ROOT)], check=True)
+    listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list"], capture_output=True, text=True, check=True).stdout.lower()
+    assert "synapses" in listed and not any(name in listed.split() for name in ("pandas", "pyyaml", "submitit", "torchvision", "tqdm", "scipy", "matplotlib"))
+    check = "import torch, synapses; from torch import nn; synapses.sparsify(nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 2)), epsilon=2, verbose=False)"
+    subprocess.run([str(venv / "bin" / "python"), "-c", check], check=True, cwd=tmp_path)

@@ -1,0 +1,166 @@
+"""synapses.Evolution: SET (and RigL) on a schedule, from the user's training loop."""
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from synapses import Evolution, SETLayer, UnknownOptimizerStateError, sparsify
+from synapses.evolution import largest_gradient_pairs
+
+F64 = torch.float64
+
+
+def _model(regrowth="uniform"):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 15), nn.ReLU(), nn.Linear(15, 3)).double()
+    return sparsify(model, epsilon=3, regrowth=regrowth, verbose=False)
+
+
+def _train_step(model, optimizer, seed=0):
+    torch.manual_seed(seed)
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(torch.randn(16, 30, dtype=F64)), torch.randint(0, 3, (16,))).backward()
+    optimizer.step()
+
+
+def _keys(layer):
+    return set((layer.connections[:, 1] * layer.in_features + layer.connections[:, 0]).tolist())
+
+
+def test_evolves_every_k_steps_and_resets_moved_momentum():
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    evolution = Evolution(model, optimizer, every=3)
+    before = _keys(model[0])
+    evolved = []
+    for step in range(7):
+        _train_step(model, optimizer, step)
+        evolved.append(evolution.step())
+    assert evolved == [False, False, True, False, False, True, False] and evolution.evolutions == 2
+    assert _keys(model[0]) != before and len(_keys(model[0])) == model[0].n_params
+    # the last evolution's moved weights have fresh momentum (0) until the next step
+    _train_step(model, optimizer, 7)
+    _train_step(model, optimizer, 8)
+    moved = model[0]  # evolve once more by hand and look at the buffer right after
+    evolution.evolve()
+    buffer = optimizer.state[moved.weight]["momentum_buffer"]
+    changed = (moved.weight == 0) | (buffer == 0)
+    assert changed.sum() >= int(0.3 * moved.n_params) - 2
+
+
+def test_constant_and_cosine_zeta():
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    cosine = Evolution(model, optimizer, every=1, zeta=0.4, schedule="cosine", total_steps=10)
+    factors = []
+    for _ in range(10):
+        factors.append(cosine.zeta_factor())
+        cosine.steps += 1
+    assert factors[0] == 1.0 and factors[5] == pytest.approx(0.5) and factors[-1] == pytest.approx((1 + math.cos(math.pi * 0.9)) / 2)
+
+
+def test_cosine_stops_at_total_steps_and_state_round_trips():
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    evolution = Evolution(model, optimizer, every=2, schedule="cosine", total_steps=4)
+    done = [evolution.step() for _ in range(8)]
+    assert done == [False, True, False, False, False, False, False, False]
+    again = Evolution(model, optimizer, every=2, schedule="cosine", total_steps=4)
+    again.load_state_dict(evolution.state_dict())
+    assert again.state_dict() == {"steps": 8, "evolutions": 1}
+
+
+def test_zeta_zero_moves_nothing():
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = _keys(model[0])
+    Evolution(model, optimizer, every=1, zeta=0.0).evolve()
+    assert _keys(model[0]) == before
+
+
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda m: Evolution(nn.Linear(3, 3), torch.optim.SGD(nn.Linear(3, 3).parameters(), lr=1), every=1), "has no SETLayer"),
+        (lambda m: Evolution(m, torch.optim.SGD(m[4].parameters(), lr=1), every=1), "does not update the weight of SETLayer '0'"),
+        (lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=0), "every must be a positive number"),
+        (lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=1, schedule="cosine"), "needs total_steps"),
+        (lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=1, regrowth="gradient"), "needs SETLayers built with regrowth='gradient'"),
+        (lambda m: Evolution(m, "sgd", every=1), "must be a torch.optim.Optimizer"),
+    ],
+)
+def test_misuse_is_one_clear_error(build, match):
+    with pytest.raises(ValueError, match=match):
+        build(_model())
+
+
+def test_unknown_optimizer_is_refused_at_construction():
+    model = _model()
+    with pytest.raises(UnknownOptimizerStateError, match="LBFGS"):
+        Evolution(model, torch.optim.LBFGS(model.parameters()), every=1)
+
+
+# ---------------------------------------------------------------------------- gradient regrowth
+def test_gradient_regrowth_takes_the_largest_dense_gradients_among_free_pairs():
+    torch.manual_seed(3)
+    layer = SETLayer(40, 30, epsilon=3, regrowth="gradient", dtype=F64)
+    x = torch.randn(16, 40, dtype=F64)
+    layer(x).pow(2).sum().backward()
+    # dense reference: the gradient of the same loss with respect to every pair's weight
+    dense = layer.to_dense().detach().requires_grad_()
+    (x @ dense.T + layer.bias).pow(2).sum().backward()
+    layer.zero_connections()
+    kept = _keys(layer) - set((layer.connections[layer.pruned, 1] * 40 + layer.connections[layer.pruned, 0]).tolist())
+    scores = dense.grad.abs().flatten().clone()
+    scores[list(kept)] = -1
+    expected = set(torch.topk(scores, int(layer.pruned.sum())).indices.tolist())
+    layer.evolve_connections()
+    assert _keys(layer) == kept | expected
+
+
+def test_gradient_chunks_give_the_same_pairs():
+    torch.manual_seed(0)
+    x, g = torch.randn(8, 50, dtype=F64), torch.randn(8, 70, dtype=F64)
+    taken = torch.randperm(50 * 70)[:300]
+    whole = largest_gradient_pairs(taken, 40, x, g, chunk_elements=10**9)
+    for chunk in (1, 50, 333):
+        assert torch.equal(largest_gradient_pairs(taken, 40, x, g, chunk_elements=chunk), whole)
+
+
+def test_gradient_regrowth_without_a_backward_pass_is_refused():
+    layer = SETLayer(10, 10, epsilon=2, regrowth="gradient")
+    with pytest.raises(RuntimeError, match="needs the last training batch's gradients"):
+        layer.evolve_connections()
+
+
+def test_evolution_with_gradient_regrowth_trains():
+    model = _model("gradient")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    evolution = Evolution(model, optimizer, every=2, regrowth="gradient", init=False)
+    for step in range(6):
+        _train_step(model, optimizer, step)
+        evolution.step()
+    assert evolution.evolutions == 3 and len(_keys(model[0])) == model[0].n_params
+
+
+@pytest.mark.slow
+def test_gradient_regrowth_of_a_20000_square_layer_stays_truly_sparse():
+    # Peak memory of a whole evolution step, measured in a fresh process: a dense
+    # 20,000 x 20,000 float32 gradient alone would take 1.6 GB.
+    script = """
+import resource, torch
+from synapses import SETLayer
+torch.manual_seed(0)
+layer = SETLayer(20_000, 20_000, epsilon=20, regrowth="gradient")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+layer(torch.randn(128, 20_000)).sum().backward()
+layer.zero_connections()
+layer.evolve_connections()
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert float(out.strip().splitlines()[-1]) < 600  # MiB above the layer itself
