@@ -6,14 +6,16 @@
 #   make figures PROFILE=paper   the same at paper scale (needs the study's results)
 #   make figures PROFILE=smoke   a quick check of the pipeline (figures in notebooks/executed/)
 #   make study          every sweep in configs/ (resumable; results/ is committed)
-#   make report         regenerate the tables of regularization.md from results/
+#   make report         regenerate the tables and marked numbers of regularization.md from results/
+#   make animations     the topology GIFs (figures/topology_*1000ep.gif) from the committed runs
+#   make lab            JupyterLab on the notebooks (explore.ipynb: the interactive explorer)
 PYTHON ?= .venv/bin/python
 PROFILE ?= default
 JOBS ?= 2
 NOTEBOOKS := summary mnist_demo regularization_study pruning_mechanism extensions evolnet_triplet benchmark
 EXECUTED := notebooks/executed
 
-.PHONY: setup test bench figures study report clean
+.PHONY: setup test bench figures animations lab study report clean
 
 setup: .venv/.installed
 
@@ -35,7 +37,7 @@ bench: setup
 # smoke runs and figures stay out of results/ and figures/
 SMOKE_ARGS := $(if $(filter smoke,$(PROFILE)),-p figures_dir $(EXECUTED)/figures -p results_dir $(EXECUTED)/results)
 
-figures: setup
+figures: setup $(if $(filter smoke,$(PROFILE)),,animations)
 	mkdir -p $(EXECUTED)
 	for nb in $(NOTEBOOKS); do \
 	  $(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/$$nb.ipynb $(EXECUTED)/$$nb.ipynb -p profile $(PROFILE) $(SMOKE_ARGS) || exit 1; \
@@ -57,6 +59,12 @@ figures: setup
 	  -p profile $(PROFILE) -p blank_below 1e-6 $(SMOKE_ARGS)
 	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit_never_inked.ipynb \
 	  -p profile $(PROFILE) -p inputs unit -y "weight_decays: [0.0, 0.001]" -p blank_below 1e-6 $(SMOKE_ARGS)
+
+animations: setup
+	$(PYTHON) -m synapses.study.animate
+
+lab: setup
+	$(PYTHON) -m jupyter lab notebooks/
 
 study: setup
 	$(PYTHON) -m synapses.sweep configs/*.yaml --jobs $(JOBS)

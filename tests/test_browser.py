@@ -1,0 +1,100 @@
+"""The explorer as a person uses it: JupyterLab in a real (headless) Chromium.
+
+JupyterLab starts on localhost with a token, Chromium (Debian's, driven by Playwright; no
+browser download) opens a copy of ``notebooks/explore.ipynb``, runs all cells, moves the
+epoch slider and checks that the heatmap's pixels change and that no cell shows an error.
+A screenshot lands in ``screenshots/`` (ignored by git) for a person to look at.
+"""
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def jupyter_lab(tmp_path):
+    """JupyterLab serving a copy of the explorer notebook (so no output lands in git)."""
+    shutil.copy(ROOT / "notebooks" / "explore.ipynb", tmp_path / "explore.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--allow-root",  # CI runs as root
+        "--LabApp.extension_manager=readonly",
+    ]
+    log = open(tmp_path / "jupyter.log", "w")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            if server.poll() is not None:
+                break
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError(f"JupyterLab did not start: {(tmp_path / 'jupyter.log').read_text()[-2000:]}")
+        yield f"{base}/lab/tree/explore.ipynb?token={token}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def test_explorer_in_jupyterlab_moves_with_the_slider(jupyter_lab):
+    shots = ROOT / "screenshots"
+    shots.mkdir(exist_ok=True)
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(jupyter_lab)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            select = page.get_by_role("button", name="Select", exact=True)
+            try:  # JupyterLab may ask which kernel to start
+                select.click(timeout=10_000)
+            except playwright.TimeoutError:
+                pass
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            image = page.locator(".jp-OutputArea-output img").first
+            image.wait_for(state="visible", timeout=120_000)
+            page.wait_for_timeout(500)
+            before = image.screenshot()
+            handle = page.locator(".widget-slider .noUi-handle").first
+            handle.focus()
+            for _ in range(40):
+                handle.press("ArrowRight")
+            page.wait_for_timeout(1500)
+            after = image.screenshot()
+            page.screenshot(path=str(shots / "explorer.png"), full_page=True)
+            assert before != after, "the heatmap did not change when the slider moved"
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            texts = [errors.nth(i).inner_text() for i in range(errors.count())]
+            assert not any("Error" in t or "Traceback" in t for t in texts), texts
+        finally:
+            page.screenshot(path=str(shots / "explorer_last.png"), full_page=True)
+            browser.close()

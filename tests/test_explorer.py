@@ -1,0 +1,88 @@
+"""The topology explorer: widget values drive what is drawn (no browser needed here)."""
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+from synapses.study.explorer import MEAN, Selection, SweepRuns, TopologyExplorer  # noqa: E402
+from synapses.study.results import load_topology, run_dir_of, select_runs  # noqa: E402
+from synapses.study.topology import as_image  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    return TopologyExplorer("reproduction")
+
+
+def test_the_heatmap_shows_the_slider_epochs_counts(explorer):
+    explorer.config_a.value = "weight_decay=0.001"
+    explorer.seed_a.value = 1
+    explorer.view.value = "counts"
+    explorer.epoch.value = 400
+    expected = load_topology(run_dir_of(select_runs("reproduction", weight_decay=1e-3, seed=1)[0]))[400]
+    assert np.array_equal(explorer.figure.shown()["A"], as_image(expected))
+    assert explorer.image.value[:8] == b"\x89PNG\r\n\x1a\n" and explorer.message.value == ""
+    explorer.epoch.value = 0
+    assert not np.array_equal(explorer.figure.shown()["A"], as_image(expected))
+
+
+def test_mean_over_seeds_and_difference_from_uniform(explorer):
+    explorer.config_a.value = "weight_decay=0.0"
+    explorer.seed_a.value = MEAN
+    explorer.view.value = "difference from uniform"
+    explorer.epoch.value = 1000
+    mean = np.mean([load_topology(run_dir_of(c))[1000] for c in select_runs("reproduction", weight_decay=0.0)], axis=0)
+    np.testing.assert_allclose(explorer.figure.shown()["A"], as_image(mean - mean.mean()))
+    assert explorer.epoch.max == 1000 and explorer.play.max == 1000
+
+
+def test_compare_mode_shows_a_b_and_their_difference(explorer):
+    explorer.view.value = "counts"
+    explorer.config_a.value, explorer.config_b.value = "weight_decay=0.0", "weight_decay=0.001"
+    explorer.compare.value = True
+    explorer.epoch.value = 400
+    shown = explorer.figure.shown()
+    assert set(shown) == {"A", "B", "A − B"}
+    a, b = (np.mean([load_topology(run_dir_of(c))[400] for c in select_runs("reproduction", weight_decay=wd)], axis=0) for wd in (0.0, 1e-3))
+    np.testing.assert_allclose(shown["A"], as_image(a))
+    np.testing.assert_allclose(shown["B"], as_image(b))
+    np.testing.assert_allclose(shown["A − B"], as_image(a - b))
+    explorer.compare.value = False
+
+
+def test_every_committed_sweep_opens(explorer):
+    for sweep in explorer.sweep.options:
+        explorer.sweep.value = sweep
+        assert explorer.config_a.options, sweep
+    explorer.sweep.value = "reproduction"
+
+
+def test_a_missing_run_is_a_message_not_a_traceback(tmp_path):
+    # a results folder holding one of the three seeds: the others are reported as missing
+    config = select_runs("reproduction", weight_decay=0.0, seed=0)[0]
+    shutil.copytree(run_dir_of(config), tmp_path / config.run_id())
+    explorer = TopologyExplorer("reproduction", results_dir=tmp_path)
+    explorer.config_a.value = "weight_decay=0.0"
+    explorer.seed_a.value = 2
+    assert "no finished run of seed 2" in explorer.message.value and "python -m synapses.sweep configs/reproduction.yaml" in explorer.message.value
+    assert explorer.figure is None and explorer.image.layout.display == "none"
+    explorer.seed_a.value = MEAN  # the one seed there is shown
+    assert explorer.figure is not None and explorer.message.value == ""
+    assert SweepRuns("reproduction", tmp_path).problem(Selection("weight_decay=0.01")).startswith("reproduction / weight_decay=0.01: no finished run of any seed")
+
+
+def test_animation_frames_follow_the_epochs(tmp_path):
+    from PIL import Image
+
+    from synapses.study.animate import animate
+
+    rng = np.random.default_rng(0)
+    counts = {"a": rng.integers(0, 30, (21, 784)).astype(float), "b": rng.integers(0, 30, (21, 784)).astype(float)}
+    path = animate(counts, tmp_path / "t.gif", every=10)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 3  # epochs 0, 10, 20
+        first = np.asarray(gif.convert("RGB"))
+        gif.seek(2)
+        assert not np.array_equal(first, np.asarray(gif.convert("RGB")))
