@@ -307,3 +307,24 @@ class TopologyExplorer:
             return
         self.figure.set_epoch(epoch)
         self.image.value = self.figure.png()
+
+
+def slider_redraw_ms(sweep: str = "reproduction", compare: bool = False, steps: int = 50) -> float:
+    """Median milliseconds for one slider step (set the epoch, redraw, encode the PNG)."""
+    import statistics
+    import time
+
+    explorer = TopologyExplorer(sweep)
+    explorer.compare.value = compare
+    last = explorer.epoch.max
+    times = []
+    for step in range(steps):
+        start = time.perf_counter()
+        explorer.epoch.value = (step * 37) % (last + 1)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+if __name__ == "__main__":
+    for compare in (False, True):
+        print(f"slider step, {'compare mode' if compare else 'one configuration'}: {slider_redraw_ms(compare=compare):.1f} ms (median of 50)")
