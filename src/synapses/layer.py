@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -15,6 +15,11 @@ from .sparse_ops import CSRIndex, dense_linear, prefer_dense, sparse_linear
 COMPUTE_MODES = ("auto", "sparse", "dense")
 REGROWTH_MODES = ("uniform", "near_parents", "gradient")
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
+# compute="dense" scatters the weights into an (out, in) matrix on every call: refused
+# beyond this many elements (256 MiB in float32), where it would dwarf the sparse storage.
+DENSE_COMPUTE_MAX_ELEMENTS = 1 << 26
+Compute = Literal["auto", "sparse", "dense"]
+Regrowth = Literal["uniform", "near_parents", "gradient"]
 # Connections are addressed by the flat key out * in_features + in, an int64.
 MAX_PAIRS = 2**62
 
@@ -98,8 +103,8 @@ class SETLayer(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
-        compute: str = "auto",
-        regrowth: str = "uniform",
+        compute: Compute = "auto",
+        regrowth: Regrowth = "uniform",
         parent_fraction: float = 0.5,
         input_grid: tuple[int, int] | None = None,
     ) -> None:
@@ -133,7 +138,7 @@ class SETLayer(nn.Module):
             )
         if n_params < 1:
             raise ValueError(f"{source} gives no connection for a {in_features} x {out_features} layer")
-        if compute == "dense" and in_features * out_features > 1 << 26:
+        if compute == "dense" and in_features * out_features > DENSE_COMPUTE_MAX_ELEMENTS:
             raise ValueError(f"compute='dense' would allocate {in_features} x {out_features} weights per call")
 
         self.in_features = in_features
@@ -257,7 +262,7 @@ class SETLayer(nn.Module):
 
     @torch.no_grad()
     def evolve_connections(
-        self, init: bool = True, optimizer: torch.optim.Optimizer | None = None, *, regrowth: str | None = None
+        self, init: bool = True, optimizer: torch.optim.Optimizer | None = None, *, regrowth: Regrowth | None = None
     ) -> torch.Tensor:
         """Move the marked weights (marking them first if none are) to new connections.
 

@@ -24,6 +24,9 @@ class SparseNet(nn.Module):
         generator: passed to each SETLayer.
         compute: passed to each SETLayer (``"auto"``, ``"sparse"`` or ``"dense"``).
         dropout: probability of zeroing each hidden unit after its ReLU, in training.
+        input_regrowth, parent_fraction, input_grid: the first SET layer's regrowth rule
+            (see :class:`SETLayer`); the input layer is the one whose inputs have a geometry
+            (``input_grid``, e.g. ``(28, 28)``) in which "next to" means something.
 
     Shape:
         Input ``(batch, *)`` with ``prod(*) == sizes[0]`` (e.g. ``(batch, 1, 28, 28)``);
@@ -39,6 +42,9 @@ class SparseNet(nn.Module):
         generator: torch.Generator | None = None,
         compute: str = "auto",
         dropout: float = 0.0,
+        input_regrowth: str = "uniform",
+        parent_fraction: float = 0.5,
+        input_grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if len(sizes) < 3:
@@ -50,9 +56,10 @@ class SparseNet(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.sizes = tuple(sizes)
         self.dropout = dropout
+        first = dict(regrowth=input_regrowth, parent_fraction=parent_fraction, input_grid=input_grid)
         self.set_layers = nn.ModuleList(
-            SETLayer(a, b, epsilon=eps, zeta=zeta, generator=generator, compute=compute)
-            for a, b, eps in zip(sizes[:-2], sizes[1:-1], epsilons)
+            SETLayer(a, b, epsilon=eps, zeta=zeta, generator=generator, compute=compute, **(first if i == 0 else {}))
+            for i, (a, b, eps) in enumerate(zip(sizes[:-2], sizes[1:-1], epsilons))
         )
         self.readout = nn.Linear(sizes[-2], sizes[-1])
 
@@ -83,7 +90,7 @@ class EvolNet(SparseNet):
 
     As in the original, the constructor's ``evolution_proba`` is shared among the SET
     layers (the attribute holds the per-layer probability, ``evolution_proba / 2`` for the
-    default net); assigning the attribute later sets the per-layer probability directly.
+    default net); ``per_layer=True`` takes the per-layer probability itself.
     No optimizer is handed to the layers, so momentum buffers are not reset (as the
     original did); pass ``optimizer=`` to change that.
     """
@@ -99,11 +106,18 @@ class EvolNet(SparseNet):
         compute: str = "auto",
         optimizer: torch.optim.Optimizer | None = None,
         dropout: float = 0.0,
+        per_layer: bool = False,
+        input_regrowth: str = "uniform",
+        parent_fraction: float = 0.5,
+        input_grid: tuple[int, int] | None = None,
     ) -> None:
-        super().__init__(sizes, epsilon, zeta, generator=generator, compute=compute, dropout=dropout)
+        super().__init__(
+            sizes, epsilon, zeta, generator=generator, compute=compute, dropout=dropout,
+            input_regrowth=input_regrowth, parent_fraction=parent_fraction, input_grid=input_grid,
+        )
         if not 0 <= evolution_proba <= 1:
             raise ValueError(f"evolution_proba must be in [0, 1], got {evolution_proba!r}")
-        self.evolution_proba = evolution_proba / len(self.set_layers)
+        self.evolution_proba = evolution_proba if per_layer else evolution_proba / len(self.set_layers)
         self.generator = generator
         self.optimizer = optimizer
 

@@ -52,10 +52,13 @@ from .run_files import (
     is_intact, load_checkpoint, load_model_state, read_pruning, read_topology, save_checkpoint, save_model, write_atomic,
     write_pruning, write_topology,
 )
-from .topology import center_ratio, pixel_counts
+from .topology import SIDE, center_ratio, pixel_counts
 
 DEFAULT_RESULTS = RESULTS
 N_CLASSES = 10
+# The data order has its own generator, seeded apart from the model's (a prime offset, so
+# that no run's data order repeats another run's model draws).
+DATA_SEED_OFFSET = 1_000_003
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "center_ratio", "weight_decay", "seconds")
 
 
@@ -77,16 +80,11 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> torch.n
     if config.model == "Dense":
         return DenseNet(sizes, dropout=config.dropout)
     kwargs = dict(sizes=sizes, epsilon=config.layer_epsilons(), zeta=config.zeta, generator=generator, dropout=config.dropout)
+    if config.regrowth == "near_parents":  # the input layer: the one with a pixel geometry
+        kwargs.update(input_regrowth="near_parents", parent_fraction=config.parent_fraction, input_grid=(SIDE, SIDE))
     if config.model == "EvolNet":
-        model: SparseNet = EvolNet(0.0, **kwargs)
-        model.evolution_proba = config.evolution_proba
-    else:
-        model = SparseNet(**kwargs)
-    if config.regrowth == "near_parents":
-        # Only the input layer has a geometry in which "next to" means something.
-        first = model.set_layers[0]
-        first.regrowth, first.parent_fraction, first.input_grid = "near_parents", config.parent_fraction, (28, 28)
-    return model
+        return EvolNet(config.evolution_proba, per_layer=True, **kwargs)
+    return SparseNet(**kwargs)
 
 
 def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -291,18 +289,16 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
 
     torch.manual_seed(config.seed)  # the dense readout's initialisation
     model_rng = torch.Generator().manual_seed(config.seed)
-    data_rng = torch.Generator().manual_seed(config.seed + 1_000_003)
+    data_rng = torch.Generator().manual_seed(config.seed + DATA_SEED_OFFSET)
     model = build_model(config, model_rng)
     if config.init_from is not None:
         model.load_state_dict(load_model_state(run_dir.parent / config.init_from / "model.pt"))
     if config.topology_from is not None:
         fix_topology(model, load_model_state(run_dir.parent / config.topology_from / "model.pt"))
     optimizer = build_optimizer(config, model)
-    if config.reset_optimizer_state:
-        for layer in getattr(model, "set_layers", []):
-            layer.optimizer = optimizer
-    if isinstance(model, EvolNet) and config.reset_optimizer_state:
-        model.optimizer = optimizer
+    reset = optimizer if config.reset_optimizer_state else None  # whose state moved weights reset
+    if isinstance(model, EvolNet):
+        model.optimizer = reset  # EvolNet evolves inside forward; the optimizer needs the model first
 
     state = RunState(counts=[first_layer_counts(model)])
     checkpoint = run_dir / "checkpoint.pt"
@@ -327,7 +323,7 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
             for group in optimizer.param_groups:
                 group["weight_decay"] = decay
         if config.evolution == "epoch" and epoch > 1:
-            model.evolve_connections()
+            model.evolve_connections(optimizer=reset)
         train_loss, train_acc = train_epoch(model, optimizer, data, config, decay, data_rng)
         if config.record_pruning:
             first = model.set_layers[0]
