@@ -40,7 +40,7 @@ def mean_counts(configs: list[ExperimentConfig], results_dir: Path | None = None
     return np.mean([load_topology(run_dir_of(c, results_dir)) for c in configs], axis=0)
 
 
-def animate(panels: dict[str, np.ndarray], path: Path, every: int = 10, frame_ms: int = 80) -> Path:
+def animate(panels: dict[str, np.ndarray], path: Path, every: int = 20, frame_ms: int = 100) -> Path:
     """Write a GIF of ``panels`` (label -> ``(epochs + 1, 784)`` counts), one frame every
     ``every`` epochs, as differences from each frame's uniform share, on one colour scale."""
     differences = {label: counts - counts.mean(axis=1, keepdims=True) for label, counts in panels.items()}
@@ -71,7 +71,7 @@ def animate(panels: dict[str, np.ndarray], path: Path, every: int = 10, frame_ms
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synapses.study.animate", description="Write the topology GIFs into figures/.")
     parser.add_argument("--figures-dir", type=Path, default=FIGURES)
-    parser.add_argument("--every", type=int, default=10, help="epochs per frame (default 10)")
+    parser.add_argument("--every", type=int, default=20, help="epochs per frame (default 20)")
     args = parser.parse_args(argv)
     args.figures_dir.mkdir(parents=True, exist_ok=True)
     for name, spec in ANIMATIONS.items():
