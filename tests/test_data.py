@@ -1,4 +1,5 @@
 import gzip
+import lzma
 import shutil
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from synapses.study.data import MEAN, MNIST_MD5, STD, MNISTFileError, default_source, load_mnist, prepare_raw_files
+from synapses.study.data import MEAN, MNIST_MD5, STD, MNISTFileError, default_source, load_mnist, packed_file, prepare_raw_files
 
 TRAIN_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -31,17 +32,17 @@ def _copy_sources(tmp_path: Path) -> Path:
 
 def test_missing_file_names_file_and_checksum(tmp_path):
     source = _copy_sources(tmp_path)
-    (source / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(MNISTFileError, match=r"t10k-labels-idx1-ubyte\.gz is missing.*27ae3e4e09519cfbb04c329615203637"):
+    packed_file(source, "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(MNISTFileError, match=r"t10k-labels-idx1-ubyte is missing from .*looked for t10k-labels-idx1-ubyte\.xz and .*\.gz; expected md5 27ae3e4e09519cfbb04c329615203637"):
         prepare_raw_files(source, tmp_path / "cache")
 
 
 def test_corrupt_file_is_rejected_and_never_left_in_the_cache(tmp_path):
     source = _copy_sources(tmp_path)
-    labels = source / "t10k-labels-idx1-ubyte.gz"
-    content = bytearray(gzip.decompress(labels.read_bytes()))
+    labels = packed_file(source, "t10k-labels-idx1-ubyte")
+    content = bytearray(lzma.decompress(labels.read_bytes()))
     content[100] ^= 0xFF
-    labels.write_bytes(gzip.compress(bytes(content)))
+    labels.write_bytes(lzma.compress(bytes(content)))
     with pytest.raises(MNISTFileError, match=r"corrupt.*expected 27ae3e4e09519cfbb04c329615203637"):
         prepare_raw_files(source, tmp_path / "cache")
     raw = tmp_path / "cache" / "MNIST" / "raw"
@@ -49,9 +50,13 @@ def test_corrupt_file_is_rejected_and_never_left_in_the_cache(tmp_path):
     assert not list(raw.glob("*.partial"))
 
 
-def test_truncated_gzip_is_rejected(tmp_path):
+@pytest.mark.parametrize("suffix", [".xz", ".gz"])
+def test_truncated_file_is_rejected(tmp_path, suffix):
     source = _copy_sources(tmp_path)
-    images = source / "t10k-images-idx3-ubyte.gz"
+    images = source / f"t10k-images-idx3-ubyte{suffix}"
+    if suffix == ".gz":  # the usual gzip files are read too
+        images.write_bytes(gzip.compress(lzma.decompress((source / "t10k-images-idx3-ubyte.xz").read_bytes())))
+        (source / "t10k-images-idx3-ubyte.xz").unlink()
     images.write_bytes(images.read_bytes()[: 10_000])
     with pytest.raises(MNISTFileError, match="t10k-images-idx3-ubyte"):
         prepare_raw_files(source, tmp_path / "cache")

@@ -1,6 +1,7 @@
 """MNIST, offline: the committed IDX files, checked, decompressed once, held as tensors.
 
-The four gzip files live in ``data/mnist/`` of the repository. :func:`load_mnist` checks
+The four IDX files live in ``data/mnist/`` of the repository, xz-compressed (``.xz``; the
+usual ``.gz`` files are read too, e.g. from ``$SYNAPSES_MNIST_DIR``). :func:`load_mnist` checks
 them (md5 of the uncompressed bytes), decompresses them once into
 ``<cache>/MNIST/raw/`` where torchvision's ``datasets.MNIST`` reads them with
 ``download=False``, and returns the normalised images as in-memory tensors, so an epoch
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import lzma
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,12 @@ def default_cache() -> Path:
     return Path(os.environ.get("SYNAPSES_CACHE_DIR", CACHE))
 
 
+def packed_file(source: Path, name: str) -> Path:
+    """The compressed file of ``name`` in ``source``: ``.xz`` if there, else ``.gz``."""
+    xz = source / f"{name}.xz"
+    return xz if xz.exists() else source / f"{name}.gz"
+
+
 def _md5(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as f:
@@ -86,15 +94,16 @@ def prepare_raw_files(source: Path, cache: Path) -> Path:
         target = raw / name
         if target.exists() and _md5(target) == md5:
             continue
-        packed = source / f"{name}.gz"
+        packed = packed_file(source, name)
         if not packed.exists():
-            raise MNISTFileError(f"MNIST file {packed} is missing (expected md5 {md5} once decompressed)")
+            raise MNISTFileError(f"MNIST file {name} is missing from {source} (looked for {name}.xz and {name}.gz; expected md5 {md5} once decompressed)")
         partial = target.with_suffix(".partial")
+        opener = lzma.open if packed.suffix == ".xz" else gzip.open
         try:
-            with gzip.open(packed, "rb") as f_in, open(partial, "wb") as f_out:
+            with opener(packed, "rb") as f_in, open(partial, "wb") as f_out:
                 while block := f_in.read(1 << 20):
                     f_out.write(block)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, lzma.LZMAError) as err:
             partial.unlink(missing_ok=True)
             raise MNISTFileError(f"MNIST file {packed} cannot be decompressed ({err}); expected md5 {md5}") from err
         if (found := _md5(partial)) != md5:
@@ -110,7 +119,7 @@ def load_mnist(source: str | Path | None = None, cache: str | Path | None = None
 
     source = Path(source) if source is not None else default_source()
     cache = Path(cache) if cache is not None else default_cache()
-    if download and not all((source / f"{name}.gz").exists() for name in MNIST_MD5):
+    if download and not all(packed_file(source, name).exists() for name in MNIST_MD5):
         root = cache  # let torchvision fetch into the cache (network needed)
     else:
         root = prepare_raw_files(source, cache)
