@@ -2,10 +2,10 @@
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).parents[1]
 STUDY_ONLY = ("pandas", "yaml", "submitit", "torchvision", "tqdm", "scipy", "matplotlib", "synapses.study")

@@ -4,8 +4,17 @@ import math
 import pytest
 
 from synapses.study.params import (
-    ParameterError, check_parameters, list_of, mapping, non_negative_int, non_negative_number, number_in, one_of, optional,
-    positive_int, text,
+    ParameterError,
+    check_parameters,
+    list_of,
+    mapping,
+    non_negative_int,
+    non_negative_number,
+    number_in,
+    one_of,
+    optional,
+    positive_int,
+    text,
 )
 
 

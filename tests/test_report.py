@@ -124,8 +124,8 @@ def test_topology_view_over_several_sweeps(finished):
     text = refresh("<!-- table: tiny+single:topology -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "configuration" not in line]
     assert [r[0] for r in rows] == ["| tiny: weight_decay=0.0", "| tiny: weight_decay=0.001", "| single"]
-    from synapses.study.results import load_topology, training_ink
     from synapses.study.analysis import ink_correlation
+    from synapses.study.results import load_topology, training_ink
 
     rhos = [ink_correlation(load_topology(tmp / "results" / r.config.run_id())[-1], training_ink()) for r in runs[:2]]
     assert rows[0][5] == f"{min(rhos):.3f} to {max(rhos):.3f}"

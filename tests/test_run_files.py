@@ -1,6 +1,5 @@
 """Run files: sealed checkpoints and models, compact arrays, damage and full disks."""
 import errno
-import io
 import os
 
 import numpy as np
@@ -11,8 +10,15 @@ from synapses.study import run_files
 from synapses.study.config import ExperimentConfig
 from synapses.study.engine import is_finished, run_experiment
 from synapses.study.run_files import (
-    DamagedFileError, load_checkpoint, load_model_state, read_pruning, read_topology, save_checkpoint, save_model,
-    write_pruning, write_topology,
+    DamagedFileError,
+    load_checkpoint,
+    load_model_state,
+    read_pruning,
+    read_topology,
+    save_checkpoint,
+    save_model,
+    write_pruning,
+    write_topology,
 )
 
 

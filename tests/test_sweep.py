@@ -1,5 +1,4 @@
 """Sweep files and the submitit-based runner (local executor: real subprocesses)."""
-import json
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synapses.study.config import ConfigError, ExperimentConfig
+from synapses.study.config import ConfigError
 from synapses.study.run_files import read_topology
 from synapses.study.sweep import load_sweep, main
 

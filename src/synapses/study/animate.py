@@ -10,7 +10,6 @@ minus the uniform share, on one colour scale for all panels and frames.
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import numpy as np

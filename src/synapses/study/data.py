@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .paths import CACHE, MNIST_DIR
+
 MEAN, STD = 0.1307, 0.3081
 
 # md5 of the uncompressed IDX files (the ones torchvision reads)

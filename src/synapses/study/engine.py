@@ -43,14 +43,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models import DenseNet, EvolNet, SparseNet
 from .analysis import abs_weight_sum
 from .config import INPUT_SIZE, ConfigError, ExperimentConfig
-from .paths import RESULTS
 from .data import MEAN, STD, MNISTTensors, load_mnist
-from ..models import DenseNet, EvolNet, SparseNet
+from .paths import RESULTS
 from .run_files import (
-    is_intact, load_checkpoint, load_model_state, read_pruning, read_topology, save_checkpoint, save_model, write_atomic,
-    write_pruning, write_topology,
+    is_intact,
+    load_checkpoint,
+    load_model_state,
+    read_pruning,
+    read_topology,
+    save_checkpoint,
+    save_model,
+    write_atomic,
+    write_pruning,
+    write_topology,
 )
 from .topology import SIDE, center_ratio, pixel_counts
 

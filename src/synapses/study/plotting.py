@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .topology import as_image, trend
-
 from .paths import FIGURES
+from .topology import as_image, trend
 
 
 def save_figure(fig: matplotlib.figure.Figure, name: str, directory: str | Path | None = None, dpi: int = 110) -> Path:

@@ -29,8 +29,8 @@ from typing import Any, Iterable
 import yaml
 
 from .config import ConfigError, ExperimentConfig
-
 from .paths import CONFIGS  # the study's sweep files
+
 SWEEP_KEYS = {"description", "base", "grid", "runs"}
 ENTRY_KEYS = {"name", "grid", "after"}
 
