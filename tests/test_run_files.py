@@ -119,6 +119,10 @@ def test_truncated_model_is_not_finished(tmp_path, small_mnist):
     assert not is_finished(run_dir, config)
     with pytest.raises(DamagedFileError, match="model.pt is damaged"):
         load_model_state(model)
+    before = (run_dir / "metrics.csv").read_bytes()
+    with pytest.raises(DamagedFileError, match=f"model.pt is damaged; delete {run_dir} to rerun"):
+        run_experiment(config, tmp_path, data=small_mnist, progress=False)  # never trained over
+    assert (run_dir / "metrics.csv").read_bytes() == before
 
 
 def test_full_disk_is_named_and_leaves_no_temporary_file(tmp_path, monkeypatch):

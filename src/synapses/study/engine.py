@@ -49,6 +49,7 @@ from .config import INPUT_SIZE, ConfigError, ExperimentConfig
 from .data import MEAN, STD, MNISTTensors, load_mnist
 from .paths import RESULTS
 from .run_files import (
+    DamagedFileError,
     is_intact,
     load_checkpoint,
     load_model_state,
@@ -245,6 +246,9 @@ def run_experiment(
     run_dir = Path(results_dir if results_dir is not None else DEFAULT_RESULTS) / config.run_id()
     if is_finished(run_dir, config):
         return run_dir
+    if (run_dir / "model.pt").exists() and not is_intact(run_dir / "model.pt"):
+        # a finished run whose network is damaged: say so rather than train over its results
+        raise DamagedFileError(f"{run_dir / 'model.pt'} is damaged; delete {run_dir} to rerun that run from scratch")
     for name in ("init_from", "topology_from"):
         if (source := getattr(config, name)) is not None:
             _require_finished(run_dir.parent / source, name)
