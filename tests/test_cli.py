@@ -136,3 +136,13 @@ def test_read_only_results_folder_is_a_one_line_error(tmp_path, capsys, monkeypa
     assert exit_info.value.code == 2
     run_dir = tmp_path / ExperimentConfig(epochs=1).run_id()
     assert capsys.readouterr().err.strip() == f"error: Permission denied ({run_dir})"
+
+
+def test_help_gives_every_fields_meaning_from_the_config_docstring():
+    from synapses.study.config import field_help
+
+    meanings = field_help()
+    assert set(meanings) == set(ExperimentConfig.__dataclass_fields__)
+    assert meanings["dropout"].startswith("probability of dropping each hidden unit") and "``" not in meanings["model"]
+    help_text = " ".join(cli._parser().format_help().split())
+    assert "--dropout DROPOUT probability of dropping each hidden unit after its ReLU in training. (default: 0.0)" in help_text

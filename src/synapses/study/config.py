@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
@@ -273,6 +274,25 @@ class ExperimentConfig:
             parts.append("subset")
         parts += [f"s{self.seed}", digest]
         return "_".join(parts)
+
+
+def field_help() -> dict[str, str]:
+    """Each field's meaning, from the ``Attributes:`` section of :class:`ExperimentConfig`'s
+    docstring (one place for it; the command line's help shows it). Entries such as
+    ``lr, momentum:`` describe several fields at once."""
+    text = (ExperimentConfig.__doc__ or "").split("Attributes:", 1)[1]
+    meanings: dict[str, str] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        entry = re.match(r"^ {8}([a-z0-9_, ]+): (.*)$", line)
+        if entry:
+            current = [name.strip() for name in entry.group(1).split(",")]
+            for name in current:
+                meanings[name] = entry.group(2).strip()
+        elif line.startswith(" " * 12) and current:
+            for name in current:
+                meanings[name] += " " + line.strip()
+    return {name: meaning.replace('``', '') for name, meaning in meanings.items()}
 
 
 def _element_types(hint: Any) -> tuple[Any, ...]:

@@ -16,7 +16,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
-from .config import ConfigError, ExperimentConfig
+from .config import ConfigError, ExperimentConfig, field_help
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,11 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--results-dir", type=Path, default=None, help="parent folder of run folders (default: the repository's results/)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     hints = get_type_hints(ExperimentConfig)
+    meanings = field_help()
     for f in fields(ExperimentConfig):
         hint = hints[f.name]
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
-        help_text = f"(default: {default!r})"
+        help_text = f"{meanings.get(f.name, '')} (default: {default!r})".replace("%", "%%")
         if getattr(hint, "__origin__", None) is Literal:
             parser.add_argument(flag, choices=get_args(hint), default=None, help=help_text)
         elif hint is bool:
