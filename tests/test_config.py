@@ -76,10 +76,15 @@ def test_run_id_is_stable_readable_and_unique():
 
 def test_linear_weight_decay_schedule():
     c = ExperimentConfig(epochs=11, weight_decay=1e-3, weight_decay_end=1e-2)
-    assert c.weight_decay_at(1) == pytest.approx(1e-3)
-    assert c.weight_decay_at(6) == pytest.approx(5.5e-3)
-    assert c.weight_decay_at(11) == pytest.approx(1e-2)
-    assert ExperimentConfig(weight_decay=3e-4).weight_decay_at(100) == 3e-4
+    from synapses.study.decay import WeightDecayPolicy
+
+    policy = WeightDecayPolicy.of(c)
+    assert policy.at(1) == pytest.approx(1e-3)
+    assert policy.at(6) == pytest.approx(5.5e-3)
+    assert policy.at(11) == pytest.approx(1e-2)
+    assert WeightDecayPolicy.of(ExperimentConfig(weight_decay=3e-4)).at(100) == 3e-4
+    assert policy.optimizer_coefficient(6) == policy.at(6)
+    assert WeightDecayPolicy.of(c.replace(decay_mode="decoupled")).optimizer_coefficient(6) == 0.0
 
 
 def test_new_fields_keep_every_committed_run_id():

@@ -22,6 +22,7 @@ from torch import nn
 from ..layer import SETLayer
 from ..models import SparseNet
 from ..reference import MaskedLinear
+from .decay import WeightDecayPolicy
 
 
 @dataclass
@@ -171,7 +172,7 @@ def bench_epoch(repeats: int, device: torch.device, train_size: int | None = Non
 
     def ours() -> None:
         net.evolve_connections(optimizer=ours_opt)
-        train_epoch(net, ours_opt, data, config, 0.0, generator)
+        train_epoch(net, ours_opt, data, config.batch_size, WeightDecayPolicy.of(config), 1, generator)
         net.zero_connections()
         evaluate(net, data.test_x, data.test_y, config.batch_size)
 

@@ -233,13 +233,6 @@ class ExperimentConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
     # ---------------------------------------------------------------- identity
-    def weight_decay_at(self, epoch: int) -> float:
-        """Coefficient used during ``epoch`` (1-based)."""
-        if self.weight_decay_end is None or self.epochs == 1:
-            return self.weight_decay
-        progress = (epoch - 1) / (self.epochs - 1)
-        return self.weight_decay + (self.weight_decay_end - self.weight_decay) * progress
-
     def run_id(self) -> str:
         """Readable, unique folder name: the main settings and a hash of the rest.
 

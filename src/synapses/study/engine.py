@@ -47,6 +47,7 @@ from ..models import DenseNet, EvolNet, SparseNet
 from .analysis import abs_weight_sum
 from .config import INPUT_SIZE, ConfigError, ExperimentConfig
 from .data import MEAN, STD, MNISTTensors, load_mnist
+from .decay import WeightDecayPolicy
 from .paths import RESULTS
 from .run_files import (
     DamagedFileError,
@@ -97,7 +98,7 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> torch.n
 
 
 def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    coupled = config.weight_decay_at(1) if config.decay_mode == "coupled" else 0.0
+    coupled = WeightDecayPolicy.of(config).optimizer_coefficient(1)
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=coupled)
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=coupled)
@@ -125,11 +126,12 @@ def first_layer_counts(model: torch.nn.Module) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- one epoch
 def train_epoch(
-    model: SparseNet,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     data: MNISTTensors,
-    config: ExperimentConfig,
-    decay: float,
+    batch_size: int,
+    decay: WeightDecayPolicy,
+    epoch: int,
     generator: torch.Generator,
 ) -> tuple[float, float]:
     """One pass over the training set; returns (mean batch loss, accuracy)."""
@@ -138,19 +140,15 @@ def train_epoch(
     total_loss, correct = 0.0, 0
     order = torch.randperm(len(data.train_y), generator=generator)
     # One gather per epoch; the batches are then contiguous slices (views).
-    xs = data.train_x.index_select(0, order).split(config.batch_size)
-    ys = data.train_y.index_select(0, order).split(config.batch_size)
+    xs = data.train_x.index_select(0, order).split(batch_size)
+    ys = data.train_y.index_select(0, order).split(batch_size)
     for x, y in zip(xs, ys):
         optimizer.zero_grad(set_to_none=True)
         output = model(x)
         loss = F.nll_loss(output, y)
-        objective = loss + config.l1 * sum(p.abs().sum() for p in params) if config.l1 else loss
-        objective.backward()
+        decay.objective(loss, params).backward()
         optimizer.step()
-        if config.decay_mode == "decoupled" and decay:
-            with torch.no_grad():  # shrink every parameter directly, outside the optimizer
-                for p in params:
-                    p.mul_(1.0 - decay)
+        decay.after_step(params, epoch)
         total_loss += loss.item()
         correct += int((output.argmax(1) == y).sum())
     return total_loss / len(xs), correct / len(data.train_y)
@@ -328,15 +326,13 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
 
     last = config.epochs if stop_after is None else min(config.epochs, stop_after)
     bar = _progress_bar(config, state.epoch, progress)
+    decay = WeightDecayPolicy.of(config)
     for epoch in range(state.epoch + 1, last + 1):
         start = time.perf_counter()
-        decay = config.weight_decay_at(epoch)
-        if config.decay_mode == "coupled":
-            for group in optimizer.param_groups:
-                group["weight_decay"] = decay
+        decay.set_epoch(optimizer, epoch)
         if config.evolution == "epoch" and epoch > 1:
             model.evolve_connections(optimizer=reset)
-        train_loss, train_acc = train_epoch(model, optimizer, data, config, decay, data_rng)
+        train_loss, train_acc = train_epoch(model, optimizer, data, config.batch_size, decay, epoch, data_rng)
         if config.record_pruning:
             first = model.set_layers[0]
             state.weight_mass.append(abs_weight_sum(first.connections, first.weight, first.in_features))
@@ -351,7 +347,7 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
         state.counts.append(counts)
         state.rows.append(
             dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
-                 center_ratio=center_ratio(counts), weight_decay=decay, seconds=round(time.perf_counter() - start, 3))
+                 center_ratio=center_ratio(counts), weight_decay=decay.at(epoch), seconds=round(time.perf_counter() - start, 3))
         )
         # Results first: if killed in between, the checkpoint is one epoch behind and the
         # extra epoch of history is dropped on resume.
