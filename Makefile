@@ -1,6 +1,7 @@
 # Synapses: set up, test, benchmark, regenerate the figures and run the study.
 #   make setup          .venv with torch (local wheels) and the package (editable)
 #   make test           the test suite (what CI runs)
+#   make test-fast      the same without the slow and end-to-end tests (about a minute)
 #   make bench          SETLayer vs the dense masked reference, as ratios
 #   make figures        run every notebook headlessly; PNGs land in figures/
 #   make figures PROFILE=paper   the same at paper scale (needs the study's results)
@@ -15,7 +16,7 @@ JOBS ?= 2
 NOTEBOOKS := summary mnist_demo regularization_study pruning_mechanism extensions evolnet_triplet benchmark
 EXECUTED := notebooks/executed
 
-.PHONY: setup test bench figures animations lab study report clean
+.PHONY: setup test test-fast bench figures animations lab study report clean
 
 setup: .venv/.installed
 
@@ -30,6 +31,9 @@ setup: .venv/.installed
 
 test: setup
 	$(PYTHON) -m pytest -q
+
+test-fast: setup
+	$(PYTHON) -m pytest -q -m "not end_to_end and not slow"
 
 bench: setup
 	$(PYTHON) -m synapses.bench

@@ -147,14 +147,14 @@ def test_evolve_uses_existing_marks():
 def test_regrown_zero_weights_are_pruned_first():
     layer = make_layer()
     moved = layer.evolve_connections(init=False)
-    non_negative = int((layer.weight >= 0).sum())
+    weights = layer.weight.detach().clone()  # before zero_connections zeroes the marked ones
+    non_negative = int((weights >= 0).sum())
     again = layer.zero_connections()
-    again_non_negative = again[layer.weight[again] >= 0]  # all are 0 now; keep the sign split
-    marked_zero = again[torch.isin(again, moved)]
+    marked_non_negative = again[weights[again] >= 0]
     # regrown weights are exact zeros, the first of the non-negative ones to go
     assert moved.numel() > int(layer.zeta * non_negative)
-    assert marked_zero.numel() == int(layer.zeta * non_negative)
-    assert again_non_negative.numel() == again.numel()
+    assert marked_non_negative.numel() == int(layer.zeta * non_negative)
+    assert torch.isin(marked_non_negative, moved).all() and (weights[marked_non_negative] == 0).all()
 
 
 def test_evolve_zeta_zero_moves_nothing():

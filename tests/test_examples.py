@@ -2,6 +2,10 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.end_to_end
+
 EXAMPLE = Path(__file__).parents[1] / "examples" / "your_model.py"
 
 

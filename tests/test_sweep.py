@@ -127,6 +127,7 @@ def finished_sweep(tmp_path_factory):
     return path, tmp / "results"
 
 
+@pytest.mark.end_to_end
 def test_tiny_sweep_through_submitit_gives_four_finished_runs(finished_sweep):
     path, results = finished_sweep
     expected = {r.config.run_id() for r in load_sweep(path).runs}
@@ -136,6 +137,7 @@ def test_tiny_sweep_through_submitit_gives_four_finished_runs(finished_sweep):
         assert not (results / run_id / "checkpoint.pt").exists()
 
 
+@pytest.mark.end_to_end
 def test_rerun_is_a_no_op(finished_sweep, capsys):
     path, results = finished_sweep
     stamps = {p: p.stat().st_mtime_ns for p in results.glob("*/metrics.csv")}
@@ -158,6 +160,7 @@ def job_alive(results: Path):
                 yield True
 
 
+@pytest.mark.end_to_end
 def test_interrupted_sweep_completes_with_identical_results(finished_sweep, tmp_path):
     path, reference = finished_sweep
     results = tmp_path / "results"
@@ -180,6 +183,7 @@ def test_interrupted_sweep_completes_with_identical_results(finished_sweep, tmp_
         assert all(np.array_equal(ours[run_id][1][k], topology[k]) for k in topology)
 
 
+@pytest.mark.end_to_end
 def test_dry_run_lists_states(finished_sweep, tmp_path, capsys):
     path, results = finished_sweep
     assert main([str(path), "--dry-run", "--results-dir", str(results)]) == 0
@@ -195,6 +199,7 @@ def test_bad_file_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err.strip().count("\n") == 0
 
 
+@pytest.mark.end_to_end
 def test_a_failing_run_does_not_stop_the_others(tmp_path, capsys):
     text = """
 base: {epochs: 1, train_size: 500, test_size: 100}
