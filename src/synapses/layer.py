@@ -91,6 +91,10 @@ class SETLayer(nn.Module):
         14256
     """
 
+    connections: torch.Tensor
+    pruned: torch.Tensor
+    bias: nn.Parameter | None
+
     def __init__(
         self,
         in_features: int,
@@ -154,9 +158,8 @@ class SETLayer(nn.Module):
         self.input_grid = input_grid
         self.optimizer: torch.optim.Optimizer | None = None
 
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(n_params, **factory))
-        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+        self.weight = nn.Parameter(torch.empty(n_params, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype)) if bias else None
         self.register_buffer("connections", torch.empty(n_params, 2, dtype=torch.int64, device=device))
         self.register_buffer("pruned", torch.zeros(n_params, dtype=torch.bool, device=device))
         self._index: CSRIndex | None = None
@@ -296,6 +299,7 @@ class SETLayer(nn.Module):
         kept_keys = self._keys()[kept]
         new_keys = torch.empty(0, dtype=torch.int64, device=kept_keys.device)
         if regrowth == "gradient":
+            assert self._last_input is not None and self._last_grad_output is not None  # checked above
             new_keys = largest_gradient_pairs(kept_keys, moved.numel(), self._last_input, self._last_grad_output)
         elif regrowth == "near_parents":
             new_keys = sample_near_parents(

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layer import SETLayer
+from .layer import Compute, Regrowth, SETLayer
 
 
 class SparseNet(nn.Module):
@@ -40,9 +41,9 @@ class SparseNet(nn.Module):
         zeta: float = 0.3,
         *,
         generator: torch.Generator | None = None,
-        compute: str = "auto",
+        compute: Compute = "auto",
         dropout: float = 0.0,
-        input_regrowth: str = "uniform",
+        input_regrowth: Regrowth = "uniform",
         parent_fraction: float = 0.5,
         input_grid: tuple[int, int] | None = None,
     ) -> None:
@@ -56,9 +57,12 @@ class SparseNet(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.sizes = tuple(sizes)
         self.dropout = dropout
-        first = dict(regrowth=input_regrowth, parent_fraction=parent_fraction, input_grid=input_grid)
         self.set_layers = nn.ModuleList(
-            SETLayer(a, b, epsilon=eps, zeta=zeta, generator=generator, compute=compute, **(first if i == 0 else {}))
+            SETLayer(
+                a, b, epsilon=eps, zeta=zeta, generator=generator, compute=compute,
+                regrowth=input_regrowth if i == 0 else "uniform", parent_fraction=parent_fraction,
+                input_grid=input_grid if i == 0 else None,
+            )
             for i, (a, b, eps) in enumerate(zip(sizes[:-2], sizes[1:-1], epsilons))
         )
         self.readout = nn.Linear(sizes[-2], sizes[-1])
@@ -75,13 +79,17 @@ class SparseNet(nn.Module):
 
     def zero_connections(self) -> None:
         """Mark and zero the weights each SET layer will move."""
-        for layer in self.set_layers:
+        for layer in self.sparse_layers():
             layer.zero_connections()
 
     def evolve_connections(self, init: bool = True, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Move each SET layer's marked weights to new connections."""
-        for layer in self.set_layers:
+        for layer in self.sparse_layers():
             layer.evolve_connections(init=init, optimizer=optimizer)
+
+    def sparse_layers(self) -> list[SETLayer]:
+        """``set_layers`` as a typed list."""
+        return [cast(SETLayer, layer) for layer in self.set_layers]
 
 
 class EvolNet(SparseNet):
@@ -103,11 +111,11 @@ class EvolNet(SparseNet):
         zeta: float = 0.3,
         *,
         generator: torch.Generator | None = None,
-        compute: str = "auto",
+        compute: Compute = "auto",
         optimizer: torch.optim.Optimizer | None = None,
         dropout: float = 0.0,
         per_layer: bool = False,
-        input_regrowth: str = "uniform",
+        input_regrowth: Regrowth = "uniform",
         parent_fraction: float = 0.5,
         input_grid: tuple[int, int] | None = None,
     ) -> None:
@@ -123,7 +131,7 @@ class EvolNet(SparseNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
-        for layer in self.set_layers:
+        for layer in self.sparse_layers():
             if self.training and self._coin() < self.evolution_proba:
                 layer.evolve_connections(optimizer=self.optimizer)
             x = self._hidden_activation(layer(x))

@@ -21,6 +21,8 @@ class MaskedLinear(nn.Module):
         bias: ``(out_features,)`` or ``None``.
     """
 
+    mask: torch.Tensor
+
     def __init__(self, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         super().__init__()
         if weight.shape != mask.shape or weight.dim() != 2:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .layer import REGROWTH_MODES, SETLayer
+from .layer import REGROWTH_MODES, Regrowth, SETLayer
 from .optim_state import check_known, plan_reset
 
 
@@ -58,7 +58,7 @@ class Evolution:
         zeta: float | None = None,
         schedule: Literal["constant", "cosine"] = "constant",
         total_steps: int | None = None,
-        regrowth: str | None = None,
+        regrowth: Regrowth | None = None,
         init: bool = True,
     ) -> None:
         self.layers = [m for m in model.modules() if isinstance(m, SETLayer)]

@@ -14,7 +14,7 @@ from typing import Iterable, Literal
 import torch
 from torch import nn
 
-from .layer import REGROWTH_MODES, SUPPORTED_DTYPES, SETLayer
+from .layer import REGROWTH_MODES, SUPPORTED_DTYPES, Regrowth, SETLayer
 
 Distribution = Literal["erdos_renyi", "erk", "uniform"]
 
@@ -43,7 +43,7 @@ def sparsify(
     sparsity: float | None = None,
     distribution: Distribution = "erdos_renyi",
     zeta: float = 0.3,
-    regrowth: str = "uniform",
+    regrowth: Regrowth = "uniform",
     exclude: Iterable[str] = (),
     keep_output_dense: bool = True,
     keep_weights: bool = False,
@@ -142,17 +142,17 @@ def _densities(shapes: list[tuple[int, int]], distribution: str, epsilon: float 
         dense |= over
 
 
-def _set_layer_for(linear: nn.Linear, density: float | None, epsilon: float | None, zeta: float, regrowth: str, keep_weights: bool, generator: torch.Generator | None) -> SETLayer:
-    factory = dict(device=linear.weight.device, dtype=linear.weight.dtype)
+def _set_layer_for(linear: nn.Linear, density: float | None, epsilon: float | None, zeta: float, regrowth: Regrowth, keep_weights: bool, generator: torch.Generator | None) -> SETLayer:
     # a density that rounds to every pair is asked for as sparsity 0 (SETLayer refuses 1.0)
     sparsity = None if density is None else max(0.0, 1 - density) if not math.isclose(density, 1.0) else 0.0
     layer = SETLayer(
         linear.in_features, linear.out_features, epsilon=epsilon if epsilon is not None else 11, sparsity=sparsity,
-        zeta=zeta, bias=linear.bias is not None, generator=generator, regrowth=regrowth, **factory,
+        zeta=zeta, bias=linear.bias is not None, generator=generator, regrowth=regrowth,
+        device=linear.weight.device, dtype=linear.weight.dtype,
     )
     if keep_weights:
         with torch.no_grad():
             layer.weight.copy_(linear.weight[layer.connections[:, 1], layer.connections[:, 0]])
-            if linear.bias is not None:
+            if linear.bias is not None and layer.bias is not None:
                 layer.bias.copy_(linear.bias)
     return layer
