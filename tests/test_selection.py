@@ -1,0 +1,44 @@
+"""The topology as feature selection: rankings and the classifiers on the chosen pixels."""
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("sklearn")
+
+from synapses.study.selection import (  # noqa: E402
+    baseline_scores,
+    random_scores,
+    selection_accuracy,
+    top_pixels,
+    unit_pixels,
+    weight_scores,
+)
+
+
+def test_top_pixels_takes_the_highest_and_breaks_ties_reproducibly():
+    scores = np.array([5, 1, 5, 3, 5, 0])
+    chosen = top_pixels(scores, 2, rng_seed=0)
+    assert set(chosen) <= {0, 2, 4} and len(chosen) == 2
+    assert np.array_equal(chosen, top_pixels(scores, 2, rng_seed=0))
+    assert np.array_equal(top_pixels(scores, 4), [0, 2, 3, 4])
+    with pytest.raises(ValueError, match="k must be in"):
+        top_pixels(scores, 0)
+
+
+def test_baselines_and_weight_scores(small_mnist):
+    ink = baseline_scores("ink", small_mnist.train_x)
+    assert ink.shape == (784,) and ink[0] == 0 and ink.max() <= 1  # a corner pixel is never inked
+    variance = baseline_scores("variance", small_mnist.train_x)
+    assert variance[0] == 0 and variance.argmax() == unit_pixels(small_mnist.train_x).var(0).argmax()
+    state = {"set_layers.0.connections": torch.tensor([[3, 0], [3, 1], [7, 0]]), "set_layers.0.weight": torch.tensor([0.5, -2.0, 1.0])}
+    scores = weight_scores(state)
+    assert scores[3] == 2.5 and scores[7] == 1.0 and scores.sum() == 3.5
+    assert not np.array_equal(random_scores(0), random_scores(1))
+
+
+def test_informative_pixels_beat_random_ones(small_mnist):
+    ink = top_pixels(baseline_scores("ink", small_mnist.train_x), 50)
+    blank = top_pixels(-baseline_scores("ink", small_mnist.train_x), 50)  # the least inked
+    for classifier in ("extra_trees", "linear_svm"):
+        good, bad = (selection_accuracy(p, small_mnist, classifier) for p in (ink, blank))
+        assert good > 0.5 and bad < 0.2, (classifier, good, bad)  # blank pixels: chance (10%)
