@@ -107,7 +107,7 @@ class EvolNet(SparseNet):
         self,
         evolution_proba: float,
         sizes: tuple[int, ...] = (784, 512, 128, 10),
-        epsilon: float = 11,
+        epsilon: float | Sequence[float] = 11,
         zeta: float = 0.3,
         *,
         generator: torch.Generator | None = None,

@@ -75,10 +75,10 @@ def masked_copy(net: SparseNet) -> nn.Module:
     """The same network with every SETLayer replaced by its dense masked equivalent."""
     # Same epsilon (a default one may not fit the sizes) and dtype (loading float64 values
     # into float32 parameters would round them) as ``net``.
-    param, first = next(net.parameters()), net.set_layers[0]
+    param, first = next(net.parameters()), net.sparse_layers()[0]
     dense = SparseNet(net.sizes, epsilon=first.epsilon, zeta=first.zeta).to(device=param.device, dtype=param.dtype)
     dense.load_state_dict(net.state_dict())
-    dense.set_layers = nn.ModuleList(MaskedLinear.from_set_layer(layer) for layer in net.set_layers)
+    dense.set_layers = nn.ModuleList(MaskedLinear.from_set_layer(layer) for layer in net.sparse_layers())
     return dense
 
 
@@ -207,7 +207,8 @@ def bench_linear_shapes(repeats: int, device: torch.device, quick: bool = False)
             dense = nn.Linear(n_in, n_out, device=device)
             with torch.no_grad():
                 dense.weight.copy_(layer.to_dense())
-                dense.bias.copy_(layer.bias)
+                if layer.bias is not None:
+                    dense.bias.copy_(layer.bias)
             x = torch.randn(batch, n_in, device=device, requires_grad=True)
 
             def fwd_bwd(module: nn.Module) -> Callable[[], None]:

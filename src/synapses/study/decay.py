@@ -9,7 +9,7 @@ parameter by ``wd * w``). The coefficient of an epoch, constant or linear from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Sequence
 
 import torch
 
@@ -51,7 +51,7 @@ class WeightDecayPolicy:
         for group in optimizer.param_groups:
             group["weight_decay"] = self.optimizer_coefficient(epoch)
 
-    def objective(self, loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    def objective(self, loss: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.Tensor:
         """The loss to differentiate: ``loss`` plus the L1 penalty, if any."""
         return loss + self.l1 * sum(p.abs().sum() for p in params) if self.l1 else loss
 

@@ -37,12 +37,13 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..layer import Regrowth
 from ..models import DenseNet, EvolNet, SparseNet
 from .analysis import abs_weight_sum
 from .config import INPUT_SIZE, ConfigError, ExperimentConfig
@@ -84,17 +85,27 @@ class RunState:
 
 
 # ---------------------------------------------------------------------------- building
-def build_model(config: ExperimentConfig, generator: torch.Generator) -> torch.nn.Module:
+Network = Union[SparseNet, DenseNet]
+
+
+def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network:
     """The network of ``config``; SET randomness comes from ``generator``."""
     sizes = (INPUT_SIZE, *config.hidden, N_CLASSES)
     if config.model == "Dense":
         return DenseNet(sizes, dropout=config.dropout)
-    kwargs = dict(sizes=sizes, epsilon=config.layer_epsilons(), zeta=config.zeta, generator=generator, dropout=config.dropout)
-    if config.regrowth == "near_parents":  # the input layer: the one with a pixel geometry
-        kwargs.update(input_regrowth="near_parents", parent_fraction=config.parent_fraction, input_grid=(SIDE, SIDE))
+    # near-parents regrowth acts on the input layer: the one with a pixel geometry
+    parents = config.regrowth == "near_parents"
+    regrowth: Regrowth = "near_parents" if parents else "uniform"
+    grid = (SIDE, SIDE) if parents else None
     if config.model == "EvolNet":
-        return EvolNet(config.evolution_proba, per_layer=True, **kwargs)
-    return SparseNet(**kwargs)
+        return EvolNet(
+            config.evolution_proba, sizes, config.layer_epsilons(), config.zeta, generator=generator, dropout=config.dropout,
+            per_layer=True, input_regrowth=regrowth, parent_fraction=config.parent_fraction, input_grid=grid,
+        )
+    return SparseNet(
+        sizes, config.layer_epsilons(), config.zeta, generator=generator, dropout=config.dropout,
+        input_regrowth=regrowth, parent_fraction=config.parent_fraction, input_grid=grid,
+    )
 
 
 def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -104,23 +115,24 @@ def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.o
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=coupled)
 
 
-def fix_topology(model: torch.nn.Module, source_state: dict[str, torch.Tensor]) -> None:
+def fix_topology(model: SparseNet, source_state: dict[str, torch.Tensor]) -> None:
     """Give ``model``'s SET layers the connections of ``source_state`` (a state dict of the
     same architecture), keeping their freshly drawn weights."""
-    for i, layer in enumerate(model.set_layers):
+    for i, layer in enumerate(model.sparse_layers()):
         connections = source_state[f"set_layers.{i}.connections"]
         if connections.shape != layer.connections.shape:
             raise ValueError(f"topology_from: layer {i} has {len(connections)} connections there, {layer.n_params} here")
         layer.connections.copy_(connections)
 
 
-def first_layer_counts(model: torch.nn.Module) -> np.ndarray:
+def first_layer_counts(model: Network) -> np.ndarray:
     """``(784,)`` connections of the first layer per input pixel (all ``out_features`` for
     a dense layer)."""
     if isinstance(model, DenseNet):
-        first = model.hidden_layers[0]
-        return np.full(first.in_features, first.out_features, dtype=np.int64)
-    first = model.set_layers[0]
+        dense = model.hidden_layers[0]
+        assert isinstance(dense, torch.nn.Linear)
+        return np.full(dense.in_features, dense.out_features, dtype=np.int64)
+    first = model.sparse_layers()[0]
     return pixel_counts(first.connections, first.in_features)
 
 
@@ -155,7 +167,7 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: SparseNet, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
     """(mean loss per sample, accuracy) of ``model`` on ``x`` ``(n, 784)``, ``y`` ``(n,)``."""
     model.eval()
     total_loss, correct = 0.0, 0
@@ -210,7 +222,7 @@ def is_finished(run_dir: Path, config: ExperimentConfig) -> bool:
     return is_intact(run_dir / "model.pt")
 
 
-def load_trained_model(run_dir: str | Path) -> SparseNet:
+def load_trained_model(run_dir: str | Path) -> Network:
     """The final network of a finished run (``config.json`` and ``model.pt``), in eval mode."""
     run_dir = Path(run_dir)
     config = ExperimentConfig.from_json(run_dir / "config.json")
@@ -304,6 +316,7 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
     if config.init_from is not None:
         model.load_state_dict(load_model_state(run_dir.parent / config.init_from / "model.pt"))
     if config.topology_from is not None:
+        assert isinstance(model, SparseNet)  # config validation: topology_from is for SET models
         fix_topology(model, load_model_state(run_dir.parent / config.topology_from / "model.pt"))
     optimizer = build_optimizer(config, model)
     reset = optimizer if config.reset_optimizer_state else None  # whose state moved weights reset
@@ -331,15 +344,16 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
         start = time.perf_counter()
         decay.set_epoch(optimizer, epoch)
         if config.evolution == "epoch" and epoch > 1:
+            assert isinstance(model, SparseNet)  # config validation: Dense has evolution "off"
             model.evolve_connections(optimizer=reset)
         train_loss, train_acc = train_epoch(model, optimizer, data, config.batch_size, decay, epoch, data_rng)
-        if config.record_pruning:
-            first = model.set_layers[0]
+        first = model.sparse_layers()[0] if isinstance(model, SparseNet) else None
+        if config.record_pruning and first is not None:
             state.weight_mass.append(abs_weight_sum(first.connections, first.weight, first.in_features))
         if config.evolution == "epoch":
+            assert isinstance(model, SparseNet)
             model.zero_connections()
-        if config.record_pruning:
-            first = model.set_layers[0]
+        if config.record_pruning and first is not None:
             state.pruned.append(pixel_counts(first.connections[first.pruned], first.in_features))
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y, config.batch_size)
         counts = first_layer_counts(model)
@@ -347,7 +361,7 @@ def _run(config: ExperimentConfig, run_dir: Path, data: MNISTTensors, progress: 
         state.counts.append(counts)
         state.rows.append(
             dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
-                 center_ratio=center_ratio(counts), weight_decay=decay.at(epoch), seconds=round(time.perf_counter() - start, 3))
+                 center_ratio=float(center_ratio(counts)), weight_decay=decay.at(epoch), seconds=round(time.perf_counter() - start, 3))
         )
         # Results first: if killed in between, the checkpoint is one epoch behind and the
         # extra epoch of history is dropped on resume.

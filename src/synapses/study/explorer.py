@@ -174,6 +174,7 @@ class TopologyFigure:
         if name == "A − B":
             return "A − B"
         selection = self.a if name == "A" else self.b
+        assert selection is not None
         return f"{name}: {selection.label}\n{selection.seed if selection.seed == MEAN else f'seed {selection.seed}'}"
 
     def _max_count(self) -> float:

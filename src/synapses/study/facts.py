@@ -67,7 +67,9 @@ def decoupled_paired(results: Path) -> str:
     coupled = {c.seed: c for c in select_runs("reproduction", weight_decay=1e-3)}
     parts = []
     for config in select_runs("extensions_1000", entry="decoupled"):
-        difference = (ink_correlation(load_topology(results / config.run_id()), ink) - ink_correlation(load_topology(results / coupled[config.seed].run_id()), ink))[1:]
+        decoupled_rho = np.asarray(ink_correlation(load_topology(results / config.run_id()), ink))
+        coupled_rho = np.asarray(ink_correlation(load_topology(results / coupled[config.seed].run_id()), ink))
+        difference = (decoupled_rho - coupled_rho)[1:]
         parts.append(f"seed {config.seed}: {difference.mean():+.3f}, higher in {100 * (difference > 0).mean():.0f}% of epochs")
     return "; ".join(parts)
 

@@ -109,7 +109,7 @@ def dose_response(ax: plt.Axes, last: pd.DataFrame, y: str, x: str = "weight_dec
     nonzero = values[values > 0]
     zero_at = nonzero.min() / 10 if len(nonzero) else 1.0
     where = np.where(values > 0, values, zero_at)
-    ax.errorbar(where, mean.values, yerr=half.values, marker="o", capsize=3, **style)
+    ax.errorbar(where, mean.to_numpy(), yerr=half.to_numpy(), marker="o", capsize=3, **style)
     ax.set_xscale("log")
     ticks = sorted(set(where))
     ax.set_xticks(ticks, [("0" if t == zero_at and 0 in values else f"{t:g}") for t in ticks], fontsize=8)
@@ -148,7 +148,7 @@ def seed_band(ax: plt.Axes, runs: pd.DataFrame, y: str, x: str = "epoch", order:
         group = runs[runs["configuration"] == label].groupby(x)[y]
         mean, n = group.mean(), runs.loc[runs["configuration"] == label, "seed"].nunique()
         colour = configuration_colour(label)
-        ax.plot(mean.index, mean.values, color=colour, label=f"{label} (n={n})", **style)
+        ax.plot(mean.index, mean.to_numpy(), color=colour, label=f"{label} (n={n})", **style)
         if n > 1:
             ax.fill_between(mean.index, group.min(), group.max(), color=colour, alpha=0.2, lw=0)
     return ax

@@ -107,7 +107,7 @@ def run_summary(run_dir: Path) -> dict[str, float]:
     last = metrics.iloc[-1]
     peak = int(metrics["center_ratio"].to_numpy().argmax())
     summary = {key: float(last[key]) for key in ("train_loss", "train_acc", "test_loss", "test_acc", "center_ratio")}
-    summary["ink_rho"] = ink_correlation(load_topology(run_dir)[-1], training_ink())
+    summary["ink_rho"] = float(ink_correlation(load_topology(run_dir)[-1], training_ink()))
     summary["peak_center_ratio"] = float(metrics["center_ratio"].iloc[peak])
     summary["peak_epoch"] = float(metrics["epoch"].iloc[peak])
     return summary
@@ -126,7 +126,7 @@ def overfitting_summary(run_dir: Path, window: int = SMOOTHING) -> dict[str, flo
     smooth = metrics[["test_loss", "test_acc"]].rolling(window, center=True).mean()
     smooth["epoch"] = metrics["epoch"]
     smooth = smooth.dropna()
-    best, end = smooth.loc[smooth["test_loss"].idxmin()], smooth.iloc[-1]
+    best, end = smooth.iloc[int(np.argmin(smooth["test_loss"].to_numpy()))], smooth.iloc[-1]
     return {
         "min_test_loss": float(best["test_loss"]),
         "min_epoch": float(best["epoch"]),
@@ -149,7 +149,7 @@ def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS) -> dict
     :data:`WINDOW` epochs ending at each of ``epochs`` (keys ``"rho@<epoch>"``; fewer near
     the start), NaN for epochs past its end."""
     topology = load_topology(run_dir)  # (epochs + 1, 784): row e after epoch e
-    rho = ink_correlation(topology, training_ink())
+    rho = np.asarray(ink_correlation(topology, training_ink()))
     return {f"rho@{e}": float(np.mean(rho[max(0, e - WINDOW + 1) : e + 1])) if e < len(topology) else float("nan") for e in epochs}
 
 
@@ -191,7 +191,7 @@ def errors_summary(run_dir: Path) -> dict[str, float]:
 
 
 # view name -> (summary of one run, its columns as (key, title, formatter))
-VIEWS = {
+VIEWS: dict[str, tuple[Callable[[Path], dict[str, float]], tuple[tuple[str, str, Formatter], ...]]] = {
     "summary": (run_summary, COLUMNS),
     "overfitting": (
         overfitting_summary,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -137,7 +137,7 @@ def load_ink_correlation(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     initialisation. Merge it into :func:`load_runs` on ``run_id`` and ``epoch``."""
     frames = []
     for run_dir in map(Path, run_dirs):
-        rho = ink_correlation(load_topology(run_dir), training_ink())
+        rho = np.atleast_1d(ink_correlation(load_topology(run_dir), training_ink()))
         frames.append(pd.DataFrame({"run_id": run_dir.name, "epoch": np.arange(len(rho)), "ink_rho": rho}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "epoch", "ink_rho"])
 
@@ -172,7 +172,7 @@ def final_table(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def format_final_table(table: pd.DataFrame, metrics: Iterable[str] = ("train_loss", "train_acc", "test_loss", "test_acc", "center_ratio"), digits: int = 4) -> pd.DataFrame:
     """:func:`final_table` as text for display: ``seeds`` and ``"mean ± std"`` per metric
     (std 0 for a single seed)."""
-    columns = {"seeds": table[("seeds", "")]}
+    columns: dict[str, Any] = {"seeds": table[("seeds", "")]}
     for m in metrics:
         columns[m] = [f"{a:.{digits}f} ± {b:.{digits}f}" for a, b in zip(table[(m, "mean")], table[(m, "std")].fillna(0))]
     return pd.DataFrame(columns, index=table.index)
