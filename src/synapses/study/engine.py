@@ -8,7 +8,7 @@
   the weight decay in force and the wall-clock ``seconds`` of the epoch);
 * ``topology.npz``: connections of the first layer per input pixel at initialisation and
   after each epoch, ``(epochs + 1, 784)``, stored as steps between epochs (read it with
-  :func:`synapses.run_files.read_topology`);
+  :func:`synapses.study.run_files.read_topology`);
 * ``pruning.npz`` with ``record_pruning``: ``pruned_counts`` ``(epochs, 784)`` first-layer
   connections pruned after each epoch, per input pixel, and ``abs_weight_sum``
   ``(epochs, 784)`` the sum of ``|weight|`` of each pixel's connections just before pruning;
@@ -19,7 +19,7 @@
   later session on another machine resumes them.
 
 ``model.pt`` and ``checkpoint.pt`` carry a checksum and their run id
-(:mod:`synapses.run_files`): a damaged or foreign one stops the run with an error that
+(:mod:`synapses.study.run_files`): a damaged or foreign one stops the run with an error that
 names it, and a run whose ``model.pt`` is damaged does not count as finished.
 
 Every file is written to a temporary name and renamed, so an interrupted run leaves either

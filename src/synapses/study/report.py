@@ -45,7 +45,7 @@ from .sweep import CONFIGS, load_sweep, run_labels
 
 MARKER = re.compile(r"(<!-- table: (?P<name>[\w:/+-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
 # A number in the prose: one cell of a table (``<!--v TABLE | ROW | COLUMN -->``) or a fact
-# of synapses.facts (``<!--v fact:NAME -->``), followed by its value and ``<!--/v-->``.
+# of synapses.study.facts (``<!--v fact:NAME -->``), followed by its value and ``<!--/v-->``.
 VALUE = re.compile(r"(<!--v (?P<name>[^>]+?) -->)(?P<body>.*?)(<!--/v-->)", re.DOTALL)
 Formatter = Callable[[np.ndarray], str]  # one value per finished seed -> table cell
 
@@ -154,7 +154,7 @@ def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS) -> dict
 
 
 def pruning_summary(run_dir: Path, blank_below: float = 0.01) -> dict[str, float]:
-    """:func:`synapses.analysis.pruning_by_region` of a recorded run over its last
+    """:func:`synapses.study.analysis.pruning_by_region` of a recorded run over its last
     :data:`WINDOW` epochs (means): the blank pixels' share of the connections, and per
     region the fraction of its connections pruned and their mean ``|weight|`` just before
     pruning; with the blank pixels' share of all pixels, the share of connections uniform
@@ -181,7 +181,7 @@ PRUNING_COLUMNS = (
 
 
 def errors_summary(run_dir: Path) -> dict[str, float]:
-    """:func:`synapses.analysis.loss_breakdown` of a finished run's final network on its
+    """:func:`synapses.study.analysis.loss_breakdown` of a finished run's final network on its
     test images."""
     config = ExperimentConfig.from_json(Path(run_dir) / "config.json")
     data = prepare_data(mnist(), config)

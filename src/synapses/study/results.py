@@ -71,7 +71,7 @@ def load_topology(run_dir: str | Path) -> np.ndarray:
 
 def load_pruning(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``(pruned_counts, abs_weight_sum)``, each ``(epochs, 784)``, of a run recorded with
-    ``record_pruning`` (see :mod:`synapses.engine`)."""
+    ``record_pruning`` (see :mod:`synapses.study.engine`)."""
     path = Path(run_dir) / "pruning.npz"
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} has no pruning.npz: only runs made with record_pruning have one")
@@ -97,7 +97,7 @@ def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: st
 
 def load_sweep_runs(sweep: "Sweep", results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:
     """:func:`load_runs` for the runs of a sweep, with three more columns: ``entry`` (the
-    sweep file's entry), ``label`` (:func:`synapses.sweep.run_labels`, seeds pooled) and
+    sweep file's entry), ``label`` (:func:`synapses.study.sweep.run_labels`, seeds pooled) and
     ``chained_epoch``: the epoch counted from the start of the chain of ``after:`` runs, so
     that a run continuing another one is drawn after it on one axis."""
     from .sweep import run_labels
@@ -118,7 +118,7 @@ def load_sweep_runs(sweep: "Sweep", results_dir: str | Path | None = None, *, fi
 
 @functools.lru_cache(maxsize=1)
 def mnist():
-    """MNIST from :func:`synapses.data.load_mnist`, loaded once per process."""
+    """MNIST from :func:`synapses.study.data.load_mnist`, loaded once per process."""
     from .data import load_mnist
 
     return load_mnist()
@@ -127,7 +127,7 @@ def mnist():
 @functools.lru_cache(maxsize=1)
 def training_ink() -> np.ndarray:
     """``(784,)`` ink frequency of the MNIST training images (see
-    :func:`synapses.analysis.ink_frequency`), computed once per process."""
+    :func:`synapses.study.analysis.ink_frequency`), computed once per process."""
     return ink_frequency(mnist().train_x)
 
 
@@ -181,7 +181,7 @@ def format_final_table(table: pd.DataFrame, metrics: Iterable[str] = ("train_los
 
 def select_runs(sweep: str, entry: str | None = None, overrides: dict | None = None, **fields: object) -> list[ExperimentConfig]:
     """The configs of ``configs/<sweep>.yaml`` (one ``entry`` of it if given) whose fields
-    equal ``fields``; ``overrides`` scales the file down as :func:`synapses.sweep.load_sweep` does."""
+    equal ``fields``; ``overrides`` scales the file down as :func:`synapses.study.sweep.load_sweep` does."""
     from .sweep import CONFIGS, load_sweep
 
     runs = load_sweep(CONFIGS / f"{sweep}.yaml", override=overrides).runs
@@ -225,7 +225,7 @@ def excess_pruning(groups: dict[str, list[ExperimentConfig]], results_dir: str |
 
 def labelled_runs(sweeps: Iterable[str], overrides: dict | None = None) -> dict[str, list[ExperimentConfig]]:
     """Configs of several sweep files grouped as the report's tables group them (seeds
-    pooled), labelled ``"<sweep>: <label>"`` (:func:`synapses.sweep.run_labels`)."""
+    pooled), labelled ``"<sweep>: <label>"`` (:func:`synapses.study.sweep.run_labels`)."""
     from .sweep import CONFIGS, load_sweep, run_labels
 
     groups: dict[str, list[ExperimentConfig]] = {}

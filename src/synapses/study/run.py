@@ -3,7 +3,7 @@
     python -m synapses.run --weight-decay 1e-3 --epochs 155 --seed 0
     python -m synapses.run --config my_run.json --epochs 10
 
-Every field of :class:`synapses.config.ExperimentConfig` is an option (``--weight-decay``
+Every field of :class:`synapses.study.config.ExperimentConfig` is an option (``--weight-decay``
 for ``weight_decay``); options override the ``--config`` file. An interrupted run picks up
 from its last finished epoch when the same command is given again.
 """
