@@ -38,7 +38,7 @@ import torch
 
 from .analysis import ink_correlation, loss_breakdown, pruning_by_region
 from .config import ExperimentConfig
-from .engine import DEFAULT_RESULTS, is_finished, load_trained_model, prepare_data
+from .engine import DEFAULT_RESULTS, load_trained_model, prepare_data
 from .results import load_metrics, load_pruning, load_topology, mnist, run_problem, training_ink
 from .run_files import DamagedFileError
 from .sweep import CONFIGS, load_sweep, run_labels
@@ -274,7 +274,8 @@ def sweep_table(
                 if "+" in targets:  # say which sweep a row comes from, once
                     label = target if label in (sweep_name, entry, "all") else f"{target}: {label}"
                 groups.setdefault(label, []).append(run.config)
-    problems = [f"{c.run_id()} ({why})" for members in groups.values() for c in members if (why := run_problem(root / c.run_id(), c))]
+    why_not = {c.run_id(): run_problem(root / c.run_id(), c) for members in groups.values() for c in members}
+    problems = [f"{run_id} ({why})" for run_id, why in why_not.items() if why]
     if problems and not allow_missing:
         raise IncompleteResultsError(
             f"table {name!r}: {len(problems)} run(s) missing or unfinished in {root}: {'; '.join(problems)} "
@@ -283,7 +284,7 @@ def sweep_table(
     header = ["configuration", "epochs", "seeds done", *[title for _, title, _ in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, members in groups.items():
-        summaries = [summarize(root / c.run_id()) for c in members if is_finished(root / c.run_id(), c)]
+        summaries = [summarize(root / c.run_id()) for c in members if why_not[c.run_id()] is None]
         cells = [label, str(members[0].epochs), f"{len(summaries)} of {len(members)}"]
         cells += [format_cell(np.array([s[key] for s in summaries])) for key, _, format_cell in columns]
         lines.append("| " + " | ".join(cells) + " |")

@@ -83,6 +83,16 @@ def read_sealed(path: Path, way_out: str) -> tuple[dict[str, Any] | None, Any]:
     Raises:
         DamagedFileError: ``"<path> is damaged (<why>); <way_out>"``.
     """
+    header, payload = _checked_payload(path, way_out)
+    try:
+        return header, torch.load(io.BytesIO(zlib.decompress(payload) if header is not None else payload), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a bad zip
+        raise DamagedFileError(f"{path} is damaged (not a readable checkpoint: {type(err).__name__}); {way_out}") from None
+
+
+def _checked_payload(path: Path, way_out: str) -> tuple[dict[str, Any] | None, bytes]:
+    """``(header, payload)`` of a sealed file whose size and checksum match, or ``(None,
+    raw bytes)`` of a legacy one (which carries no checksum to check)."""
 
     def damaged(why: str) -> DamagedFileError:
         return DamagedFileError(f"{path} is damaged ({why}); {way_out}")
@@ -91,10 +101,7 @@ def read_sealed(path: Path, way_out: str) -> tuple[dict[str, Any] | None, Any]:
     if not raw:
         raise damaged("it is empty")
     if not raw.startswith(SEAL):
-        try:  # legacy: a plain torch.save zip
-            return None, torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises several types for a bad zip
-            raise damaged(f"not a readable checkpoint: {type(err).__name__}") from None
+        return None, raw
     header_line, _, payload = raw[len(SEAL) :].partition(b"\n")
     try:
         header = json.loads(header_line)
@@ -104,7 +111,7 @@ def read_sealed(path: Path, way_out: str) -> tuple[dict[str, Any] | None, Any]:
         raise damaged(f"{len(payload)} bytes of payload, {header.get('size')} expected: truncated")
     if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise damaged("checksum mismatch")
-    return header, torch.load(io.BytesIO(zlib.decompress(payload)), map_location="cpu", weights_only=True)
+    return header, payload
 
 
 def compact_indices(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -163,9 +170,12 @@ def load_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
 
 
 def is_intact(path: Path) -> bool:
-    """Whether a sealed (or legacy) file reads back and passes its checks."""
+    """Whether a sealed file passes its size and checksum checks (a legacy one, which has
+    none, whether it loads), without unpickling a sealed payload."""
     try:
-        read_sealed(path, "")
+        header, _ = _checked_payload(path, "")
+        if header is None:
+            read_sealed(path, "")
     except (DamagedFileError, OSError):
         return False
     return True
@@ -249,7 +259,7 @@ def convert_run_folder(run_dir: Path) -> int:
     saved = 0
     for name, read, write in _CONVERTERS:
         path = run_dir / name
-        if not path.exists() or path.read_bytes().startswith(SEAL):
+        if not path.exists() or _is_current(path):
             continue
         before_bytes = path.read_bytes()
         before = read(path)
@@ -259,6 +269,15 @@ def convert_run_folder(run_dir: Path) -> int:
             raise RuntimeError(f"{path}: converted file does not read back identically; left as it was")
         saved += len(before_bytes) - path.stat().st_size
     return saved
+
+
+def _is_current(path: Path) -> bool:
+    """Whether ``path`` already has the current layout (sealed, or the current array keys)."""
+    if path.suffix == ".pt":
+        with open(path, "rb") as f:
+            return f.read(len(SEAL)) == SEAL
+    with np.load(path) as z:
+        return bool({"pixel_count_steps", "abs_weight_sum_planes"} & set(z.files))
 
 
 def _same(a: Any, b: Any) -> bool:
