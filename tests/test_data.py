@@ -71,3 +71,24 @@ def test_other_roots_by_argument_and_environment(tmp_path, monkeypatch, mnist):
     assert sorted(p.name for p in (tmp_path / "envcache" / "MNIST" / "raw").iterdir()) == sorted(MNIST_MD5)
     data = load_mnist(source=source, cache=tmp_path / "argcache")
     assert np.array_equal(data.test_x.numpy(), mnist.test_x.numpy())
+
+
+def test_runs_preparing_the_cache_together_do_not_collide(tmp_path, monkeypatch):
+    """Two jobs of a sweep on a fresh checkout both decompress MNIST: while this call checks
+    its copy of a file, another one (simulated by a nested call) completes the same file."""
+    import synapses.study.data as data
+
+    source, cache = _copy_sources(tmp_path), tmp_path / "cache"
+    real_md5, interrupted = data._md5, []
+
+    def md5_with_a_rival(path: Path) -> str:
+        if path.suffix == ".partial" and not interrupted:
+            interrupted.append(path)
+            prepare_raw_files(source, cache)  # the other job, start to finish
+        return real_md5(path)
+
+    monkeypatch.setattr(data, "_md5", md5_with_a_rival)
+    prepare_raw_files(source, cache)
+    raw = cache / "MNIST" / "raw"
+    assert interrupted and not list(raw.glob("*.partial"))
+    assert {p.name: real_md5(p) for p in raw.iterdir()} == MNIST_MD5

@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import lzma
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,9 @@ def prepare_raw_files(source: Path, cache: Path) -> Path:
     """Check and decompress the four files into ``cache/MNIST/raw``; return ``cache``.
 
     Already decompressed files with the right checksum are kept. A file is written under a
-    temporary name and renamed once complete, so an interrupted run never leaves a partial
-    file where torchvision would read it.
+    temporary name of its own and renamed once complete, so an interrupted run never leaves
+    a partial file where torchvision would read it, and runs that start together on a fresh
+    checkout (a sweep's first jobs) each write their own copy instead of racing on one.
 
     Raises:
         MNISTFileError: naming the file and its expected md5, if a file is missing or wrong.
@@ -98,7 +100,8 @@ def prepare_raw_files(source: Path, cache: Path) -> Path:
         packed = packed_file(source, name)
         if not packed.exists():
             raise MNISTFileError(f"MNIST file {name} is missing from {source} (looked for {name}.xz and {name}.gz; expected md5 {md5} once decompressed)")
-        partial = target.with_suffix(".partial")
+        with tempfile.NamedTemporaryFile(dir=raw, prefix=f"{name}.", suffix=".partial", delete=False) as handle:
+            partial = Path(handle.name)
         opener = lzma.open if packed.suffix == ".xz" else gzip.open
         try:
             with opener(packed, "rb") as f_in, open(partial, "wb") as f_out:
