@@ -6,10 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
+from synapses.study.build import build_model
 from synapses.study.config import ConfigError, ExperimentConfig
-from synapses.study.data import MEAN, STD
-from synapses.study.engine import METRIC_COLUMNS, build_model, is_finished, load_model_state, prepare_data, run_experiment
-from synapses.study.run_files import read_pruning, read_topology
+from synapses.study.data import MEAN, STD, prepare_data
+from synapses.study.engine import run_experiment
+from synapses.study.run_dir import METRIC_COLUMNS, RunDir
+from synapses.study.run_files import load_model_state, read_pruning, read_topology
 from synapses.study.topology import center_ratio, trend
 
 
@@ -36,7 +38,7 @@ def test_results_layout(tmp_path, small_mnist):
     assert np.allclose(topology["trend"], trend(counts))
     assert np.allclose(metrics["center_ratio"], center_ratio(counts[1:]))
     assert not (run_dir / "checkpoint.pt").exists()
-    assert is_finished(run_dir, config)
+    assert RunDir(run_dir).is_finished(config)
 
 
 def test_initial_topology_is_the_constructed_one(tmp_path, small_mnist):
@@ -75,7 +77,7 @@ def test_seeds_differ(tmp_path, small_mnist):
 def test_interrupted_run_resumes_to_identical_files(tmp_path, small_mnist, config):
     straight = run_experiment(config, tmp_path / "straight", data=small_mnist, progress=False)
     resumed = run_experiment(config, tmp_path / "resumed", data=small_mnist, progress=False, stop_after=1)
-    assert (resumed / "checkpoint.pt").exists() and not is_finished(resumed, config)
+    assert (resumed / "checkpoint.pt").exists() and not RunDir(resumed).is_finished(config)
     assert len(pd.read_csv(resumed / "metrics.csv")) == 1
     run_experiment(config, tmp_path / "resumed", data=small_mnist, progress=False)
     (ma, ta), (mb, tb) = _read(straight), _read(resumed)
@@ -83,6 +85,20 @@ def test_interrupted_run_resumes_to_identical_files(tmp_path, small_mnist, confi
     assert all(np.array_equal(ta[k], tb[k]) for k in ta)
     for name in ("config.json", "model.pt") + (("pruning.npz",) if config.record_pruning else ()):
         assert (straight / name).read_bytes() == (resumed / name).read_bytes(), name
+
+
+def test_run_checkpointed_under_the_old_metric_name_resumes_under_the_new(tmp_path, small_mnist):
+    """Runs in progress when ``weight_decay`` (the metric) became ``decay_in_force`` resume
+    with the rows they hold, written back under the one current name."""
+    config = ExperimentConfig(epochs=2, weight_decay=1e-3)
+    straight = run_experiment(config, tmp_path / "straight", data=small_mnist, progress=False)
+    resumed = run_experiment(config, tmp_path / "resumed", data=small_mnist, progress=False, stop_after=1)
+    metrics = resumed / "metrics.csv"
+    metrics.write_text(metrics.read_text().replace(",decay_in_force,", ",weight_decay,"))
+    run_experiment(config, tmp_path / "resumed", data=small_mnist, progress=False)
+    (a, _), (b, _) = _read(straight), _read(resumed)
+    assert tuple(b.columns) == METRIC_COLUMNS
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"), check_exact=True)
 
 
 def test_finished_run_is_a_no_op(tmp_path, small_mnist):
@@ -99,7 +115,7 @@ def test_weight_decay_shrinks_weights_and_schedules_are_recorded(tmp_path, small
     decayed = run_experiment(decayed_config, tmp_path, data=small_mnist, progress=False)
     norms = [load_model_state(d / "model.pt")["readout.weight"].norm().item() for d in (plain, decayed)]
     assert norms[1] < norms[0]
-    assert pd.read_csv(decayed / "metrics.csv")["weight_decay"].tolist() == pytest.approx([0.05, 0.1])
+    assert pd.read_csv(decayed / "metrics.csv")["decay_in_force"].tolist() == pytest.approx([0.05, 0.1])
 
 
 def test_init_from_starts_from_a_finished_run(tmp_path, small_mnist):
@@ -149,10 +165,9 @@ def test_record_pruning(tmp_path, small_mnist):
 
 
 def test_unit_inputs_make_blank_pixels_zero(small_mnist):
-    from synapses.study.engine import prepare_data
 
-    standard = prepare_data(small_mnist, ExperimentConfig(train_size=100, test_size=50))
-    unit = prepare_data(small_mnist, ExperimentConfig(inputs="unit", train_size=100, test_size=50))
+    standard = prepare_data(small_mnist, train_size=100, test_size=50)
+    unit = prepare_data(small_mnist, inputs="unit", train_size=100, test_size=50)
     assert standard.train_x.shape == unit.train_x.shape == (100, 784) and unit.test_x.shape == (50, 784)
     assert unit.train_x.min().item() == 0.0 and unit.train_x.max().item() == 1.0
     blank = standard.train_x == standard.train_x.min()
@@ -181,7 +196,7 @@ def test_dropout_acts_in_training_only():
 
 
 def test_scaled_inputs_are_standardised_scale_with_blank_at_zero(small_mnist):
-    scaled = prepare_data(small_mnist, ExperimentConfig(inputs="scaled"))
+    scaled = prepare_data(small_mnist, inputs="scaled")
     blank = small_mnist.train_x == small_mnist.train_x.min()
     assert (scaled.train_x[blank] == 0).all()
     # the same spread as the standardised inputs: one inked step is the same size

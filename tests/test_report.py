@@ -74,7 +74,7 @@ def test_overfitting_summary_on_a_known_curve(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(ExperimentConfig(epochs=100).to_json())
-    pd.DataFrame({"epoch": epochs, "train_loss": loss, "train_acc": acc, "test_loss": loss, "test_acc": acc, "center_ratio": 1.0, "weight_decay": 0.0, "seconds": 1.0}).to_csv(run / "metrics.csv", index=False)
+    pd.DataFrame({"epoch": epochs, "train_loss": loss, "train_acc": acc, "test_loss": loss, "test_acc": acc, "center_ratio": 1.0, "decay_in_force": 0.0, "seconds": 1.0}).to_csv(run / "metrics.csv", index=False)
     summary = overfitting_summary(run, window=5)
     assert summary["min_epoch"] == 40 and summary["min_test_loss"] == pytest.approx(0.1 + 2 * (1 + 4) / 5 / 1e4)
     assert summary["test_acc"] == pytest.approx(0.9 + 98 / 1e4)  # centred on epoch 98

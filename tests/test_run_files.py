@@ -8,7 +8,8 @@ import torch
 
 from synapses.study import run_files
 from synapses.study.config import ExperimentConfig
-from synapses.study.engine import is_finished, run_experiment
+from synapses.study.engine import run_experiment
+from synapses.study.run_dir import RunDir
 from synapses.study.run_files import (
     DamagedFileError,
     load_checkpoint,
@@ -113,10 +114,10 @@ def test_flipped_byte_in_checkpoint_is_never_resumed(tmp_path, small_mnist):
 def test_truncated_model_is_not_finished(tmp_path, small_mnist):
     config = ExperimentConfig(epochs=1)
     run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
-    assert is_finished(run_dir, config)
+    assert RunDir(run_dir).is_finished(config)
     model = run_dir / "model.pt"
     model.write_bytes(model.read_bytes()[:-10])
-    assert not is_finished(run_dir, config)
+    assert not RunDir(run_dir).is_finished(config)
     with pytest.raises(DamagedFileError, match="model.pt is damaged"):
         load_model_state(model)
     before = (run_dir / "metrics.csv").read_bytes()
@@ -156,6 +157,8 @@ def test_converting_a_legacy_run_folder_keeps_every_tensor(tmp_path, small_mnist
     torch.save({k: (v.int() if v.dtype == torch.int64 else v) for k, v in state.items()}, run_dir / "model.pt")
     np.savez_compressed(run_dir / "topology.npz", pixel_counts=counts.astype(np.int16), trend=np.zeros((3, 14)))
     np.savez_compressed(run_dir / "pruning.npz", pruned_counts=pruned.astype(np.int16), abs_weight_sum=mass.astype(np.float32))
+    metrics = (run_dir / "metrics.csv").read_text()
+    (run_dir / "metrics.csv").write_text(metrics.replace(",decay_in_force,", ",weight_decay,", 1))  # the old column name
     legacy_model_size = (run_dir / "model.pt").stat().st_size
     assert run_files.convert_run_folder(run_dir) > 0
     assert (run_dir / "model.pt").stat().st_size < 0.6 * legacy_model_size
@@ -163,7 +166,8 @@ def test_converting_a_legacy_run_folder_keeps_every_tensor(tmp_path, small_mnist
     assert run_files._same(load_model_state(run_dir / "model.pt"), state)
     assert np.array_equal(read_topology(run_dir / "topology.npz"), counts)
     assert all(np.array_equal(a, b) for a, b in zip(read_pruning(run_dir / "pruning.npz"), (pruned, mass)))
-    assert is_finished(run_dir, config)
+    assert (run_dir / "metrics.csv").read_text() == metrics
+    assert RunDir(run_dir).is_finished(config)
     assert run_files.convert_run_folder(run_dir) == 0  # nothing left to convert
 
 
@@ -173,3 +177,18 @@ def test_legacy_checkpoint_resumes_with_a_warning(tmp_path):
     torch.save({"model": _state(), "epoch": 2}, path)
     with pytest.warns(UserWarning, match="predates checksums: resuming it unverified"):
         assert load_checkpoint(path, "run_a")["epoch"] == 2
+
+
+def test_conversion_leaves_a_run_being_trained_alone(tmp_path, small_mnist, capsys):
+    """The conversion command skips a run whose lock is held: its trainer rewrites the files
+    every epoch, and a conversion in between could lose one."""
+    config = ExperimentConfig(epochs=1)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    metrics = run_dir / "metrics.csv"
+    metrics.write_text(metrics.read_text().replace(",decay_in_force,", ",weight_decay,"))
+    legacy = metrics.read_bytes()
+    with RunDir(run_dir).lock():
+        assert run_files.main([str(tmp_path)]) == 0
+    assert "skipped" in capsys.readouterr().out and metrics.read_bytes() == legacy
+    run_files.main([str(tmp_path)])
+    assert metrics.read_text().startswith("epoch,train_loss,train_acc,test_loss,test_acc,center_ratio,decay_in_force,seconds\n")

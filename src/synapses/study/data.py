@@ -21,6 +21,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -135,3 +136,22 @@ def load_mnist(source: str | Path | None = None, cache: str | Path | None = None
     train, test = splits
     return MNISTTensors(normalise(train.data), train.targets.long(), normalise(test.data), test.targets.long())
 
+
+
+InputScale = Literal["standardized", "unit", "scaled"]
+
+
+def prepare_data(data: MNISTTensors, train_size: int | None = None, test_size: int | None = None, inputs: InputScale = "standardized") -> MNISTTensors:
+    """The first ``train_size`` / ``test_size`` images (all for ``None``) at the scale ``inputs``.
+
+    ``"standardized"`` leaves ``data`` as loaded. ``"unit"`` undoes the standardisation:
+    pixels in [0, 1], blank pixels exactly 0, so that weights from blank pixels receive no
+    gradient at all. ``"scaled"`` undoes only the centring: pixels in [0, 1 / 0.3081], the
+    standardised scale with blank pixels at 0.
+    """
+    train_x, test_x = data.train_x[:train_size], data.test_x[:test_size]
+    if inputs == "unit":
+        train_x, test_x = ((x * STD + MEAN).clamp_(0, 1) for x in (train_x, test_x))
+    elif inputs == "scaled":
+        train_x, test_x = ((x * STD + MEAN).clamp_(0, 1) / STD for x in (train_x, test_x))
+    return MNISTTensors(train_x, data.train_y[:train_size], test_x, data.test_y[:test_size])

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from .analysis import ink_correlation
 from .config import ExperimentConfig
-from .engine import DEFAULT_RESULTS
+from .paths import RESULTS
 from .results import load_metrics, load_topology, run_problem, training_ink
 from .sweep import CONFIGS, load_sweep, run_labels, sweep_names
 from .topology import as_image, trend
@@ -53,7 +53,7 @@ class SweepRuns:
 
     def __init__(self, sweep: str, results_dir: str | Path | None = None) -> None:
         self.sweep = sweep
-        self.results_dir = Path(results_dir) if results_dir is not None else DEFAULT_RESULTS
+        self.results_dir = Path(results_dir) if results_dir is not None else RESULTS
         loaded = load_sweep(CONFIGS / f"{sweep}.yaml")
         labels = run_labels(loaded)
         self.groups: dict[str, list[ExperimentConfig]] = {}

@@ -90,10 +90,10 @@ def fact(name: str, results: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .engine import DEFAULT_RESULTS
+    from .paths import RESULTS
 
     for name, compute in FACTS.items():
-        print(f"{name}: {compute(DEFAULT_RESULTS)}  ({(compute.__doc__ or '').strip().splitlines()[0]})")
+        print(f"{name}: {compute(RESULTS)}  ({(compute.__doc__ or '').strip().splitlines()[0]})")
     return 0
 
 

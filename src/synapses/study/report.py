@@ -37,9 +37,12 @@ import numpy as np
 import torch
 
 from .analysis import ink_correlation, loss_breakdown, pruning_by_region
+from .build import load_trained_model
 from .config import ExperimentConfig
-from .engine import DEFAULT_RESULTS, load_trained_model, prepare_data
+from .data import prepare_data
+from .paths import RESULTS
 from .results import load_metrics, load_pruning, load_topology, mnist, run_problem, training_ink
+from .run_dir import RunDir
 from .run_files import DamagedFileError
 from .sweep import CONFIGS, load_sweep, run_labels
 
@@ -183,8 +186,8 @@ PRUNING_COLUMNS = (
 def errors_summary(run_dir: Path) -> dict[str, float]:
     """:func:`synapses.study.analysis.loss_breakdown` of a finished run's final network on its
     test images."""
-    config = ExperimentConfig.from_json(Path(run_dir) / "config.json")
-    data = prepare_data(mnist(), config)
+    config = RunDir(run_dir).config()
+    data = prepare_data(mnist(), config.train_size, config.test_size, config.inputs)
     with torch.no_grad():
         log_probs = load_trained_model(run_dir)(data.test_x)
     return loss_breakdown(log_probs, data.test_y)
@@ -258,7 +261,7 @@ def sweep_table(
     if (view or "summary") not in VIEWS:
         raise ValueError(f"table {name!r}: unknown view {view!r}; known: {sorted(VIEWS)}")
     summarize, columns = VIEWS[view or "summary"]
-    root = Path(results_dir) if results_dir is not None else DEFAULT_RESULTS
+    root = Path(results_dir) if results_dir is not None else RESULTS
     groups: dict[str, list[ExperimentConfig]] = {}
     for target in targets.split("+"):
         sweep_name, _, entry = target.partition("/")
@@ -305,7 +308,7 @@ def refresh(text: str, results_dir: str | Path | None = None, configs_dir: str |
         if name.startswith("fact:"):
             from .facts import fact
 
-            return fact(name.removeprefix("fact:"), Path(results_dir) if results_dir is not None else DEFAULT_RESULTS)
+            return fact(name.removeprefix("fact:"), Path(results_dir) if results_dir is not None else RESULTS)
         table_name, row, column = (part.strip() for part in name.split("|"))
         return table_cell(table(table_name), row, column, where=name)
 
@@ -337,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synapses.report", description="Regenerate the marked tables of a markdown file from results/.")
     parser.add_argument("markdown", type=Path)
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table differs from the results")
-    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--allow-missing", action="store_true", help="pool the finished seeds of tables whose runs are not all there")
     args = parser.parse_args(argv)
     try:

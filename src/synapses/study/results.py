@@ -15,8 +15,10 @@ import pandas as pd
 
 from .analysis import ink_correlation, ink_frequency
 from .config import ExperimentConfig
-from .engine import DEFAULT_RESULTS, METRIC_COLUMNS, is_finished, run_experiment
-from .run_files import is_intact, read_pruning, read_topology
+from .engine import run_experiment
+from .paths import RESULTS
+from .run_dir import METRIC_COLUMNS, RunDir
+from .run_files import LEGACY_METRIC_NAMES
 
 if TYPE_CHECKING:
     from .sweep import Sweep
@@ -25,7 +27,7 @@ CONFIG_COLUMNS = ("run_id", "model", "seed", "weight_decay", "weight_decay_end",
 
 
 def _results_dir(results_dir: str | Path | None) -> Path:
-    return Path(results_dir) if results_dir is not None else DEFAULT_RESULTS
+    return Path(results_dir) if results_dir is not None else RESULTS
 
 
 def run_dir_of(config: ExperimentConfig, results_dir: str | Path | None = None) -> Path:
@@ -34,31 +36,16 @@ def run_dir_of(config: ExperimentConfig, results_dir: str | Path | None = None) 
 
 def run_problem(run_dir: Path, config: ExperimentConfig) -> str | None:
     """Why ``run_dir`` is not a finished run of ``config`` (``None`` when it is)."""
-    if not run_dir.is_dir():
-        return "no run folder"
-    for name in ("metrics.csv", "topology.npz", "model.pt"):
-        if not (run_dir / name).exists():
-            return f"no {name}" + (" (unfinished: a checkpoint is there)" if (run_dir / "checkpoint.pt").exists() else "")
-    with open(run_dir / "metrics.csv") as f:
-        epochs = sum(1 for _ in f) - 1
-    if epochs != config.epochs:
-        return f"metrics.csv has {epochs} of {config.epochs} epochs"
-    if not is_intact(run_dir / "model.pt"):
-        return "model.pt is damaged"
-    return None
+    return RunDir(run_dir).problem(config)
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """``metrics.csv`` of one run with its config fields as leading columns.
-
-    The file's ``weight_decay`` column (the coefficient in force each epoch) is renamed
-    ``decay_in_force``; ``weight_decay`` is the config's.
-    """
-    run_dir = Path(run_dir)
-    config = ExperimentConfig.from_json(run_dir / "config.json")
-    # the file's per-epoch coefficient; "weight_decay" names the run's (starting) one
-    metrics = pd.read_csv(run_dir / "metrics.csv").rename(columns={"weight_decay": "decay_in_force"})
-    fields = config.to_dict() | {"run_id": run_dir.name}
+    """``metrics.csv`` of one run (:data:`~synapses.study.run_dir.METRIC_COLUMNS`) with its
+    config fields as leading columns (``weight_decay`` is the config's; the coefficient in
+    force each epoch is the metric ``decay_in_force``)."""
+    folder = RunDir(run_dir)
+    metrics = pd.read_csv(folder.metrics_file).rename(columns=LEGACY_METRIC_NAMES)
+    fields = folder.config().to_dict() | {"run_id": folder.path.name}
     for column in reversed(CONFIG_COLUMNS):
         metrics.insert(0, column, fields[column])
     return metrics
@@ -66,16 +53,18 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
 
 def load_topology(run_dir: str | Path) -> np.ndarray:
     """``(epochs + 1, 784)`` connections per input pixel, row 0 at initialisation."""
-    return read_topology(Path(run_dir) / "topology.npz")
+    return RunDir(run_dir).topology()
+
+
+def load_final_state(run_dir: str | Path) -> dict:
+    """The state dict of a finished run's final network (``model.pt``)."""
+    return RunDir(run_dir).model_state()
 
 
 def load_pruning(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``(pruned_counts, abs_weight_sum)``, each ``(epochs, 784)``, of a run recorded with
-    ``record_pruning`` (see :mod:`synapses.study.engine`)."""
-    path = Path(run_dir) / "pruning.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir} has no pruning.npz: only runs made with record_pruning have one")
-    return read_pruning(path)
+    ``record_pruning``."""
+    return RunDir(run_dir).pruning()
 
 
 def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:
@@ -88,10 +77,9 @@ def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: st
         pairs = [(ExperimentConfig.from_json(path), path.parent) for path in sorted(root.glob("*/config.json"))]
     else:
         pairs = [(c, root / c.run_id()) for c in configs]
-    frames = [load_metrics(d) for c, d in pairs if (is_finished(d, c) if finished_only else (d / "metrics.csv").exists())]
+    frames = [load_metrics(d) for c, d in pairs if (RunDir(d).is_finished(c) if finished_only else RunDir(d).metrics_file.exists())]
     if not frames:
-        metric_columns = [("decay_in_force" if c == "weight_decay" else c) for c in METRIC_COLUMNS]
-        return pd.DataFrame(columns=[*CONFIG_COLUMNS, *metric_columns])
+        return pd.DataFrame(columns=[*CONFIG_COLUMNS, *METRIC_COLUMNS])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -152,7 +140,7 @@ def ensure_runs(configs: Iterable[ExperimentConfig], results_dir: str | Path | N
 
     configs = list(configs)
     root = _results_dir(results_dir)
-    missing = [c for c in configs if not is_finished(root / c.run_id(), c)]
+    missing = [c for c in configs if not RunDir.of(c, root).is_finished(c)]
     if missing:
         data = load_mnist()
         for config in missing:

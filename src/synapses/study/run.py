@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
     from .data import MNISTFileError  # heavy imports only once the arguments are good
-    from .engine import RunInProgressError, run_experiment
-    from .run_files import DamagedFileError
+    from .engine import run_experiment
+    from .run_files import DamagedFileError, RunInProgressError
 
     try:
         run_dir = run_experiment(config, args.results_dir, progress=not args.no_progress)

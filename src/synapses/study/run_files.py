@@ -14,7 +14,9 @@ no checksum, so they are checked only as far as torch's reader checks them.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -23,16 +25,38 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
 SEAL = b"synapses-sealed/1\n"
+# metrics.csv columns renamed since: runs written before the coefficient in force each epoch
+# had its one name called it after the config field.
+LEGACY_METRIC_NAMES = {"weight_decay": "decay_in_force"}
 
 
 class DamagedFileError(RuntimeError):
     """A run file is truncated, corrupt or belongs to another run."""
+
+
+class RunInProgressError(RuntimeError):
+    """Another process holds the run's lock."""
+
+
+@contextlib.contextmanager
+def hold_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` (created if needed) for as long as the block runs.
+
+    Raises:
+        RunInProgressError: another process holds it (training the run).
+    """
+    with open(run_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInProgressError(f"{run_dir} is being trained by another process") from None
+        yield
 
 
 # ---------------------------------------------------------------------------- writing
@@ -272,7 +296,11 @@ def convert_run_folder(run_dir: Path) -> int:
 
 
 def _is_current(path: Path) -> bool:
-    """Whether ``path`` already has the current layout (sealed, or the current array keys)."""
+    """Whether ``path`` already has the current layout (sealed, the current array keys or
+    column names)."""
+    if path.suffix == ".csv":
+        with open(path) as f:
+            return not set(f.readline().strip().split(",")) & LEGACY_METRIC_NAMES.keys()
     if path.suffix == ".pt":
         with open(path, "rb") as f:
             return f.read(len(SEAL)) == SEAL
@@ -296,11 +324,18 @@ def _read_checkpoint_any(path: Path) -> dict[str, Any]:
     return load_checkpoint(path, path.parent.name)
 
 
+def _read_metrics_renamed(path: Path) -> list[str]:
+    """``metrics.csv``'s lines, the header with its current names."""
+    header, *body = path.read_text().splitlines(keepends=True)
+    return [",".join(LEGACY_METRIC_NAMES.get(name, name) for name in header.rstrip("\n").split(",")) + "\n", *body]
+
+
 _CONVERTERS: list[tuple[str, Callable[[Path], Any], Callable[[Path, Any, str], None]]] = [
     ("model.pt", load_model_state, lambda p, state, run_id: save_model(p, state, run_id)),
     ("checkpoint.pt", _read_checkpoint_any, lambda p, payload, run_id: save_checkpoint(p, payload, run_id, payload["epoch"])),
     ("topology.npz", read_topology, lambda p, counts, _: write_topology(p, counts)),
     ("pruning.npz", read_pruning, lambda p, arrays, _: write_pruning(p, *arrays)),
+    ("metrics.csv", _read_metrics_renamed, lambda p, lines, _: write_atomic(p, "".join(lines).encode())),
 ]
 
 
@@ -308,14 +343,18 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m synapses.run_files RESULTS_DIR``: convert every run folder in place."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m synapses.run_files", description="Rewrite legacy run files in the current compact, checksummed formats (lossless, verified).")
+    parser = argparse.ArgumentParser(prog="python -m synapses.run_files", description="Rewrite legacy run files in the current compact, checksummed formats and column names (lossless, verified).")
     parser.add_argument("results_dir", type=Path)
     args = parser.parse_args(argv)
     if not args.results_dir.is_dir():
         parser.exit(2, f"error: {args.results_dir} is not a folder\n")
     total = 0
     for run_dir in sorted(p for p in args.results_dir.iterdir() if (p / "config.json").exists()):
-        total += convert_run_folder(run_dir)
+        try:
+            with hold_lock(run_dir):  # a run being trained rewrites its files every epoch
+                total += convert_run_folder(run_dir)
+        except RunInProgressError as err:
+            print(f"skipped: {err}")
     print(f"saved {total / 2**20:.1f} MiB")
     return 0
 

@@ -30,6 +30,7 @@ import yaml
 
 from .config import ConfigError, ExperimentConfig
 from .paths import CONFIGS  # the study's sweep files
+from .run_dir import RunDir
 
 SWEEP_KEYS = {"description", "base", "grid", "runs"}
 ENTRY_KEYS = {"name", "grid", "after"}
@@ -169,12 +170,7 @@ def _grid(value: Any, where: str) -> dict[str, list[Any]]:
 # ---------------------------------------------------------------------------- state
 def run_state(run: SweepRun, results_dir: Path) -> str:
     """``"done"``, ``"partial"`` (a checkpoint to resume from) or ``"new"``."""
-    from .engine import is_finished
-
-    run_dir = results_dir / run.config.run_id()
-    if is_finished(run_dir, run.config):
-        return "done"
-    return "partial" if (run_dir / "checkpoint.pt").exists() else "new"
+    return RunDir.of(run.config, results_dir).state(run.config)
 
 
 def run_job(config: dict[str, Any], results_dir: str, cores: list[int] | None = None) -> str:
@@ -315,13 +311,13 @@ def _stop_on_terminate() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .engine import DEFAULT_RESULTS
+    from .paths import RESULTS
 
     parser = argparse.ArgumentParser(prog="python -m synapses.sweep", description="Run the configurations of a sweep file.")
     parser.add_argument("sweep", type=Path, nargs="+", help="sweep file(s), YAML or JSON")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2: one per core here)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run and what is done, run nothing")
-    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help="where run folders go (default: results/)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where run folders go (default: results/)")
     parser.add_argument("--executor", choices=("local", "slurm"), default="local")
     parser.add_argument("--partition", default=None, help="Slurm partition")
     parser.add_argument("--time", type=int, default=7 * 24 * 60, help="time limit per run in minutes (default one week)")

@@ -1,0 +1,77 @@
+"""The network and optimizer a configuration describes, and a finished run's network back."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+
+from ..layer import Regrowth
+from ..models import DenseNet, EvolNet, SparseNet
+from .config import INPUT_SIZE, ExperimentConfig
+from .decay import WeightDecayPolicy
+from .run_dir import RunDir
+from .topology import SIDE, pixel_counts
+
+N_CLASSES = 10
+Network = Union[SparseNet, DenseNet]
+
+
+def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network:
+    """The network of ``config``; SET randomness comes from ``generator``."""
+    sizes = (INPUT_SIZE, *config.hidden, N_CLASSES)
+    if config.model == "Dense":
+        return DenseNet(sizes, dropout=config.dropout)
+    # near-parents regrowth acts on the input layer: the one with a pixel geometry
+    parents = config.regrowth == "near_parents"
+    regrowth: Regrowth = "near_parents" if parents else "uniform"
+    grid = (SIDE, SIDE) if parents else None
+    if config.model == "EvolNet":
+        return EvolNet(
+            config.evolution_proba, sizes, config.layer_epsilons(), config.zeta, generator=generator, dropout=config.dropout,
+            per_layer=True, input_regrowth=regrowth, parent_fraction=config.parent_fraction, input_grid=grid,
+        )
+    return SparseNet(
+        sizes, config.layer_epsilons(), config.zeta, generator=generator, dropout=config.dropout,
+        input_regrowth=regrowth, parent_fraction=config.parent_fraction, input_grid=grid,
+    )
+
+
+def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD (with ``momentum``) or Adam at ``lr``; the coupled decay of epoch 1, which
+    :class:`~synapses.study.decay.WeightDecayPolicy` updates each epoch."""
+    coupled = WeightDecayPolicy.of(config).optimizer_coefficient(1)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=coupled)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=coupled)
+
+
+def fix_topology(model: SparseNet, source_state: dict[str, torch.Tensor]) -> None:
+    """Give ``model``'s SET layers the connections of ``source_state`` (a state dict of the
+    same architecture), keeping their freshly drawn weights."""
+    for i, layer in enumerate(model.sparse_layers()):
+        connections = source_state[f"set_layers.{i}.connections"]
+        if connections.shape != layer.connections.shape:
+            raise ValueError(f"topology_from: layer {i} has {len(connections)} connections there, {layer.n_params} here")
+        layer.connections.copy_(connections)
+
+
+def first_layer_counts(model: Network) -> np.ndarray:
+    """``(784,)`` connections of the first layer per input pixel (all ``out_features`` for
+    a dense layer)."""
+    if isinstance(model, DenseNet):
+        dense = model.hidden_layers[0]
+        assert isinstance(dense, torch.nn.Linear)
+        return np.full(dense.in_features, dense.out_features, dtype=np.int64)
+    first = model.sparse_layers()[0]
+    return pixel_counts(first.connections, first.in_features)
+
+
+def load_trained_model(run_dir: str | Path) -> Network:
+    """The final network of a finished run (``config.json`` and ``model.pt``), in eval mode."""
+    folder = RunDir(run_dir)
+    config = folder.config()
+    model = build_model(config, torch.Generator().manual_seed(config.seed))
+    model.load_state_dict(folder.model_state())
+    return model.eval()

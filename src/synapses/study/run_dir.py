@@ -1,0 +1,232 @@
+"""A run's folder, ``results/<run_id>/``: the one place that knows its files.
+
+The engine writes a run through :class:`RunDir`, the sweep asks it for a run's state, and
+the analysis reads results back through it; nobody else names a file of a run folder.
+How each file is encoded (sealed ``.pt`` files, compact topology steps) is
+:mod:`synapses.study.run_files`' business.
+
+Files:
+
+* ``config.json``: the configuration; ``environment.json``: thread count and library
+  versions the numbers were made with;
+* ``metrics.csv``: one row per epoch, :data:`METRIC_COLUMNS`;
+* ``topology.npz``: ``(epochs + 1, 784)`` first-layer connections per input pixel, row 0 at
+  initialisation;
+* ``pruning.npz`` (runs with ``record_pruning``): ``pruned_counts`` and ``abs_weight_sum``,
+  each ``(epochs, 784)``;
+* ``model.pt``: the final network, once the run is finished;
+* ``checkpoint.pt`` while it is not: network, optimizer and random states;
+* ``.lock``: held by the process training the run.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .config import ExperimentConfig
+from .run_files import (
+    LEGACY_METRIC_NAMES,
+    DamagedFileError,
+    hold_lock,
+    is_intact,
+    load_checkpoint,
+    load_model_state,
+    read_pruning,
+    read_topology,
+    save_checkpoint,
+    save_model,
+    write_atomic,
+    write_pruning,
+    write_topology,
+)
+
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "center_ratio", "decay_in_force", "seconds")
+
+RunState = Literal["done", "partial", "new"]
+
+
+@dataclass
+class History:
+    """What a run has recorded so far: the content of ``metrics.csv``, ``topology.npz`` and
+    ``pruning.npz``.
+
+    ``rows`` holds one dict per epoch with the keys of :data:`METRIC_COLUMNS`; ``counts``
+    ``epoch + 1`` arrays ``(784,)``; ``pruned`` and ``weight_mass`` one ``(784,)`` array per
+    epoch, with ``record_pruning`` only.
+    """
+
+    epoch: int = 0
+    rows: list[dict[str, float]] = field(default_factory=list)
+    counts: list[np.ndarray] = field(default_factory=list)
+    pruned: list[np.ndarray] = field(default_factory=list)
+    weight_mass: list[np.ndarray] = field(default_factory=list)
+
+
+def read_metric_rows(path: Path) -> list[dict[str, float]]:
+    """The rows of a ``metrics.csv`` (epoch as int, the rest as float), legacy names renamed."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{LEGACY_METRIC_NAMES.get(k, k): (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+
+
+def metrics_text(rows: list[dict[str, float]]) -> str:
+    """``metrics.csv``'s content for ``rows`` (floats written with ``repr``: exact round trip)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+class RunDir:
+    """The folder of one run. ``RunDir.of(config, results_dir)`` names it by the run id."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def of(cls, config: ExperimentConfig, results_dir: str | Path) -> "RunDir":
+        return cls(Path(results_dir) / config.run_id())
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # file names: here and nowhere else
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def environment_file(self) -> Path:
+        return self.path / "environment.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def topology_file(self) -> Path:
+        return self.path / "topology.npz"
+
+    @property
+    def pruning_file(self) -> Path:
+        return self.path / "pruning.npz"
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / "model.pt"
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    # ------------------------------------------------------------------ state
+    def problem(self, config: ExperimentConfig) -> str | None:
+        """Why this folder is not a finished run of ``config`` (``None`` when it is)."""
+        if not self.path.is_dir():
+            return "no run folder"
+        for path in (self.metrics_file, self.topology_file, self.model_file):
+            if not path.exists():
+                return f"no {path.name}" + (" (unfinished: a checkpoint is there)" if self.checkpoint_file.exists() else "")
+        if (epochs := self.epochs_recorded()) != config.epochs:
+            return f"{self.metrics_file.name} has {epochs} of {config.epochs} epochs"
+        if not is_intact(self.model_file):
+            return f"{self.model_file.name} is damaged"
+        return None
+
+    def is_finished(self, config: ExperimentConfig) -> bool:
+        """All ``config.epochs`` epochs recorded and an intact final network (a damaged
+        ``model.pt`` does not count)."""
+        return self.problem(config) is None
+
+    def state(self, config: ExperimentConfig) -> RunState:
+        """``"done"``, ``"partial"`` (a checkpoint to resume from) or ``"new"``."""
+        if self.is_finished(config):
+            return "done"
+        return "partial" if self.checkpoint_file.exists() else "new"
+
+    def epochs_recorded(self) -> int:
+        """Rows of ``metrics.csv`` (0 without one)."""
+        if not self.metrics_file.exists():
+            return 0
+        with open(self.metrics_file) as f:
+            return sum(1 for _ in f) - 1
+
+    def config(self) -> ExperimentConfig:
+        return ExperimentConfig.from_json(self.config_file)
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Hold ``.lock`` while training: two processes on one run would corrupt it.
+
+        Raises:
+            RunInProgressError: another process holds it.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        return hold_lock(self.path)
+
+    # ------------------------------------------------------------------ writing
+    def start(self, config: ExperimentConfig, environment: dict[str, Any]) -> None:
+        """Write ``config.json`` and ``environment.json`` of a run that starts from scratch."""
+        write_atomic(self.config_file, (config.to_json() + "\n").encode())
+        write_atomic(self.environment_file, (json.dumps(environment, indent=2) + "\n").encode())
+
+    def write_history(self, history: History) -> None:
+        """``metrics.csv``, ``topology.npz`` (and ``pruning.npz``) for the epochs done so far."""
+        write_atomic(self.metrics_file, metrics_text(history.rows).encode())
+        write_topology(self.topology_file, np.stack(history.counts))
+        if history.pruned:
+            write_pruning(self.pruning_file, np.stack(history.pruned), np.stack(history.weight_mass))
+
+    def save_checkpoint(self, resumable: dict[str, Any], run_id: str, epoch: int) -> None:
+        save_checkpoint(self.checkpoint_file, resumable, run_id, epoch)
+
+    def finish(self, model_state: dict[str, torch.Tensor], run_id: str) -> None:
+        """Write the final network and drop the checkpoint: the run is finished."""
+        save_model(self.model_file, model_state, run_id)
+        self.checkpoint_file.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ reading
+    def checkpoint(self, run_id: str) -> dict[str, Any] | None:
+        """The checkpoint's content (checked to belong to ``run_id``), ``None`` if there is none."""
+        return load_checkpoint(self.checkpoint_file, run_id) if self.checkpoint_file.exists() else None
+
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """The final network's state dict."""
+        return load_model_state(self.model_file)
+
+    def check_model(self) -> None:
+        """Refuse a finished run's folder whose ``model.pt`` is damaged, rather than train over it."""
+        if self.model_file.exists() and not is_intact(self.model_file):
+            raise DamagedFileError(f"{self.model_file} is damaged; delete {self.path} to rerun that run from scratch")
+
+    def history(self, epochs: int) -> History:
+        """The first ``epochs`` epochs of history (what a checkpoint of epoch ``epochs`` resumes)."""
+        rows = read_metric_rows(self.metrics_file)
+        counts = self.topology()
+        if len(rows) < epochs or len(counts) < epochs + 1:
+            raise RuntimeError(f"{self.path}: results hold {len(rows)} epochs, the checkpoint {epochs}; delete the folder to restart")
+        history = History(epochs, rows[:epochs], list(counts[: epochs + 1]))
+        if self.pruning_file.exists():
+            pruned, weight_mass = self.pruning()
+            history.pruned, history.weight_mass = list(pruned[:epochs]), list(weight_mass[:epochs])
+        return history
+
+    def topology(self) -> np.ndarray:
+        """``(epochs + 1, 784)`` connections per input pixel, row 0 at initialisation."""
+        return read_topology(self.topology_file)
+
+    def pruning(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(pruned_counts, abs_weight_sum)``, each ``(epochs, 784)``, of a run recorded with
+        ``record_pruning``."""
+        if not self.pruning_file.exists():
+            raise FileNotFoundError(f"{self.path} has no {self.pruning_file.name}: only runs made with record_pruning have one")
+        return read_pruning(self.pruning_file)
