@@ -3,9 +3,8 @@
 #   make test           the test suite (what CI runs)
 #   make test-fast      the same without the slow and end-to-end tests (about a minute)
 #   make bench          SETLayer vs the dense masked reference, as ratios
-#   make figures        run every notebook headlessly; PNGs land in figures/
-#   make figures PROFILE=paper   the same at paper scale (needs the study's results)
-#   make figures PROFILE=smoke   a quick check of the pipeline (figures in notebooks/executed/)
+#   make -j2 figures    execute the notebook runs of notebooks/runs/ that are out of date; PNGs land in figures/
+#   make figures PROFILE=smoke   a quick check of the pipeline (everything in notebooks/executed/smoke/)
 #   make study          every sweep in configs/ (resumable; results/ is committed)
 #   make report         regenerate the tables and marked numbers of regularization.md from results/
 #   make animations     the topology GIFs (figures/topology_*1000ep.gif) from the committed runs
@@ -13,10 +12,9 @@
 PYTHON ?= .venv/bin/python
 PROFILE ?= default
 JOBS ?= 2
-NOTEBOOKS := summary mnist_demo regularization_study pruning_mechanism extensions evolnet_triplet benchmark
 EXECUTED := notebooks/executed
 
-.PHONY: setup test test-fast bench figures animations lab study report clean
+.PHONY: setup test test-fast bench figures figure-runs executed-figures animations lab study report clean FORCE
 
 setup: .venv/.installed
 
@@ -38,31 +36,30 @@ test-fast: setup
 bench: setup
 	$(PYTHON) -m synapses.bench
 
-# smoke runs and figures stay out of results/ and figures/
-SMOKE_ARGS := $(if $(filter smoke,$(PROFILE)),-p figures_dir $(EXECUTED)/figures -p results_dir $(EXECUTED)/results)
+# The figure runs are declared in notebooks/runs/ (one file per executed notebook); the
+# figure_runs module writes their prerequisites (notebook, sweep files, study code and, for
+# the default profile, the metrics of the runs they read), so that `make -j2 figures`
+# re-executes only what is out of date. Smoke copies, figures and runs go to
+# notebooks/executed/smoke/, never to figures/ or results/.
+EXECUTED_DIR := $(if $(filter smoke,$(PROFILE)),$(EXECUTED)/smoke,$(EXECUTED))
+FIGURE_DEPS := $(EXECUTED_DIR)/figures.mk
 
-figures: setup $(if $(filter smoke,$(PROFILE)),,animations)
-	mkdir -p $(EXECUTED)
-	for nb in $(NOTEBOOKS); do \
-	  $(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/$$nb.ipynb $(EXECUTED)/$$nb.ipynb -p profile $(PROFILE) $(SMOKE_ARGS) || exit 1; \
-	done
-	# the growing weight decay (1000 epochs) and the mechanism with inputs in [0, 1]
-	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/extensions.ipynb $(EXECUTED)/extensions_growing_l2.ipynb \
-	  -p profile $(PROFILE) -p sweep_name growing_l2 $(SMOKE_ARGS)
-	# the extensions that stayed positive without decay, at 1000 epochs, and the pruning of the unit-scaled ones
-	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/extensions.ipynb $(EXECUTED)/extensions_1000.ipynb \
-	  -p profile $(PROFILE) -p sweep_name extensions_1000 $(SMOKE_ARGS)
-	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit_e1000.ipynb \
-	  -p profile $(PROFILE) -p inputs unit $(if $(filter smoke,$(PROFILE)),,-p epochs 1000) -y "weight_decays: [0.0]" $(SMOKE_ARGS)
-	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit_never_inked_e1000.ipynb \
-	  -p profile $(PROFILE) -p inputs unit $(if $(filter smoke,$(PROFILE)),,-p epochs 1000) -y "weight_decays: [0.0]" -p blank_below 1e-6 $(SMOKE_ARGS)
-	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit.ipynb \
-	  -p profile $(PROFILE) -p inputs unit -y "weight_decays: [0.0, 0.001]" $(SMOKE_ARGS)
-	# both again with only the pixels never inked counted as blank
-	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_never_inked.ipynb \
-	  -p profile $(PROFILE) -p blank_below 1e-6 $(SMOKE_ARGS)
-	$(PYTHON) -m papermill --log-level WARNING -k python3 notebooks/pruning_mechanism.ipynb $(EXECUTED)/pruning_mechanism_unit_never_inked.ipynb \
-	  -p profile $(PROFILE) -p inputs unit -y "weight_decays: [0.0, 0.001]" -p blank_below 1e-6 $(SMOKE_ARGS)
+figures: setup $(if $(filter smoke,$(PROFILE)),,animations) figure-runs
+
+figure-runs: $(FIGURE_DEPS)
+	$(MAKE) --no-print-directory -f $(FIGURE_DEPS) -f Makefile executed-figures PROFILE=$(PROFILE) FIGURE_DEPS_READ=1
+
+executed-figures: $(FIGURE_RUNS)
+
+ifndef FIGURE_DEPS_READ
+$(FIGURE_DEPS): FORCE setup
+	$(PYTHON) -m synapses.study.figure_runs deps --executed $(EXECUTED_DIR) --output $@ $(if $(filter smoke,$(PROFILE)),--no-results)
+endif
+
+$(EXECUTED_DIR)/%.ipynb:
+	$(PYTHON) -m synapses.study.figure_runs execute $* --profile $(PROFILE) --output $@
+
+FORCE:
 
 animations: setup
 	$(PYTHON) -m synapses.study.animate

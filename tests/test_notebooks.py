@@ -8,23 +8,27 @@ import pytest
 
 pytestmark = pytest.mark.end_to_end
 
-NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+from synapses.study.figure_runs import figure_runs, figure_table
+
+ROOT = Path(__file__).parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+RUNS = figure_runs()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-EXPECTED_FIGURES = {
-    "mnist_demo": ["smoke_demo_weight_histograms", "smoke_demo_connections_per_input", "smoke_demo_sparsenet_history", "smoke_demo_pixel_heatmap", "smoke_demo_evolnet"],
-    "regularization_study": ["study_2ep_smoke_heatmaps", "study_2ep_smoke_trend", "study_2ep_smoke_center_ratio", "study_2ep_smoke_curves", "study_2ep_smoke_ink_correlation", "study_2ep_smoke_dose_response"],
-    "benchmark": ["smoke_benchmark"],
-    "pruning_mechanism": ["mechanism_smoke_pruning"],
-    "extensions": ["extensions_smoke_overview", "extensions_smoke_heatmaps"],
-    "evolnet_triplet": ["triplet_smoke_curves", "triplet_smoke_heatmaps"],
-    "summary": ["summary_smoke_topology", "summary_smoke_seeds", "summary_smoke_pruning", "summary_smoke_heatmaps"],
-    "explore": [],  # interactive: nothing saved (its browser test is tests/test_browser.py)
-}
+INTERACTIVE = {"explore"}  # no figures to make: its browser test is tests/test_browser.py
 
 
-def test_every_notebook_is_covered():
-    assert sorted(nb.stem for nb in NOTEBOOKS) == sorted(EXPECTED_FIGURES)
+def test_every_notebook_has_a_figure_run_or_is_interactive():
+    assert {run.notebook for run in RUNS} | INTERACTIVE == {nb.stem for nb in NOTEBOOKS}
+
+
+def test_readme_figure_table_is_generated_from_the_runs():
+    readme = (ROOT / "README.md").read_text()
+    assert figure_table(RUNS) in readme, "python -m synapses.study.figure_runs table README.md"
+
+
+def test_no_run_set_restated_in_the_makefile():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "papermill" not in makefile and "-p sweep" not in makefile
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -51,39 +55,35 @@ def test_help_lists_every_parameter_with_its_meaning(path):
     assert "Unknown type" not in out
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_headlessly_with_smoke_parameters(path, tmp_path):
-    import papermill
+@pytest.mark.parametrize("run", RUNS, ids=lambda r: r.name)
+def test_figure_run_executes_headlessly_with_the_smoke_profile(run, tmp_path):
+    """Each run of notebooks/runs/, as `make figures PROFILE=smoke` executes it, writes every
+    figure its run file lists."""
+    from synapses.study.figure_runs import execute
 
     figures = tmp_path / "figures"
-    parameters = {"profile": "smoke", "figures_dir": str(figures)}
-    if path.stem != "benchmark":
-        parameters["results_dir"] = str(tmp_path / "results")
-    if path.stem == "explore":  # reads committed results only; an empty folder shows its message
-        parameters = {"results_dir": str(tmp_path / "results")}
-    # from another working directory: paths must resolve from the repository root
-    papermill.execute_notebook(str(path), str(tmp_path / path.name), parameters=parameters, kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
-    for name in EXPECTED_FIGURES[path.stem]:
-        png = figures / f"{name}.png"
-        assert png.exists(), name
-        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
+    extra = {"figures_dir": str(figures)} | ({"results_dir": str(tmp_path / "results")} if run.notebook != "benchmark" else {})
+    execute(run, tmp_path / f"{run.name}.ipynb", "smoke", **extra)
+    for name in run.figures:
+        written = (figures / name).read_bytes()
+        assert written[:8] == PNG_MAGIC and len(written) > 5000 if name.endswith(".png") else written.startswith(b"|"), name
 
 
-def test_extensions_notebook_takes_another_sweep_file(tmp_path):
+def test_explore_runs_headlessly_on_an_empty_results_folder(tmp_path):
+    """The explorer reads committed results only; an empty folder shows its message."""
     import papermill
 
-    parameters = {"profile": "smoke", "sweep_name": "growing_l2", "figures_dir": str(tmp_path / "figures"), "results_dir": str(tmp_path / "results")}
-    papermill.execute_notebook(str(NOTEBOOKS[0].parent / "extensions.ipynb"), str(tmp_path / "out.ipynb"), parameters=parameters, kernel_name="python3", progress_bar=False)
-    for name in ("growing_l2_smoke_overview", "growing_l2_smoke_heatmaps"):
-        assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+    out = tmp_path / "explore.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "explore.ipynb"), str(out), parameters={"results_dir": str(tmp_path / "results")}, kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
 
 
 BAD_PARAMETERS = [
-    ("regularization_study", {"profile": "nonsense"}, "parameter profile must be one of 'smoke', 'default', 'paper', got 'nonsense'"),
-    ("evolnet_triplet", {"seeds": 3}, "parameter seeds must be a non-empty list, each an integer >= 0 or None, got 3"),
+    ("regularization_study", {"profile": "nonsense"}, "parameter profile must be one of 'smoke', 'default', got 'nonsense'"),
+    ("regularization_study", {"sweep": "sweep155/nope"}, "sweep155.yaml has no entry 'nope' (entries: runs[0])"),
+    ("evolnet_triplet", {"sweep": 3}, 'parameter sweep must be a sweep of configs/ as "name" or "name/entry"'),
     ("pruning_mechanism", {"blank_below": -1}, r"parameter blank_below must be a number in (0, 1], got -1"),
     ("benchmark", {"threads": 0}, "parameter threads must be an integer >= 1 or None, got 0"),
-    ("extensions", {"sweep_name": "nope"}, "parameter sweep_name must be one of"),
+    ("extensions", {"sweep": "nope"}, "no sweep file 'nope' in"),
     ("mnist_demo", {"epochs": -2}, "parameter epochs must be an integer >= 1 or None, got -2"),
 ]
 

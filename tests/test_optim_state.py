@@ -268,25 +268,25 @@ def test_unknown_key_of_known_optimizer_raises():
 
 
 def test_register_reset_rule(monkeypatch):
-    monkeypatch.setattr(synapses.optim_state, "RESET_RULES", dict(RESET_RULES))
-    register_reset_rule(FooOptimizer, {"foo": lambda group: group["lr"] * 10})
-    layer, head = _model()
-    opt = FooOptimizer(layer.parameters(), lr=0.02)
-    _train(layer, head, opt)
-    before = opt.state[layer.weight]["foo"].clone()
-    count = opt.state[layer.weight]["count"]
-    moved = layer.evolve_connections(optimizer=opt)
-    stay = torch.ones(layer.n_params, dtype=torch.bool)
-    stay[moved] = False
-    after = opt.state[layer.weight]["foo"]
-    assert torch.all(after[moved] == 0.2)
-    assert torch.equal(after[stay], before[stay])
-    assert opt.state[layer.weight]["count"] == count
-
-
-def test_register_reset_rule_is_undone_by_monkeypatch():
-    # the registration in the test above must not leak
+    with monkeypatch.context() as patch:  # registration changes a module-level table: undo it here
+        patch.setattr(synapses.optim_state, "RESET_RULES", dict(RESET_RULES))
+        register_reset_rule(FooOptimizer, {"foo": lambda group: group["lr"] * 10})
+        layer, head = _model()
+        opt = FooOptimizer(layer.parameters(), lr=0.02)
+        _train(layer, head, opt)
+        before = opt.state[layer.weight]["foo"].clone()
+        count = opt.state[layer.weight]["count"]
+        moved = layer.evolve_connections(optimizer=opt)
+        stay = torch.ones(layer.n_params, dtype=torch.bool)
+        stay[moved] = False
+        after = opt.state[layer.weight]["foo"]
+        assert torch.all(after[moved] == 0.2)
+        assert torch.equal(after[stay], before[stay])
+        assert opt.state[layer.weight]["count"] == count
+    # outside the context the optimizer is unknown again
     assert FooOptimizer not in synapses.optim_state.RESET_RULES
+    with pytest.raises(UnknownOptimizerStateError, match="FooOptimizer"):
+        layer.evolve_connections(optimizer=opt)
 
 
 def _lbfgs_after_one_step(layer_first: bool):

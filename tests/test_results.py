@@ -5,7 +5,7 @@ import pytest
 
 from synapses.study.config import ExperimentConfig
 from synapses.study.engine import run_experiment
-from synapses.study.results import final_table, load_metrics, load_runs, load_topology
+from synapses.study.results import ensure_runs, final_table, load_metrics, load_runs, load_topology
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,29 @@ def test_ink_correlation_history_per_run_and_epoch(runs_dir):
     topology = load_topology(root / configs[1].run_id())
     one = rho[rho.run_id == configs[1].run_id()].set_index("epoch").ink_rho
     assert one[2] == pytest.approx(ink_correlation(topology[2], training_ink()))
+
+
+def test_ensure_runs_waits_for_a_run_another_process_is_training(tmp_path, small_mnist, monkeypatch):
+    """Two notebooks of `make -j2 figures` that need the same missing run: the second waits
+    for the first to finish it instead of failing on its lock."""
+    import threading
+
+    from synapses.study.engine import train
+    from synapses.study.run_dir import RunDir
+
+    monkeypatch.setattr("synapses.study.data.load_mnist", lambda: small_mnist)
+    config = ExperimentConfig(epochs=2, train_size=1000, test_size=200)
+    folder = RunDir.of(config, tmp_path)
+    locked = threading.Event()
+
+    def other_process():  # holds the run's lock while it trains, as run_experiment does
+        with folder.lock():
+            locked.set()
+            train(config, folder, small_mnist, progress=False)
+
+    rival = threading.Thread(target=other_process)
+    rival.start()
+    locked.wait()
+    assert ensure_runs([config], tmp_path, progress=False) == [folder.path]
+    rival.join()
+    assert folder.is_finished(config)

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from .config import ExperimentConfig
 from .paths import FIGURES
 from .results import load_topology, run_dir_of, select_runs
-from .topology import as_image
+from .topology import SIDE, as_image
 
 ANIMATIONS: dict[str, dict[str, tuple[str, str | None, dict]]] = {
     "topology_1000ep": {
@@ -49,7 +49,7 @@ def animate(panels: dict[str, np.ndarray], path: Path, every: int = 20, frame_ms
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     images = []
     for ax, label in zip(axes, panels):
-        images.append(ax.imshow(np.zeros((28, 28)), cmap="RdBu_r", vmin=-limit, vmax=limit))
+        images.append(ax.imshow(np.zeros((SIDE, SIDE)), cmap="RdBu_r", vmin=-limit, vmax=limit))
         ax.set(xticks=[], yticks=[], title=label)
     figure.colorbar(images[0], ax=list(axes), fraction=0.03, pad=0.02, label="connections − uniform")
     counter = figure.suptitle("")

@@ -29,7 +29,7 @@ from .config import ExperimentConfig
 from .paths import RESULTS
 from .results import load_metrics, load_topology, run_problem, training_ink
 from .sweep import CONFIGS, load_sweep, run_labels, sweep_names
-from .topology import as_image, trend
+from .topology import SIDE, as_image, trend
 
 MEAN = "mean over seeds"
 COLOURS = {"A": "#0072B2", "B": "#D55E00"}
@@ -134,7 +134,7 @@ class TopologyFigure:
         for column, name in enumerate(panels):
             ax = axes[name] = self.figure.add_subplot(grid[:3, column])
             diverging = self.difference or name == "A − B"
-            self.images[name] = ax.imshow(np.zeros((28, 28)), cmap="RdBu_r" if diverging else "viridis",
+            self.images[name] = ax.imshow(np.zeros((SIDE, SIDE)), cmap="RdBu_r" if diverging else "viridis",
                                           vmin=-limit if diverging else 0, vmax=limit if diverging else self._max_count())
             ax.set(xticks=[], yticks=[], title=self._title(name))
         # one colour scale for A and B, its own for A − B

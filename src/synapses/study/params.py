@@ -71,6 +71,12 @@ def text(value: Any) -> str | None:
     return None if isinstance(value, str) and value else "a non-empty string"
 
 
+def file_prefix(value: Any) -> str | None:
+    """A prefix for file names: letters, digits, ``-``, ``_``, ``.`` (or empty: no prefix)."""
+    ok = isinstance(value, str) and all(ch.isalnum() or ch in "-_." for ch in value)
+    return None if ok else "a file-name prefix of letters, digits, '-', '_' and '.' (or empty)"
+
+
 def number_in(low: float, high: float, *, low_open: bool = False) -> Rule:
     """A finite number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
     bracket = "(" if low_open else "["

@@ -9,3 +9,6 @@ CONFIGS = REPO_ROOT / "configs"
 FIGURES = REPO_ROOT / "figures"
 MNIST_DIR = REPO_ROOT / "data" / "mnist"
 CACHE = REPO_ROOT / ".cache"
+NOTEBOOKS = REPO_ROOT / "notebooks"
+# smoke-profile notebook runs: their executed copies, figures and tiny runs, never in figures/ or results/
+SMOKE_OUTPUT = NOTEBOOKS / "executed" / "smoke"

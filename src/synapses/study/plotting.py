@@ -118,6 +118,38 @@ def dose_response(ax: plt.Axes, last: pd.DataFrame, y: str, x: str = "weight_dec
 
 
 
+# The metric panel's rows: a metric and its level of "no effect" (a dotted line), if any.
+PANEL_ROWS: tuple[tuple[str, float | None], ...] = (("center_ratio", 1.0), ("ink_rho", 0.0), ("test_loss", None), ("test_acc", None))
+
+
+def metric_panel(axes: Sequence[plt.Axes], runs: pd.DataFrame, by: str, rows: Sequence[tuple[str, float | None]] = PANEL_ROWS, **band_style) -> None:
+    """One metric of :data:`PANEL_ROWS` per axis of ``axes`` (a column of a figure): the
+    seed band of each group ``by`` over epochs, the no-effect level dotted, the test loss on
+    a log axis. ``band_style`` goes to :func:`band` (``spread``, ``palette``, ``x``, ``ls``...)."""
+    for ax, (y, level) in zip(axes, rows):
+        band(ax, runs, y, by=by, **band_style)
+        if level is not None:
+            ax.axhline(level, color="grey", lw=0.8, ls=":")
+        if y == "test_loss":
+            ax.set_yscale("log")
+
+
+def heatmap_rows(axes: np.ndarray, rows: Sequence[Sequence[tuple[str, np.ndarray]]], ylabels: Sequence[str] | None = None) -> None:
+    """Pixel heatmaps in a grid, one colour scale per row: ``rows[i]`` is a list of
+    ``(title, counts (784,))`` drawn on ``axes[i]`` (a 2-d array of axes, as
+    ``plt.subplots(..., squeeze=False)`` gives), with a colour bar at the row's last map and
+    spare axes hidden."""
+    for i, (ax_row, row) in enumerate(zip(axes, rows)):
+        low, high = min(c.min() for _, c in row), max(c.max() for _, c in row)
+        for j, (ax, (title, counts)) in enumerate(zip(ax_row, row)):
+            pixel_heatmap(ax, counts, title, vmin=low, vmax=high, colorbar=j == len(row) - 1)
+            ax.title.set_fontsize(8)
+        for ax in ax_row[len(row):]:
+            ax.axis("off")
+        if ylabels is not None:
+            ax_row[0].set_ylabel(ylabels[i])
+
+
 # ---------------------------------------------------------------------------- the write-up's figures
 # One colour per configuration in every figure of the write-up's main text (Okabe-Ito,
 # readable with the common colour-vision deficiencies).
@@ -183,3 +215,23 @@ def difference_heatmap(ax: plt.Axes, counts: np.ndarray, limit: float, title: st
     image = ax.imshow(as_image(counts - counts.mean()), cmap="RdBu_r", vmin=-limit, vmax=limit)
     ax.set(title=title, xticks=[], yticks=[])
     return image
+
+
+def benchmark_chart(table: pd.DataFrame) -> matplotlib.figure.Figure:
+    """The benchmark's timings (``ours_ms`` against ``baseline_ms``, log scale) and speedups,
+    one row per ``benchmark`` of ``table`` (as :func:`synapses.study.bench.run_all` gives)."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.7 * len(table) + 1.5), gridspec_kw=dict(width_ratios=[3, 2]))
+    y = np.arange(len(table))
+    axes[0].barh(y + 0.2, table["baseline_ms"], height=0.4, color="tab:grey", label="baseline")
+    axes[0].barh(y - 0.2, table["ours_ms"], height=0.4, color="tab:blue", label="synapses")
+    axes[0].set(yticks=y, yticklabels=table["benchmark"], xscale="log", xlabel="milliseconds (log)")
+    axes[0].legend()
+    axes[1].barh(y, table["speedup"], color="tab:green")
+    axes[1].axvline(1, color="black", lw=0.8)
+    axes[1].set(yticks=y, yticklabels=[], xscale="log", xlabel="speedup over the baseline (log)")
+    for yy, speedup in zip(y, table["speedup"]):
+        axes[1].text(speedup, yy, f" {speedup:.1f}x", va="center")
+    for ax in axes:
+        ax.invert_yaxis()
+    fig.tight_layout()
+    return fig

@@ -18,7 +18,7 @@ from .config import ExperimentConfig
 from .engine import run_experiment
 from .paths import RESULTS
 from .run_dir import METRIC_COLUMNS, RunDir
-from .run_files import LEGACY_METRIC_NAMES
+from .run_files import LEGACY_METRIC_NAMES, RunInProgressError
 
 if TYPE_CHECKING:
     from .sweep import Sweep
@@ -130,10 +130,19 @@ def load_ink_correlation(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "epoch", "ink_rho"])
 
 
+def with_ink_rho(runs: pd.DataFrame, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """``runs`` (from :func:`load_runs`) with the column ``ink_rho`` of
+    :func:`load_ink_correlation` for each run and epoch."""
+    root = _results_dir(results_dir)
+    rho = load_ink_correlation(root / run_id for run_id in runs["run_id"].unique())
+    return runs.merge(rho, on=["run_id", "epoch"], how="left")
+
+
 def ensure_runs(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None, progress: bool = True) -> list[Path]:
     """Run the configs that have no finished results yet (resuming partial ones), in order.
 
-    Returns the run folders of all ``configs``. For many long runs, prefer
+    A run that another process is training is waited for. Returns the run folders of all
+    ``configs``. For many long runs, prefer
     ``python -m synapses.sweep``, which uses every core.
     """
     from .data import load_mnist
@@ -144,7 +153,12 @@ def ensure_runs(configs: Iterable[ExperimentConfig], results_dir: str | Path | N
     if missing:
         data = load_mnist()
         for config in missing:
-            run_experiment(config, root, data=data, progress=progress)
+            try:
+                run_experiment(config, root, data=data, progress=progress)
+            except RunInProgressError:
+                # another notebook (make -j2 figures) trains it: wait, then take its result
+                RunDir.of(config, root).wait_while_in_progress()
+                run_experiment(config, root, data=data, progress=progress)
     return [root / c.run_id() for c in configs]
 
 

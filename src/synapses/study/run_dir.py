@@ -173,6 +173,12 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         return hold_lock(self.path)
 
+    def wait_while_in_progress(self) -> None:
+        """Return once no other process is training this run."""
+        if self.path.is_dir():
+            with hold_lock(self.path, wait=True):
+                pass
+
     # ------------------------------------------------------------------ writing
     def start(self, config: ExperimentConfig, environment: dict[str, Any]) -> None:
         """Write ``config.json`` and ``environment.json`` of a run that starts from scratch."""

@@ -45,15 +45,16 @@ class RunInProgressError(RuntimeError):
 
 
 @contextlib.contextmanager
-def hold_lock(run_dir: Path) -> Iterator[None]:
+def hold_lock(run_dir: Path, wait: bool = False) -> Iterator[None]:
     """Hold ``run_dir/.lock`` (created if needed) for as long as the block runs.
 
     Raises:
-        RunInProgressError: another process holds it (training the run).
+        RunInProgressError: another process holds it (training the run), unless ``wait``:
+            then block until it lets go.
     """
     with open(run_dir / ".lock", "w") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             raise RunInProgressError(f"{run_dir} is being trained by another process") from None
         yield

@@ -33,7 +33,7 @@ from .paths import CONFIGS  # the study's sweep files
 from .run_dir import RunDir
 
 SWEEP_KEYS = {"description", "base", "grid", "runs"}
-ENTRY_KEYS = {"name", "grid", "after"}
+ENTRY_KEYS = {"name", "grid", "after", "compare_with"}
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,50 @@ class SweepRun:
 
 @dataclass
 class Sweep:
+    """A sweep file, expanded: its runs in file order, and per entry the plain runs it is
+    compared with (``compare_with:``, runs of other sweep files; not run by this one)."""
+
     path: Path
     description: str
     runs: list[SweepRun] = field(default_factory=list)
+    baselines: dict[str, list[ExperimentConfig]] = field(default_factory=dict)
+
+    def entries(self) -> list[str]:
+        return list(dict.fromkeys(run.entry for run in self.runs))
+
+    def only(self, entry: str) -> "Sweep":
+        """The runs of one entry (and its baselines)."""
+        if entry not in self.entries():
+            raise ConfigError(f"{self.path.name} has no entry {entry!r} (entries: {', '.join(self.entries())})")
+        return Sweep(self.path, self.description, [r for r in self.runs if r.entry == entry], {entry: self.baselines.get(entry, [])})
+
+
+# What a notebook's smoke profile changes in the sweep files it reads: every run for three
+# epochs on 2,000 training and 500 test images, seeds 0 and 1 only.
+SMOKE_OVERRIDE: dict[str, Any] = {"epochs": 3, "train_size": 2000, "test_size": 500, "seed": [0, 1]}
+
+
+def load_sweep_spec(spec: str, override: dict[str, Any] | None = None, configs_dir: Path | None = None) -> Sweep:
+    """The sweep ``"name"`` (``configs/<name>.yaml``) or one entry of it, ``"name/entry"``."""
+    name, _, entry = spec.partition("/")
+    folder = configs_dir if configs_dir is not None else CONFIGS
+    if name not in sweep_names(folder):
+        raise ConfigError(f"no sweep file {name!r} in {folder} (known: {', '.join(sweep_names(folder))})")
+    sweep = load_sweep(folder / f"{name}.yaml", override=override)
+    return sweep.only(entry) if entry else sweep
+
+
+def sweep_spec(value: Any) -> str | None:
+    """Rule for a notebook parameter naming a sweep (``"name"`` or ``"name/entry"``), for
+    :func:`synapses.study.params.check_parameters`."""
+    expected = f'a sweep of configs/ as "name" or "name/entry" (names: {", ".join(sweep_names())})'
+    if not isinstance(value, str):
+        return expected
+    try:
+        load_sweep_spec(value)
+    except ConfigError as err:
+        return f"{expected}; {err}"
+    return None
 
 
 def sweep_names(configs_dir: Path = CONFIGS) -> list[str]:
@@ -126,10 +167,37 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
             config = ExperimentConfig.from_dict(fields, where=f"{where} {point}" if point else where)
             names[name][tuple(sorted(point.items()))] = config.run_id()
             sweep.runs.append(SweepRun(config, name, after_id))
+        if "compare_with" in entry:
+            sweep.baselines[name] = _baselines(entry["compare_with"], [r.config for r in sweep.runs if r.entry == name], f"{where}: compare_with")
     ids = [r.config.run_id() for r in sweep.runs]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: some entries expand to the same config twice")
     return sweep
+
+
+def _baselines(value: Any, members: list[ExperimentConfig], where: str) -> list[ExperimentConfig]:
+    """The plain runs an entry is compared with: each point of the ``compare_with`` grid at
+    the entry's epochs, data subset and seeds, every other field at its default."""
+    grid = _grid(value, where)
+    first = members[0]
+    return [
+        ExperimentConfig.from_dict({"epochs": first.epochs, "train_size": first.train_size, "test_size": first.test_size, "seed": seed, **dict(zip(grid, values))}, where=where)
+        for values in itertools.product(*grid.values())
+        for seed in sorted({c.seed for c in members})
+    ]
+
+
+def varying_fields(configs: list[ExperimentConfig]) -> list[str]:
+    """Config fields other than the seed (and the chain link ``init_from``) that differ
+    between ``configs``, in the config's field order."""
+    return [f.name for f in dataclass_fields(ExperimentConfig) if f.name not in ("seed", "init_from") and len({getattr(c, f.name) for c in configs}) > 1]
+
+
+def grouping(sweep: Sweep) -> str:
+    """The column that groups a sweep's runs into configurations, seeds pooled: the one
+    field that varies (``"weight_decay"`` for a decay sweep), else ``"label"``."""
+    varying = varying_fields([run.config for run in sweep.runs])
+    return varying[0] if len(varying) == 1 else "label"
 
 
 def run_labels(sweep: Sweep) -> dict[str, str]:
@@ -143,7 +211,7 @@ def run_labels(sweep: Sweep) -> dict[str, str]:
     labels = {}
     for entry, runs in entries.items():
         configs = [run.config for run in runs]
-        varying = [f.name for f in dataclass_fields(ExperimentConfig) if f.name not in ("seed", "init_from") and len({getattr(c, f.name) for c in configs}) > 1]
+        varying = varying_fields(configs)
         for config in configs:
             values = ", ".join(f"{name}={getattr(config, name)}" for name in varying)
             if len(entries) == 1:

@@ -1,0 +1,66 @@
+"""What a notebook sets up first, one way for all: where its figures and runs go, what its
+profile changes, and the runs a ``sweep`` parameter names.
+
+    nb = setup(profile, figures_dir, results_dir, prefix)
+    sweep = nb.sweep("mechanism")          # configs/mechanism.yaml (smoke: scaled down)
+    ...
+    nb.save(fig, "pruning")                 # <figures_dir>/<prefix>_pruning.png
+
+The smoke profile shrinks every run read from ``configs/`` (``SMOKE_OVERRIDE``) and keeps
+its figures and runs under ``notebooks/executed/smoke/`` unless told otherwise, so a quick
+check never overwrites the study's figures or adds tiny runs to ``results/``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib.figure
+
+from .config import ExperimentConfig
+from .paths import FIGURES, RESULTS, SMOKE_OUTPUT
+from .plotting import save_figure
+from .sweep import SMOKE_OVERRIDE, Sweep, load_sweep_spec
+
+
+@dataclass(frozen=True)
+class NotebookSetup:
+    """A notebook's profile, folders and figure prefix (see :func:`setup`)."""
+
+    profile: str
+    figures_dir: Path
+    results_dir: Path
+    prefix: str
+
+    @property
+    def smoke(self) -> bool:
+        return self.profile == "smoke"
+
+    @property
+    def override(self) -> dict[str, Any] | None:
+        """What the profile changes in the runs of a sweep file (``None``: nothing)."""
+        return SMOKE_OVERRIDE if self.smoke else None
+
+    def sweep(self, spec: str) -> Sweep:
+        """The runs of ``"name"`` or ``"name/entry"`` in ``configs/``, as the profile runs them."""
+        return load_sweep_spec(spec, self.override)
+
+    def select(self, spec: str, **fields: object) -> list[ExperimentConfig]:
+        """The configs of a sweep (``"name[/entry]"``) whose fields equal ``fields``."""
+        return [r.config for r in self.sweep(spec).runs if all(getattr(r.config, k) == v for k, v in fields.items())]
+
+    def save(self, fig: matplotlib.figure.Figure, name: str) -> Path:
+        """``fig`` as ``<figures_dir>/<prefix>_<name>.png``."""
+        return save_figure(fig, f"{self.prefix}_{name}" if self.prefix else name, self.figures_dir)
+
+
+def setup(profile: str, figures_dir: str | None = None, results_dir: str | None = None, prefix: str = "") -> NotebookSetup:
+    """The setup of a notebook run with these parameters (``None``: the profile's folder)."""
+    smoke = profile == "smoke"
+    return NotebookSetup(
+        profile,
+        Path(figures_dir) if figures_dir else (SMOKE_OUTPUT / "figures" if smoke else FIGURES),
+        Path(results_dir) if results_dir else (SMOKE_OUTPUT / "results" if smoke else RESULTS),
+        prefix,
+    )
