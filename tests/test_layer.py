@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from synapses import MaskedLinear, SETLayer, SparseNet
+from synapses import MaskedLinear, SETLayer, SparseNet, dispatch
 
 F64 = torch.float64
 MODES = ["sparse", "dense", "auto"]
@@ -57,18 +57,64 @@ def test_forward_matches_dense(compute, bias, batch_shape):
     ],
     ids=["small_dense", "low_density", "too_many_elements"],
 )
-def test_auto_mode_choice_on_cpu(in_f, out_f, kwargs, expect_dense):
-    assert SETLayer(in_f, out_f, compute="auto", **kwargs).uses_dense_kernels() is expect_dense
+def test_fixed_rule_and_forced_modes_on_cpu(in_f, out_f, kwargs, expect_dense):
+    assert SETLayer(in_f, out_f, compute="fixed", **kwargs).uses_dense_kernels() is expect_dense
     assert SETLayer(in_f, out_f, compute="sparse", **kwargs).uses_dense_kernels() is False
     assert SETLayer(in_f, out_f, compute="dense", **kwargs).uses_dense_kernels() is True
 
 
-def test_auto_low_density_forward_matches_dense():
-    # 400 x 300 at epsilon 2 is below the dense density threshold: auto runs the CSR path
+@pytest.fixture
+def fresh_measurements():
+    dispatch.forget_measurements()
+    yield
+    dispatch.forget_measurements()
+
+
+@pytest.mark.parametrize("dense_faster", [True, False])
+def test_auto_takes_the_path_measured_faster_and_remembers_it(fresh_measurements, monkeypatch, dense_faster):
+    timed = []
+
+    def fake_time(kernel, key):
+        timed.append((kernel.__name__, key[3]))
+        return 1.0 if (kernel.__name__ == "dense_linear") == dense_faster else 2.0
+
+    monkeypatch.setattr(dispatch, "_time_step", fake_time)
     layer = make_layer(400, 300, compute="auto")
-    assert not layer.uses_dense_kernels()
-    x = torch.randn(6, 400, dtype=F64)
+    x = torch.randn(100, 400, dtype=F64)
+    assert layer.uses_dense_kernels(100) is dense_faster
     torch.testing.assert_close(layer(x), dense_reference(layer, x), rtol=0, atol=1e-10)
+    assert timed == [("dense_linear", 128), ("sparse_linear", 128)]  # batch 100 -> size class 128
+    layer(x[:70])  # same size class: no new measurement
+    assert len(timed) == 2
+    layer(x[:3])  # another size class
+    assert len(timed) == 4
+
+
+def test_auto_measures_again_at_another_thread_count(fresh_measurements, monkeypatch):
+    calls = []
+    monkeypatch.setattr(dispatch, "_time_step", lambda kernel, key: calls.append(key[-1]) or 1.0)
+    layer = make_layer(400, 300, compute="auto")
+    threads = torch.get_num_threads()
+    layer.uses_dense_kernels(64)
+    try:
+        torch.set_num_threads(threads + 1)
+        layer.uses_dense_kernels(64)
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [threads, threads, threads + 1, threads + 1]
+
+
+def test_auto_never_densifies_a_large_layer(fresh_measurements, monkeypatch):
+    monkeypatch.setattr(dispatch, "_time_step", lambda kernel, key: pytest.fail("measured a layer too large to densify"))
+    assert not SETLayer(1100, 1000, sparsity=0.9, compute="auto").uses_dense_kernels(128)
+
+
+def test_a_real_measurement_leaves_the_callers_random_state_alone(fresh_measurements):
+    layer = make_layer(400, 300, compute="auto")
+    state = torch.get_rng_state()
+    choice = layer.uses_dense_kernels(32)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert isinstance(choice, bool) and layer.uses_dense_kernels(32) is choice
 
 
 def test_wrong_input_width_raises():

@@ -8,17 +8,18 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .dispatch import fixed_rule_is_dense, measured_is_dense
 from .evolution import largest_gradient_pairs, prune_closest_to_zero, sample_free_pairs, sample_near_parents
 from .optim_state import apply_reset, plan_reset
-from .sparse_ops import CSRIndex, dense_linear, prefer_dense, sparse_linear
+from .sparse_ops import CSRIndex, dense_linear, sparse_linear
 
-COMPUTE_MODES = ("auto", "sparse", "dense")
+COMPUTE_MODES = ("auto", "fixed", "sparse", "dense")
 REGROWTH_MODES = ("uniform", "near_parents", "gradient")
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # compute="dense" scatters the weights into an (out, in) matrix on every call: refused
 # beyond this many elements (256 MiB in float32), where it would dwarf the sparse storage.
 DENSE_COMPUTE_MAX_ELEMENTS = 1 << 26
-Compute = Literal["auto", "sparse", "dense"]
+Compute = Literal["auto", "fixed", "sparse", "dense"]
 Regrowth = Literal["uniform", "near_parents", "gradient"]
 # Connections are addressed by the flat key out * in_features + in, an int64.
 MAX_PAIRS = 2**62
@@ -53,9 +54,13 @@ class SETLayer(nn.Module):
         generator: random source of initialisation and evolution (its device is where the
             drawing happens); ``None`` uses torch's default generator, so
             ``torch.manual_seed`` makes runs repeat.
-        compute: ``"auto"`` (dense kernels for small, relatively dense layers, CSR kernels
-            otherwise), ``"sparse"`` or ``"dense"``. Only the compute path changes; storage
-            is sparse in every mode. ``"dense"`` is refused for large layers.
+        compute: ``"auto"``: whichever of the dense and the CSR kernels runs a training
+            step faster for this layer, batch size, dtype and thread count, measured on
+            first use (:mod:`synapses.dispatch`; large layers always sparse); ``"fixed"``:
+            dense for small layers of density >= 6%, a rule that is the same on every
+            machine (for bit-identical reruns); ``"sparse"`` or ``"dense"``. Only the
+            compute path changes; storage is sparse in every mode. ``"dense"`` is refused
+            for large layers.
         regrowth: ``"uniform"`` (SET), ``"near_parents"``: a fraction ``parent_fraction``
             of the moved weights is placed next to strong surviving connections (same
             output, neighbouring input; see :func:`synapses.evolution.sample_near_parents`),
@@ -217,11 +222,13 @@ class SETLayer(nn.Module):
             self._index_key = key
         return self._index
 
-    def uses_dense_kernels(self) -> bool:
-        """Whether :meth:`forward` runs the dense path (see ``compute``)."""
-        if self.compute != "auto":
+    def uses_dense_kernels(self, batch: int = 1) -> bool:
+        """Whether :meth:`forward` runs the dense path for a ``batch`` of inputs (see ``compute``)."""
+        if self.compute in ("sparse", "dense"):
             return self.compute == "dense"
-        return prefer_dense(self.in_features, self.out_features, self.n_params, self.weight.device)
+        if self.compute == "fixed":
+            return fixed_rule_is_dense(self.in_features, self.out_features, self.n_params, self.weight.device)
+        return measured_is_dense(self.in_features, self.out_features, self.n_params, batch, self.weight.device, self.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(*, in_features)`` -> ``(*, out_features)``."""
@@ -231,7 +238,7 @@ class SETLayer(nn.Module):
         x2d = x.reshape(-1, self.in_features)
         if self.weight.dtype not in SUPPORTED_DTYPES:  # converted after construction (.half())
             _check_dtype(self.weight.dtype)
-        kernel = dense_linear if self.uses_dense_kernels() else sparse_linear
+        kernel = dense_linear if self.uses_dense_kernels(len(x2d)) else sparse_linear
         y = kernel(x2d, self.weight, self.bias, self._csr_index())
         if self.regrowth == "gradient" and self.training and y.requires_grad:
             self._last_input = x2d.detach()

@@ -23,7 +23,7 @@ class SparseNet(nn.Module):
         epsilon: passed to each SETLayer, or a sequence with one value per SETLayer.
         zeta: passed to each SETLayer.
         generator: passed to each SETLayer.
-        compute: passed to each SETLayer (``"auto"``, ``"sparse"`` or ``"dense"``).
+        compute: passed to each SETLayer (``"auto"``, ``"fixed"``, ``"sparse"`` or ``"dense"``).
         dropout: probability of zeroing each hidden unit after its ReLU, in training.
         input_regrowth, parent_fraction, input_grid: the first SET layer's regrowth rule
             (see :class:`SETLayer`); the input layer is the one whose inputs have a geometry

@@ -7,7 +7,7 @@ of shape ``(n, 2)``, column 0 the input index, column 1 the output index):
   transposed weight), and an SDDMM (``torch.sparse.sampled_addmm``) for the weight gradient.
   Cost and memory are O(n + batch * (in + out)).
 * dense: scatter the values into an ``(out, in)`` matrix and call ``F.linear``. Faster for
-  small, relatively dense layers, and used only for those (see :func:`prefer_dense`).
+  small, relatively dense layers, and used only for those (see :mod:`synapses.dispatch`).
 
 The CSR index structures depend only on the connections, which change only when the layer
 evolves, so they are built once per topology (:class:`CSRIndex`) and reused by every call.
@@ -22,8 +22,6 @@ import torch.nn.functional as F
 
 # The dense path allocates an (out, in) matrix per call: never for large layers.
 DENSE_MAX_ELEMENTS = 1 << 20
-# Below this density the CSR kernels beat the dense ones on CPU (measured by synapses.bench).
-DENSE_MIN_DENSITY = 0.06
 
 
 def _consume_beta_warnings() -> None:
@@ -38,21 +36,6 @@ def _consume_beta_warnings() -> None:
 
 
 _consume_beta_warnings()
-
-
-def prefer_dense(in_features: int, out_features: int, n_params: int, device: torch.device) -> bool:
-    """Whether the dense compute path is expected to be faster than the sparse one.
-
-    Only small layers (at most ``DENSE_MAX_ELEMENTS`` weights when dense) qualify, so the
-    memory of a large layer never depends on ``in_features * out_features``.
-    """
-    elements = in_features * out_features
-    if elements > DENSE_MAX_ELEMENTS:
-        return False
-    if device.type != "cpu":
-        # GPU dense matmuls of this size are nearly free; the sparse kernels have launch overhead.
-        return True
-    return n_params / elements >= DENSE_MIN_DENSITY
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,25 @@ def bench_train_step(repeats: int, device: torch.device, batch: int = 128) -> Co
     return Comparison("SparseNet train step, batch 128", ours_ms, base_ms, "dense masked net", "ratio <= 1.0")
 
 
+def bench_compute_choice(repeats: int, device: torch.device, batch: int = 128) -> list[Comparison]:
+    """The SparseNet training step with kernels chosen by measurement (``compute="auto"``)
+    against the fixed density rule and against CSR kernels everywhere, at this thread count."""
+    nets = {}
+    for compute in ("auto", "fixed", "sparse"):
+        torch.manual_seed(0)
+        nets[compute] = SparseNet(compute=compute).to(device)
+    x = torch.randn(batch, 784, device=device)
+    y = torch.randint(10, (batch,), device=device)
+    steps = {k: _train_step(net, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.5), x, y) for k, net in nets.items()}
+    steps["auto"]()  # the first call measures
+    threads = torch.get_num_threads()
+    results = []
+    for other in ("fixed", "sparse"):
+        ours_ms, base_ms = interleaved_medians(steps["auto"], steps[other], repeats, device)
+        results.append(Comparison(f"SparseNet step, measured kernels vs {other}, {threads} thr", ours_ms, base_ms, f'compute="{other}"', "ratio <= 1.0"))
+    return results
+
+
 def bench_large_layer(repeats: int, device: torch.device, size: int = 4096, batch: int = 128) -> Comparison:
     """Forward and backward of one ``size x size`` layer, epsilon 20."""
     torch.manual_seed(0)
@@ -228,7 +247,7 @@ def bench_linear_shapes(repeats: int, device: torch.device, quick: bool = False)
 def run_all(repeats: int = 200, device: str = "cpu", quick: bool = False, epochs: bool = True, shapes: bool = True) -> list[Comparison]:
     """Every comparison; ``quick`` shrinks them to seconds (for smoke runs, not for numbers)."""
     dev = torch.device(device)
-    results = [bench_train_step(repeats, dev), bench_large_layer(repeats, dev, size=1024 if quick else 4096), *bench_evolution(repeats, dev)]
+    results = [bench_train_step(repeats, dev), *bench_compute_choice(repeats, dev), bench_large_layer(repeats, dev, size=1024 if quick else 4096), *bench_evolution(repeats, dev)]
     if shapes:
         results += bench_linear_shapes(repeats, dev, quick)
     if epochs and dev.type == "cpu":

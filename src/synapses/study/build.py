@@ -19,7 +19,12 @@ Network = Union[SparseNet, DenseNet]
 
 
 def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network:
-    """The network of ``config``; SET randomness comes from ``generator``."""
+    """The network of ``config``; SET randomness comes from ``generator``.
+
+    Its SET layers choose their kernels by the fixed rule (``compute="fixed"``), not by
+    measurement: the dense and sparse kernels round differently, and a run must give the
+    same numbers on every machine and at every resume.
+    """
     sizes = (INPUT_SIZE, *config.hidden, N_CLASSES)
     if config.model == "Dense":
         return DenseNet(sizes, dropout=config.dropout)
@@ -29,11 +34,11 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network
     grid = (SIDE, SIDE) if parents else None
     if config.model == "EvolNet":
         return EvolNet(
-            config.evolution_proba, sizes, config.layer_epsilons(), config.zeta, generator=generator, dropout=config.dropout,
+            config.evolution_proba, sizes, config.layer_epsilons(), config.zeta, generator=generator, compute="fixed", dropout=config.dropout,
             per_layer=True, input_regrowth=regrowth, parent_fraction=config.parent_fraction, input_grid=grid,
         )
     return SparseNet(
-        sizes, config.layer_epsilons(), config.zeta, generator=generator, dropout=config.dropout,
+        sizes, config.layer_epsilons(), config.zeta, generator=generator, compute="fixed", dropout=config.dropout,
         input_regrowth=regrowth, parent_fraction=config.parent_fraction, input_grid=grid,
     )
 

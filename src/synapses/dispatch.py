@@ -1,0 +1,81 @@
+"""Which compute path a layer takes: by measurement (``compute="auto"``) or by a fixed rule.
+
+Whether the CSR kernels beat a dense matmul depends on the layer's shape and density, the
+batch, the dtype, the machine and the number of threads (at one thread the CSR kernels win
+where several threads make the dense matmul win). ``"auto"`` therefore times one training
+step (forward and backward) of both paths on random data of the layer's shape, once per
+(shape, connections, batch size rounded up to a power of two, dtype, device, threads), and
+keeps the faster. The measurement draws from a private generator: it never touches the
+caller's random state.
+
+A measured choice can differ between machines and between processes (timing noise decides
+near a tie), and the two paths round differently, so ``"auto"`` is not for bit-identical
+reruns; ``"fixed"`` (the rule below, the same everywhere), ``"sparse"`` or ``"dense"`` are.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+from .sparse_ops import DENSE_MAX_ELEMENTS, CSRIndex, dense_linear, sparse_linear
+
+# The fixed rule: the CSR kernels below this density (measured once by synapses.bench, at
+# the thread count of a laptop), the dense ones above it, for layers small enough to densify.
+DENSE_MIN_DENSITY = 0.06
+REPEATS = 3  # timed steps per path; the fastest counts
+
+_measured: dict[tuple, bool] = {}
+
+
+def fixed_rule_is_dense(in_features: int, out_features: int, n_params: int, device: torch.device) -> bool:
+    """The machine-independent rule: dense for layers of at most ``DENSE_MAX_ELEMENTS``
+    weights with a density of at least ``DENSE_MIN_DENSITY`` (on a GPU: every such layer)."""
+    elements = in_features * out_features
+    if elements > DENSE_MAX_ELEMENTS:
+        return False
+    return device.type != "cpu" or n_params / elements >= DENSE_MIN_DENSITY
+
+
+def measured_is_dense(in_features: int, out_features: int, n_params: int, batch: int, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the dense path ran faster than the sparse one for this layer and batch
+    (measured on the first call, then remembered). Layers too large to densify are sparse."""
+    if in_features * out_features > DENSE_MAX_ELEMENTS:
+        return False
+    bucket = 1 << max(batch - 1, 0).bit_length()  # 1, 2, 4, ... : one measurement per size class
+    key = (in_features, out_features, n_params, bucket, dtype, device.type, device.index, torch.get_num_threads())
+    if key not in _measured:
+        _measured[key] = _time_step(dense_linear, key) < _time_step(sparse_linear, key)
+    return _measured[key]
+
+
+def forget_measurements() -> None:
+    """Drop every remembered choice (the next call of each layer measures again)."""
+    _measured.clear()
+
+
+def _time_step(kernel: Callable, key: tuple) -> float:
+    """Seconds of the fastest of ``REPEATS`` forward + backward steps of ``kernel``."""
+    in_features, out_features, n_params, batch, dtype, device_type, device_index, _ = key
+    device = torch.device(device_type, device_index)
+    generator = torch.Generator().manual_seed(0)
+    pairs = torch.randperm(in_features * out_features, generator=generator)[:n_params]
+    connections = torch.stack([pairs % in_features, pairs // in_features], dim=1).to(device)
+    index = CSRIndex.build(connections, in_features, out_features)
+    weight = torch.randn(n_params, generator=generator, dtype=dtype).to(device).requires_grad_()
+    x = torch.randn(batch, in_features, generator=generator, dtype=dtype).to(device).requires_grad_()
+    grad = torch.randn(batch, out_features, generator=generator, dtype=dtype).to(device)
+    best = float("inf")
+    with torch.enable_grad():
+        for repeat in range(REPEATS + 1):  # the first is a warm-up
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            torch.autograd.backward(kernel(x, weight, None, index), grad)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if repeat:
+                best = min(best, time.perf_counter() - start)
+            x.grad = weight.grad = None
+    return best
