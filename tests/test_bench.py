@@ -96,3 +96,16 @@ def test_sparseprop_shapes_compare_the_same_weights(monkeypatch):
     assert len(results) == len(SPARSEPROP_SHAPES) * len(SPARSITIES) == 6
     assert results[0].name == "768->3072, batch 256, 98% sparse" and results[0].target.startswith("SparseProp 0.18 of dense, ours ")
     assert all(r.baseline == "dense nn.Linear" and r.ours_ms > 0 and r.baseline_ms > 0 for r in results)
+
+
+def test_scale_run_counts_connections_and_extrapolates_the_epoch(tmp_path):
+    from synapses.layer import erdos_renyi_n_params
+
+    out = tmp_path / "scale.json"
+    bench.main(["--scale", "--hidden", "300", "--layers", "2", "--steps", "3", "--json", str(out)])
+    result = json.loads(out.read_text())
+    expected = erdos_renyi_n_params(784, 300, 20, None) + erdos_renyi_n_params(300, 300, 20, None) + 300 * 10
+    assert result["connections"] == expected
+    assert result["steps_timed"] == 3 and not result["epoch_measured"]
+    assert result["epoch_s"] == pytest.approx(result["step_ms"] / 1e3 * 469)
+    assert result["evolution_ms"] > 0 and result["peak_memory_gib"] > 0

@@ -1,6 +1,7 @@
 """Speed of SETLayer against the dense masked reference, measured side by side.
 
     python -m synapses.bench [--repeats N] [--threads T] [--device cpu|cuda] [--json FILE] [--no-shapes]
+    python -m synapses.bench --scale [--hidden N] [--layers L] [--steps S] [--device cpu|cuda]
 
 Every comparison times both sides in this process, interleaved, and reports the ratio of
 medians; absolute times depend on the machine, the ratios much less.
@@ -273,9 +274,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, seconds in all (a smoke test, not numbers)")
     parser.add_argument("--no-epoch", action="store_true", help="skip the whole-epoch comparison (loads MNIST)")
     parser.add_argument("--no-shapes", action="store_true", help="skip SparseProp's six layer shapes against nn.Linear")
+    scale = parser.add_argument_group("--scale: train a large SET-MLP on MNIST instead (synapses.study.scale)")
+    scale.add_argument("--scale", action="store_true", help="time steps, an evolution and an epoch of a 784-N x L-10 SET-MLP; report peak memory")
+    scale.add_argument("--hidden", type=int, default=250_000, help="neurons per hidden layer (default 250,000)")
+    scale.add_argument("--layers", type=int, default=4, help="hidden layers (default 4)")
+    scale.add_argument("--steps", type=int, default=None, help="time this many steps and extrapolate the epoch (default: a whole epoch)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.scale:
+        from .scale import as_dict, scale_run
+
+        result = scale_run(args.hidden, args.layers, args.steps, device=args.device)
+        print(result.line())
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(as_dict(result), f, indent=2)
+        return
     results = run_all(args.repeats, args.device, quick=args.quick, epochs=not args.no_epoch, shapes=not args.no_shapes)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {platform.processor() or platform.machine()}")
     print(format_table(results))

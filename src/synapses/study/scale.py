@@ -1,0 +1,95 @@
+"""How large a SET-MLP trains here: ``python -m synapses.bench --scale``.
+
+Trains a 784 - N x L - 10 SparseNet (``--hidden N`` neurons in each of ``--layers L``
+hidden layers, epsilon 20, SGD with momentum 0.9, batch 128) on MNIST and reports its
+connections, the time of a training step, of one evolution of every SET layer and of an
+epoch, and the peak memory of the process. With ``--steps S`` only S steps are timed and
+the epoch (469 steps) is extrapolated from their mean: on a CPU a network of millions of
+neurons takes hours per epoch.
+"""
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..models import SparseNet
+from .data import load_mnist
+
+BATCH = 128
+
+
+@dataclass
+class ScaleResult:
+    hidden: int  # neurons per hidden layer
+    layers: int
+    connections: int  # of the SET layers and the dense readout
+    device: str
+    threads: int
+    steps_timed: int
+    step_ms: float  # mean training step (forward, backward, SGD)
+    epoch_s: float  # 60,000 images: measured if every step ran, else step_ms x steps
+    epoch_measured: bool
+    evolution_ms: float  # zero_connections + evolve_connections of every SET layer
+    peak_memory_gib: float  # CPU: peak resident set of the process; GPU: peak allocated
+
+    def line(self) -> str:
+        epoch = f"{self.epoch_s:.1f} s" + ("" if self.epoch_measured else f" (extrapolated from {self.steps_timed} steps)")
+        return (f"{self.layers} x {self.hidden:,} hidden neurons ({self.hidden * self.layers:,}), {self.connections:,} connections, "
+                f"{self.device} {self.threads} thread(s): step {self.step_ms:.1f} ms, epoch {epoch}, evolution {self.evolution_ms:.0f} ms, "
+                f"peak memory {self.peak_memory_gib:.2f} GiB")
+
+
+def _peak_memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def scale_run(hidden: int, layers: int = 4, steps: int | None = None, epsilon: float = 20, device: str = "cpu", seed: int = 0) -> ScaleResult:
+    """Train the network for ``steps`` steps (``None``: one epoch) and time it; see the module."""
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    data = load_mnist()
+    net = SparseNet((784, *[hidden] * layers, 10), epsilon, compute="sparse", generator=torch.Generator().manual_seed(seed)).to(dev)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    order = torch.randperm(len(data.train_y))
+    batches = len(order) // BATCH + (len(order) % BATCH > 0)
+    n_steps = batches if steps is None else min(steps, batches)
+    x_all, y_all = data.train_x.to(dev), data.train_y.to(dev)
+    elapsed = 0.0
+    for step in range(n_steps + 1):  # step 0 warms up (builds the CSR indices), untimed
+        idx = order[(step % batches) * BATCH : (step % batches + 1) * BATCH].to(dev)
+        x, y = x_all.index_select(0, idx), y_all.index_select(0, idx)
+        _sync(dev)
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        F.nll_loss(net(x), y).backward()
+        optimizer.step()
+        _sync(dev)
+        if step:
+            elapsed += time.perf_counter() - start
+    _sync(dev)
+    start = time.perf_counter()
+    net.zero_connections()
+    net.evolve_connections(optimizer=optimizer)
+    _sync(dev)
+    evolution = time.perf_counter() - start
+    step_s = elapsed / n_steps
+    return ScaleResult(
+        hidden, layers, sum(layer.n_params for layer in net.sparse_layers()) + net.readout.weight.numel(),
+        dev.type, torch.get_num_threads(), n_steps, step_s * 1e3, step_s * batches, n_steps == batches,
+        evolution * 1e3, _peak_memory_gib(dev),
+    )
+
+
+def as_dict(result: ScaleResult) -> dict:
+    return asdict(result)
