@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from synapses import MaskedLinear, SETLayer, SparseNet, dispatch
+from synapses import MaskedLinear, SETLayer, SparseNet, dispatch, sparse_ops
 
 F64 = torch.float64
 MODES = ["sparse", "dense", "auto"]
@@ -149,6 +149,38 @@ def test_gradients_match_dense(compute, bias):
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=0, atol=1e-10)
     if bias:
         torch.testing.assert_close(layer.bias.grad, b_dense.grad, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("batch", [sparse_ops.TILE_MIN_BATCH, 2 * sparse_ops.TILE_MIN_BATCH + 77], ids=["one_tile_size", "ragged_tiles"])
+def test_batch_tiled_products_match_dense(batch, monkeypatch):
+    """Large batches run the CSR products one tile of the batch at a time: the output and
+    both gradients, first and second order, are still the dense layer's."""
+    tiled_calls = []
+    for name in ("_csr_times_tiles", "_sampled_values_tiles"):
+        real = getattr(sparse_ops, name)
+        monkeypatch.setattr(sparse_ops, name, lambda *a, _real=real, _name=name: tiled_calls.append(_name) or _real(*a))
+    layer = make_layer(60, 40, epsilon=4.0, compute="sparse")
+    x = torch.randn(batch, 60, dtype=F64, requires_grad=True)
+    grad_out = torch.randn(batch, 40, dtype=F64)
+    y = layer(x)
+    torch.testing.assert_close(y, dense_reference(layer, x), rtol=0, atol=1e-10)
+    (y * grad_out).sum().backward()
+    w_dense = layer.to_dense().detach().requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    ((x_ref @ w_dense.T) * grad_out).sum().backward()
+    conn = layer.connections
+    torch.testing.assert_close(layer.weight.grad, w_dense.grad[conn[:, 1], conn[:, 0]], rtol=0, atol=1e-9)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=0, atol=1e-10)
+    assert tiled_calls == ["_csr_times_tiles", "_csr_times_tiles", "_sampled_values_tiles"]
+    # a gradient penalty: the differentiable backward goes through the tiled products too
+    penalties = []
+    for compute in ("sparse", "dense"):
+        layer.compute = compute
+        layer.weight.grad = None
+        (grad_x,) = torch.autograd.grad(torch.tanh(layer(x)).pow(2).sum(), x, create_graph=True)
+        grad_x.pow(2).sum().backward()
+        penalties.append(layer.weight.grad.clone())
+    torch.testing.assert_close(*penalties, rtol=1e-10, atol=1e-9)
 
 
 @pytest.mark.parametrize("compute", ["sparse", "dense"])
