@@ -11,7 +11,7 @@ import pytest
 
 from synapses.study.config import ConfigError
 from synapses.study.run_files import read_topology
-from synapses.study.sweep import load_sweep, main
+from synapses.study.sweep import CONFIGS, load_sweep, main, run_labels
 
 TINY = """
 description: tiny sweep for the tests
@@ -89,6 +89,28 @@ runs:
     assert len(labels) == 6
 
 
+ZIPPED = """
+base: {epochs: 2, train_size: 1000, test_size: 200}
+grid: {weight_decay: [0.0, 1.0e-3]}
+runs:
+  - name: paired
+    zip: {seed: [0, 1, 2], l1: [0.0, 1.0e-5, 1.0e-4]}
+"""
+
+
+def test_zipped_axes_expand_in_lockstep_and_shrink_with_an_override(tmp_path):
+    path = _write(tmp_path, ZIPPED)
+    pairs = [(r.config.weight_decay, r.config.seed, r.config.l1) for r in load_sweep(path).runs]
+    assert pairs == [(wd, s, l1) for wd in (0.0, 1e-3) for s, l1 in ((0, 0.0), (1, 1e-5), (2, 1e-4))]
+    smoke = load_sweep(path, override={"seed": [0, 2], "epochs": 1})
+    assert [(r.config.seed, r.config.l1, r.config.epochs) for r in smoke.runs][:2] == [(0, 0.0, 1), (2, 1e-4, 1)]
+
+
+def test_the_link_to_a_topology_is_pooled_like_the_seed():
+    labels = set(run_labels(load_sweep(CONFIGS / "fixed_topology.yaml")).values())
+    assert {"inverted (weight_decay=0.0)", "positive (weight_decay=0.001)", "set (weight_decay=0.0)"} <= labels and len(labels) == 8
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -99,6 +121,8 @@ runs:
         ("runs:\n  - {name: b, after: a}", "after='a' names no earlier entry"),
         ("bas: {}", r"unknown top-level key\(s\) \['bas'\]"),
         ("grid: {seed: [0, 0]}", "same config twice"),
+        ("grid: {seed: [0, 1]}\nruns:\n  - {name: z, zip: {seed: [0, 1], l1: [0.0, 1.0e-4]}}", r"z: zip: \['seed'\] also in grid"),
+        ("runs:\n  - {name: z, zip: {seed: [0, 1], l1: [0.0]}}", "zipped axes must have equal lengths, got seed: 2, l1: 1"),
     ],
 )
 def test_bad_sweep_files_are_rejected_before_anything_runs(tmp_path, text, message):

@@ -6,9 +6,10 @@
 
 A sweep file (YAML or JSON) holds a ``base`` config, an optional ``grid`` of axes to expand
 (their product) and an optional list of ``runs``, each a set of overrides that may carry its
-own ``grid``. A run may name another entry of the same file with ``after: <name>``: it then
-starts from that entry's final network (same grid values; see ``init_from``) and runs once
-that one is done. Every run lands in ``results/<run_id>/`` whatever the executor, finished
+own ``grid`` and ``zip`` (axes taken in lockstep, such as each seed with the run it takes
+its topology from). A run may name another entry of the same file with ``after: <name>``:
+it then starts from that entry's final network (same grid values; see ``init_from``) and
+runs once that one is done; ``compare_with:`` names plain runs drawn beside an entry. Every run lands in ``results/<run_id>/`` whatever the executor, finished
 runs are skipped and interrupted ones resume from their checkpoints.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .paths import CONFIGS  # the study's sweep files
 from .run_dir import RunDir
 
 SWEEP_KEYS = {"description", "base", "grid", "runs"}
-ENTRY_KEYS = {"name", "grid", "after", "compare_with"}
+ENTRY_KEYS = {"name", "grid", "zip", "after", "compare_with"}
 
 
 @dataclass(frozen=True)
@@ -153,10 +154,15 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
         after = entry.get("after")
         if after is not None and after not in names:
             raise ConfigError(f"{where}: after={after!r} names no earlier entry (known: {sorted(names)})")
+        zipped = _zipped(entry.get("zip", {}), f"{where}: zip", set(grid))
+        zipped = [
+            {k: v for k, v in z.items() if k not in field_override} for z in zipped
+            if all(v in axis_override[k] for k, v in z.items() if k in axis_override)
+        ]
         overrides = {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
         names[name] = {}
-        for values in itertools.product(*grid.values()):
-            point = dict(zip(grid, values))
+        for values, linked in itertools.product(itertools.product(*grid.values()), zipped):
+            point = {**dict(zip(grid, values)), **linked}
             fields = {**base, **overrides, **point, **field_override}
             after_id = None
             if after is not None:
@@ -175,6 +181,17 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
     return sweep
 
 
+def _zipped(value: Any, where: str, grid_keys: set[str]) -> list[dict[str, Any]]:
+    """An entry's ``zip:`` axes, taken in lockstep: ``{seed: [0, 1], topology_from: [a, b]}``
+    gives ``[{seed: 0, topology_from: a}, {seed: 1, topology_from: b}]`` (``[{}]`` without one)."""
+    axes = _grid(value, where) if value else {}
+    if clash := sorted(set(axes) & grid_keys):
+        raise ConfigError(f"{where}: {clash} also in grid; an axis is either zipped or crossed")
+    if len({len(v) for v in axes.values()}) > 1:
+        raise ConfigError(f"{where}: zipped axes must have equal lengths, got " + ", ".join(f"{k}: {len(v)}" for k, v in axes.items()))
+    return [dict(zip(axes, values)) for values in zip(*axes.values())] if axes else [{}]
+
+
 def _baselines(value: Any, members: list[ExperimentConfig], where: str) -> list[ExperimentConfig]:
     """The plain runs an entry is compared with: each point of the ``compare_with`` grid at
     the entry's epochs, data subset and seeds, every other field at its default."""
@@ -187,10 +204,15 @@ def _baselines(value: Any, members: list[ExperimentConfig], where: str) -> list[
     ]
 
 
+# Fields that tell seeds apart rather than configurations: the seed and the links to the
+# run a run starts from (its network, or its topology), which follow the seed.
+RUN_LINKS = ("seed", "init_from", "topology_from")
+
+
 def varying_fields(configs: list[ExperimentConfig]) -> list[str]:
-    """Config fields other than the seed (and the chain link ``init_from``) that differ
-    between ``configs``, in the config's field order."""
-    return [f.name for f in dataclass_fields(ExperimentConfig) if f.name not in ("seed", "init_from") and len({getattr(c, f.name) for c in configs}) > 1]
+    """Config fields other than :data:`RUN_LINKS` that differ between ``configs``, in the
+    config's field order."""
+    return [f.name for f in dataclass_fields(ExperimentConfig) if f.name not in RUN_LINKS and len({getattr(c, f.name) for c in configs}) > 1]
 
 
 def grouping(sweep: Sweep) -> str:
