@@ -110,3 +110,16 @@ def test_ensure_runs_waits_for_a_run_another_process_is_training(tmp_path, small
     assert ensure_runs([config], tmp_path, progress=False) == [folder.path]
     rival.join()
     assert folder.is_finished(config)
+
+
+def test_startable_holds_back_runs_whose_source_is_missing(runs_dir):
+    from synapses.study.results import startable
+
+    root, configs = runs_dir
+    finished = next(c for c in configs if (root / c.run_id() / "model.pt").exists())
+    from_finished = ExperimentConfig(epochs=1, train_size=1000, test_size=200, evolution="off", topology_from=finished.run_id())
+    from_missing = ExperimentConfig(epochs=1, train_size=1000, test_size=200, evolution="off", topology_from="sparsenet_e1000_nowhere")
+    first = ExperimentConfig(epochs=1, train_size=1000, test_size=200, seed=7)
+    chained = ExperimentConfig(epochs=1, train_size=1000, test_size=200, seed=7, init_from=first.run_id())
+    ready, blocked = startable([from_finished, from_missing, first, chained], root)
+    assert ready == [from_finished, first, chained] and blocked == [from_missing]

@@ -74,12 +74,43 @@ def decoupled_paired(results: Path) -> str:
     return "; ".join(parts)
 
 
+def _fixed_topology_differences(results: Path, weight_decay: float) -> str:
+    """Positive minus inverted fixed topology, paired by seed (same fresh weights and data
+    order), at the last epoch: test accuracy in points and test loss, each seed's, with
+    Welch's p over the seeds."""
+    final = {
+        entry: {c.seed: load_metrics(results / c.run_id()).iloc[-1] for c in select_runs("fixed_topology", entry=entry, weight_decay=weight_decay)}
+        for entry in ("positive", "inverted")
+    }
+    seeds = sorted(final["positive"].keys() & final["inverted"].keys())
+    parts = []
+    for metric, scale, unit in (("test_acc", 100, " points"), ("test_loss", 1, "")):
+        positive = [final["positive"][s][metric] * scale for s in seeds]
+        inverted = [final["inverted"][s][metric] * scale for s in seeds]
+        differences = ", ".join(f"{p - i:+.3f}" if scale == 1 else f"{p - i:+.2f}" for p, i in zip(positive, inverted))
+        p_value = stats.ttest_ind(positive, inverted, equal_var=False).pvalue
+        parts.append(f"{metric.replace('_', ' ')} {differences}{unit} (seeds {', '.join(map(str, seeds))}; Welch p = {p_value:.2f})")
+    return "; ".join(parts)
+
+
+def fixed_topology_no_decay(results: Path) -> str:
+    """Positive minus inverted fixed topology without decay (see _fixed_topology_differences)."""
+    return _fixed_topology_differences(results, 0.0)
+
+
+def fixed_topology_decay(results: Path) -> str:
+    """Positive minus inverted fixed topology with L2 1e-3 (see _fixed_topology_differences)."""
+    return _fixed_topology_differences(results, 1e-3)
+
+
 FACTS: dict[str, Callable[[Path], str]] = {
     "empty_pixels": empty_pixels,
     "welch_test_acc_1000": welch_test_acc_1000,
     "experiment_1_window": experiment_1_window,
     "growing_early": growing_early,
     "decoupled_paired": decoupled_paired,
+    "fixed_topology_no_decay": fixed_topology_no_decay,
+    "fixed_topology_decay": fixed_topology_decay,
 }
 
 

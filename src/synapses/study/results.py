@@ -138,6 +138,22 @@ def with_ink_rho(runs: pd.DataFrame, results_dir: str | Path | None = None) -> p
     return runs.merge(rho, on=["run_id", "epoch"], how="left")
 
 
+def startable(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None) -> tuple[list[ExperimentConfig], list[ExperimentConfig]]:
+    """``(startable, blocked)``: the configs whose source runs (``init_from``,
+    ``topology_from``) are finished in ``results_dir`` or come earlier in ``configs``, and
+    the others (a smoke profile's scaled-down sweep that links to another sweep's long runs)."""
+    root = _results_dir(results_dir)
+    ready, blocked, produced = [], [], set()
+    for config in configs:
+        sources = [s for s in (config.init_from, config.topology_from) if s is not None]
+        if all(s in produced or (root / s / "config.json").exists() and RunDir(root / s).is_finished(RunDir(root / s).config()) for s in sources):
+            ready.append(config)
+            produced.add(config.run_id())
+        else:
+            blocked.append(config)
+    return ready, blocked
+
+
 def ensure_runs(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None, progress: bool = True) -> list[Path]:
     """Run the configs that have no finished results yet (resuming partial ones), in order.
 
