@@ -42,3 +42,22 @@ def test_informative_pixels_beat_random_ones(small_mnist):
     for classifier in ("extra_trees", "linear_svm"):
         good, bad = (selection_accuracy(p, small_mnist, classifier) for p in (ink, blank))
         assert good > 0.5 and bad < 0.2, (classifier, good, bad)  # blank pixels: chance (10%)
+
+
+def test_score_table_has_a_row_per_choice_and_resumes(tmp_path, monkeypatch, small_mnist):
+    import pandas as pd
+
+    from synapses.study import selection
+
+    calls = []
+    monkeypatch.setattr(selection, "rankings", lambda sweep: [("ink", float("nan"), -1, lambda: np.arange(784.0)), ("random", float("nan"), 0, lambda: -np.arange(784.0))])
+    monkeypatch.setattr(selection, "selection_accuracy", lambda pixels, data, classifier: calls.append((len(pixels), classifier)) or float(pixels[0]) / 1000)
+    out = tmp_path / "selection.csv"
+    table = selection.score_table(out, small_mnist, progress=False)
+    assert len(table) == 2 * len(selection.BUDGETS) * len(selection.CLASSIFIERS) == len(calls)
+    top_by_ink = table[(table.ranking == "ink") & (table.k == 50)]
+    assert (top_by_ink.test_acc == (784 - 50) / 1000).all()  # the 50 highest scores: pixels 734-783
+    pd.read_csv(out).iloc[:5].to_csv(out, index=False)  # as if interrupted after five rows
+    calls.clear()
+    again = selection.score_table(out, small_mnist, progress=False)
+    assert len(calls) == 3 and again.drop(columns="test_acc").equals(table.drop(columns="test_acc"))

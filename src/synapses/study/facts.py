@@ -103,6 +103,38 @@ def fixed_topology_decay(results: Path) -> str:
     return _fixed_topology_differences(results, 1e-3)
 
 
+# The trailing window of the excess-pruning curves, the report's WINDOW, fixed before the
+# 1000-epoch recorded runs were made.
+PRUNING_WINDOW = 20
+
+
+def mechanism_1000_repeats(results: Path) -> str:
+    """Whether the recorded standardised runs of mechanism_1000 repeat the reproduction's
+    undecayed runs of the same seeds epoch for epoch (connections per pixel)."""
+    reference = {c.seed: c for c in select_runs("reproduction", weight_decay=0.0)}
+    parts = []
+    for config in select_runs("mechanism_1000", inputs="standardized"):
+        same = np.array_equal(load_topology(results / config.run_id()), load_topology(results / reference[config.seed].run_id()))
+        parts.append(f"seed {config.seed}: {'identical' if same else 'different'}")
+    return "; ".join(parts)
+
+
+def pruning_crossing(results: Path) -> str:
+    """Per input scaling and seed of mechanism_1000: the first epoch from which blank pixels
+    are pruned no more than inked ones (pruned fraction, trailing 20-epoch mean) until epoch
+    1000, or "never"."""
+    from .results import excess_pruning
+
+    groups = {inputs: select_runs("mechanism_1000", inputs=inputs) for inputs in ("standardized", "scaled")}
+    excess = excess_pruning(groups, results, window=PRUNING_WINDOW)
+    parts = []
+    for (inputs, seed), run in excess.groupby(["configuration", "seed"], sort=False):
+        above = run.loc[run["excess"] > 0, "epoch"]
+        crossing = "never" if len(above) and above.max() == run["epoch"].max() else f"epoch {int(above.max()) + 1 if len(above) else 1}"
+        parts.append(f"{inputs} seed {seed}: {crossing}")
+    return "; ".join(parts)
+
+
 FACTS: dict[str, Callable[[Path], str]] = {
     "empty_pixels": empty_pixels,
     "welch_test_acc_1000": welch_test_acc_1000,
@@ -111,6 +143,8 @@ FACTS: dict[str, Callable[[Path], str]] = {
     "decoupled_paired": decoupled_paired,
     "fixed_topology_no_decay": fixed_topology_no_decay,
     "fixed_topology_decay": fixed_topology_decay,
+    "mechanism_1000_repeats": mechanism_1000_repeats,
+    "pruning_crossing": pruning_crossing,
 }
 
 

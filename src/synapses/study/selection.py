@@ -10,13 +10,19 @@ scikit-learn, on pixels in [0, 1].
 """
 from __future__ import annotations
 
-from typing import Literal
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 import torch
 
 from .analysis import abs_weight_sum
 from .data import MEAN, STD, MNISTTensors
+from .paths import RESULTS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Classifier = Literal["extra_trees", "linear_svm"]
 
@@ -74,3 +80,105 @@ def selection_accuracy(pixels: np.ndarray, data: MNISTTensors, classifier: Class
         raise ValueError(f"classifier must be 'extra_trees' or 'linear_svm', got {classifier!r}")
     model.fit(train_x, data.train_y.numpy())
     return float((model.predict(test_x) == data.test_y.numpy()).mean())
+
+
+# ---------------------------------------------------------------------------- the study's table
+# Fixed before any score was computed: the epochs of the 1000-epoch reproduction runs whose
+# connection counts rank the pixels, the pixel budgets and the two classifiers of the field.
+RANK_EPOCHS = (1, 10, 155, 1000)
+BUDGETS = (50, 100)
+CLASSIFIERS: tuple[Classifier, ...] = ("extra_trees", "linear_svm")
+RANDOM_SEEDS = (0, 1, 2)
+COLUMNS = ("ranking", "weight_decay", "seed", "k", "classifier", "test_acc")
+
+
+def rankings(sweep: str = "reproduction", results_dir: Path | None = None) -> list[tuple[str, float, int, Callable[[], np.ndarray]]]:
+    """Every ranking of the table as ``(name, weight_decay, seed, scores)``, scores computed
+    on demand: the first layer's connections per pixel after each of :data:`RANK_EPOCHS`,
+    the summed ``|weight|`` of the final network, per run of ``sweep``; then ink frequency,
+    pixel variance (``weight_decay`` and ``seed`` NaN and -1) and random scores per seed."""
+    from .results import select_runs
+
+    root = results_dir if results_dir is not None else RESULTS
+    items: list[tuple[str, float, int, Callable[[], np.ndarray]]] = []
+    for config in select_runs(sweep):
+        run_dir = root / config.run_id()
+        for epoch in RANK_EPOCHS:
+            items.append((f"connections@{epoch}", config.weight_decay, config.seed, partial(_connections_after, run_dir, epoch)))
+        items.append((f"weights@{config.epochs}", config.weight_decay, config.seed, partial(_final_weights, run_dir)))
+    kinds: tuple[Literal["ink", "variance"], ...] = ("ink", "variance")
+    for kind in kinds:
+        items.append((kind, float("nan"), -1, partial(_training_baseline, kind)))
+    for seed in RANDOM_SEEDS:
+        items.append(("random", float("nan"), seed, partial(random_scores, seed)))
+    return items
+
+
+def _connections_after(run_dir: Path, epoch: int) -> np.ndarray:
+    from .results import load_topology
+
+    return load_topology(run_dir)[epoch]
+
+
+def _final_weights(run_dir: Path) -> np.ndarray:
+    from .results import load_final_state
+
+    return weight_scores(load_final_state(run_dir))
+
+
+def _training_baseline(kind: Literal["ink", "variance"]) -> np.ndarray:
+    from .results import mnist
+
+    return baseline_scores(kind, mnist().train_x)
+
+
+def score_table(out: Path, data: MNISTTensors, sweep: str = "reproduction", progress: bool = True) -> "pd.DataFrame":
+    """Test accuracy of each classifier on the top-K pixels of each ranking, one row per
+    (ranking, weight decay, seed, K, classifier), appended to the CSV ``out`` as each is done
+    (written atomically), so an interrupted table resumes where it stopped."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .run_files import write_atomic
+
+    done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=COLUMNS)
+    keys = {_key(*row) for row in done[list(COLUMNS[:5])].itertuples(index=False)}
+    rows = done.to_dict("records")
+    todo = [
+        (name, wd, seed, k, classifier, scores)
+        for name, wd, seed, scores in rankings(sweep)
+        for k in BUDGETS for classifier in CLASSIFIERS
+        if _key(name, wd, seed, k, classifier) not in keys
+    ]
+    cache: dict[int, np.ndarray] = {}
+    for name, wd, seed, k, classifier, scores in tqdm(todo, desc="feature selection", disable=not progress):
+        values = cache.setdefault(id(scores), scores())
+        accuracy = selection_accuracy(top_pixels(values, k), data, classifier)
+        rows.append(dict(ranking=name, weight_decay=wd, seed=seed, k=k, classifier=classifier, test_acc=accuracy))
+        write_atomic(out, pd.DataFrame(rows, columns=COLUMNS).to_csv(index=False).encode())
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _key(ranking: str, weight_decay: float, seed: int, k: int, classifier: str) -> tuple:
+    """A row's identity, the same whether it comes from the CSV or is about to be computed
+    (NaN, the baselines' weight decay, read back from a CSV compares unequal to itself)."""
+    return ranking, "" if weight_decay != weight_decay else f"{float(weight_decay):g}", int(seed), int(k), classifier
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m synapses.study.selection [--out FILE]``: compute the feature-selection table."""
+    import argparse
+
+    from .data import load_mnist
+
+    parser = argparse.ArgumentParser(prog="python -m synapses.study.selection", description="Feature selection by the learned topology: the table (resumable).")
+    parser.add_argument("--out", type=Path, default=RESULTS / "feature_selection.csv")
+    parser.add_argument("--sweep", default="reproduction", help="the 1000-epoch runs whose topologies rank the pixels")
+    args = parser.parse_args(argv)
+    table = score_table(args.out, load_mnist(), args.sweep)
+    print(f"{len(table)} rows in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
