@@ -235,3 +235,20 @@ def test_topology_from_a_missing_run_is_refused_before_anything_is_written(tmp_p
     with pytest.raises(ConfigError, match="topology_from='nowhere'"):
         run_experiment(config, tmp_path, data=small_mnist, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pruning_counts_without_weight_mass_are_recorded_and_resume(tmp_path, small_mnist):
+    """record_weight_mass=False keeps the pruned counts only (a quarter of the file size):
+    the counts equal a full record's, and an interrupted run resumes to the same file."""
+    full = ExperimentConfig(epochs=3, record_pruning=True)
+    counts_only = ExperimentConfig(epochs=3, record_pruning=True, record_weight_mass=False)
+    full_dir = run_experiment(full, tmp_path / "full", data=small_mnist, progress=False)
+    straight = run_experiment(counts_only, tmp_path / "straight", data=small_mnist, progress=False)
+    run_experiment(counts_only, tmp_path / "resumed", data=small_mnist, progress=False, stop_after=2)
+    resumed = run_experiment(counts_only, tmp_path / "resumed", data=small_mnist, progress=False)
+    pruned, mass = read_pruning(straight / "pruning.npz")
+    assert mass is None and np.array_equal(pruned, read_pruning(full_dir / "pruning.npz")[0])
+    assert (straight / "pruning.npz").read_bytes() == (resumed / "pruning.npz").read_bytes()
+    assert np.isnan(RunDir(straight).pruning()[1]).all()
+    with pytest.raises(ConfigError, match="record_weight_mass applies with record_pruning only"):
+        ExperimentConfig(record_weight_mass=False)

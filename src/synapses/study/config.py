@@ -73,6 +73,9 @@ class ExperimentConfig:
         record_pruning: also write ``pruning.npz``: per epoch and input pixel, the
             first-layer connections pruned and their summed ``|weight|`` before pruning
             (needs ``evolution="epoch"``).
+        record_weight_mass: with ``record_pruning``, whether to keep the summed ``|weight|``
+            too (float32 per epoch and pixel: about 2 MB committed per 1000 epochs); false
+            keeps the pruned counts only.
     """
 
     model: Literal["SparseNet", "EvolNet", "Dense"] = "SparseNet"
@@ -98,6 +101,7 @@ class ExperimentConfig:
     train_size: int | None = None
     test_size: int | None = None
     record_pruning: bool = False
+    record_weight_mass: bool = True
     inputs: Literal["standardized", "unit", "scaled"] = "standardized"
     hidden: tuple[int, ...] = (512, 128)
     dropout: float = 0.0
@@ -168,6 +172,8 @@ class ExperimentConfig:
             raise ConfigError(f"evolution_proba applies to model='EvolNet' only (got {self.evolution_proba!r} with model={self.model!r}); remove it")
         if self.record_pruning and self.evolution != "epoch":
             raise ConfigError("record_pruning needs evolution='epoch' (pruning happens between epochs)")
+        if not self.record_weight_mass and not self.record_pruning:
+            raise ConfigError("record_weight_mass applies with record_pruning only; remove it")
         if self.regrowth == "uniform" and self.parent_fraction != 0.5:
             raise ConfigError(f"parent_fraction applies to regrowth='near_parents' only (got {self.parent_fraction!r} with uniform regrowth); remove it")
         if self.optimizer == "adam" and self.momentum != 0.5:

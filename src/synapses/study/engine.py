@@ -211,7 +211,7 @@ def prune(model: Network, config: ExperimentConfig, history: History) -> None:
     pruning recorded in ``history`` when ``config.record_pruning``: the summed ``|weight|``
     per pixel just before it, and the connections it removed per pixel."""
     first = model.sparse_layers()[0] if isinstance(model, SparseNet) and config.record_pruning else None
-    if first is not None:
+    if first is not None and config.record_weight_mass:
         history.weight_mass.append(abs_weight_sum(first.connections, first.weight, first.in_features))
     if config.evolution == "epoch":
         assert isinstance(model, SparseNet)

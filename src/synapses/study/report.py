@@ -235,6 +235,7 @@ VIEWS: dict[str, tuple[Callable[[Path], dict[str, float]], tuple[tuple[str, str,
         ),
     ),
     "pruning": (pruning_summary, PRUNING_COLUMNS),
+    "pruning_counts": (pruning_summary, PRUNING_COLUMNS[:4]),  # runs without record_weight_mass
     "pruning_never_inked": (partial(pruning_summary, blank_below=1e-6), PRUNING_COLUMNS),
     "drift": (drift_summary, tuple((f"rho@{e}", f"ink ρ, epochs {e - WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS)),
     "verdict": (

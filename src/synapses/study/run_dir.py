@@ -190,7 +190,7 @@ class RunDir:
         write_atomic(self.metrics_file, metrics_text(history.rows).encode())
         write_topology(self.topology_file, np.stack(history.counts))
         if history.pruned:
-            write_pruning(self.pruning_file, np.stack(history.pruned), np.stack(history.weight_mass))
+            write_pruning(self.pruning_file, np.stack(history.pruned), np.stack(history.weight_mass) if history.weight_mass else None)
 
     def save_checkpoint(self, resumable: dict[str, Any], run_id: str, epoch: int) -> None:
         save_checkpoint(self.checkpoint_file, resumable, run_id, epoch)
@@ -222,8 +222,9 @@ class RunDir:
             raise RuntimeError(f"{self.path}: results hold {len(rows)} epochs, the checkpoint {epochs}; delete the folder to restart")
         history = History(epochs, rows[:epochs], list(counts[: epochs + 1]))
         if self.pruning_file.exists():
-            pruned, weight_mass = self.pruning()
-            history.pruned, history.weight_mass = list(pruned[:epochs]), list(weight_mass[:epochs])
+            pruned, weight_mass = read_pruning(self.pruning_file)
+            history.pruned = list(pruned[:epochs])
+            history.weight_mass = list(weight_mass[:epochs]) if weight_mass is not None else []
         return history
 
     def topology(self) -> np.ndarray:
@@ -232,7 +233,8 @@ class RunDir:
 
     def pruning(self) -> tuple[np.ndarray, np.ndarray]:
         """``(pruned_counts, abs_weight_sum)``, each ``(epochs, 784)``, of a run recorded with
-        ``record_pruning``."""
+        ``record_pruning`` (the sums NaN where ``record_weight_mass`` was off)."""
         if not self.pruning_file.exists():
             raise FileNotFoundError(f"{self.path} has no {self.pruning_file.name}: only runs made with record_pruning have one")
-        return read_pruning(self.pruning_file)
+        pruned, weight_mass = read_pruning(self.pruning_file)
+        return pruned, weight_mass if weight_mass is not None else np.full(pruned.shape, np.nan)

@@ -222,26 +222,33 @@ def read_topology(path: Path) -> np.ndarray:
     return np.cumsum(arrays["pixel_count_steps"].astype(np.int64), axis=0)
 
 
-def write_pruning(path: Path, pruned: np.ndarray, weight_mass: np.ndarray) -> None:
-    """``pruned`` counts and ``weight_mass`` (|weight| sums), each ``(epochs, n_inputs)``.
+def write_pruning(path: Path, pruned: np.ndarray, weight_mass: np.ndarray | None) -> None:
+    """``pruned`` counts and ``weight_mass`` (|weight| sums, or ``None`` when not recorded),
+    each ``(epochs, n_inputs)``.
 
     The float32 sums are stored as their four byte planes, pixel by pixel: a pixel's sums
     change slowly over the epochs, so each plane compresses far better than the floats
     (15% smaller files, bit for bit the same values)."""
-    planes = _byte_planes(weight_mass.astype(np.float32))
-    data = to_bytes(lambda f: np.savez_compressed(f, pruned_counts=_smallest_array(pruned), abs_weight_sum_planes=planes))
+    counts = _smallest_array(pruned)
+    if weight_mass is None:
+        data = to_bytes(lambda f: np.savez_compressed(f, pruned_counts=counts))
+    else:
+        planes = _byte_planes(weight_mass.astype(np.float32))
+        data = to_bytes(lambda f: np.savez_compressed(f, pruned_counts=counts, abs_weight_sum_planes=planes))
     write_atomic(path, data)
 
 
-def read_pruning(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(pruned_counts int64, abs_weight_sum float64)`` from :func:`write_pruning` (or the
-    older layout with plain float32 sums)."""
+def read_pruning(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(pruned_counts int64, abs_weight_sum float64 or None)`` from :func:`write_pruning`
+    (or the older layout with plain float32 sums)."""
     arrays = _read_npz(path)
     if "abs_weight_sum_planes" in arrays:
-        mass = _from_byte_planes(arrays["abs_weight_sum_planes"])
+        mass = _from_byte_planes(arrays["abs_weight_sum_planes"]).astype(np.float64)
+    elif "abs_weight_sum" in arrays:
+        mass = arrays["abs_weight_sum"].astype(np.float64)
     else:
-        mass = arrays["abs_weight_sum"]
-    return arrays["pruned_counts"].astype(np.int64), mass.astype(np.float64)
+        mass = None
+    return arrays["pruned_counts"].astype(np.int64), mass
 
 
 def _byte_planes(values: np.ndarray) -> np.ndarray:
@@ -306,7 +313,8 @@ def _is_current(path: Path) -> bool:
         with open(path, "rb") as f:
             return f.read(len(SEAL)) == SEAL
     with np.load(path) as z:
-        return bool({"pixel_count_steps", "abs_weight_sum_planes"} & set(z.files))
+        # topology: steps rather than raw counts; pruning: sums as byte planes (or none)
+        return "pixel_count_steps" in z.files if path.name == "topology.npz" else "abs_weight_sum" not in z.files
 
 
 def _same(a: Any, b: Any) -> bool:
