@@ -338,3 +338,24 @@ def test_runs_the_write_up_calls_shared_trajectories_repeat_each_other():
     for entry, fields in (("unit_inputs", dict(weight_decay=0.0)), ("near_parents", dict(weight_decay=0.0)), ("decoupled", dict(weight_decay=2e-5)), ("l1", dict(l1=1e-4))):
         for seed in (0, 1):
             assert prefix_of(select_runs("extensions", entry=entry, seed=seed, **fields)[0], select_runs("extensions_1000", entry=entry, seed=seed)[0])
+
+
+def test_selection_table_pools_seeds_per_ranking_and_weight_decay(tmp_path):
+    import pandas as pd
+
+    from synapses.study.report import IncompleteResultsError, refresh
+
+    rows = []
+    for seed, accuracy in ((0, 0.90), (1, 0.92)):
+        for k in (50, 100):
+            for classifier in ("extra_trees", "linear_svm"):
+                rows.append(dict(ranking="connections@1000", weight_decay=0.001, seed=seed, k=k, classifier=classifier, test_acc=accuracy + k / 10000))
+    rows += [dict(ranking="ink", weight_decay=float("nan"), seed=-1, k=k, classifier=c, test_acc=0.8) for k in (50, 100) for c in ("extra_trees", "linear_svm")]
+    pd.DataFrame(rows).to_csv(tmp_path / "feature_selection.csv", index=False)
+    text = refresh("<!-- table: selection -->\n<!-- /table -->\n", results_dir=tmp_path)
+    lines = text.splitlines()
+    assert lines[1] == "| ranking | seeds | extra trees, K=50 (%) | linear svm, K=50 (%) | extra trees, K=100 (%) | linear svm, K=100 (%) |"
+    assert lines[3] == "| connections@1000, weight_decay=0.001 | 2 | 91.50 ± 1.41 | 91.50 ± 1.41 | 92.00 ± 1.41 | 92.00 ± 1.41 |"
+    assert lines[4] == "| ink | 1 | 80.00 | 80.00 | 80.00 | 80.00 |"
+    with pytest.raises(IncompleteResultsError, match="python -m synapses.study.selection"):
+        refresh("<!-- table: selection -->\n<!-- /table -->\n", results_dir=tmp_path / "nowhere")

@@ -311,6 +311,30 @@ def sweep_table(
     return "\n".join(lines) + "\n"
 
 
+def selection_table(path: Path) -> str:
+    """The feature-selection table (:mod:`synapses.study.selection`) from its CSV: one row
+    per ranking (and weight decay, for the learned ones), one column per pixel budget and
+    classifier, test accuracy in % as mean ± sd over seeds (n in the row)."""
+    import pandas as pd
+
+    from .selection import BUDGETS, CLASSIFIERS
+
+    if not path.exists():
+        raise IncompleteResultsError(f"table 'selection': no {path} (python -m synapses.study.selection computes it)")
+    table = pd.read_csv(path)
+    table["configuration"] = [r if wd != wd else f"{r}, weight_decay={wd:g}" for r, wd in zip(table.ranking, table.weight_decay)]
+    header = ["ranking", "seeds", *[f"{c.replace('_', ' ')}, K={k} (%)" for k in BUDGETS for c in CLASSIFIERS]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, rows in table.groupby("configuration", sort=False):
+        cells = [str(name), str(rows.seed.nunique())]
+        for k in BUDGETS:
+            for classifier in CLASSIFIERS:
+                values = rows[(rows.k == k) & (rows.classifier == classifier)].test_acc.to_numpy()
+                cells.append(mean_std(2, 100)(values) if len(values) else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def refresh(text: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None, *, allow_missing: bool = False) -> str:
     """``text`` with every marked table and value regenerated (see :func:`sweep_table`
     and :data:`VALUE`)."""
@@ -318,7 +342,9 @@ def refresh(text: str, results_dir: str | Path | None = None, configs_dir: str |
 
     def table(name: str) -> str:
         if name not in tables:
-            tables[name] = sweep_table(name, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing)
+            root = Path(results_dir) if results_dir is not None else RESULTS
+            tables[name] = (selection_table(root / "feature_selection.csv") if name == "selection"
+                            else sweep_table(name, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing))
         return tables[name]
 
     def value(name: str) -> str:
