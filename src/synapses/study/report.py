@@ -17,8 +17,7 @@ Spearman correlation of connections with ink (``ink ρ``), and the peak of
 how much of the final test loss the misclassified images carry; the ``topology`` view
 whether each configuration ends with a positive, negative or no topology, seed by seed; the
 ``drift`` view the ink ρ at a few epochs along the way (:data:`DRIFT_EPOCHS`); the
-``accuracy`` view the topology beside what it buys (last-epoch test loss and accuracy, the
-lowest smoothed test loss); the ``pruning`` and ``pruning_never_inked`` views, for runs recorded with ``record_pruning``,
+``accuracy`` view the topology beside what it buys (last-epoch test loss and accuracy); the ``pruning`` and ``pruning_never_inked`` views, for runs recorded with ``record_pruning``,
 who got pruned after the last epoch: blank against inked pixels (blank: ink in fewer than
 1% of the training images, or in none).
 
@@ -194,12 +193,6 @@ def errors_summary(run_dir: Path) -> dict[str, float]:
     return loss_breakdown(log_probs, data.test_y)
 
 
-def accuracy_summary(run_dir: Path) -> dict[str, float]:
-    """What a run's topology is and what it buys: ink ρ, test loss and accuracy at the last
-    epoch, and the lowest test loss of the smoothed curve (see :func:`overfitting_summary`)."""
-    return run_summary(run_dir) | {"min_test_loss": overfitting_summary(run_dir)["min_test_loss"]}
-
-
 # view name -> (summary of one run, its columns as (key, title, formatter))
 VIEWS: dict[str, tuple[Callable[[Path], dict[str, float]], tuple[tuple[str, str, Formatter], ...]]] = {
     "summary": (run_summary, COLUMNS),
@@ -226,11 +219,10 @@ VIEWS: dict[str, tuple[Callable[[Path], dict[str, float]], tuple[tuple[str, str,
         ),
     ),
     "accuracy": (
-        accuracy_summary,
+        run_summary,
         (
             ("ink_rho", "ink ρ", mean_std(3)),
             ("test_loss", "test loss", mean_std(4)),
-            ("min_test_loss", "min test loss (smoothed)", mean_std(4)),
             ("test_acc", "test acc (%)", mean_std(2, 100)),
         ),
     ),
