@@ -152,7 +152,9 @@ def score_table(out: Path, data: MNISTTensors, sweep: str = "reproduction", prog
     ]
     cache: dict[int, np.ndarray] = {}
     for name, wd, seed, k, classifier, scores in tqdm(todo, desc="feature selection", disable=not progress):
-        values = cache.setdefault(id(scores), scores())
+        if id(scores) not in cache:  # each ranking's scores once, for all its budgets and classifiers
+            cache[id(scores)] = scores()
+        values = cache[id(scores)]
         accuracy = selection_accuracy(top_pixels(values, k), data, classifier)
         rows.append(dict(ranking=name, weight_decay=wd, seed=seed, k=k, classifier=classifier, test_acc=accuracy))
         write_atomic(out, pd.DataFrame(rows, columns=COLUMNS).to_csv(index=False).encode())
