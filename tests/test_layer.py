@@ -10,7 +10,7 @@ import torch
 from synapses import MaskedLinear, SETLayer, SparseNet, dispatch, sparse_ops
 
 F64 = torch.float64
-MODES = ["sparse", "dense", "auto"]
+MODES = ["sparse", "native", "dense", "auto"]
 
 
 def make_layer(in_features=13, out_features=7, *, seed=0, dtype=F64, epsilon=2.0, **kwargs) -> SETLayer:
@@ -70,24 +70,32 @@ def fresh_measurements():
     dispatch.forget_measurements()
 
 
-@pytest.mark.parametrize("dense_faster", [True, False])
-def test_auto_takes_the_path_measured_faster_and_remembers_it(fresh_measurements, monkeypatch, dense_faster):
+@pytest.mark.parametrize("fastest", ["dense", "sparse", "native"])
+def test_auto_takes_the_path_measured_fastest_and_remembers_it(fresh_measurements, monkeypatch, fastest):
     timed = []
 
     def fake_time(kernel, key):
         timed.append((kernel.__name__, key[3]))
-        return 1.0 if (kernel.__name__ == "dense_linear") == dense_faster else 2.0
+        return 1.0 if kernel.__name__ == f"{fastest}_linear" else 2.0
 
     monkeypatch.setattr(dispatch, "_time_step", fake_time)
     layer = make_layer(400, 300, compute="auto")
     x = torch.randn(100, 400, dtype=F64)
-    assert layer.uses_dense_kernels(100) is dense_faster
+    assert layer.kernel_for(100) == fastest
+    assert layer.uses_dense_kernels(100) is (fastest == "dense")
     torch.testing.assert_close(layer(x), dense_reference(layer, x), rtol=0, atol=1e-10)
-    assert timed == [("dense_linear", 128), ("sparse_linear", 128)]  # batch 100 -> size class 128
+    # batch 100 -> size class 128; the compiled kernels compete on the CPU
+    assert timed == [("dense_linear", 128), ("sparse_linear", 128), ("native_linear", 128)]
     layer(x[:70])  # same size class: no new measurement
-    assert len(timed) == 2
+    assert len(timed) == 3
     layer(x[:3])  # another size class
-    assert len(timed) == 4
+    assert len(timed) == 6
+
+
+def test_auto_does_without_the_compiled_kernels_where_they_cannot_be_built(fresh_measurements, monkeypatch):
+    monkeypatch.setattr(dispatch.native, "available", lambda: False)
+    monkeypatch.setattr(dispatch, "_time_step", lambda kernel, key: {"dense_linear": 2.0, "sparse_linear": 1.0}[kernel.__name__])
+    assert make_layer(400, 300, compute="auto").kernel_for(64) == "sparse"
 
 
 def test_auto_measures_again_at_another_thread_count(fresh_measurements, monkeypatch):
@@ -101,7 +109,7 @@ def test_auto_measures_again_at_another_thread_count(fresh_measurements, monkeyp
         layer.uses_dense_kernels(64)
     finally:
         torch.set_num_threads(threads)
-    assert calls == [threads, threads, threads + 1, threads + 1]
+    assert calls == [threads] * 3 + [threads + 1] * 3
 
 
 def test_auto_never_densifies_a_large_layer(fresh_measurements, monkeypatch):
@@ -112,9 +120,9 @@ def test_auto_never_densifies_a_large_layer(fresh_measurements, monkeypatch):
 def test_a_real_measurement_leaves_the_callers_random_state_alone(fresh_measurements):
     layer = make_layer(400, 300, compute="auto")
     state = torch.get_rng_state()
-    choice = layer.uses_dense_kernels(32)
+    choice = layer.kernel_for(32)
     assert torch.equal(torch.get_rng_state(), state)
-    assert isinstance(choice, bool) and layer.uses_dense_kernels(32) is choice
+    assert choice in ("dense", "sparse", "native") and layer.kernel_for(32) == choice
 
 
 def test_wrong_input_width_raises():
@@ -183,7 +191,7 @@ def test_batch_tiled_products_match_dense(batch, monkeypatch):
     torch.testing.assert_close(*penalties, rtol=1e-10, atol=1e-9)
 
 
-@pytest.mark.parametrize("compute", ["sparse", "dense"])
+@pytest.mark.parametrize("compute", ["sparse", "native", "dense"])
 def test_no_weight_grad_requested(compute):
     layer = make_layer(compute=compute)
     layer.weight.requires_grad_(False)
@@ -194,7 +202,7 @@ def test_no_weight_grad_requested(compute):
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
-@pytest.mark.parametrize("compute", ["sparse", "dense"])
+@pytest.mark.parametrize("compute", ["sparse", "native", "dense"])
 def test_gradcheck(compute, bias):
     layer = make_layer(compute=compute, bias=bias)
     params = {"weight": layer.weight.detach().clone().requires_grad_()}
@@ -209,7 +217,7 @@ def test_gradcheck(compute, bias):
     assert torch.autograd.gradcheck(fn, (x, *params.values()))
 
 
-@pytest.mark.parametrize("compute", ["sparse", "dense"])
+@pytest.mark.parametrize("compute", ["sparse", "native", "dense"])
 def test_backward_twice_with_retain_graph(compute):
     layer = make_layer(compute=compute)
     y = layer(torch.randn(4, 13, dtype=F64)).sum()
@@ -437,7 +445,7 @@ def _assert_same_layer(a: SETLayer, b: SETLayer):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
-@pytest.mark.parametrize("compute", ["sparse", "dense"])
+@pytest.mark.parametrize("compute", ["sparse", "native", "dense"])
 def test_state_dict_round_trip(compute):
     layer = _trained_layer(compute)
     fresh = make_layer(40, 30, seed=99, compute=compute)
@@ -504,7 +512,7 @@ def test_manual_connection_edit_invalidates_index():
 
 
 @pytest.mark.parametrize("convert", ["to", "double"])
-@pytest.mark.parametrize("compute", ["sparse", "dense"])
+@pytest.mark.parametrize("compute", ["sparse", "native", "dense"])
 def test_dtype_conversion(compute, convert):
     layer = make_layer(40, 30, dtype=torch.float32, compute=compute)
     x32 = torch.randn(5, 40)
@@ -574,7 +582,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 @cuda
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
-@pytest.mark.parametrize("compute", MODES)
+@pytest.mark.parametrize("compute", ["sparse", "dense", "auto"])
 def test_cuda_forward_and_gradients_match_dense(compute, bias):
     torch.manual_seed(0)
     layer = SETLayer(60, 40, epsilon=3, bias=bias, dtype=F64, device="cuda", compute=compute)
@@ -657,8 +665,9 @@ def _gradient_penalty(compute: str) -> tuple[torch.Tensor, ...]:
     return penalty.detach(), first.weight.grad, second.weight.grad, first.bias.grad
 
 
-def test_gradient_penalty_through_stacked_layers_matches_dense_path():
-    for sparse, dense in zip(_gradient_penalty("sparse"), _gradient_penalty("dense")):
+@pytest.mark.parametrize("compute", ["sparse", "native"])
+def test_gradient_penalty_through_stacked_layers_matches_dense_path(compute):
+    for sparse, dense in zip(_gradient_penalty(compute), _gradient_penalty("dense")):
         torch.testing.assert_close(sparse, dense, rtol=1e-10, atol=1e-10)
 
 

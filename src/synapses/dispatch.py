@@ -1,12 +1,14 @@
 """Which compute path a layer takes: by measurement (``compute="auto"``) or by a fixed rule.
 
-Whether the CSR kernels beat a dense matmul depends on the layer's shape and density, the
-batch, the dtype, the machine and the number of threads (at one thread the CSR kernels win
-where several threads make the dense matmul win). ``"auto"`` therefore times one training
-step (forward and backward) of both paths on random data of the layer's shape, once per
-(shape, connections, batch size rounded up to a power of two, dtype, device, threads), and
-keeps the faster. The measurement draws from a private generator: it never touches the
-caller's random state.
+Three paths share the layer's sparse storage: ``"dense"`` (scatter into a matrix, then a
+dense matmul), ``"sparse"`` (torch's CSR kernels) and, on the CPU, ``"native"`` (this
+package's compiled kernels, :mod:`synapses.native`). Which is fastest depends on the
+layer's shape and density, the batch, the dtype, the machine and the number of threads (at
+one thread the sparse kernels win where several threads make the dense matmul win).
+``"auto"`` therefore times one training step (forward and backward) of each path on random
+data of the layer's shape, once per (shape, connections, batch size rounded up to a power
+of two, dtype, device, threads), and keeps the fastest. The measurement draws from a
+private generator: it never touches the caller's random state.
 
 A measured choice can differ between machines and between processes (timing noise decides
 near a tie), and the two paths round differently, so ``"auto"`` is not for bit-identical
@@ -19,14 +21,18 @@ from typing import Callable
 
 import torch
 
+from . import native
 from .sparse_ops import DENSE_MAX_ELEMENTS, CSRIndex, dense_linear, sparse_linear
+
+Kernel = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", CSRIndex], torch.Tensor]
+KERNELS: dict[str, Kernel] = {"dense": dense_linear, "sparse": sparse_linear, "native": native.native_linear}
 
 # The fixed rule: the CSR kernels below this density (measured once by synapses.bench, at
 # the thread count of a laptop), the dense ones above it, for layers small enough to densify.
 DENSE_MIN_DENSITY = 0.06
 REPEATS = 3  # timed steps per path; the fastest counts
 
-_measured: dict[tuple, bool] = {}
+_measured: dict[tuple, str] = {}
 
 
 def fixed_rule_is_dense(in_features: int, out_features: int, n_params: int, device: torch.device) -> bool:
@@ -38,15 +44,18 @@ def fixed_rule_is_dense(in_features: int, out_features: int, n_params: int, devi
     return device.type != "cpu" or n_params / elements >= DENSE_MIN_DENSITY
 
 
-def measured_is_dense(in_features: int, out_features: int, n_params: int, batch: int, device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether the dense path ran faster than the sparse one for this layer and batch
-    (measured on the first call, then remembered). Layers too large to densify are sparse."""
+def measured_kernel(in_features: int, out_features: int, n_params: int, batch: int, device: torch.device, dtype: torch.dtype) -> str:
+    """The path (a key of :data:`KERNELS`) that ran a training step fastest for this layer
+    and batch, measured on the first call, then remembered. Layers too large to densify are
+    not measured: they take the CSR kernels."""
     if in_features * out_features > DENSE_MAX_ELEMENTS:
-        return False
+        return "sparse"
     bucket = 1 << max(batch - 1, 0).bit_length()  # 1, 2, 4, ... : one measurement per size class
     key = (in_features, out_features, n_params, bucket, dtype, device.type, device.index, torch.get_num_threads())
     if key not in _measured:
-        _measured[key] = _time_step(dense_linear, key) < _time_step(sparse_linear, key)
+        candidates = ["dense", "sparse"] + (["native"] if device.type == "cpu" and native.available() else [])
+        seconds = {name: _time_step(KERNELS[name], key) for name in candidates}
+        _measured[key] = min(candidates, key=seconds.__getitem__)  # the first listed wins a tie
     return _measured[key]
 
 

@@ -8,18 +8,19 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .dispatch import fixed_rule_is_dense, measured_is_dense
+from . import native
+from .dispatch import KERNELS, fixed_rule_is_dense, measured_kernel
 from .evolution import largest_gradient_pairs, prune_closest_to_zero, sample_free_pairs, sample_near_parents
 from .optim_state import apply_reset, plan_reset
-from .sparse_ops import CSRIndex, dense_linear, sparse_linear
+from .sparse_ops import CSRIndex
 
-COMPUTE_MODES = ("auto", "fixed", "sparse", "dense")
+COMPUTE_MODES = ("auto", "fixed", "sparse", "native", "dense")
 REGROWTH_MODES = ("uniform", "near_parents", "gradient")
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # compute="dense" scatters the weights into an (out, in) matrix on every call: refused
 # beyond this many elements (256 MiB in float32), where it would dwarf the sparse storage.
 DENSE_COMPUTE_MAX_ELEMENTS = 1 << 26
-Compute = Literal["auto", "fixed", "sparse", "dense"]
+Compute = Literal["auto", "fixed", "sparse", "native", "dense"]
 Regrowth = Literal["uniform", "near_parents", "gradient"]
 # Connections are addressed by the flat key out * in_features + in, an int64.
 MAX_PAIRS = 2**62
@@ -54,13 +55,15 @@ class SETLayer(nn.Module):
         generator: random source of initialisation and evolution (its device is where the
             drawing happens); ``None`` uses torch's default generator, so
             ``torch.manual_seed`` makes runs repeat.
-        compute: ``"auto"``: whichever of the dense and the CSR kernels runs a training
-            step faster for this layer, batch size, dtype and thread count, measured on
-            first use (:mod:`synapses.dispatch`; large layers always sparse); ``"fixed"``:
-            dense for small layers of density >= 6%, a rule that is the same on every
-            machine (for bit-identical reruns); ``"sparse"`` or ``"dense"``. Only the
-            compute path changes; storage is sparse in every mode. ``"dense"`` is refused
-            for large layers.
+        compute: ``"auto"``: whichever of the dense, the CSR and (on the CPU) the compiled
+            kernels runs a training step fastest for this layer, batch size, dtype and
+            thread count, measured on first use (:mod:`synapses.dispatch`; large layers
+            always CSR); ``"fixed"``: dense for small layers of density >= 6%, CSR
+            otherwise, a rule that is the same on every machine (for bit-identical reruns);
+            ``"sparse"`` (torch's CSR kernels), ``"native"`` (the compiled CPU kernels of
+            :mod:`synapses.native`, built on first use; refused where they cannot be built
+            or off the CPU) or ``"dense"``. Only the compute path changes; storage is sparse
+            in every mode. ``"dense"`` is refused for large layers.
         regrowth: ``"uniform"`` (SET), ``"near_parents"``: a fraction ``parent_fraction``
             of the moved weights is placed next to strong surviving connections (same
             output, neighbouring input; see :func:`synapses.evolution.sample_near_parents`),
@@ -149,6 +152,10 @@ class SETLayer(nn.Module):
             raise ValueError(f"{source} gives no connection for a {in_features} x {out_features} layer")
         if compute == "dense" and in_features * out_features > DENSE_COMPUTE_MAX_ELEMENTS:
             raise ValueError(f"compute='dense' would allocate {in_features} x {out_features} weights per call")
+        if compute == "native":
+            if torch.empty(0, device=device).device.type != "cpu":
+                raise ValueError(f"compute='native' runs on the CPU only, not on {torch.device(device) if device is not None else 'this device'}")
+            native.load()  # NativeKernelsUnavailable (with the cause) here, not at the first call
 
         self.in_features = in_features
         self.out_features = out_features
@@ -222,13 +229,18 @@ class SETLayer(nn.Module):
             self._index_key = key
         return self._index
 
+    def kernel_for(self, batch: int = 1) -> str:
+        """The path :meth:`forward` takes for a ``batch`` of inputs: ``"dense"``, ``"sparse"``
+        or ``"native"`` (see ``compute``)."""
+        if self.compute in ("sparse", "native", "dense"):
+            return self.compute
+        if self.compute == "fixed":
+            return "dense" if fixed_rule_is_dense(self.in_features, self.out_features, self.n_params, self.weight.device) else "sparse"
+        return measured_kernel(self.in_features, self.out_features, self.n_params, batch, self.weight.device, self.weight.dtype)
+
     def uses_dense_kernels(self, batch: int = 1) -> bool:
         """Whether :meth:`forward` runs the dense path for a ``batch`` of inputs (see ``compute``)."""
-        if self.compute in ("sparse", "dense"):
-            return self.compute == "dense"
-        if self.compute == "fixed":
-            return fixed_rule_is_dense(self.in_features, self.out_features, self.n_params, self.weight.device)
-        return measured_is_dense(self.in_features, self.out_features, self.n_params, batch, self.weight.device, self.weight.dtype)
+        return self.kernel_for(batch) == "dense"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(*, in_features)`` -> ``(*, out_features)``."""
@@ -238,8 +250,7 @@ class SETLayer(nn.Module):
         x2d = x.reshape(-1, self.in_features)
         if self.weight.dtype not in SUPPORTED_DTYPES:  # converted after construction (.half())
             _check_dtype(self.weight.dtype)
-        kernel = dense_linear if self.uses_dense_kernels(len(x2d)) else sparse_linear
-        y = kernel(x2d, self.weight, self.bias, self._csr_index())
+        y = KERNELS[self.kernel_for(len(x2d))](x2d, self.weight, self.bias, self._csr_index())
         if self.regrowth == "gradient" and self.training and y.requires_grad:
             self._last_input = x2d.detach()
             y.register_hook(self._record_grad_output)

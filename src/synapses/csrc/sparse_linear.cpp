@@ -1,0 +1,254 @@
+// CPU kernels for a linear map stored as connections (synapses.native builds and loads this file).
+//
+// Dense operands are taken and returned *feature-major*: (features, batch), row-major, which
+// is the (batch, features) tensor's transpose in memory. In that layout every stored weight
+// reads and writes whole rows of samples, which vectorise, and nothing needs a transposed
+// copy: a layer's feature-major output is the next layer's feature-major input, and its
+// gradient comes back feature-major through element-wise layers in between. `transposed`
+// converts a (batch, features) tensor once where a network starts.
+//
+// The weight is given in weight order (the layer's `weight` vector) together with a CSR
+// index of one orientation: `crow` (rows + 1), `col` (n) and `order` (n: the weight-order
+// position of each CSR entry).
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace {
+
+// Samples are processed LANES at a time, as one vector (GCC/Clang vector extensions: one
+// AVX-512 register of float32, two of float64, split further on narrower machines). The
+// vectors are loaded from rows of any alignment, hence aligned(sizeof(T)).
+constexpr int64_t LANES = 16;
+template <typename T>
+struct Lanes {
+  typedef T type __attribute__((vector_size(LANES * sizeof(T)), aligned(sizeof(T))));
+};
+// Samples per chunk: a chunk of the dense operand's rows (features x CHUNK values) is what
+// the stored weights of one pass read at random; it should stay in the L2 cache.
+constexpr int64_t CHUNK = 128;
+
+// The sum of a vector's lanes, in log2(LANES) shuffle-and-add steps (a chain of scalar adds
+// would cost LANES dependent additions per stored weight).
+template <typename V>
+inline auto lane_sum(V d) {
+#if defined(__clang__)
+  d += __builtin_shufflevector(d, d, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  d += __builtin_shufflevector(d, d, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+  d += __builtin_shufflevector(d, d, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  d += __builtin_shufflevector(d, d, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+#else
+  typedef decltype(d[0] + 0) T;
+  typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> I;
+  typedef I M __attribute__((vector_size(LANES * sizeof(I))));
+  d += __builtin_shuffle(d, M{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+  d += __builtin_shuffle(d, M{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+  d += __builtin_shuffle(d, M{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+  d += __builtin_shuffle(d, M{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+#endif
+  return d[0];
+}
+
+// out[r, b] = sum over CSR row r of vals[k] * in[col[k], b] (+ bias[r]), for b in [0, batch);
+// in: (n_in, batch), out: (n_rows, batch), vals in CSR order.
+template <typename T>
+void rows_times(const T* in, int64_t batch, const int64_t* crow, const int64_t* col, const T* vals,
+                int64_t n_rows, const T* bias, T* out) {
+  using V = typename Lanes<T>::type;
+  constexpr int64_t PER = CHUNK / LANES;
+  // Threads split the rows of the output; each walks the batch one chunk at a time.
+  at::parallel_for(0, n_rows, 8, [&](int64_t r_begin, int64_t r_end) {
+    for (int64_t b0 = 0; b0 < batch; b0 += CHUNK) {
+      const int64_t width = std::min(CHUNK, batch - b0), full = width / LANES;
+      for (int64_t r = r_begin; r < r_end; ++r) {
+        const T shift = bias ? bias[r] : T(0);
+        T* dst = out + r * batch + b0;
+        if (full == PER) {  // the common case: a whole chunk, unrolled into registers
+          V acc[PER];
+          for (int64_t v = 0; v < PER; ++v) acc[v] = V{} + shift;
+          for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
+            const T w = vals[k];
+            const V* src = reinterpret_cast<const V*>(in + col[k] * batch + b0);
+            for (int64_t v = 0; v < PER; ++v) acc[v] += w * src[v];
+          }
+          for (int64_t v = 0; v < PER; ++v) reinterpret_cast<V*>(dst)[v] = acc[v];
+          continue;
+        }
+        std::fill(dst, dst + width, shift);  // the batch's last, partial chunk
+        for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
+          const T w = vals[k];
+          const T* src = in + col[k] * batch + b0;
+          for (int64_t v = 0; v < full; ++v) reinterpret_cast<V*>(dst)[v] += w * reinterpret_cast<const V*>(src)[v];
+          for (int64_t j = full * LANES; j < width; ++j) dst[j] += w * src[j];
+        }
+      }
+    }
+  });
+}
+
+// grad[order[k]] = sum_b rows[r_k, b] * cols[col[k], b] for each CSR entry k of row r_k;
+// rows: (n_rows, batch), cols: (n_cols, batch).
+template <typename T>
+void sampled_products(const T* rows, const T* cols, int64_t batch, const int64_t* crow, const int64_t* col,
+                      const int64_t* order, int64_t n_rows, T* grad) {
+  using V = typename Lanes<T>::type;
+  constexpr int64_t PER = CHUNK / LANES;
+  static_assert(PER % 4 == 0, "the chunk holds a multiple of four vectors");
+  // Threads split the rows (no two write one entry); each walks the batch a chunk at a time.
+  at::parallel_for(0, n_rows, 8, [&](int64_t r_begin, int64_t r_end) {
+    const int64_t k_begin = crow[r_begin], k_end = crow[r_end];
+    std::vector<T> sums(k_end - k_begin, T(0));  // in CSR order, scattered once at the end
+    for (int64_t b0 = 0; b0 < batch; b0 += CHUNK) {
+      const int64_t width = std::min(CHUNK, batch - b0), full = width / LANES;
+      for (int64_t r = r_begin; r < r_end; ++r) {
+        const T* g = rows + r * batch + b0;
+        if (full == PER) {  // a whole chunk: the row's samples held in registers, four sums at a time
+          V gv[PER];
+          for (int64_t v = 0; v < PER; ++v) gv[v] = reinterpret_cast<const V*>(g)[v];
+          for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
+            const V* x = reinterpret_cast<const V*>(cols + col[k] * batch + b0);
+            V d[4] = {gv[0] * x[0], gv[1] * x[1], gv[2] * x[2], gv[3] * x[3]};
+            for (int64_t v = 4; v < PER; ++v) d[v % 4] += gv[v] * x[v];
+            sums[k - k_begin] += lane_sum((d[0] + d[1]) + (d[2] + d[3]));
+          }
+          continue;
+        }
+        for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {  // the batch's last, partial chunk
+          const T* x = cols + col[k] * batch + b0;
+          V dot = V{};
+          for (int64_t v = 0; v < full; ++v) dot += reinterpret_cast<const V*>(g)[v] * reinterpret_cast<const V*>(x)[v];
+          T total = lane_sum(dot);
+          for (int64_t j = full * LANES; j < width; ++j) total += g[j] * x[j];
+          sums[k - k_begin] += total;
+        }
+      }
+    }
+    for (int64_t k = k_begin; k < k_end; ++k) grad[order[k]] = sums[k - k_begin];
+  });
+}
+
+// Two-input lane shuffle with constant indices (GCC and Clang spell it differently).
+#if defined(__clang__)
+#define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
+#else
+#define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shuffle(a, b, M{i0, i1, i2, i3, i4, i5, i6, i7})
+#endif
+
+// One 8 x 8 tile: dst[c * dst_stride + r] = src[r * src_stride + c], in registers (three
+// rounds of pairwise shuffles: 2 x 2, 4 x 4, then 8 x 8 blocks change places).
+template <typename T>
+inline void transpose_tile8(const T* src, int64_t src_stride, T* dst, int64_t dst_stride) {
+  typedef T V __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T))));
+  [[maybe_unused]] typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> I;
+  [[maybe_unused]] typedef I M __attribute__((vector_size(8 * sizeof(I))));
+  V a[8], b[8];
+  for (int i = 0; i < 8; ++i) a[i] = *reinterpret_cast<const V*>(src + i * src_stride);
+  for (int i = 0; i < 8; i += 2) {
+    b[i] = SHUFFLE8(a[i], a[i + 1], 0, 8, 2, 10, 4, 12, 6, 14);
+    b[i + 1] = SHUFFLE8(a[i], a[i + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+  }
+  for (int i : {0, 1, 4, 5}) {
+    a[i] = SHUFFLE8(b[i], b[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    a[i + 2] = SHUFFLE8(b[i], b[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int i = 0; i < 4; ++i) {
+    b[i] = SHUFFLE8(a[i], a[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    b[i + 4] = SHUFFLE8(a[i], a[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+  for (int i = 0; i < 8; ++i) *reinterpret_cast<V*>(dst + i * dst_stride) = b[i];
+}
+
+// dst[c * rows + r] = src[r * cols + c]: 8 x 8 tiles in registers, the ragged edges by value.
+template <typename T>
+void transpose(const T* src, int64_t rows, int64_t cols, T* dst) {
+  constexpr int64_t TILE = 8;
+  const int64_t rows8 = rows / TILE * TILE, cols8 = cols / TILE * TILE;
+  at::parallel_for(0, (cols + TILE - 1) / TILE, 8, [&](int64_t t_begin, int64_t t_end) {
+    for (int64_t c0 = t_begin * TILE; c0 < std::min(t_end * TILE, cols); c0 += TILE) {
+      if (c0 < cols8) {
+        for (int64_t r0 = 0; r0 < rows8; r0 += TILE) transpose_tile8(src + r0 * cols + c0, cols, dst + c0 * rows + r0, rows);
+        for (int64_t r = rows8; r < rows; ++r)
+          for (int64_t c = c0; c < c0 + TILE; ++c) dst[c * rows + r] = src[r * cols + c];
+      } else {
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = c0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+      }
+    }
+  });
+}
+
+void check_operand(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), "synapses native kernels run on the CPU; ", name, " is on ", t.device());
+  TORCH_CHECK(t.dim() == 2 && t.is_contiguous(), "synapses native kernels: ", name, " must be a contiguous (features, batch) matrix");
+}
+
+// Index values are not range-checked here (a pass over every connection per call): the
+// indices come from synapses.sparse_ops.CSRIndex, built from checked connections.
+void check_index(const torch::Tensor& crow, const torch::Tensor& col, const torch::Tensor& order) {
+  for (const auto* t : {&crow, &col, &order}) {
+    TORCH_CHECK(t->scalar_type() == torch::kInt64 && t->is_contiguous() && t->device().is_cpu(),
+                "synapses native kernels: index tensors must be contiguous int64 on the CPU");
+  }
+  TORCH_CHECK(col.numel() == order.numel(), "synapses native kernels: col and order differ in length");
+}
+
+// (n_cols, batch) -> (rows, batch) through the CSR weight (rows = crow.numel() - 1).
+torch::Tensor linear(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
+                     const torch::Tensor& crow, const torch::Tensor& col, const torch::Tensor& order, int64_t n_cols) {
+  check_operand(input, "input");
+  check_index(crow, col, order);
+  TORCH_CHECK(input.size(0) == n_cols, "synapses native kernels: input has ", input.size(0), " features, the weight ", n_cols);
+  TORCH_CHECK(weight.device().is_cpu() && weight.dim() == 1 && weight.numel() == col.numel(), "synapses native kernels: weight must be (n,) on the CPU");
+  TORCH_CHECK(input.scalar_type() == weight.scalar_type(), "synapses native kernels: input and weight dtypes differ");
+  const int64_t n_rows = crow.numel() - 1, batch = input.size(1);
+  auto out = torch::empty({n_rows, batch}, input.options());
+  const auto vals = weight.index_select(0, order);  // CSR order
+  torch::Tensor b;
+  if (bias.has_value() && bias->defined()) {
+    b = bias->contiguous();
+    TORCH_CHECK(b.numel() == n_rows && b.scalar_type() == input.scalar_type(), "synapses native kernels: bias must be (rows,) of the input's dtype");
+  }
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "synapses_native_linear", [&] {
+    rows_times<scalar_t>(input.data_ptr<scalar_t>(), batch, crow.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
+                         vals.data_ptr<scalar_t>(), n_rows, b.defined() ? b.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+// (n,) in weight order: the sum over the batch of rows[r_k] * cols[c_k] for each connection.
+torch::Tensor sampled(const torch::Tensor& rows, const torch::Tensor& cols, const torch::Tensor& crow,
+                      const torch::Tensor& col, const torch::Tensor& order, int64_t n_cols) {
+  check_operand(rows, "rows");
+  check_operand(cols, "cols");
+  check_index(crow, col, order);
+  TORCH_CHECK(cols.size(0) == n_cols, "synapses native kernels: cols has ", cols.size(0), " features, the weight ", n_cols);
+  TORCH_CHECK(rows.size(1) == cols.size(1) && rows.size(0) == crow.numel() - 1, "synapses native kernels: operands do not match the index");
+  TORCH_CHECK(rows.scalar_type() == cols.scalar_type(), "synapses native kernels: operand dtypes differ");
+  auto grad = torch::empty({col.numel()}, rows.options());
+  AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "synapses_native_sampled", [&] {
+    sampled_products<scalar_t>(rows.data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(), rows.size(1), crow.data_ptr<int64_t>(),
+                               col.data_ptr<int64_t>(), order.data_ptr<int64_t>(), rows.size(0), grad.data_ptr<scalar_t>());
+  });
+  return grad;
+}
+
+// A (rows, cols) tensor's transpose, contiguous: (cols, rows).
+torch::Tensor transposed(const torch::Tensor& input) {
+  TORCH_CHECK(input.device().is_cpu() && input.dim() == 2, "synapses native kernels: transposed takes a 2-d CPU tensor");
+  const auto src = input.contiguous();
+  auto out = torch::empty({src.size(1), src.size(0)}, src.options());
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "synapses_native_transposed", [&] {
+    transpose<scalar_t>(src.data_ptr<scalar_t>(), src.size(0), src.size(1), out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("linear", &linear, "(in, batch) -> (rows, batch) through a CSR weight whose values are given in weight order");
+  m.def("sampled", &sampled, "the weight gradient at the connections, in weight order, from feature-major operands");
+  m.def("transposed", &transposed, "a 2-d tensor's transpose, contiguous");
+}
