@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -92,10 +93,12 @@ def test_sparseprop_shapes_compare_the_same_weights(monkeypatch):
     # quick sizes; the structure and the equivalence of the two sides, not the timings
     from synapses.study.bench import SPARSEPROP_SHAPES, SPARSITIES, bench_linear_shapes
 
+    threads = torch.get_num_threads()
     results = bench_linear_shapes(1, torch.device("cpu"), quick=True)
+    assert torch.get_num_threads() == threads  # measured at one thread, then restored
     assert len(results) == len(SPARSEPROP_SHAPES) * len(SPARSITIES) == 6
     assert results[0].name == "768->3072, batch 256, 98% sparse" and results[0].target.startswith("SparseProp 0.18 of dense, ours ")
-    assert all(r.baseline == "dense nn.Linear" and r.ours_ms > 0 and r.baseline_ms > 0 for r in results)
+    assert all(r.baseline == "dense nn.Linear, 1 thread" and re.search(r"\((dense|sparse|native) kernels\)$", r.target) and r.ours_ms > 0 and r.baseline_ms > 0 for r in results)
 
 
 def test_scale_run_counts_connections_and_extrapolates_the_epoch(tmp_path):

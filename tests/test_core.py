@@ -48,8 +48,9 @@ before = list(warnings.filters)
 import synapses
 assert warnings.filters == before, "import synapses changed the warning filters"
 warnings.simplefilter("error")  # any warning from here on fails the script
-layer = synapses.SETLayer(300, 200, epsilon=5, compute="sparse")
-layer(torch.randn(8, 300)).sum().backward()
+for compute in ("sparse", "native"):  # the compiled kernels are built (or loaded) quietly too
+    layer = synapses.SETLayer(300, 200, epsilon=5, compute=compute)
+    layer(torch.randn(8, 300)).sum().backward()
 print("quiet")
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -65,5 +66,8 @@ def test_a_clean_venv_installs_the_core_with_torch_alone(tmp_path):
     subprocess.run([*pip, str(ROOT)], check=True)
     listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list"], capture_output=True, text=True, check=True).stdout.lower()
     assert "synapses" in listed and not any(name in listed.split() for name in ("pandas", "pyyaml", "submitit", "torchvision", "tqdm", "scipy", "matplotlib"))
-    check = "import torch, synapses; from torch import nn; synapses.sparsify(nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 2)), epsilon=2, verbose=False)"
+    check = (
+        "import torch, synapses; from torch import nn; synapses.sparsify(nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 2)), epsilon=2, verbose=False); "
+        "synapses.SETLayer(8, 4, epsilon=1, compute='native')(torch.randn(3, 8))"  # the kernels' source ships with the package
+    )
     subprocess.run([str(venv / "bin" / "python"), "-c", check], check=True, cwd=tmp_path)

@@ -113,8 +113,24 @@ def test_auto_measures_again_at_another_thread_count(fresh_measurements, monkeyp
 
 
 def test_auto_never_densifies_a_large_layer(fresh_measurements, monkeypatch):
-    monkeypatch.setattr(dispatch, "_time_step", lambda kernel, key: pytest.fail("measured a layer too large to densify"))
-    assert not SETLayer(1100, 1000, sparsity=0.9, compute="auto").uses_dense_kernels(128)
+    timed = []
+    monkeypatch.setattr(dispatch, "_time_step", lambda kernel, key: timed.append(kernel.__name__) or 1.0)
+    assert SETLayer(1100, 1000, sparsity=0.9, compute="auto").kernel_for(128) == "sparse"  # a tie: the first listed
+    assert timed == ["sparse_linear", "native_linear"]
+
+
+def test_auto_does_not_time_a_layer_with_very_many_connections(fresh_measurements, monkeypatch):
+    monkeypatch.setattr(dispatch, "_time_step", lambda kernel, key: pytest.fail("timed a very large layer"))
+    monkeypatch.setattr(dispatch, "MEASURE_MAX_PARAMS", 1000)
+    assert SETLayer(400, 300, epsilon=5, compute="auto").kernel_for(128) == "native"
+
+
+def test_the_timing_layer_has_distinct_connections_at_any_size():
+    generator = torch.Generator().manual_seed(0)
+    small = dispatch._random_pairs(100, 30, generator)
+    large = dispatch._random_pairs(10**10, 5000, generator)
+    assert len(small) == len(torch.unique(small)) == 30 and small.max() < 100
+    assert 4990 <= len(large) == len(torch.unique(large)) and large.max() < 10**10
 
 
 def test_a_real_measurement_leaves_the_callers_random_state_alone(fresh_measurements):

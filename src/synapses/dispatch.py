@@ -31,6 +31,11 @@ KERNELS: dict[str, Kernel] = {"dense": dense_linear, "sparse": sparse_linear, "n
 # the thread count of a laptop), the dense ones above it, for layers small enough to densify.
 DENSE_MIN_DENSITY = 0.06
 REPEATS = 3  # timed steps per path; the fastest counts
+# Layers with more connections than this are not timed (a step takes seconds there). On the
+# CPU they take the compiled kernels, which ran faster than the CSR ones at every such layer
+# measured (20,000 x 20,000 and 250,000 x 250,000 at epsilon 20, batch 128, one thread:
+# 0.67 and 0.75 of the CSR time), elsewhere the CSR kernels.
+MEASURE_MAX_PARAMS = 1 << 22
 
 _measured: dict[tuple, str] = {}
 
@@ -44,18 +49,29 @@ def fixed_rule_is_dense(in_features: int, out_features: int, n_params: int, devi
     return device.type != "cpu" or n_params / elements >= DENSE_MIN_DENSITY
 
 
+def candidates(in_features: int, out_features: int, device: torch.device) -> list[str]:
+    """The paths ``"auto"`` chooses from: dense only for layers small enough to densify,
+    the compiled kernels only on the CPU and where they can be built."""
+    names = ["dense"] if in_features * out_features <= DENSE_MAX_ELEMENTS else []
+    names.append("sparse")
+    if device.type == "cpu" and native.available():
+        names.append("native")
+    return names
+
+
 def measured_kernel(in_features: int, out_features: int, n_params: int, batch: int, device: torch.device, dtype: torch.dtype) -> str:
     """The path (a key of :data:`KERNELS`) that ran a training step fastest for this layer
-    and batch, measured on the first call, then remembered. Layers too large to densify are
-    not measured: they take the CSR kernels."""
-    if in_features * out_features > DENSE_MAX_ELEMENTS:
-        return "sparse"
+    and batch, measured on the first call, then remembered. Layers of more than
+    ``MEASURE_MAX_PARAMS`` connections are not measured (see there)."""
     bucket = 1 << max(batch - 1, 0).bit_length()  # 1, 2, 4, ... : one measurement per size class
     key = (in_features, out_features, n_params, bucket, dtype, device.type, device.index, torch.get_num_threads())
-    if key not in _measured:
-        candidates = ["dense", "sparse"] + (["native"] if device.type == "cpu" and native.available() else [])
-        seconds = {name: _time_step(KERNELS[name], key) for name in candidates}
-        _measured[key] = min(candidates, key=seconds.__getitem__)  # the first listed wins a tie
+    if key not in _measured:  # looked up first: this runs on every forward call
+        names = candidates(in_features, out_features, device)
+        if len(names) == 1 or n_params > MEASURE_MAX_PARAMS:
+            _measured[key] = names[-1]
+        else:
+            seconds = {name: _time_step(KERNELS[name], key) for name in names}
+            _measured[key] = min(names, key=seconds.__getitem__)  # the first listed wins a tie
     return _measured[key]
 
 
@@ -69,10 +85,10 @@ def _time_step(kernel: Callable, key: tuple) -> float:
     in_features, out_features, n_params, batch, dtype, device_type, device_index, _ = key
     device = torch.device(device_type, device_index)
     generator = torch.Generator().manual_seed(0)
-    pairs = torch.randperm(in_features * out_features, generator=generator)[:n_params]
+    pairs = _random_pairs(in_features * out_features, n_params, generator)
     connections = torch.stack([pairs % in_features, pairs // in_features], dim=1).to(device)
     index = CSRIndex.build(connections, in_features, out_features)
-    weight = torch.randn(n_params, generator=generator, dtype=dtype).to(device).requires_grad_()
+    weight = torch.randn(len(pairs), generator=generator, dtype=dtype).to(device).requires_grad_()
     x = torch.randn(batch, in_features, generator=generator, dtype=dtype).to(device).requires_grad_()
     grad = torch.randn(batch, out_features, generator=generator, dtype=dtype).to(device)
     best = float("inf")
@@ -88,3 +104,11 @@ def _time_step(kernel: Callable, key: tuple) -> float:
                 best = min(best, time.perf_counter() - start)
             x.grad = weight.grad = None
     return best
+
+
+def _random_pairs(n_pairs: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """About ``n`` distinct flat keys in ``[0, n_pairs)``: exactly ``n`` from a permutation
+    where that is cheap, else ``n`` draws with their (few) repeats removed."""
+    if n_pairs <= 1 << 24:
+        return torch.randperm(n_pairs, generator=generator)[:n]
+    return torch.unique(torch.randint(n_pairs, (n,), generator=generator))

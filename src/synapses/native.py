@@ -25,6 +25,8 @@ from types import ModuleType
 
 import torch
 
+from .sparse_ops import CSRIndex, _SampledProduct, _SparseLinear
+
 SOURCE = Path(__file__).parent / "csrc" / "sparse_linear.cpp"
 # -march=native uses the widest vectors this processor has. A build for one processor can
 # crash on another (a home directory shared by a cluster's nodes), so the cached build's
@@ -48,6 +50,8 @@ def load() -> ModuleType:
             ``SYNAPSES_NO_NATIVE`` is set.
     """
     global _module, _error
+    if _module is not None:  # the common case, on every call: no lock
+        return _module
     with _lock:
         if _module is None and _error is None:
             _module, _error = _build()
@@ -116,7 +120,7 @@ class _NativeLinear(torch.autograd.Function):
     (second derivatives exact)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex) -> torch.Tensor:
         kernels = load()
         x_t = feature_major(x)
         ctx.save_for_backward(x, x_t, weight)
@@ -127,8 +131,6 @@ class _NativeLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
-        from .sparse_ops import _SampledProduct, _SparseLinear
-
         x, x_t, weight = ctx.saved_tensors
         index = ctx.index
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
@@ -147,9 +149,9 @@ class _NativeLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
-def native_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index) -> torch.Tensor:
+def native_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex) -> torch.Tensor:
     """Compiled path. ``x``: ``(batch, in)``; ``weight``: ``(n,)``; ``bias``: ``(out,)`` or
-    ``None``; ``index``: the layer's :class:`synapses.sparse_ops.CSRIndex`. Returns
+    ``None``; ``index``: the layer's :class:`~synapses.sparse_ops.CSRIndex`. Returns
     ``(batch, out)``, laid out feature-major (see :class:`_NativeLinear`)."""
     if x.device.type != "cpu":
         raise NativeKernelsUnavailable(f"synapses' compiled kernels run on the CPU; this input is on {x.device}")

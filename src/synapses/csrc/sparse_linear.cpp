@@ -26,8 +26,8 @@ template <typename T>
 struct Lanes {
   typedef T type __attribute__((vector_size(LANES * sizeof(T)), aligned(sizeof(T))));
 };
-// Samples per chunk: a chunk of the dense operand's rows (features x CHUNK values) is what
-// the stored weights of one pass read at random; it should stay in the L2 cache.
+// Samples per chunk: a chunk of the dense operand (features x CHUNK values) is what the
+// stored weights of one pass read at random; it should stay in the L2 cache.
 constexpr int64_t CHUNK = 128;
 
 // The sum of a vector's lanes, in log2(LANES) shuffle-and-add steps (a chain of scalar adds
@@ -51,17 +51,32 @@ inline auto lane_sum(V d) {
   return d[0];
 }
 
+// Columns [b0, b0 + width) of the (features, batch) matrix `src`, as a (features, width)
+// matrix: `src` itself when the batch is one chunk, else a packed copy in `buffer`. Read
+// in place, a chunk's rows would lie a power-of-two stride apart, on a few cache sets.
+template <typename T>
+const T* chunk_of(const T* src, int64_t features, int64_t batch, int64_t b0, int64_t width, std::vector<T>& buffer) {
+  if (width == batch) return src;
+  buffer.resize(features * width);
+  at::parallel_for(0, features, 256, [&](int64_t f_begin, int64_t f_end) {
+    for (int64_t f = f_begin; f < f_end; ++f) std::copy(src + f * batch + b0, src + f * batch + b0 + width, buffer.data() + f * width);
+  });
+  return buffer.data();
+}
+
 // out[r, b] = sum over CSR row r of vals[k] * in[col[k], b] (+ bias[r]), for b in [0, batch);
 // in: (n_in, batch), out: (n_rows, batch), vals in CSR order.
 template <typename T>
-void rows_times(const T* in, int64_t batch, const int64_t* crow, const int64_t* col, const T* vals,
+void rows_times(const T* in, int64_t n_in, int64_t batch, const int64_t* crow, const int64_t* col, const T* vals,
                 int64_t n_rows, const T* bias, T* out) {
   using V = typename Lanes<T>::type;
   constexpr int64_t PER = CHUNK / LANES;
-  // Threads split the rows of the output; each walks the batch one chunk at a time.
-  at::parallel_for(0, n_rows, 8, [&](int64_t r_begin, int64_t r_end) {
-    for (int64_t b0 = 0; b0 < batch; b0 += CHUNK) {
-      const int64_t width = std::min(CHUNK, batch - b0), full = width / LANES;
+  std::vector<T> packed;
+  for (int64_t b0 = 0; b0 < batch; b0 += CHUNK) {
+    const int64_t width = std::min(CHUNK, batch - b0), full = width / LANES;
+    const T* chunk = chunk_of(in, n_in, batch, b0, width, packed);
+    // Threads split the rows of the output.
+    at::parallel_for(0, n_rows, 8, [&](int64_t r_begin, int64_t r_end) {
       for (int64_t r = r_begin; r < r_end; ++r) {
         const T shift = bias ? bias[r] : T(0);
         T* dst = out + r * batch + b0;
@@ -70,62 +85,67 @@ void rows_times(const T* in, int64_t batch, const int64_t* crow, const int64_t* 
           for (int64_t v = 0; v < PER; ++v) acc[v] = V{} + shift;
           for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
             const T w = vals[k];
-            const V* src = reinterpret_cast<const V*>(in + col[k] * batch + b0);
+            const V* src = reinterpret_cast<const V*>(chunk + col[k] * width);
             for (int64_t v = 0; v < PER; ++v) acc[v] += w * src[v];
           }
           for (int64_t v = 0; v < PER; ++v) reinterpret_cast<V*>(dst)[v] = acc[v];
           continue;
         }
-        std::fill(dst, dst + width, shift);  // the batch's last, partial chunk
+        std::fill(dst, dst + width, shift);  // a partial chunk (the batch's last)
         for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
           const T w = vals[k];
-          const T* src = in + col[k] * batch + b0;
+          const T* src = chunk + col[k] * width;
           for (int64_t v = 0; v < full; ++v) reinterpret_cast<V*>(dst)[v] += w * reinterpret_cast<const V*>(src)[v];
           for (int64_t j = full * LANES; j < width; ++j) dst[j] += w * src[j];
         }
       }
-    }
-  });
+    });
+  }
 }
 
 // grad[order[k]] = sum_b rows[r_k, b] * cols[col[k], b] for each CSR entry k of row r_k;
 // rows: (n_rows, batch), cols: (n_cols, batch).
 template <typename T>
-void sampled_products(const T* rows, const T* cols, int64_t batch, const int64_t* crow, const int64_t* col,
-                      const int64_t* order, int64_t n_rows, T* grad) {
+void sampled_products(const T* rows, int64_t n_rows, const T* cols, int64_t n_cols, int64_t batch, const int64_t* crow,
+                      const int64_t* col, const int64_t* order, T* grad) {
   using V = typename Lanes<T>::type;
   constexpr int64_t PER = CHUNK / LANES;
   static_assert(PER % 4 == 0, "the chunk holds a multiple of four vectors");
-  // Threads split the rows (no two write one entry); each walks the batch a chunk at a time.
-  at::parallel_for(0, n_rows, 8, [&](int64_t r_begin, int64_t r_end) {
-    const int64_t k_begin = crow[r_begin], k_end = crow[r_end];
-    std::vector<T> sums(k_end - k_begin, T(0));  // in CSR order, scattered once at the end
-    for (int64_t b0 = 0; b0 < batch; b0 += CHUNK) {
-      const int64_t width = std::min(CHUNK, batch - b0), full = width / LANES;
+  std::vector<T> sums(crow[n_rows], T(0));  // in CSR order, scattered once at the end
+  std::vector<T> packed_rows, packed_cols;
+  for (int64_t b0 = 0; b0 < batch; b0 += CHUNK) {
+    const int64_t width = std::min(CHUNK, batch - b0), full = width / LANES;
+    const T* row_chunk = chunk_of(rows, n_rows, batch, b0, width, packed_rows);
+    const T* col_chunk = chunk_of(cols, n_cols, batch, b0, width, packed_cols);
+    // Threads split the rows: no two write one entry.
+    at::parallel_for(0, n_rows, 8, [&](int64_t r_begin, int64_t r_end) {
       for (int64_t r = r_begin; r < r_end; ++r) {
-        const T* g = rows + r * batch + b0;
+        const T* g = row_chunk + r * width;
         if (full == PER) {  // a whole chunk: the row's samples held in registers, four sums at a time
           V gv[PER];
           for (int64_t v = 0; v < PER; ++v) gv[v] = reinterpret_cast<const V*>(g)[v];
           for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
-            const V* x = reinterpret_cast<const V*>(cols + col[k] * batch + b0);
+            const V* x = reinterpret_cast<const V*>(col_chunk + col[k] * width);
             V d[4] = {gv[0] * x[0], gv[1] * x[1], gv[2] * x[2], gv[3] * x[3]};
             for (int64_t v = 4; v < PER; ++v) d[v % 4] += gv[v] * x[v];
-            sums[k - k_begin] += lane_sum((d[0] + d[1]) + (d[2] + d[3]));
+            sums[k] += lane_sum((d[0] + d[1]) + (d[2] + d[3]));
           }
           continue;
         }
-        for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {  // the batch's last, partial chunk
-          const T* x = cols + col[k] * batch + b0;
+        for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {  // a partial chunk (the batch's last)
+          const T* x = col_chunk + col[k] * width;
           V dot = V{};
           for (int64_t v = 0; v < full; ++v) dot += reinterpret_cast<const V*>(g)[v] * reinterpret_cast<const V*>(x)[v];
           T total = lane_sum(dot);
           for (int64_t j = full * LANES; j < width; ++j) total += g[j] * x[j];
-          sums[k - k_begin] += total;
+          sums[k] += total;
         }
       }
-    }
-    for (int64_t k = k_begin; k < k_end; ++k) grad[order[k]] = sums[k - k_begin];
+    });
+  }
+  const int64_t n = crow[n_rows];
+  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) grad[order[k]] = sums[k];
   });
 }
 
@@ -211,7 +231,7 @@ torch::Tensor linear(const torch::Tensor& input, const torch::Tensor& weight, co
     TORCH_CHECK(b.numel() == n_rows && b.scalar_type() == input.scalar_type(), "synapses native kernels: bias must be (rows,) of the input's dtype");
   }
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "synapses_native_linear", [&] {
-    rows_times<scalar_t>(input.data_ptr<scalar_t>(), batch, crow.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
+    rows_times<scalar_t>(input.data_ptr<scalar_t>(), n_cols, batch, crow.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
                          vals.data_ptr<scalar_t>(), n_rows, b.defined() ? b.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>());
   });
   return out;
@@ -228,8 +248,8 @@ torch::Tensor sampled(const torch::Tensor& rows, const torch::Tensor& cols, cons
   TORCH_CHECK(rows.scalar_type() == cols.scalar_type(), "synapses native kernels: operand dtypes differ");
   auto grad = torch::empty({col.numel()}, rows.options());
   AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "synapses_native_sampled", [&] {
-    sampled_products<scalar_t>(rows.data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(), rows.size(1), crow.data_ptr<int64_t>(),
-                               col.data_ptr<int64_t>(), order.data_ptr<int64_t>(), rows.size(0), grad.data_ptr<scalar_t>());
+    sampled_products<scalar_t>(rows.data_ptr<scalar_t>(), rows.size(0), cols.data_ptr<scalar_t>(), n_cols, rows.size(1),
+                               crow.data_ptr<int64_t>(), col.data_ptr<int64_t>(), order.data_ptr<int64_t>(), grad.data_ptr<scalar_t>());
   });
   return grad;
 }

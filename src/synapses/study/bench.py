@@ -217,31 +217,48 @@ SPARSITIES = (0.98, 0.95, 0.90)
 def bench_linear_shapes(repeats: int, device: torch.device, quick: bool = False) -> list[Comparison]:
     """Forward + backward (input and weight gradients) of one SETLayer against dense
     ``nn.Linear`` with the same weights, at SparseProp's shapes and sparsities. The target
-    column gives SparseProp's time as a fraction of dense; ours is ``1 / speedup``."""
+    column gives SparseProp's time as a fraction of dense; ours is ``1 / speedup``, with the
+    path ``compute="auto"`` chose. One thread, as SparseProp's numbers were measured."""
     results = []
-    for (n_in, n_out, batch), fractions in SPARSEPROP_SHAPES.items():
-        batch = min(batch, 256) if quick else batch
-        for sparsity, fraction in zip(SPARSITIES, fractions):
-            torch.manual_seed(0)
-            layer = SETLayer(n_in, n_out, sparsity=sparsity, device=device)
-            dense = nn.Linear(n_in, n_out, device=device)
-            with torch.no_grad():
-                dense.weight.copy_(layer.to_dense())
-                if layer.bias is not None:
-                    dense.bias.copy_(layer.bias)
-            x = torch.randn(batch, n_in, device=device, requires_grad=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for shape, fractions in SPARSEPROP_SHAPES.items():
+            results += _bench_shape(*shape, fractions, repeats, device, quick)
+    finally:
+        torch.set_num_threads(threads)
+    return results
 
-            def fwd_bwd(module: nn.Module) -> Callable[[], None]:
-                def run() -> None:
-                    module.zero_grad(set_to_none=True)
-                    x.grad = None
-                    module(x).sum().backward()
 
-                return run
+def _bench_shape(n_in: int, n_out: int, batch: int, fractions: tuple[float, ...], repeats: int, device: torch.device, quick: bool) -> list[Comparison]:
+    """One of SparseProp's shapes at its three sparsities."""
+    results = []
+    batch = min(batch, 256) if quick else batch
+    for sparsity, fraction in zip(SPARSITIES, fractions):
+        torch.manual_seed(0)
+        layer = SETLayer(n_in, n_out, sparsity=sparsity, device=device)
+        dense = nn.Linear(n_in, n_out, device=device)
+        with torch.no_grad():
+            dense.weight.copy_(layer.to_dense())
+            if layer.bias is not None:
+                dense.bias.copy_(layer.bias)
+        x = torch.randn(batch, n_in, device=device, requires_grad=True)
 
-            ours_ms, base_ms = interleaved_medians(fwd_bwd(layer), fwd_bwd(dense), max(3, repeats // 20), device)
-            name = f"{n_in}->{n_out}, batch {batch}, {100 * sparsity:.0f}% sparse"
-            results.append(Comparison(name, ours_ms, base_ms, "dense nn.Linear", f"SparseProp {fraction:.2f} of dense, ours {ours_ms / base_ms:.2f}"))
+        def fwd_bwd(module: nn.Module) -> Callable[[], None]:
+            def run() -> None:
+                module.zero_grad(set_to_none=True)
+                x.grad = None
+                module(x).sum().backward()
+
+            return run
+
+        # A step of the small shape takes under a millisecond: many more repeats for a
+        # stable median than for the large one (a quarter of a second per dense step).
+        rounds = repeats if n_in * n_out * batch < 1 << 26 else max(3, repeats // 20)
+        ours_ms, base_ms = interleaved_medians(fwd_bwd(layer), fwd_bwd(dense), rounds, device)
+        name = f"{n_in}->{n_out}, batch {batch}, {100 * sparsity:.0f}% sparse"
+        note = f"SparseProp {fraction:.2f} of dense, ours {ours_ms / base_ms:.2f} ({layer.kernel_for(batch)} kernels)"
+        results.append(Comparison(name, ours_ms, base_ms, "dense nn.Linear, 1 thread", note))
     return results
 
 
@@ -274,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, seconds in all (a smoke test, not numbers)")
     parser.add_argument("--no-epoch", action="store_true", help="skip the whole-epoch comparison (loads MNIST)")
     parser.add_argument("--no-shapes", action="store_true", help="skip SparseProp's six layer shapes against nn.Linear")
+    parser.add_argument("--shapes-only", action="store_true", help="only SparseProp's six layer shapes against nn.Linear")
     scale = parser.add_argument_group("--scale: train a large SET-MLP on MNIST instead (synapses.study.scale)")
     scale.add_argument("--scale", action="store_true", help="time steps, an evolution and an epoch of a 784-N x L-10 SET-MLP; report peak memory")
     scale.add_argument("--hidden", type=int, default=250_000, help="neurons per hidden layer (default 250,000)")
@@ -291,7 +309,10 @@ def main(argv: list[str] | None = None) -> None:
             with open(args.json, "w") as f:
                 json.dump(as_dict(result), f, indent=2)
         return
-    results = run_all(args.repeats, args.device, quick=args.quick, epochs=not args.no_epoch, shapes=not args.no_shapes)
+    if args.shapes_only:
+        results = bench_linear_shapes(args.repeats, torch.device(args.device), args.quick)
+    else:
+        results = run_all(args.repeats, args.device, quick=args.quick, epochs=not args.no_epoch, shapes=not args.no_shapes)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {platform.processor() or platform.machine()}")
     print(format_table(results))
     if args.json:
