@@ -192,3 +192,68 @@ def test_conversion_leaves_a_run_being_trained_alone(tmp_path, small_mnist, caps
     assert "skipped" in capsys.readouterr().out and metrics.read_bytes() == legacy
     run_files.main([str(tmp_path)])
     assert metrics.read_text().startswith("epoch,train_loss,train_acc,test_loss,test_acc,center_ratio,decay_in_force,seconds\n")
+
+
+def _compressions(path) -> set[int]:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return {member.compress_type for member in archive.infolist()}
+
+
+def test_a_finished_run_is_written_with_xz_and_reads_back_what_training_wrote(tmp_path, small_mnist):
+    import zipfile
+
+    config = ExperimentConfig(epochs=2, record_pruning=True)
+    partial = run_experiment(config, tmp_path / "partial", data=small_mnist, progress=False, stop_after=1)
+    assert _compressions(partial / "topology.npz") == {zipfile.ZIP_DEFLATED}  # in progress: fast zlib
+    run_dir = run_experiment(config, tmp_path / "whole", data=small_mnist, progress=False)
+    assert run_files.read_sealed(run_dir / "model.pt", "")[0]["compression"] == "xz"
+    for name in ("topology.npz", "pruning.npz"):
+        assert _compressions(run_dir / name) == {zipfile.ZIP_LZMA}
+    # the same arrays as the zlib files of the same run (written again, unfinished)
+    fast = tmp_path / "fast.npz"
+    write_topology(fast, read_topology(run_dir / "topology.npz"))
+    assert _compressions(fast) == {zipfile.ZIP_DEFLATED} and np.array_equal(read_topology(fast), read_topology(run_dir / "topology.npz"))
+
+
+def test_final_arrays_are_byte_identical_whenever_written(tmp_path, monkeypatch):
+    import time
+
+    counts = np.random.default_rng(0).integers(0, 50, (4, 784))
+    write_topology(tmp_path / "a.npz", counts, final=True)
+    monkeypatch.setattr(time, "time", lambda: 2_000_000_000.0)  # another day, another zip timestamp
+    write_topology(tmp_path / "b.npz", counts, final=True)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def test_converting_a_zlib_era_finished_run_to_xz_keeps_every_tensor(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=2, record_pruning=True)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    state, counts, pruning = load_model_state(run_dir / "model.pt"), read_topology(run_dir / "topology.npz"), read_pruning(run_dir / "pruning.npz")
+    # as the previous version finished runs: a zlib-sealed model, deflated arrays
+    run_files.write_sealed(run_dir / "model.pt", run_files.compact_indices(state), kind="model", run_id=config.run_id())
+    write_topology(run_dir / "topology.npz", counts)
+    write_pruning(run_dir / "pruning.npz", *pruning)
+    assert run_files.convert_run_folder(run_dir) > 0
+    assert run_files.read_sealed(run_dir / "model.pt", "")[0]["compression"] == "xz"
+    assert run_files._same(load_model_state(run_dir / "model.pt"), state)
+    assert np.array_equal(read_topology(run_dir / "topology.npz"), counts)
+    assert all(np.array_equal(a, b) for a, b in zip(read_pruning(run_dir / "pruning.npz"), pruning))
+    assert RunDir(run_dir).is_finished(config) and run_files.convert_run_folder(run_dir) == 0
+
+
+def test_a_run_that_keeps_no_network_finishes_without_one(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=2, keep_network=False)
+    assert config.run_id() != ExperimentConfig(epochs=2).run_id()
+    partial = run_experiment(config, tmp_path, data=small_mnist, progress=False, stop_after=1)
+    assert RunDir(partial).state(config) == "partial"
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    folder = RunDir(run_dir)
+    assert not (run_dir / "model.pt").exists() and not (run_dir / "checkpoint.pt").exists()
+    assert folder.is_finished(config) and folder.state(config) == "done"
+    with pytest.raises(FileNotFoundError, match="kept no final network \\(keep_network: false\\)"):
+        folder.model_state()
+    # the last epoch's history written, the checkpoint not yet removed: not finished
+    save_checkpoint(run_dir / "checkpoint.pt", {"model": _state(), "epoch": 2}, config.run_id(), 2)
+    assert folder.problem(config) == "unfinished: a checkpoint is there"

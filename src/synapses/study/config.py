@@ -76,6 +76,10 @@ class ExperimentConfig:
         record_weight_mass: with ``record_pruning``, whether to keep the summed ``|weight|``
             too (float32 per epoch and pixel: about 2 MB committed per 1000 epochs); false
             keeps the pruned counts only.
+        keep_network: whether a finished run keeps its final network (``model.pt``); false
+            for runs whose weights nothing reads and would weigh on the committed results
+            (a dense baseline's are 11 MB). Such a run cannot be an ``init_from`` or
+            ``topology_from`` source.
     """
 
     model: Literal["SparseNet", "EvolNet", "Dense"] = "SparseNet"
@@ -106,6 +110,7 @@ class ExperimentConfig:
     hidden: tuple[int, ...] = (512, 128)
     dropout: float = 0.0
     topology_from: str | None = None
+    keep_network: bool = True
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))

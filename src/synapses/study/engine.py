@@ -203,7 +203,7 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
     if bar is not None:
         bar.close()
     if history.epoch == config.epochs:
-        folder.finish(model.state_dict(), run_id)
+        folder.finish(history, model.state_dict() if config.keep_network else None, run_id)
 
 
 def prune(model: Network, config: ExperimentConfig, history: History) -> None:

@@ -134,18 +134,21 @@ class RunDir:
         """Why this folder is not a finished run of ``config`` (``None`` when it is)."""
         if not self.path.is_dir():
             return "no run folder"
-        for path in (self.metrics_file, self.topology_file, self.model_file):
+        needed = (self.metrics_file, self.topology_file) + ((self.model_file,) if config.keep_network else ())
+        for path in needed:
             if not path.exists():
                 return f"no {path.name}" + (" (unfinished: a checkpoint is there)" if self.checkpoint_file.exists() else "")
         if (epochs := self.epochs_recorded()) != config.epochs:
             return f"{self.metrics_file.name} has {epochs} of {config.epochs} epochs"
-        if not is_intact(self.model_file):
+        if config.keep_network and not is_intact(self.model_file):
             return f"{self.model_file.name} is damaged"
+        if not config.keep_network and self.checkpoint_file.exists():  # finish() removes it last
+            return "unfinished: a checkpoint is there"
         return None
 
     def is_finished(self, config: ExperimentConfig) -> bool:
         """All ``config.epochs`` epochs recorded and an intact final network (a damaged
-        ``model.pt`` does not count)."""
+        ``model.pt`` does not count; with ``keep_network: false``, no checkpoint left)."""
         return self.problem(config) is None
 
     def state(self, config: ExperimentConfig) -> RunState:
@@ -185,19 +188,24 @@ class RunDir:
         write_atomic(self.config_file, (config.to_json() + "\n").encode())
         write_atomic(self.environment_file, (json.dumps(environment, indent=2) + "\n").encode())
 
-    def write_history(self, history: History) -> None:
-        """``metrics.csv``, ``topology.npz`` (and ``pruning.npz``) for the epochs done so far."""
+    def write_history(self, history: History, final: bool = False) -> None:
+        """``metrics.csv``, ``topology.npz`` (and ``pruning.npz``) for the epochs done so far
+        (``final``: the finished run's, compressed harder; see :mod:`.run_files`)."""
         write_atomic(self.metrics_file, metrics_text(history.rows).encode())
-        write_topology(self.topology_file, np.stack(history.counts))
+        write_topology(self.topology_file, np.stack(history.counts), final)
         if history.pruned:
-            write_pruning(self.pruning_file, np.stack(history.pruned), np.stack(history.weight_mass) if history.weight_mass else None)
+            write_pruning(self.pruning_file, np.stack(history.pruned), np.stack(history.weight_mass) if history.weight_mass else None, final)
 
     def save_checkpoint(self, resumable: dict[str, Any], run_id: str, epoch: int) -> None:
         save_checkpoint(self.checkpoint_file, resumable, run_id, epoch)
 
-    def finish(self, model_state: dict[str, torch.Tensor], run_id: str) -> None:
-        """Write the final network and drop the checkpoint: the run is finished."""
-        save_model(self.model_file, model_state, run_id)
+    def finish(self, history: History, model_state: dict[str, torch.Tensor] | None, run_id: str) -> None:
+        """Rewrite the history in its final form, write the final network (unless
+        ``model_state`` is ``None``: ``keep_network: false``) and drop the checkpoint, last:
+        the run is finished."""
+        self.write_history(history, final=True)
+        if model_state is not None:
+            save_model(self.model_file, model_state, run_id)
         self.checkpoint_file.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ reading
@@ -207,6 +215,8 @@ class RunDir:
 
     def model_state(self) -> dict[str, torch.Tensor]:
         """The final network's state dict."""
+        if not self.model_file.exists() and self.config_file.exists() and not self.config().keep_network:
+            raise FileNotFoundError(f"{self.path.name} kept no final network (keep_network: false): nothing can start from it")
         return load_model_state(self.model_file)
 
     def check_model(self) -> None:
