@@ -231,7 +231,8 @@ def npz_bytes(arrays: dict[str, np.ndarray], final: bool) -> bytes:
     """An ``.npz`` of ``arrays``: zip-deflated while a run is in progress (``np.savez_compressed``),
     with LZMA members once it is ``final`` (``np.load`` reads both)."""
     if not final:
-        return to_bytes(lambda f: np.savez_compressed(f, **arrays))
+        named: dict[str, Any] = dict(arrays)  # (numpy's stub would match a key to allow_pickle)
+        return to_bytes(lambda f: np.savez_compressed(f, **named))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, values in arrays.items():
@@ -381,7 +382,7 @@ _CONVERTERS: list[tuple[str, Callable[[Path], Any], Callable[[Path, Any, str], N
     ("model.pt", load_model_state, lambda p, state, run_id: save_model(p, state, run_id)),
     ("checkpoint.pt", _read_checkpoint_any, lambda p, payload, run_id: save_checkpoint(p, payload, run_id, payload["epoch"])),
     ("topology.npz", read_topology, lambda p, counts, _: write_topology(p, counts, final=True)),
-    ("pruning.npz", read_pruning, lambda p, arrays, _: write_pruning(p, *arrays, final=True)),
+    ("pruning.npz", read_pruning, lambda p, arrays, _: write_pruning(p, arrays[0], arrays[1], final=True)),
     ("metrics.csv", _read_metrics_renamed, lambda p, lines, _: write_atomic(p, "".join(lines).encode())),
 ]
 
