@@ -50,14 +50,30 @@ def test_score_table_has_a_row_per_choice_and_resumes(tmp_path, monkeypatch, sma
     from synapses.study import selection
 
     calls = []
-    monkeypatch.setattr(selection, "rankings", lambda sweep: [("ink", float("nan"), -1, lambda: np.arange(784.0)), ("random", float("nan"), 0, lambda: -np.arange(784.0))])
+    monkeypatch.setattr(selection, "rankings", lambda configs, results_dir, rank_epochs: [("ink", float("nan"), -1, lambda: np.arange(784.0)), ("random", float("nan"), 0, lambda: -np.arange(784.0))])
     monkeypatch.setattr(selection, "selection_accuracy", lambda pixels, data, classifier: calls.append((len(pixels), classifier)) or float(pixels[0]) / 1000)
     out = tmp_path / "selection.csv"
-    table = selection.score_table(out, small_mnist, progress=False)
+    table = selection.score_table(out, small_mnist, [], progress=False)
     assert len(table) == 2 * len(selection.BUDGETS) * len(selection.CLASSIFIERS) == len(calls)
     top_by_ink = table[(table.ranking == "ink") & (table.k == 50)]
     assert (top_by_ink.test_acc == (784 - 50) / 1000).all()  # the 50 highest scores: pixels 734-783
     pd.read_csv(out).iloc[:5].to_csv(out, index=False)  # as if interrupted after five rows
     calls.clear()
-    again = selection.score_table(out, small_mnist, progress=False)
+    again = selection.score_table(out, small_mnist, [], progress=False)
     assert len(calls) == 3 and again.drop(columns="test_acc").equals(table.drop(columns="test_acc"))
+
+
+def test_rankings_read_the_topology_and_network_of_each_run(tmp_path, small_mnist):
+    from synapses.study import selection
+    from synapses.study.config import ExperimentConfig
+    from synapses.study.engine import run_experiment
+    from synapses.study.results import load_final_state, load_topology
+
+    config = ExperimentConfig(epochs=2, train_size=500, test_size=100)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    items = selection.rankings([config], tmp_path, rank_epochs=(1, 2))
+    names = [name for name, *_ in items]
+    assert names == ["connections@1", "connections@2", "weights@2", "ink", "variance", "random", "random", "random"]
+    scores = {name: fn() for name, _, _, fn in items[:3]}
+    assert np.array_equal(scores["connections@2"], load_topology(run_dir)[2])
+    assert np.allclose(scores["weights@2"], selection.weight_scores(load_final_state(run_dir)))

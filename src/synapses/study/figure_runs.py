@@ -7,6 +7,7 @@ Each file ``notebooks/runs/<notebook>[@<variant>].yaml`` is one papermill run of
     parameters: {sweep: mechanism, blank_below: 1.0e-6, prefix: mechanism_blank1e-06}
     figures:
       mechanism_blank1e-06_pruning.png: what the figure shows
+    reads: [results/feature_selection.csv]   # optional: files it reads beside the runs
 
 The run sets themselves stay in ``configs/`` (a notebook takes a ``sweep`` parameter); this
 list is what ``make figures`` executes, what the README's figure table is generated from and
@@ -34,7 +35,7 @@ from .paths import CONFIGS, NOTEBOOKS, REPO_ROOT, RESULTS
 from .sweep import load_sweep_spec, sweep_names
 
 RUNS_DIR = NOTEBOOKS / "runs"
-RUN_KEYS = {"parameters", "figures"}
+RUN_KEYS = {"parameters", "figures", "reads"}
 TABLE = re.compile(r"(<!-- figure table: [^>]*-->\n)(.*?)(<!-- /figure table -->)", re.DOTALL)
 
 
@@ -47,6 +48,7 @@ class FigureRun:
     parameters: dict[str, Any]
     figures: dict[str, str]  # file name -> what it shows
     description: str
+    reads: tuple[str, ...] = ()  # other files it reads, relative to the repository
 
     @property
     def notebook_path(self) -> Path:
@@ -76,6 +78,7 @@ def load_figure_run(path: Path) -> FigureRun:
     run = FigureRun(
         path.stem, notebook, dict(spec.get("parameters") or {}), dict(spec.get("figures") or {}),
         " ".join(line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")),
+        tuple(spec.get("reads") or ()),
     )
     if not run.notebook_path.exists():
         raise ConfigError(f"{where}: no notebook {run.notebook_path.name} for it")
@@ -83,6 +86,8 @@ def load_figure_run(path: Path) -> FigureRun:
         raise ConfigError(f"{where}: {run.notebook_path.name} has no parameter(s) {foreign}")
     if not run.figures or not all(isinstance(k, str) and k.endswith((".png", ".md")) for k in run.figures):
         raise ConfigError(f"{where}: figures must list the .png/.md files it writes, each with what it shows")
+    if not all(isinstance(r, str) for r in run.reads):
+        raise ConfigError(f"{where}: reads must list file paths relative to the repository")
     return run
 
 
@@ -103,8 +108,8 @@ def execute(run: FigureRun, output: Path, profile: str = "default", **extra: Any
 def prerequisites(run: FigureRun, with_results: bool = True) -> list[str]:
     """What an executed copy depends on, relative to the repository: its run file and
     notebook, the sweep files it reads, the package's study code, and (``with_results``)
-    the ``metrics.csv`` of each of those sweeps' runs that exists, so that a run that
-    finishes or changes makes it out of date."""
+    the ``metrics.csv`` of each of those sweeps' runs that exists and the other files it
+    ``reads``, so that a run that finishes or changes makes it out of date."""
     names = run.sweeps() or sweep_names()
     files = [RUNS_DIR / f"{run.name}.yaml", run.notebook_path, *(CONFIGS / f"{n}.yaml" for n in names)]
     files += sorted((REPO_ROOT / "src" / "synapses").rglob("*.py"))
@@ -113,6 +118,7 @@ def prerequisites(run: FigureRun, with_results: bool = True) -> list[str]:
             sweep = load_sweep_spec(name)
             configs = [r.config for r in sweep.runs] + [c for cs in sweep.baselines.values() for c in cs]
             files += sorted({RESULTS / c.run_id() / "metrics.csv" for c in configs})
+        files += [REPO_ROOT / r for r in run.reads]
     return [str(f.relative_to(REPO_ROOT)) for f in files if f.exists()]
 
 

@@ -235,3 +235,42 @@ def benchmark_chart(table: pd.DataFrame) -> matplotlib.figure.Figure:
         ax.invert_yaxis()
     fig.tight_layout()
     return fig
+
+
+def selection_panel(ax: plt.Axes, table: pd.DataFrame, k: int, classifier: str) -> plt.Axes:
+    """Test accuracy on the top-``k`` pixels of each ranking, one classifier: a dot per seed
+    and a dash at the mean, one column per ranking, the learned rankings coloured by weight
+    decay (grey: the rankings that need no training). No bars: the axis does not start at 0.
+
+    ``table``: the rows of :func:`synapses.study.selection.score_table`.
+    """
+    rows = table[(table["k"] == k) & (table["classifier"] == classifier)]
+    learned = rows[rows["weight_decay"].notna()]
+    decays = sorted(learned["weight_decay"].unique())
+    rankings = list(dict.fromkeys(learned["ranking"])) + [r for r in dict.fromkeys(rows["ranking"]) if r not in set(learned["ranking"])]
+    width = 0.8 / max(len(decays), 1)
+    for column, ranking in enumerate(rankings):
+        chosen = rows[rows["ranking"] == ranking]
+        groups = [(wd, chosen[chosen["weight_decay"] == wd]) for wd in decays] if chosen["weight_decay"].notna().any() else [(None, chosen)]
+        for slot, (wd, group) in enumerate(groups):
+            x = column + (slot - (len(groups) - 1) / 2) * width
+            label = decay_label(wd) if wd is not None else None
+            colour = configuration_colour(label) if label else "#999999"
+            values = 100 * group["test_acc"].to_numpy()
+            ax.scatter([x], [values.mean()], marker="_", s=250, linewidths=2, color=colour, label=label if column == 0 else None, zorder=4)
+            ax.scatter(np.full(len(values), x), values, s=10, color=colour, alpha=0.7, zorder=3)
+    ax.set_xticks(range(len(rankings)), rankings, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{classifier.replace('_', ' ')}, K = {k} pixels")
+    low = 100 * rows["test_acc"].min()
+    ax.set_ylim(max(0.0, low - 5), 100)
+    ax.grid(axis="y", color="#dddddd", lw=0.6)
+    return ax
+
+
+def decay_label(weight_decay: float) -> str:
+    """The write-up's label of a coupled L2 decay: ``"no decay"``, ``"L2 1e-3"``, ..."""
+    if weight_decay == 0:
+        return "no decay"
+    mantissa, exponent = f"{weight_decay:.0e}".split("e")
+    return f"L2 {mantissa}e{int(exponent)}"

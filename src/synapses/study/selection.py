@@ -24,6 +24,8 @@ from .paths import RESULTS
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .config import ExperimentConfig
+
 Classifier = Literal["extra_trees", "linear_svm"]
 
 
@@ -92,18 +94,17 @@ RANDOM_SEEDS = (0, 1, 2)
 COLUMNS = ("ranking", "weight_decay", "seed", "k", "classifier", "test_acc")
 
 
-def rankings(sweep: str = "reproduction", results_dir: Path | None = None) -> list[tuple[str, float, int, Callable[[], np.ndarray]]]:
+def rankings(configs: list["ExperimentConfig"], results_dir: Path | None = None, rank_epochs: tuple[int, ...] = RANK_EPOCHS) -> list[tuple[str, float, int, Callable[[], np.ndarray]]]:
     """Every ranking of the table as ``(name, weight_decay, seed, scores)``, scores computed
-    on demand: the first layer's connections per pixel after each of :data:`RANK_EPOCHS`,
-    the summed ``|weight|`` of the final network, per run of ``sweep``; then ink frequency,
-    pixel variance (``weight_decay`` and ``seed`` NaN and -1) and random scores per seed."""
-    from .results import select_runs
-
+    on demand: the first layer's connections per pixel after each of ``rank_epochs``, the
+    summed ``|weight|`` of the final network, per run of ``configs`` (finished runs in
+    ``results_dir``); then ink frequency, pixel variance (``weight_decay`` and ``seed`` NaN
+    and -1) and random scores per seed."""
     root = results_dir if results_dir is not None else RESULTS
     items: list[tuple[str, float, int, Callable[[], np.ndarray]]] = []
-    for config in select_runs(sweep):
+    for config in configs:
         run_dir = root / config.run_id()
-        for epoch in RANK_EPOCHS:
+        for epoch in rank_epochs:
             items.append((f"connections@{epoch}", config.weight_decay, config.seed, partial(_connections_after, run_dir, epoch)))
         items.append((f"weights@{config.epochs}", config.weight_decay, config.seed, partial(_final_weights, run_dir)))
     kinds: tuple[Literal["ink", "variance"], ...] = ("ink", "variance")
@@ -132,21 +133,31 @@ def _training_baseline(kind: Literal["ink", "variance"]) -> np.ndarray:
     return baseline_scores(kind, mnist().train_x)
 
 
-def score_table(out: Path, data: MNISTTensors, sweep: str = "reproduction", progress: bool = True) -> "pd.DataFrame":
+def score_table(
+    out: Path, data: MNISTTensors, configs: list["ExperimentConfig"] | None = None, results_dir: Path | None = None,
+    rank_epochs: tuple[int, ...] = RANK_EPOCHS, progress: bool = True,
+) -> "pd.DataFrame":
     """Test accuracy of each classifier on the top-K pixels of each ranking, one row per
     (ranking, weight decay, seed, K, classifier), appended to the CSV ``out`` as each is done
-    (written atomically), so an interrupted table resumes where it stopped."""
+    (written atomically), so an interrupted table resumes where it stopped.
+
+    ``configs``: the runs whose topologies rank the pixels (default: the 1000-epoch
+    reproduction's), read from ``results_dir`` (default ``results/``); the classifiers train
+    on ``data``'s training images and are scored on its test images."""
     import pandas as pd
     from tqdm.auto import tqdm
 
     from .run_files import write_atomic
 
+    from .results import select_runs
+
+    configs = select_runs("reproduction") if configs is None else configs
     done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=COLUMNS)
     keys = {_key(*row) for row in done[list(COLUMNS[:5])].itertuples(index=False)}
     rows = done.to_dict("records")
     todo = [
         (name, wd, seed, k, classifier, scores)
-        for name, wd, seed, scores in rankings(sweep)
+        for name, wd, seed, scores in rankings(configs, results_dir, rank_epochs)
         for k in BUDGETS for classifier in CLASSIFIERS
         if _key(name, wd, seed, k, classifier) not in keys
     ]
@@ -177,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "feature_selection.csv")
     parser.add_argument("--sweep", default="reproduction", help="the 1000-epoch runs whose topologies rank the pixels")
     args = parser.parse_args(argv)
-    table = score_table(args.out, load_mnist(), args.sweep)
+    from .results import select_runs
+
+    table = score_table(args.out, load_mnist(), select_runs(args.sweep))
     print(f"{len(table)} rows in {args.out}")
     return 0
 
