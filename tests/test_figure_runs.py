@@ -33,7 +33,7 @@ def test_every_committed_run_names_real_parameters_and_figures():
         ("pruning_mechanism@x", "parameters: {sweeps: mechanism}\nfigures: {a.png: x}\n", r"has no parameter\(s\) \['sweeps'\]"),
         ("pruning_mechanism@x", "parameters: {sweep: mechanism}\n", "figures must list"),
         ("pruning_mechanism@x", "parameters: {sweep: mechanism}\nfigures: {a.gif: x}\n", "figures must list"),
-        ("pruning_mechanism@x", "params: {}\n", r"expected a mapping with keys \['figures', 'parameters'\], not \['params'\]"),
+        ("pruning_mechanism@x", "params: {}\n", r"expected a mapping with keys \['figures', 'parameters', 'reads'\], not \['params'\]"),
     ],
 )
 def test_a_bad_run_file_is_refused_with_its_name(tmp_path, name, text, message):
@@ -51,6 +51,13 @@ def test_prerequisites_are_the_files_that_change_a_run_output():
     metrics = [f for f in files if f.endswith("metrics.csv")]
     assert len(metrics) == 6 and all((ROOT / f).exists() for f in metrics)  # 3 decays x 2 seeds, committed
     assert not any(f.endswith("metrics.csv") for f in fr.prerequisites(run, with_results=False))
+
+
+def test_files_a_run_reads_beside_its_runs_are_prerequisites_too():
+    run = next(r for r in fr.figure_runs() if r.name == "feature_selection")
+    assert run.reads == ("results/feature_selection.csv",)
+    assert "results/feature_selection.csv" in fr.prerequisites(run)
+    assert "results/feature_selection.csv" not in fr.prerequisites(run, with_results=False)
 
 
 def test_make_rules_list_every_executed_copy(tmp_path):

@@ -147,9 +147,8 @@ def score_table(
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from .run_files import write_atomic
-
     from .results import select_runs
+    from .run_files import write_atomic
 
     configs = select_runs("reproduction") if configs is None else configs
     done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=COLUMNS)
