@@ -340,10 +340,13 @@ def test_runs_the_write_up_calls_shared_trajectories_repeat_each_other():
             assert prefix_of(select_runs("extensions", entry=entry, seed=seed, **fields)[0], select_runs("extensions_1000", entry=entry, seed=seed)[0])
 
 
-def test_selection_table_pools_seeds_per_ranking_and_weight_decay(tmp_path):
+def test_selection_table_pools_seeds_per_ranking_and_weight_decay(tmp_path, monkeypatch):
     import pandas as pd
 
+    from synapses.study import selection
     from synapses.study.report import IncompleteResultsError, refresh
+
+    monkeypatch.setattr(selection, "missing_scores", lambda table: 0)  # a table of two rankings, complete as such
 
     rows = []
     for seed, accuracy in ((0, 0.90), (1, 0.92)):
@@ -359,3 +362,19 @@ def test_selection_table_pools_seeds_per_ranking_and_weight_decay(tmp_path):
     assert lines[4] == "| ink | 1 | 80.00 | 80.00 | 80.00 | 80.00 |"
     with pytest.raises(IncompleteResultsError, match="python -m synapses.study.selection"):
         refresh("<!-- table: selection -->\n<!-- /table -->\n", results_dir=tmp_path / "nowhere")
+
+
+def test_selection_table_refuses_a_table_with_scores_missing(tmp_path):
+    import pandas as pd
+
+    from synapses.study import selection
+    from synapses.study.report import IncompleteResultsError, selection_table
+
+    rows = [dict(ranking=name, weight_decay=wd, seed=seed, k=k, classifier=c, test_acc=0.5)
+            for name, wd, seed, _ in selection.rankings([]) for k in selection.BUDGETS for c in selection.CLASSIFIERS]
+    table = pd.DataFrame(rows)
+    assert len(table) == 5 * 4 and selection.missing_scores(table, []) == 0  # ink, variance, three random draws
+    assert selection.missing_scores(table.iloc[1:], []) == 1
+    table.iloc[3:].to_csv(tmp_path / "feature_selection.csv", index=False)
+    with pytest.raises(IncompleteResultsError, match=r"score\(s\) missing from .*resumes it"):
+        selection_table(tmp_path / "feature_selection.csv")  # the reproduction's rankings: 200 expected

@@ -309,11 +309,13 @@ def selection_table(path: Path) -> str:
     classifier, test accuracy in % as mean ± sd over seeds (n in the row)."""
     import pandas as pd
 
-    from .selection import BUDGETS, CLASSIFIERS
+    from .selection import BUDGETS, CLASSIFIERS, missing_scores
 
     if not path.exists():
         raise IncompleteResultsError(f"table 'selection': no {path} (python -m synapses.study.selection computes it)")
     table = pd.read_csv(path)
+    if missing := missing_scores(table):
+        raise IncompleteResultsError(f"table 'selection': {missing} score(s) missing from {path} (python -m synapses.study.selection resumes it)")
     table["configuration"] = [r if wd != wd else f"{r}, weight_decay={wd:g}" for r, wd in zip(table.ranking, table.weight_decay)]
     header = ["ranking", "seeds", *[f"{c.replace('_', ' ')}, K={k} (%)" for k in BUDGETS for c in CLASSIFIERS]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

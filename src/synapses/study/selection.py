@@ -171,6 +171,17 @@ def score_table(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def missing_scores(table: "pd.DataFrame", configs: list["ExperimentConfig"] | None = None) -> int:
+    """How many rows of the full table (the rankings of ``configs``, default the
+    reproduction's, x budgets x classifiers) ``table`` lacks."""
+    from .results import select_runs
+
+    configs = select_runs("reproduction") if configs is None else configs
+    present = {_key(*row) for row in table[list(COLUMNS[:5])].itertuples(index=False)}
+    expected = {_key(name, wd, seed, k, c) for name, wd, seed, _ in rankings(configs) for k in BUDGETS for c in CLASSIFIERS}
+    return len(expected - present)
+
+
 def _key(ranking: str, weight_decay: float, seed: int, k: int, classifier: str) -> tuple:
     """A row's identity, the same whether it comes from the CSV or is about to be computed
     (NaN, the baselines' weight decay, read back from a CSV compares unequal to itself)."""
