@@ -103,6 +103,65 @@ void rows_times(const T* in, int64_t n_in, int64_t batch, const int64_t* crow, c
   }
 }
 
+// Sixteen vectors' lane sums as one vector, lane i the sum of d[BIT_REVERSED[i]]'s lanes, in
+// four rounds of pairwise shuffles and adds (15 pairs in all, against 16 x 4 for one vector
+// at a time): each round halves the vectors, a vector's half-sums ending beside its partner's.
+constexpr int BIT_REVERSED[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+#if defined(__clang__)
+#define SHUFFLE16(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUFFLE16(a, b, ...) __builtin_shuffle(a, b, M{__VA_ARGS__})
+#endif
+template <typename V>
+inline V sixteen_lane_sums(V* d) {
+  typedef decltype(d[0][0] + 0) T;
+  [[maybe_unused]] typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> I;
+  [[maybe_unused]] typedef I M __attribute__((vector_size(16 * sizeof(I))));
+  static_assert(LANES == 16, "written for sixteen lanes");
+  for (int i = 0; i < 8; ++i)
+    d[i] = SHUFFLE16(d[2 * i], d[2 * i + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+           SHUFFLE16(d[2 * i], d[2 * i + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  for (int i = 0; i < 4; ++i)
+    d[i] = SHUFFLE16(d[2 * i], d[2 * i + 1], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27) +
+           SHUFFLE16(d[2 * i], d[2 * i + 1], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+  for (int i = 0; i < 2; ++i)
+    d[i] = SHUFFLE16(d[2 * i], d[2 * i + 1], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29) +
+           SHUFFLE16(d[2 * i], d[2 * i + 1], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+  return SHUFFLE16(d[0], d[1], 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30) +
+         SHUFFLE16(d[0], d[1], 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+}
+
+// sums[k] += dot(rows[r_k], cols[col[k]]) for the CSR entries of rows [r_begin, r_end), one
+// whole chunk of CHUNK samples: a row's samples are held in registers while its entries
+// pass, and the dot products are reduced sixteen at a time into consecutive sums.
+template <typename T>
+void full_chunk_products(const T* rows, const T* cols, int64_t r_begin, int64_t r_end, const int64_t* crow,
+                         const int64_t* col, T* sums) {
+  using V = typename Lanes<T>::type;
+  constexpr int64_t PER = CHUNK / LANES;
+  static_assert(PER % 4 == 0, "the chunk holds a multiple of four vectors");
+  V dots[LANES];
+  int filled = 0;
+  int64_t base = crow[r_begin];  // the entry of dots[BIT_REVERSED[0]]
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    if (crow[r] == crow[r + 1]) continue;
+    V g[PER];
+    for (int64_t v = 0; v < PER; ++v) g[v] = reinterpret_cast<const V*>(rows + r * CHUNK)[v];
+    for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
+      const V* x = reinterpret_cast<const V*>(cols + col[k] * CHUNK);
+      V d[4] = {g[0] * x[0], g[1] * x[1], g[2] * x[2], g[3] * x[3]};
+      for (int64_t v = 4; v < PER; ++v) d[v % 4] += g[v] * x[v];
+      dots[BIT_REVERSED[filled++]] = (d[0] + d[1]) + (d[2] + d[3]);
+      if (filled == LANES) {
+        *reinterpret_cast<V*>(sums + base) += sixteen_lane_sums(dots);
+        base += LANES;
+        filled = 0;
+      }
+    }
+  }
+  for (int i = 0; i < filled; ++i) sums[base + i] += lane_sum(dots[BIT_REVERSED[i]]);
+}
+
 // grad[order[k]] = sum_b rows[r_k, b] * cols[col[k], b] for each CSR entry k of row r_k;
 // rows: (n_rows, batch), cols: (n_cols, batch).
 template <typename T>
@@ -110,7 +169,6 @@ void sampled_products(const T* rows, int64_t n_rows, const T* cols, int64_t n_co
                       const int64_t* col, const int64_t* order, T* grad) {
   using V = typename Lanes<T>::type;
   constexpr int64_t PER = CHUNK / LANES;
-  static_assert(PER % 4 == 0, "the chunk holds a multiple of four vectors");
   std::vector<T> sums(crow[n_rows], T(0));  // in CSR order, scattered once at the end
   std::vector<T> packed_rows, packed_cols;
   for (int64_t b0 = 0; b0 < batch; b0 += CHUNK) {
@@ -119,19 +177,12 @@ void sampled_products(const T* rows, int64_t n_rows, const T* cols, int64_t n_co
     const T* col_chunk = chunk_of(cols, n_cols, batch, b0, width, packed_cols);
     // Threads split the rows: no two write one entry.
     at::parallel_for(0, n_rows, 8, [&](int64_t r_begin, int64_t r_end) {
+      if (full == PER) {  // a whole chunk
+        full_chunk_products<T>(row_chunk, col_chunk, r_begin, r_end, crow, col, sums.data());
+        return;
+      }
       for (int64_t r = r_begin; r < r_end; ++r) {
         const T* g = row_chunk + r * width;
-        if (full == PER) {  // a whole chunk: the row's samples held in registers, four sums at a time
-          V gv[PER];
-          for (int64_t v = 0; v < PER; ++v) gv[v] = reinterpret_cast<const V*>(g)[v];
-          for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
-            const V* x = reinterpret_cast<const V*>(col_chunk + col[k] * width);
-            V d[4] = {gv[0] * x[0], gv[1] * x[1], gv[2] * x[2], gv[3] * x[3]};
-            for (int64_t v = 4; v < PER; ++v) d[v % 4] += gv[v] * x[v];
-            sums[k] += lane_sum((d[0] + d[1]) + (d[2] + d[3]));
-          }
-          continue;
-        }
         for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {  // a partial chunk (the batch's last)
           const T* x = col_chunk + col[k] * width;
           V dot = V{};
