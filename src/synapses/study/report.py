@@ -303,18 +303,20 @@ def sweep_table(
     return "\n".join(lines) + "\n"
 
 
-def selection_table(path: Path) -> str:
+def selection_table(path: Path, configs: list[ExperimentConfig] | None = None, rank_epochs: tuple[int, ...] | None = None) -> str:
     """The feature-selection table (:mod:`synapses.study.selection`) from its CSV: one row
     per ranking (and weight decay, for the learned ones), one column per pixel budget and
-    classifier, test accuracy in % as mean ± sd over seeds (n in the row)."""
+    classifier, test accuracy in % as mean ± sd over seeds (n in the row). It must hold
+    every score of the rankings of ``configs`` after ``rank_epochs`` (default: the
+    reproduction's, after the study's epochs)."""
     import pandas as pd
 
-    from .selection import BUDGETS, CLASSIFIERS, missing_scores
+    from .selection import BUDGETS, CLASSIFIERS, RANK_EPOCHS, missing_scores
 
     if not path.exists():
         raise IncompleteResultsError(f"table 'selection': no {path} (python -m synapses.study.selection computes it)")
     table = pd.read_csv(path)
-    if missing := missing_scores(table):
+    if missing := missing_scores(table, configs, rank_epochs or RANK_EPOCHS):
         raise IncompleteResultsError(f"table 'selection': {missing} score(s) missing from {path} (python -m synapses.study.selection resumes it)")
     table["configuration"] = [r if wd != wd else f"{r}, weight_decay={wd:g}" for r, wd in zip(table.ranking, table.weight_decay)]
     header = ["ranking", "seeds", *[f"{c.replace('_', ' ')}, K={k} (%)" for k in BUDGETS for c in CLASSIFIERS]]

@@ -171,14 +171,14 @@ def score_table(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def missing_scores(table: "pd.DataFrame", configs: list["ExperimentConfig"] | None = None) -> int:
+def missing_scores(table: "pd.DataFrame", configs: list["ExperimentConfig"] | None = None, rank_epochs: tuple[int, ...] = RANK_EPOCHS) -> int:
     """How many rows of the full table (the rankings of ``configs``, default the
-    reproduction's, x budgets x classifiers) ``table`` lacks."""
+    reproduction's, after ``rank_epochs``, x budgets x classifiers) ``table`` lacks."""
     from .results import select_runs
 
     configs = select_runs("reproduction") if configs is None else configs
     present = {_key(*row) for row in table[list(COLUMNS[:5])].itertuples(index=False)}
-    expected = {_key(name, wd, seed, k, c) for name, wd, seed, _ in rankings(configs) for k in BUDGETS for c in CLASSIFIERS}
+    expected = {_key(name, wd, seed, k, c) for name, wd, seed, _ in rankings(configs, rank_epochs=rank_epochs) for k in BUDGETS for c in CLASSIFIERS}
     return len(expected - present)
 
 
