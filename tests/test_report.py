@@ -346,7 +346,7 @@ def test_selection_table_pools_seeds_per_ranking_and_weight_decay(tmp_path, monk
     from synapses.study import selection
     from synapses.study.report import IncompleteResultsError, refresh
 
-    monkeypatch.setattr(selection, "missing_scores", lambda table: 0)  # a table of two rankings, complete as such
+    monkeypatch.setattr(selection, "missing_scores", lambda table, configs, rank_epochs: 0)  # a table of two rankings, complete as such
 
     rows = []
     for seed, accuracy in ((0, 0.90), (1, 0.92)):
