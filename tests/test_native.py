@@ -72,12 +72,14 @@ def test_a_broadcast_output_gradient_is_read_correctly():
     torch.testing.assert_close(layer.bias.grad, ref_b, rtol=1e-12, atol=1e-12)
 
 
-def test_no_input_gradient_is_computed_when_none_is_needed():
+def test_without_an_input_gradient_the_weight_gradient_is_still_exact():
     torch.manual_seed(0)
     layer = SETLayer(20, 12, epsilon=3, compute="native", bias=False, dtype=F64)
-    x = torch.randn(9, 20, dtype=F64)
-    layer(x).sum().backward()
-    assert x.grad is None and layer.weight.grad is not None and layer.bias is None
+    x, grad_y = torch.randn(9, 20, dtype=F64), torch.randn(9, 12, dtype=F64)
+    (weight_grad,) = torch.autograd.grad(layer(x), layer.weight, grad_y)
+    dense = layer.to_dense().detach().requires_grad_()
+    (x @ dense.T).backward(grad_y)
+    torch.testing.assert_close(weight_grad, dense.grad[layer.connections[:, 1], layer.connections[:, 0]], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (8, 8), (13, 29), (128, 512), (300, 17)])

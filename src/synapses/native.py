@@ -2,9 +2,10 @@
 
 torch's CSR kernels need the batch transposed (``(features, batch)``), a zero-filled
 output and a CSR tensor per call; at small batches those copies cost more than the
-products (512 -> 256 at batch 128, 98% sparse: about 0.3 of a 0.5 ms step). The compiled
-kernels read and write the row-major ``(batch, features)`` tensors directly, transposing
-16 samples at a time into a buffer that stays in cache.
+products. The compiled kernels take and return activations feature-major (contiguous
+``(features, batch)`` matrices, seen from Python as transposed ``(batch, features)``
+tensors), so stacked layers pass them on without copies; a row-major tensor is transposed
+once, in registers, where it enters or leaves.
 
 They are built with torch's C++ extension loader (a C++ compiler and ninja, as torch's own
 extensions need) the first time a layer asks for them, which takes about a minute once;
@@ -25,7 +26,7 @@ from types import ModuleType
 
 import torch
 
-from .sparse_ops import CSRIndex, _SampledProduct, _SparseLinear
+from .sparse_ops import CSRIndex, differentiable_grads
 
 SOURCE = Path(__file__).parent / "csrc" / "sparse_linear.cpp"
 # -march=native uses the widest vectors this processor has. A build for one processor can
@@ -134,8 +135,7 @@ class _NativeLinear(torch.autograd.Function):
         x, x_t, weight = ctx.saved_tensors
         index = ctx.index
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
-            grad_x = _SparseLinear.apply(grad_y, weight, index.transposed()) if ctx.needs_input_grad[0] else None
-            grad_w = _SampledProduct.apply(grad_y, x, index) if ctx.needs_input_grad[1] else None
+            grad_x, grad_w = differentiable_grads(grad_y, x, weight, index, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
             grad_b = grad_y.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
             return grad_x, grad_w, grad_b, None
         kernels = load()

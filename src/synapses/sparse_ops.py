@@ -153,9 +153,7 @@ class _SparseLinear(torch.autograd.Function):
         index: CSRIndex = ctx.index
         if torch.is_grad_enabled():  # create_graph=True: build a graph of the gradients
             ctx.matrix = None
-            grad_x = _SparseLinear.apply(grad_y, weight, index.transposed()) if ctx.needs_input_grad[0] else None
-            grad_w = _SampledProduct.apply(grad_y, x, index) if ctx.needs_input_grad[1] else None
-            return grad_x, grad_w, None
+            return (*differentiable_grads(grad_y, x, weight, index, ctx.needs_input_grad[0], ctx.needs_input_grad[1]), None)
         grad_x = grad_w = None
         # ctx.matrix is dropped after a first backward; a second one (retain_graph) rebuilds it.
         matrix = ctx.matrix if ctx.matrix is not None else index.matrix(weight)
@@ -172,6 +170,17 @@ class _SparseLinear(torch.autograd.Function):
                 grad_w = _sampled_values(matrix, grad_y_t, x_t, index)
         ctx.matrix = None
         return grad_x, grad_w, None
+
+
+def differentiable_grads(
+    grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, index: CSRIndex, need_x: bool, need_w: bool
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(dL/dx, dL/dweight)`` of ``y = x @ W.T`` as differentiable functions (for
+    ``create_graph=True``): the input gradient through the transposed CSR product, the
+    weight gradient as :class:`_SampledProduct`. ``None`` where not needed."""
+    grad_x = _SparseLinear.apply(grad_y, weight, index.transposed()) if need_x else None
+    grad_w = _SampledProduct.apply(grad_y, x, index) if need_w else None
+    return grad_x, grad_w
 
 
 def _csr_times_tiles(matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
