@@ -74,33 +74,33 @@ def fresh_measurements():
 def test_auto_takes_the_path_measured_fastest_and_remembers_it(fresh_measurements, monkeypatch, fastest):
     timed = []
 
-    def fake_time(kernel, key):
-        timed.append((kernel.__name__, key[3]))
-        return 1.0 if kernel.__name__ == f"{fastest}_linear" else 2.0
+    def fake_steps(names, key):
+        timed.append((tuple(names), key[3]))
+        return {name: 1.0 if name == fastest else 2.0 for name in names}
 
-    monkeypatch.setattr(dispatch, "_time_step", fake_time)
+    monkeypatch.setattr(dispatch, "_fastest_steps", fake_steps)
     layer = make_layer(400, 300, compute="auto")
     x = torch.randn(100, 400, dtype=F64)
     assert layer.kernel_for(100) == fastest
     assert layer.uses_dense_kernels(100) is (fastest == "dense")
     torch.testing.assert_close(layer(x), dense_reference(layer, x), rtol=0, atol=1e-10)
     # batch 100 -> size class 128; the compiled kernels compete on the CPU
-    assert timed == [("dense_linear", 128), ("sparse_linear", 128), ("native_linear", 128)]
+    assert timed == [(("dense", "sparse", "native"), 128)]
     layer(x[:70])  # same size class: no new measurement
-    assert len(timed) == 3
+    assert len(timed) == 1
     layer(x[:3])  # another size class
-    assert len(timed) == 6
+    assert len(timed) == 2
 
 
 def test_auto_does_without_the_compiled_kernels_where_they_cannot_be_built(fresh_measurements, monkeypatch):
     monkeypatch.setattr(dispatch.native, "available", lambda: False)
-    monkeypatch.setattr(dispatch, "_time_step", lambda kernel, key: {"dense_linear": 2.0, "sparse_linear": 1.0}[kernel.__name__])
+    monkeypatch.setattr(dispatch, "_fastest_steps", lambda names, key: {name: {"dense": 2.0, "sparse": 1.0}[name] for name in names})
     assert make_layer(400, 300, compute="auto").kernel_for(64) == "sparse"
 
 
 def test_auto_measures_again_at_another_thread_count(fresh_measurements, monkeypatch):
     calls = []
-    monkeypatch.setattr(dispatch, "_time_step", lambda kernel, key: calls.append(key[-1]) or 1.0)
+    monkeypatch.setattr(dispatch, "_fastest_steps", lambda names, key: calls.append(key[-1]) or dict.fromkeys(names, 1.0))
     layer = make_layer(400, 300, compute="auto")
     threads = torch.get_num_threads()
     layer.uses_dense_kernels(64)
@@ -109,20 +109,34 @@ def test_auto_measures_again_at_another_thread_count(fresh_measurements, monkeyp
         layer.uses_dense_kernels(64)
     finally:
         torch.set_num_threads(threads)
-    assert calls == [threads] * 3 + [threads + 1] * 3
+    assert calls == [threads, threads + 1]
 
 
 def test_auto_never_densifies_a_large_layer(fresh_measurements, monkeypatch):
     timed = []
-    monkeypatch.setattr(dispatch, "_time_step", lambda kernel, key: timed.append(kernel.__name__) or 1.0)
+    monkeypatch.setattr(dispatch, "_fastest_steps", lambda names, key: timed.extend(names) or dict.fromkeys(names, 1.0))
     assert SETLayer(1100, 1000, sparsity=0.9, compute="auto").kernel_for(128) == "sparse"  # a tie: the first listed
-    assert timed == ["sparse_linear", "native_linear"]
+    assert timed == ["sparse", "native"]
 
 
 def test_auto_does_not_time_a_layer_with_very_many_connections(fresh_measurements, monkeypatch):
-    monkeypatch.setattr(dispatch, "_time_step", lambda kernel, key: pytest.fail("timed a very large layer"))
+    monkeypatch.setattr(dispatch, "_fastest_steps", lambda names, key: pytest.fail("timed a very large layer"))
     monkeypatch.setattr(dispatch, "MEASURE_MAX_PARAMS", 1000)
     assert SETLayer(400, 300, epsilon=5, compute="auto").kernel_for(128) == "native"
+
+
+def test_the_paths_are_timed_in_turns_each_its_fastest_step(monkeypatch):
+    order = []
+
+    def recording(name):
+        kernel = dispatch.KERNELS[name]
+        return lambda *args: order.append(name) or kernel(*args)
+
+    monkeypatch.setattr(dispatch, "KERNELS", {name: recording(name) for name in ("dense", "sparse")})
+    key = (30, 20, 60, 8, F64, "cpu", None, 1)
+    seconds = dispatch._fastest_steps(["dense", "sparse"], key)
+    assert order == ["dense", "sparse"] * (dispatch.REPEATS + 1)  # a warm-up round, then REPEATS
+    assert set(seconds) == {"dense", "sparse"} and all(0 < s < float("inf") for s in seconds.values())
 
 
 def test_the_timing_layer_has_distinct_connections_at_any_size():

@@ -72,6 +72,19 @@ def test_a_broadcast_output_gradient_is_read_correctly():
     torch.testing.assert_close(layer.bias.grad, ref_b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("weight_grad", [True, False], ids=["with-weight-grad", "frozen-weight"])
+def test_the_bias_gradient_covers_outputs_without_connections(weight_grad):
+    # 12 connections for 40 outputs: most outputs have none, and their bias gradient is
+    # still the batch's sum (a whole chunk of 128 samples and a partial one).
+    torch.manual_seed(0)
+    layer = SETLayer(30, 40, sparsity=0.99, compute="native", dtype=F64)
+    layer.weight.requires_grad_(weight_grad)
+    assert layer.connections[:, 1].unique().numel() < 40
+    grad_y = torch.randn(130, 40, dtype=F64)
+    layer(torch.randn(130, 30, dtype=F64)).backward(grad_y)
+    torch.testing.assert_close(layer.bias.grad, grad_y.sum(0), rtol=1e-12, atol=1e-12)
+
+
 def test_without_an_input_gradient_the_weight_gradient_is_still_exact():
     torch.manual_seed(0)
     layer = SETLayer(20, 12, epsilon=3, compute="native", bias=False, dtype=F64)
@@ -112,4 +125,4 @@ def test_the_kernels_reject_malformed_operands():
     with pytest.raises(RuntimeError, match="int64"):
         kernels.linear(torch.randn(20, 5), layer.weight, None, index.crow.int(), index.col, index.order, 20)
     with pytest.raises(RuntimeError, match="cols has 12 features, the weight 20"):
-        kernels.sampled(torch.randn(12, 5), torch.randn(12, 5), index.crow, index.col, index.order, 20)
+        kernels.sampled(torch.randn(12, 5), torch.randn(12, 5), index.crow, index.col, index.order, 20, False)

@@ -30,7 +30,7 @@ KERNELS: dict[str, Kernel] = {"dense": dense_linear, "sparse": sparse_linear, "n
 # The fixed rule: the CSR kernels below this density (measured once by synapses.bench, at
 # the thread count of a laptop), the dense ones above it, for layers small enough to densify.
 DENSE_MIN_DENSITY = 0.06
-REPEATS = 3  # timed steps per path; the fastest counts
+REPEATS = 5  # timed steps per path; the fastest counts
 # Layers with more connections than this are not timed (a step takes seconds there). On the
 # CPU they take the compiled kernels, which ran faster than the CSR ones at every such layer
 # timed by hand when this was written (20,000 x 20,000 and 250,000 x 250,000 at epsilon 20,
@@ -70,7 +70,7 @@ def measured_kernel(in_features: int, out_features: int, n_params: int, batch: i
         if len(names) == 1 or n_params > MEASURE_MAX_PARAMS:
             _measured[key] = names[-1]
         else:
-            seconds = {name: _time_step(KERNELS[name], key) for name in names}
+            seconds = _fastest_steps(names, key)
             _measured[key] = min(names, key=seconds.__getitem__)  # the first listed wins a tie
     return _measured[key]
 
@@ -80,8 +80,10 @@ def forget_measurements() -> None:
     _measured.clear()
 
 
-def _time_step(kernel: Callable, key: tuple) -> float:
-    """Seconds of the fastest of ``REPEATS`` forward + backward steps of ``kernel``."""
+def _fastest_steps(names: list[str], key: tuple) -> dict[str, float]:
+    """Seconds of the fastest of ``REPEATS`` forward + backward steps of each path in
+    ``names``, on random connections of the layer's size. The paths take turns, step by
+    step, so that a slow spell of a shared machine hits them all alike."""
     in_features, out_features, n_params, batch, dtype, device_type, device_index, _ = key
     device = torch.device(device_type, device_index)
     generator = torch.Generator().manual_seed(0)
@@ -91,18 +93,19 @@ def _time_step(kernel: Callable, key: tuple) -> float:
     weight = torch.randn(len(pairs), generator=generator, dtype=dtype).to(device).requires_grad_()
     x = torch.randn(batch, in_features, generator=generator, dtype=dtype).to(device).requires_grad_()
     grad = torch.randn(batch, out_features, generator=generator, dtype=dtype).to(device)
-    best = float("inf")
+    best = dict.fromkeys(names, float("inf"))
     with torch.enable_grad():
-        for repeat in range(REPEATS + 1):  # the first is a warm-up
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            torch.autograd.backward(kernel(x, weight, None, index), grad)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if repeat:
-                best = min(best, time.perf_counter() - start)
-            x.grad = weight.grad = None
+        for repeat in range(REPEATS + 1):  # the first round is a warm-up
+            for name in names:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                torch.autograd.backward(KERNELS[name](x, weight, None, index), grad)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if repeat:
+                    best[name] = min(best[name], time.perf_counter() - start)
+                x.grad = weight.grad = None
     return best
 
 

@@ -247,14 +247,15 @@ class SETLayer(nn.Module):
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
         batch_shape = x.shape[:-1]
-        x2d = x.reshape(-1, self.in_features)
+        # a (batch, in) input goes in as it is: a reshape would add a node to the graph
+        x2d = x if x.dim() == 2 else x.reshape(-1, self.in_features)
         if self.weight.dtype not in SUPPORTED_DTYPES:  # converted after construction (.half())
             _check_dtype(self.weight.dtype)
         y = KERNELS[self.kernel_for(len(x2d))](x2d, self.weight, self.bias, self._csr_index())
         if self.regrowth == "gradient" and self.training and y.requires_grad:
             self._last_input = x2d.detach()
             y.register_hook(self._record_grad_output)
-        return y.reshape(*batch_shape, self.out_features)
+        return y if x.dim() == 2 else y.reshape(*batch_shape, self.out_features)
 
     def _record_grad_output(self, grad: torch.Tensor) -> None:
         self._last_grad_output = grad.detach()

@@ -144,8 +144,12 @@ class _NativeLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x_t = kernels.linear(grad_y_t, weight, None, index.crow_t, index.col_t, index.order_t, index.shape[0])
             grad_x = kernels.transposed(grad_x_t) if ctx.x_row_major else grad_x_t.t()
-        grad_w = kernels.sampled(grad_y_t, x_t, index.crow, index.col, index.order, index.shape[1]) if ctx.needs_input_grad[1] else None
-        grad_b = grad_y_t.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        need_bias = ctx.has_bias and ctx.needs_input_grad[2]
+        grad_w = grad_b = None
+        if ctx.needs_input_grad[1]:  # the bias gradient comes with it, from the same reads
+            grad_w, grad_b = kernels.sampled(grad_y_t, x_t, index.crow, index.col, index.order, index.shape[1], need_bias)
+        elif need_bias:
+            grad_b = grad_y_t.sum(1)
         return grad_x, grad_w, grad_b, None
 
 

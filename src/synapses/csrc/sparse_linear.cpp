@@ -14,6 +14,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <numeric>
 #include <vector>
 
 namespace {
@@ -132,11 +133,14 @@ inline V sixteen_lane_sums(V* d) {
 }
 
 // sums[k] += dot(rows[r_k], cols[col[k]]) for the CSR entries of rows [r_begin, r_end), one
-// whole chunk of CHUNK samples: a row's samples are held in registers while its entries
-// pass, and the dot products are reduced sixteen at a time into consecutive sums.
+// whole chunk of CHUNK samples (rows: row r at rows + r * row_stride; cols: packed, CHUNK
+// apart), and row_sums[r] += the sum of row r's samples when row_sums is given (the bias
+// gradient, from the registers the row is held in anyway): a row's samples stay in
+// registers while its entries pass, and the dot products are reduced sixteen at a time
+// into consecutive sums.
 template <typename T>
-void full_chunk_products(const T* rows, const T* cols, int64_t r_begin, int64_t r_end, const int64_t* crow,
-                         const int64_t* col, T* sums) {
+void full_chunk_products(const T* rows, int64_t row_stride, const T* cols, int64_t r_begin, int64_t r_end,
+                         const int64_t* crow, const int64_t* col, T* sums, T* row_sums) {
   using V = typename Lanes<T>::type;
   constexpr int64_t PER = CHUNK / LANES;
   static_assert(PER % 4 == 0, "the chunk holds a multiple of four vectors");
@@ -144,9 +148,14 @@ void full_chunk_products(const T* rows, const T* cols, int64_t r_begin, int64_t 
   int filled = 0;
   int64_t base = crow[r_begin];  // the entry of dots[BIT_REVERSED[0]]
   for (int64_t r = r_begin; r < r_end; ++r) {
-    if (crow[r] == crow[r + 1]) continue;
+    if (crow[r] == crow[r + 1] && !row_sums) continue;
     V g[PER];
-    for (int64_t v = 0; v < PER; ++v) g[v] = reinterpret_cast<const V*>(rows + r * CHUNK)[v];
+    for (int64_t v = 0; v < PER; ++v) g[v] = reinterpret_cast<const V*>(rows + r * row_stride)[v];
+    if (row_sums) {
+      V total = g[0];
+      for (int64_t v = 1; v < PER; ++v) total += g[v];
+      row_sums[r] += lane_sum(total);
+    }
     for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
       const V* x = reinterpret_cast<const V*>(cols + col[k] * CHUNK);
       V d[4] = {g[0] * x[0], g[1] * x[1], g[2] * x[2], g[3] * x[3]};
@@ -162,28 +171,31 @@ void full_chunk_products(const T* rows, const T* cols, int64_t r_begin, int64_t 
   for (int i = 0; i < filled; ++i) sums[base + i] += lane_sum(dots[BIT_REVERSED[i]]);
 }
 
-// grad[order[k]] = sum_b rows[r_k, b] * cols[col[k], b] for each CSR entry k of row r_k;
-// rows: (n_rows, batch), cols: (n_cols, batch).
+// grad[order[k]] = sum_b rows[r_k, b] * cols[col[k], b] for each CSR entry k of row r_k, and
+// row_sums[r] = sum_b rows[r, b] when row_sums is given; rows: (n_rows, batch), cols:
+// (n_cols, batch). Only cols is packed chunk by chunk: it is read at random, rows in order.
 template <typename T>
 void sampled_products(const T* rows, int64_t n_rows, const T* cols, int64_t n_cols, int64_t batch, const int64_t* crow,
-                      const int64_t* col, const int64_t* order, T* grad) {
+                      const int64_t* col, const int64_t* order, T* grad, T* row_sums) {
   using V = typename Lanes<T>::type;
   constexpr int64_t PER = CHUNK / LANES;
   std::vector<T> sums(crow[n_rows], T(0));  // in CSR order, scattered once at the end
-  std::vector<T> packed_rows, packed_cols;
+  if (row_sums) std::fill(row_sums, row_sums + n_rows, T(0));
+  std::vector<T> packed_cols;
   for (int64_t b0 = 0; b0 < batch; b0 += CHUNK) {
     const int64_t width = std::min(CHUNK, batch - b0), full = width / LANES;
-    const T* row_chunk = chunk_of(rows, n_rows, batch, b0, width, packed_rows);
+    const T* row_chunk = rows + b0;
     const T* col_chunk = chunk_of(cols, n_cols, batch, b0, width, packed_cols);
     // Threads split the rows: no two write one entry.
     at::parallel_for(0, n_rows, 8, [&](int64_t r_begin, int64_t r_end) {
       if (full == PER) {  // a whole chunk
-        full_chunk_products<T>(row_chunk, col_chunk, r_begin, r_end, crow, col, sums.data());
+        full_chunk_products<T>(row_chunk, batch, col_chunk, r_begin, r_end, crow, col, sums.data(), row_sums);
         return;
       }
-      for (int64_t r = r_begin; r < r_end; ++r) {
-        const T* g = row_chunk + r * width;
-        for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {  // a partial chunk (the batch's last)
+      for (int64_t r = r_begin; r < r_end; ++r) {  // a partial chunk (the batch's last)
+        const T* g = row_chunk + r * batch;
+        if (row_sums) row_sums[r] += std::accumulate(g, g + width, T(0));
+        for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
           const T* x = col_chunk + col[k] * width;
           V dot = V{};
           for (int64_t v = 0; v < full; ++v) dot += reinterpret_cast<const V*>(g)[v] * reinterpret_cast<const V*>(x)[v];
@@ -288,9 +300,11 @@ torch::Tensor linear(const torch::Tensor& input, const torch::Tensor& weight, co
   return out;
 }
 
-// (n,) in weight order: the sum over the batch of rows[r_k] * cols[c_k] for each connection.
-torch::Tensor sampled(const torch::Tensor& rows, const torch::Tensor& cols, const torch::Tensor& crow,
-                      const torch::Tensor& col, const torch::Tensor& order, int64_t n_cols) {
+// (n,) in weight order: the sum over the batch of rows[r_k] * cols[c_k] for each connection;
+// with row_sums also (rows,): the sum over the batch of each row (the bias gradient), else
+// an undefined tensor.
+std::tuple<torch::Tensor, torch::Tensor> sampled(const torch::Tensor& rows, const torch::Tensor& cols, const torch::Tensor& crow,
+                                                 const torch::Tensor& col, const torch::Tensor& order, int64_t n_cols, bool row_sums) {
   check_operand(rows, "rows");
   check_operand(cols, "cols");
   check_index(crow, col, order);
@@ -298,11 +312,13 @@ torch::Tensor sampled(const torch::Tensor& rows, const torch::Tensor& cols, cons
   TORCH_CHECK(rows.size(1) == cols.size(1) && rows.size(0) == crow.numel() - 1, "synapses native kernels: operands do not match the index");
   TORCH_CHECK(rows.scalar_type() == cols.scalar_type(), "synapses native kernels: operand dtypes differ");
   auto grad = torch::empty({col.numel()}, rows.options());
+  torch::Tensor sums = row_sums ? torch::empty({rows.size(0)}, rows.options()) : torch::Tensor();
   AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "synapses_native_sampled", [&] {
     sampled_products<scalar_t>(rows.data_ptr<scalar_t>(), rows.size(0), cols.data_ptr<scalar_t>(), n_cols, rows.size(1),
-                               crow.data_ptr<int64_t>(), col.data_ptr<int64_t>(), order.data_ptr<int64_t>(), grad.data_ptr<scalar_t>());
+                               crow.data_ptr<int64_t>(), col.data_ptr<int64_t>(), order.data_ptr<int64_t>(), grad.data_ptr<scalar_t>(),
+                               row_sums ? sums.data_ptr<scalar_t>() : nullptr);
   });
-  return grad;
+  return {grad, sums};
 }
 
 // A (rows, cols) tensor's transpose, contiguous: (cols, rows).
@@ -320,6 +336,6 @@ torch::Tensor transposed(const torch::Tensor& input) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("linear", &linear, "(in, batch) -> (rows, batch) through a CSR weight whose values are given in weight order");
-  m.def("sampled", &sampled, "the weight gradient at the connections, in weight order, from feature-major operands");
+  m.def("sampled", &sampled, "the weight gradient at the connections, in weight order, and optionally the rows' sums (the bias gradient), from feature-major operands");
   m.def("transposed", &transposed, "a 2-d tensor's transpose, contiguous");
 }
