@@ -1,6 +1,7 @@
 """synapses.bench: structure of the results (tiny repeats) and the masked reference net."""
 from __future__ import annotations
 
+import copy
 import json
 import re
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synapses import MaskedLinear, SparseNet
+from synapses import MaskedLinear, SETLayer, SparseNet
 from synapses.study import bench
 from synapses.study.bench import Comparison, bench_evolution, format_table, masked_copy, time_ms
 
@@ -94,11 +95,42 @@ def test_sparseprop_shapes_compare_the_same_weights(monkeypatch):
     from synapses.study.bench import SPARSEPROP_SHAPES, SPARSITIES, bench_linear_shapes
 
     threads = torch.get_num_threads()
+    monkeypatch.setattr(bench, "sparseprop_linear", lambda dense: None)  # as where SparseProp is not installed
     results = bench_linear_shapes(1, torch.device("cpu"), quick=True)
     assert torch.get_num_threads() == threads  # measured at one thread, then restored
     assert len(results) == len(SPARSEPROP_SHAPES) * len(SPARSITIES) == 6
-    assert results[0].name == "768->3072, batch 256, 98% sparse" and results[0].target.startswith("SparseProp 0.18 of dense, ours ")
+    assert results[0].name == "768->3072, batch 256, 98% sparse" and results[0].target.startswith("SparseProp 0.18 of dense (as reported), ours ")
     assert all(r.baseline == "dense nn.Linear, 1 thread" and re.search(r"\((dense|sparse|native) kernels\)$", r.target) and r.ours_ms > 0 and r.baseline_ms > 0 for r in results)
+
+
+def test_an_installed_sparseprop_is_timed_alongside_on_the_same_weights(monkeypatch):
+    # A stand-in for SparseProp's layer (a copy of the dense one) takes its place in the
+    # rounds; the line then reports its measured fraction of dense and our speedup over it.
+    peers = []
+
+    def stand_in(dense):
+        peer = copy.deepcopy(dense)
+        peers.append((peer, dense.weight.detach().clone()))
+        return peer
+
+    monkeypatch.setattr(bench, "sparseprop_linear", stand_in)
+    results = bench.bench_linear_shapes(1, torch.device("cpu"), quick=True)
+    assert len(peers) == 6
+    for peer, weight in peers:  # the peer got the SETLayer's weights, zeros included
+        assert torch.equal(peer.weight, weight) and (weight == 0).float().mean() >= 0.89
+    assert all(re.fullmatch(r"SparseProp \d+\.\d\d of dense \(timed alongside\), ours \d+\.\d\d: \d+\.\d\dx faster \((dense|sparse|native) kernels\)", r.target) for r in results)
+
+
+def test_sparseprop_where_installed_computes_what_dense_does():
+    pytest.importorskip("sparseprop", reason="SparseProp is an optional peer for the benchmark")
+    torch.manual_seed(0)
+    layer = SETLayer(48, 32, sparsity=0.9)
+    dense = torch.nn.Linear(48, 32)
+    with torch.no_grad():
+        dense.weight.copy_(layer.to_dense())
+    peer = bench.sparseprop_linear(dense)
+    x = torch.randn(16, 48)
+    torch.testing.assert_close(peer(x), dense(x), rtol=1e-5, atol=1e-5)
 
 
 def test_scale_run_counts_connections_and_extrapolates_the_epoch(tmp_path):

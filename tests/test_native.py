@@ -40,6 +40,28 @@ def test_forward_and_gradients_match_dense(batch, dtype):
     torch.testing.assert_close(layer.bias.grad, ref_b, **tol)
 
 
+@pytest.mark.parametrize("width", [16, 32, 64, 128])
+@pytest.mark.parametrize("batch", [7, 40, 130])
+def test_every_chunk_width_gives_the_dense_products(width, batch):
+    # The kernels choose the chunk width from the operand's size; each width they may choose
+    # is exact, with whole chunks and the batch's partial last one.
+    torch.manual_seed(batch)
+    layer = SETLayer(61, 45, epsilon=6, compute="native", dtype=F64)
+    kernels, index = native.load(), layer._csr_index()
+    weight, bias = layer.weight.detach(), layer.bias.detach()
+    x_t, grad_y_t = torch.randn(61, batch, dtype=F64), torch.randn(45, batch, dtype=F64)
+    dense = layer.to_dense().detach()
+    tol = dict(rtol=1e-12, atol=1e-12)
+    y_t = kernels.linear(x_t, weight, bias, index.crow, index.col, index.order, 61, width)
+    torch.testing.assert_close(y_t, dense @ x_t + bias[:, None], **tol)
+    grad_x_t = kernels.linear(grad_y_t, weight, None, index.crow_t, index.col_t, index.order_t, 45, width)
+    torch.testing.assert_close(grad_x_t, dense.T @ grad_y_t, **tol)
+    grad_w, grad_b = kernels.sampled(grad_y_t, x_t, index.crow, index.col, index.order, 61, True, width)
+    inputs, outputs = layer.connections[:, 0], layer.connections[:, 1]
+    torch.testing.assert_close(grad_w, (grad_y_t @ x_t.T)[outputs, inputs], **tol)
+    torch.testing.assert_close(grad_b, grad_y_t.sum(1), **tol)
+
+
 def test_stacked_layers_pass_feature_major_tensors_without_copies():
     # A layer's output is feature-major (the transpose of a contiguous (out, batch) matrix);
     # the next layer reads it as it is, and the gradients still match the dense network.
@@ -124,5 +146,7 @@ def test_the_kernels_reject_malformed_operands():
         kernels.linear(torch.randn(20, 5, dtype=F64), *args)
     with pytest.raises(RuntimeError, match="int64"):
         kernels.linear(torch.randn(20, 5), layer.weight, None, index.crow.int(), index.col, index.order, 20)
+    with pytest.raises(RuntimeError, match="chunk width must be 16, 32, 64 or 128 samples, not 48"):
+        kernels.linear(torch.randn(20, 5), *args, 48)
     with pytest.raises(RuntimeError, match="cols has 12 features, the weight 20"):
         kernels.sampled(torch.randn(12, 5), torch.randn(12, 5), index.crow, index.col, index.order, 20, False)
