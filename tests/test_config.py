@@ -58,6 +58,8 @@ def test_unknown_keys_are_rejected_naming_them():
         ({"model": "EvolNet", "evolution": "pass"}, "needs evolution_proba > 0"),
         ({"decay_mode": "decoupled", "weight_decay": 1.0}, "must be < 1"),
         ({"reset_optimizer_state": 1}, "reset_optimizer_state must be bool"),
+        ({"device": "gpu"}, "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+        ({"device": "cuda:x"}, "device must be 'cpu', 'cuda' or 'cuda:N'"),
     ],
 )
 def test_bad_values_are_rejected(changes, message):
@@ -92,6 +94,14 @@ def test_new_fields_keep_every_committed_run_id():
     assert ExperimentConfig(weight_decay=1e-3, seed=2).run_id() == ExperimentConfig(weight_decay=1e-3, seed=2, hidden=[512, 128], dropout=0).run_id()
     big = ExperimentConfig(hidden=[1000, 1000, 1000], epsilon=20, dropout=0.3)
     assert big.run_id().startswith("sparsenet-1000-1000-1000_e155_wd0_drop0.3_s0_")
+
+
+def test_a_cuda_run_has_an_id_of_its_own_and_a_cpu_run_keeps_its_id():
+    cpu = ExperimentConfig(weight_decay=1e-3, seed=2)
+    assert cpu.run_id() == ExperimentConfig(weight_decay=1e-3, seed=2, device="cpu").run_id()
+    cuda = ExperimentConfig(weight_decay=1e-3, seed=2, device="cuda")
+    assert cuda.run_id().startswith("sparsenet_e155_wd0.001_cuda_s2_") and cuda.run_id() != cpu.run_id()
+    assert ExperimentConfig(device="cuda:1").run_id().startswith("sparsenet_e155_wd0_cuda1_s0_")
 
 
 def test_list_fields_round_trip_through_json(tmp_path):

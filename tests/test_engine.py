@@ -6,10 +6,13 @@ import pandas as pd
 import pytest
 import torch
 
-from synapses.study.build import build_model
+import torch.nn.functional as F
+
+from synapses.study.build import build_model, build_optimizer
 from synapses.study.config import ConfigError, ExperimentConfig
 from synapses.study.data import MEAN, STD, prepare_data
-from synapses.study.engine import run_experiment
+from synapses.study.decay import WeightDecayPolicy
+from synapses.study.engine import evaluate, run_experiment, train_epoch
 from synapses.study.run_dir import METRIC_COLUMNS, RunDir
 from synapses.study.run_files import load_model_state, read_pruning, read_topology
 from synapses.study.topology import center_ratio, trend
@@ -252,3 +255,79 @@ def test_pruning_counts_without_weight_mass_are_recorded_and_resume(tmp_path, sm
     assert np.isnan(RunDir(straight).pruning()[1]).all()
     with pytest.raises(ConfigError, match="record_weight_mass applies with record_pruning only"):
         ExperimentConfig(record_weight_mass=False)
+
+
+def _fresh_trainee(config):
+    torch.manual_seed(config.seed)
+    model = build_model(config, torch.Generator().manual_seed(config.seed))
+    return model, build_optimizer(config, model)
+
+
+def test_epoch_and_evaluation_sums_are_the_float_sums_of_the_batches_bit_for_bit(small_mnist):
+    # The engine sums losses where the data is (no GPU sync per batch), in float64: the same
+    # numbers, to the last bit, as summing each batch's loss.item() in Python, which the
+    # committed runs were made with.
+    config = ExperimentConfig(epochs=1, train_size=1000, test_size=500)
+    data = prepare_data(small_mnist, config.train_size, config.test_size)
+    model, optimizer = _fresh_trainee(config)
+    loss, acc = train_epoch(model, optimizer, data, 128, WeightDecayPolicy.of(config), 1, torch.Generator().manual_seed(7))
+    test_loss, test_acc = evaluate(model, data.test_x, data.test_y, 128)
+
+    model, optimizer = _fresh_trainee(config)
+    model.train()
+    order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(7))
+    batches = list(zip(data.train_x[order].split(128), data.train_y[order].split(128)))
+    total, correct = 0.0, 0
+    for x, y in batches:
+        optimizer.zero_grad(set_to_none=True)
+        output = model(x)
+        batch_loss = F.nll_loss(output, y)
+        batch_loss.backward()
+        optimizer.step()
+        total, correct = total + batch_loss.item(), correct + int((output.argmax(1) == y).sum())
+    assert (loss, acc) == (total / len(batches), correct / len(data.train_y))
+    model.eval()
+    with torch.no_grad():
+        outputs = [(model(x), y) for x, y in zip(data.test_x.split(128), data.test_y.split(128))]
+    expected_loss = 0.0
+    for output, y in outputs:
+        expected_loss += F.nll_loss(output, y, reduction="sum").item()
+    assert test_loss == expected_loss / len(data.test_y)
+    assert test_acc == sum(int((o.argmax(1) == y).sum()) for o, y in outputs) / len(data.test_y)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_a_cuda_run_without_cuda_is_refused_before_anything_is_written(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=1, device="cuda")
+    with pytest.raises(ConfigError, match="device='cuda': torch sees 0 CUDA device"):
+        run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    assert not (tmp_path / config.run_id() / "config.json").exists()
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@needs_cuda
+def test_a_cuda_run_starts_from_the_cpu_runs_network_and_writes_the_same_files(tmp_path, small_mnist):
+    cpu = ExperimentConfig(epochs=2, weight_decay=1e-3, train_size=2000)
+    cuda = cpu.replace(device="cuda")
+    a = run_experiment(cpu, tmp_path, data=small_mnist, progress=False)
+    b = run_experiment(cuda, tmp_path, data=small_mnist, progress=False)
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    (ma, ta), (mb, tb) = _read(a), _read(b)
+    assert np.array_equal(ta["pixel_counts"][0], tb["pixel_counts"][0])  # the same initial draws
+    assert tuple(mb.columns) == METRIC_COLUMNS and mb["test_acc"].between(0, 1).all()
+    assert json.loads((b / "environment.json").read_text())["gpu"] == torch.cuda.get_device_name()
+    assert load_model_state(b / "model.pt")["set_layers.0.weight"].device.type == "cpu"
+
+
+@needs_cuda
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["plain", "dropout"])
+def test_an_interrupted_cuda_run_resumes_to_identical_results(tmp_path, small_mnist, dropout):
+    config = ExperimentConfig(epochs=3, weight_decay=1e-3, train_size=2000, dropout=dropout, device="cuda")
+    straight = run_experiment(config, tmp_path / "straight", data=small_mnist, progress=False)
+    resumed = run_experiment(config, tmp_path / "resumed", data=small_mnist, progress=False, stop_after=1)
+    run_experiment(config, tmp_path / "resumed", data=small_mnist, progress=False)
+    (ma, ta), (mb, tb) = _read(straight), _read(resumed)
+    pd.testing.assert_frame_equal(ma.drop(columns="seconds"), mb.drop(columns="seconds"), check_exact=True)
+    assert all(np.array_equal(ta[k], tb[k]) for k in ta)

@@ -80,6 +80,10 @@ class ExperimentConfig:
             for runs whose weights nothing reads and would weigh on the committed results
             (a dense baseline's are 11 MB). Such a run cannot be an ``init_from`` or
             ``topology_from`` source.
+        device: where the network and the data live while training: ``"cpu"``, ``"cuda"``
+            or ``"cuda:N"``. A CUDA run has a run id of its own (its numbers are not the
+            CPU's) and the same files; the random draws of topology, evolution and data
+            order still come from CPU generators, so it starts from the CPU run's network.
     """
 
     model: Literal["SparseNet", "EvolNet", "Dense"] = "SparseNet"
@@ -111,6 +115,7 @@ class ExperimentConfig:
     dropout: float = 0.0
     topology_from: str | None = None
     keep_network: bool = True
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
@@ -137,6 +142,8 @@ class ExperimentConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value!r}")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if not 0 <= self.seed < MAX_SEED:
             raise ConfigError(f"seed must be in [0, 2**32), got {self.seed!r}")
         for name in ("train_size", "test_size"):
@@ -276,6 +283,8 @@ class ExperimentConfig:
             parts.append("rec")
         if self.train_size is not None or self.test_size is not None:
             parts.append("subset")
+        if self.device != "cpu":
+            parts.append(self.device.replace(":", ""))
         parts += [f"s{self.seed}", digest]
         return "_".join(parts)
 

@@ -48,8 +48,11 @@ def train_epoch(
     """One pass over the training set; returns (mean batch loss, accuracy)."""
     model.train()
     params = list(model.parameters())
-    total_loss, correct = 0.0, 0
-    order = torch.randperm(len(data.train_y), generator=generator)
+    # Summed where the data is, read once at the end (a GPU is not stopped for every batch);
+    # in float64, as Python's float sums of the batch losses were.
+    total_loss = torch.zeros((), dtype=torch.float64, device=data.train_x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=data.train_x.device)
+    order = torch.randperm(len(data.train_y), generator=generator).to(data.train_x.device)
     # One gather per epoch; the batches are then contiguous slices (views).
     xs = data.train_x.index_select(0, order).split(batch_size)
     ys = data.train_y.index_select(0, order).split(batch_size)
@@ -60,22 +63,23 @@ def train_epoch(
         decay.objective(loss, params).backward()
         optimizer.step()
         decay.after_step(params, epoch)
-        total_loss += loss.item()
-        correct += int((output.argmax(1) == y).sum())
-    return total_loss / len(xs), correct / len(data.train_y)
+        total_loss += loss.detach().double()
+        correct += (output.argmax(1) == y).sum()
+    return total_loss.item() / len(xs), correct.item() / len(data.train_y)
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
     """(mean loss per sample, accuracy) of ``model`` on ``x`` ``(n, 784)``, ``y`` ``(n,)``."""
     model.eval()
-    total_loss, correct = 0.0, 0
+    total_loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
     for start in range(0, len(y), batch_size):
         output = model(x[start : start + batch_size])
         target = y[start : start + batch_size]
-        total_loss += F.nll_loss(output, target, reduction="sum").item()
-        correct += int((output.argmax(1) == target).sum())
-    return total_loss / len(y), correct / len(y)
+        total_loss += F.nll_loss(output, target, reduction="sum").double()
+        correct += (output.argmax(1) == target).sum()
+    return total_loss.item() / len(y), correct.item() / len(y)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -103,6 +107,7 @@ def run_experiment(
     folder = RunDir.of(config, results_dir if results_dir is not None else RESULTS)
     if folder.is_finished(config):
         return folder.path
+    training_device(config)  # refused here, before anything is written, where it is absent
     folder.check_model()
     for name in ("init_from", "topology_from"):
         if (source := getattr(config, name)) is not None:
@@ -110,6 +115,20 @@ def run_experiment(
     with folder.lock():
         train(config, folder, data if data is not None else load_mnist(), progress, stop_after)
     return folder.path
+
+
+def training_device(config: ExperimentConfig) -> torch.device:
+    """The device of ``config.device``, if this machine has it.
+
+    Raises:
+        ConfigError: a CUDA device that torch does not see here.
+    """
+    device = torch.device(config.device)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ConfigError(f"device={config.device!r}: torch sees {count} CUDA device(s) on this machine")
+    return device
 
 
 def _require_finished(source: RunDir, field_name: str) -> None:
@@ -126,12 +145,16 @@ class Trainee:
     optimizer: torch.optim.Optimizer
     model_rng: torch.Generator  # SET's draws: initial topology, regrowth
     data_rng: torch.Generator  # the order of the training images
+    device: torch.device  # where the model is; on CUDA, dropout draws from that device's generator
 
     def resumable(self, epoch: int) -> dict[str, Any]:
-        return {
+        state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "model_rng": self.model_rng.get_state(),
             "data_rng": self.data_rng.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
         }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def restore(self, saved: dict[str, Any]) -> None:
         self.model.load_state_dict(saved["model"])
@@ -139,11 +162,14 @@ class Trainee:
         self.model_rng.set_state(saved["model_rng"])
         self.data_rng.set_state(saved["data_rng"])
         torch.set_rng_state(saved["torch_rng"])
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
 
 
 def build_trainee(config: ExperimentConfig, results_dir: Path) -> Trainee:
-    """The network and optimizer of ``config`` at epoch 0, seeded."""
-    torch.manual_seed(config.seed)  # the dense readout's initialisation
+    """The network and optimizer of ``config`` at epoch 0, seeded. The network is built on
+    the CPU, from the same draws on any device, then moved to ``config.device``."""
+    torch.manual_seed(config.seed)  # the dense readout's initialisation (and every device's generator)
     model_rng = torch.Generator().manual_seed(config.seed)
     data_rng = torch.Generator().manual_seed(config.seed + DATA_SEED_OFFSET)
     model = build_model(config, model_rng)
@@ -152,26 +178,28 @@ def build_trainee(config: ExperimentConfig, results_dir: Path) -> Trainee:
     if config.topology_from is not None:
         assert isinstance(model, SparseNet)  # config validation: topology_from is for SET models
         fix_topology(model, RunDir(results_dir / config.topology_from).model_state())
+    device = torch.device(config.device)
+    model.to(device)
     optimizer = build_optimizer(config, model)
     if isinstance(model, EvolNet) and config.reset_optimizer_state:
         # EvolNet evolves inside forward, so it holds the optimizer whose state moved weights
         # reset; the optimizer needs the model's parameters first.
         model.optimizer = optimizer
-    return Trainee(model, optimizer, model_rng, data_rng)
+    return Trainee(model, optimizer, model_rng, data_rng, device)
 
 
 def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress: bool = True, stop_after: int | None = None) -> None:
     """The training loop: from the folder's checkpoint (or from scratch) to ``stop_after``
     or the last epoch, writing results and a checkpoint after every epoch."""
     torch.set_num_threads(config.threads)
-    data = prepare_data(data, config.train_size, config.test_size, config.inputs)
+    data = prepare_data(data, config.train_size, config.test_size, config.inputs).to(training_device(config))
     trainee = build_trainee(config, folder.path.parent)
     model, optimizer, run_id = trainee.model, trainee.optimizer, config.run_id()
     if (saved := folder.checkpoint(run_id)) is not None:
         trainee.restore(saved)
         history = folder.history(saved["epoch"])
     else:
-        folder.start(config, environment())
+        folder.start(config, environment(trainee.device))
         history = History(counts=[first_layer_counts(model)])
     decay = WeightDecayPolicy.of(config)
     reset = optimizer if config.reset_optimizer_state else None  # whose state moved weights reset
@@ -220,11 +248,11 @@ def prune(model: Network, config: ExperimentConfig, history: History) -> None:
         history.pruned.append(pixel_counts(first.connections[first.pruned], first.in_features))
 
 
-def environment() -> dict[str, Any]:
-    """The thread count and library versions a run's numbers are made with."""
+def environment(device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+    """The thread count, library versions and (on CUDA) the GPU a run's numbers are made with."""
     import torchvision
 
-    return {
+    found = {
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -232,6 +260,9 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
+    if device.type == "cuda":
+        found |= {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
+    return found
 
 
 def _progress_bar(config: ExperimentConfig, done: int, enabled: bool):
