@@ -3,6 +3,7 @@
 #   make test           the test suite (what CI runs)
 #   make test-fast      the same without the slow and end-to-end tests (about a minute)
 #   make bench          SETLayer vs the dense masked reference, as ratios
+#   make gpu-check      on a GPU machine: the CUDA tests, then the GPU benchmark and scale run
 #   make -j2 figures    execute the notebook runs of notebooks/runs/ that are out of date; PNGs land in figures/
 #   make figures PROFILE=smoke   a quick check of the pipeline (everything in notebooks/executed/smoke/)
 #   make study          every sweep in configs/ (resumable; results/ is committed)
@@ -14,7 +15,7 @@ PROFILE ?= default
 JOBS ?= 2
 EXECUTED := notebooks/executed
 
-.PHONY: setup test test-fast bench figures figure-runs executed-figures animations lab study report clean FORCE
+.PHONY: setup test test-fast bench gpu-check figures figure-runs executed-figures animations lab study report clean FORCE
 
 setup: .venv/.installed
 
@@ -35,6 +36,13 @@ test-fast: setup
 
 bench: setup
 	$(PYTHON) -m synapses.bench
+
+# One command for a borrowed GPU: every test that needs CUDA (marked by tests/conftest.py),
+# the benchmark on the device, and the 1-million-neuron scale run.
+gpu-check: setup
+	$(PYTHON) -m pytest -q -m cuda -rs
+	$(PYTHON) -m synapses.bench --device cuda --no-epoch --repeats 100
+	$(PYTHON) -m synapses.bench --scale --device cuda --hidden 250000 --layers 4
 
 # The figure runs are declared in notebooks/runs/ (one file per executed notebook); the
 # figure_runs module writes their prerequisites (notebook, sweep files, study code and, for

@@ -23,3 +23,11 @@ def _restore_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that skips without CUDA as ``cuda``, so that ``pytest -m cuda``
+    (``make gpu-check``) runs exactly those on a GPU machine."""
+    for item in items:
+        if any(mark.kwargs.get("reason") == "needs CUDA" for mark in item.iter_markers("skipif")):
+            item.add_marker(pytest.mark.cuda)

@@ -331,3 +331,17 @@ def test_an_interrupted_cuda_run_resumes_to_identical_results(tmp_path, small_mn
     (ma, ta), (mb, tb) = _read(straight), _read(resumed)
     pd.testing.assert_frame_equal(ma.drop(columns="seconds"), mb.drop(columns="seconds"), check_exact=True)
     assert all(np.array_equal(ta[k], tb[k]) for k in ta)
+
+
+def test_the_cuda_tests_are_selected_by_their_marker():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "cuda", "tests/test_engine.py", "-p", "no:cacheprovider"],
+        cwd=root, capture_output=True, text=True,
+    ).stdout
+    selected = {line.split("::")[1].split("[")[0] for line in listed.splitlines() if "::" in line}
+    assert selected == {"test_a_cuda_run_starts_from_the_cpu_runs_network_and_writes_the_same_files", "test_an_interrupted_cuda_run_resumes_to_identical_results"}
