@@ -29,7 +29,7 @@ setup: .venv/.installed
 	touch $@
 
 test: setup
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=12
 
 test-fast: setup
 	$(PYTHON) -m pytest -q -m "not end_to_end and not slow"
