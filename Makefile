@@ -1,6 +1,7 @@
 # Synapses: set up, test, benchmark, regenerate the figures and run the study.
 #   make setup          .venv with torch (local wheels) and the package (editable)
 #   make test           the test suite (what CI runs)
+#   make test-all       the same with every notebook's further figure runs (smoke profile)
 #   make test-fast      the same without the slow and end-to-end tests (about a minute)
 #   make bench          SETLayer vs the dense masked reference, as ratios
 #   make gpu-check      on a GPU machine: the CUDA tests, then the GPU benchmark and scale run
@@ -15,7 +16,7 @@ PROFILE ?= default
 JOBS ?= 2
 EXECUTED := notebooks/executed
 
-.PHONY: setup test test-fast bench gpu-check figures figure-runs executed-figures animations lab study report clean FORCE
+.PHONY: setup test test-all test-fast bench gpu-check figures figure-runs executed-figures animations lab study report clean FORCE
 
 setup: .venv/.installed
 
@@ -29,6 +30,9 @@ setup: .venv/.installed
 	touch $@
 
 test: setup
+	$(PYTHON) -m pytest -q --durations=12 -m "not figure_variant"
+
+test-all: setup
 	$(PYTHON) -m pytest -q --durations=12
 
 test-fast: setup
