@@ -227,7 +227,7 @@ void sampled_products(const T* rows, int64_t n_rows, const T* cols, int64_t n_co
   });
 }
 
-// Vectors of samples per chunk (1, 2, 4 or 8: 16 to 128 float32 samples): `requested` / 16
+// Vectors of samples per chunk (1, 2, 4 or 8: 16 to 128 samples): `requested` / 16
 // when given (tests, measurements), else the widest whose chunk of the randomly read operand
 // (`features` rows) fits in `budget` bytes. Measured here (768 -> 3072, batch 2048, one
 // thread): the input gradient, which reads 3072 features at random, ran 1.4x faster in
@@ -246,7 +246,7 @@ int chunk_vectors(int64_t features, int64_t element_size, int64_t requested, int
 constexpr int64_t PRODUCT_CHUNK_BYTES = 1 << 20;  // rows_times: at most half the L2 cache
 constexpr int64_t SAMPLED_CHUNK_BYTES = INT64_MAX;  // sampled_products: always the widest
 
-// Calls body.template operator()<PER>() with PER the compile-time chunk width in vectors.
+// Calls body with std::integral_constant<int, per>: the chunk width as a compile-time constant.
 template <typename Body>
 void with_chunk_vectors(int per, Body&& body) {
   switch (per) {
