@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 import torch.nn.functional as F
 
 from synapses.study.build import build_model, build_optimizer
@@ -314,7 +313,7 @@ def test_a_cuda_run_starts_from_the_cpu_runs_network_and_writes_the_same_files(t
     a = run_experiment(cpu, tmp_path, data=small_mnist, progress=False)
     b = run_experiment(cuda, tmp_path, data=small_mnist, progress=False)
     assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
-    (ma, ta), (mb, tb) = _read(a), _read(b)
+    (_, ta), (mb, tb) = _read(a), _read(b)
     assert np.array_equal(ta["pixel_counts"][0], tb["pixel_counts"][0])  # the same initial draws
     assert tuple(mb.columns) == METRIC_COLUMNS and mb["test_acc"].between(0, 1).all()
     assert json.loads((b / "environment.json").read_text())["gpu"] == torch.cuda.get_device_name()
