@@ -30,6 +30,14 @@ def test_ink_correlation_is_a_rank_correlation():
     assert rho[:2] == pytest.approx([1.0, -1.0]) and abs(rho[2]) < 0.1
 
 
+def test_ink_correlation_of_equal_counts_is_nan_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(ink_correlation(np.full(784, 128.0), np.linspace(0, 1, 784)))
+
+
 def test_ink_correlation_handles_ties_like_spearman():
     counts = np.array([1, 1, 2, 3] * 196, dtype=float)
     ink = np.array([0.0, 0.0, 0.5, 0.9] * 196)

@@ -79,6 +79,18 @@ def test_overfitting_summary_on_a_known_curve(tmp_path):
     assert summary["min_epoch"] == 40 and summary["min_test_loss"] == pytest.approx(0.1 + 2 * (1 + 4) / 5 / 1e4)
     assert summary["test_acc"] == pytest.approx(0.9 + 98 / 1e4)  # centred on epoch 98
     assert summary["acc_gain"] == pytest.approx(58 / 1e4)
+    assert summary["max_acc_epoch"] == 98 and summary["max_acc"] == summary["test_acc"]  # still rising at the end
+
+
+def test_outcome_view_joins_the_last_epoch_and_the_smoothed_peak(finished):
+    tmp, runs = finished
+    text = refresh("<!-- table: tiny:outcome -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
+    assert "| test loss | test acc (%) | best test acc, smoothed (%) | at epoch | ink ρ, lowest to highest seed |" in text
+    row = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay=0.001")][0]
+    one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
+    metrics = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv")
+    assert row[4] == f"{metrics['test_acc'].iloc[-1] * 100:.2f}"
+    assert row[5] == f"{metrics['test_acc'].mean() * 100:.2f}" and row[6] == "2"  # three epochs: one window
 
 
 def test_a_table_can_show_one_entry_of_a_sweep(finished):
@@ -109,12 +121,21 @@ def test_a_table_can_show_one_entry_of_a_sweep(finished):
         ([-0.45, -0.2], "negative"),
         ([-0.2, 0.0, 0.3], "1 negative, 1 none, 1 positive"),
         ([], "–"),
+        ([float("nan")] * 3, "–"),  # a dense network: no sparse first layer to rank
+        ([0.45, float("nan")], "strongly positive"),
     ],
 )
 def test_topology_verdict_thresholds(rhos, verdict):
     from synapses.study.report import topology_verdict
 
     assert topology_verdict(np.array(rhos)) == verdict
+
+
+def test_value_range_leaves_out_runs_without_the_value():
+    from synapses.study.report import value_range
+
+    assert value_range(np.array([0.2, float("nan"), -0.1])) == "-0.100 to 0.200"
+    assert value_range(np.array([float("nan")] * 2)) == "–"
 
 
 def test_topology_view_over_several_sweeps(finished):

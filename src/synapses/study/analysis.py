@@ -45,14 +45,16 @@ def mean_abs_weight(connections: torch.Tensor, weight: torch.Tensor, n_inputs: i
 
 
 def ink_correlation(counts: np.ndarray, ink: np.ndarray) -> np.ndarray | float:
-    """Spearman rank correlation of ``counts`` ``(..., 784)`` with ``ink`` ``(784,)``."""
+    """Spearman rank correlation of ``counts`` ``(..., 784)`` with ``ink`` ``(784,)``; NaN
+    where the counts are all equal (a dense layer: no ranking to correlate)."""
     def ranks(values: np.ndarray) -> np.ndarray:
         return pd.DataFrame(np.atleast_2d(values).T).rank().to_numpy().T.copy()  # average ranks for ties
 
     r_counts, r_ink = ranks(np.asarray(counts, dtype=float)), ranks(ink)[0]
     r_counts -= r_counts.mean(axis=1, keepdims=True)
     r_ink = r_ink - r_ink.mean()
-    rho = (r_counts @ r_ink) / (np.linalg.norm(r_counts, axis=1) * np.linalg.norm(r_ink))
+    with np.errstate(invalid="ignore"):  # 0/0 for constant counts: NaN
+        rho = (r_counts @ r_ink) / (np.linalg.norm(r_counts, axis=1) * np.linalg.norm(r_ink))
     return float(rho[0]) if np.ndim(counts) == 1 else rho
 
 

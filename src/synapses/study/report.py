@@ -69,7 +69,10 @@ def mean_std(digits: int, scale: float = 1.0) -> Formatter:
 
 
 def value_range(values: np.ndarray) -> str:
-    """Cells as ``min to max`` of the values, three decimals."""
+    """Cells as ``min to max`` of the values, three decimals (NaN, a run without the value,
+    left out)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
     return "–" if len(values) == 0 else f"{np.min(values):.3f} to {np.max(values):.3f}"
 
 
@@ -80,7 +83,10 @@ STRONG_TOPOLOGY = 0.4  # |ink ρ| at least this in every seed: strongly positive
 def topology_verdict(rhos: np.ndarray) -> str:
     """Positive, negative or no topology, from each seed's ink ρ: ``none`` when
     ``|ρ| < NO_TOPOLOGY``, ``strongly`` when ``|ρ| >= STRONG_TOPOLOGY`` in every seed; the
-    seeds are counted when they disagree (``"2 none, 1 positive"``)."""
+    seeds are counted when they disagree (``"2 none, 1 positive"``). NaN (a network without
+    a sparse first layer) has no verdict."""
+    rhos = np.asarray(rhos, dtype=float)
+    rhos = rhos[~np.isnan(rhos)]
     if len(rhos) == 0:
         return "–"
     kinds = ["none" if abs(r) < NO_TOPOLOGY else "positive" if r > 0 else "negative" for r in rhos]
@@ -123,13 +129,15 @@ def overfitting_summary(run_dir: Path, window: int = SMOOTHING) -> dict[str, flo
     """Where a run's test loss bottomed out and what test accuracy did after it, on
     centred ``window``-epoch moving averages (the whole run if it is shorter): the minimum
     smoothed test loss and its epoch, the smoothed test accuracy there, both at the end
-    (the last epoch with a full window), and the change in accuracy between the two."""
+    (the last epoch with a full window), the change in accuracy between the two, and the
+    highest smoothed test accuracy with its epoch."""
     metrics = load_metrics(run_dir)
     window = min(window, len(metrics))
     smooth = metrics[["test_loss", "test_acc"]].rolling(window, center=True).mean()
     smooth["epoch"] = metrics["epoch"]
     smooth = smooth.dropna()
     best, end = smooth.iloc[int(np.argmin(smooth["test_loss"].to_numpy()))], smooth.iloc[-1]
+    peak = smooth.iloc[int(np.argmax(smooth["test_acc"].to_numpy()))]
     return {
         "min_test_loss": float(best["test_loss"]),
         "min_epoch": float(best["epoch"]),
@@ -137,7 +145,16 @@ def overfitting_summary(run_dir: Path, window: int = SMOOTHING) -> dict[str, flo
         "test_loss": float(end["test_loss"]),
         "test_acc": float(end["test_acc"]),
         "acc_gain": float(end["test_acc"] - best["test_acc"]),
+        "max_acc": float(peak["test_acc"]),
+        "max_acc_epoch": float(peak["epoch"]),
     }
+
+
+def outcome_summary(run_dir: Path) -> dict[str, float]:
+    """:func:`run_summary` (last-epoch values) with the smoothed test accuracy's peak of
+    :func:`overfitting_summary`."""
+    smoothed = overfitting_summary(run_dir)
+    return {**run_summary(run_dir), "max_acc": smoothed["max_acc"], "max_acc_epoch": smoothed["max_acc_epoch"]}
 
 
 DRIFT_EPOCHS = (50, 155, 300, 500, 700, 1000)
@@ -224,6 +241,17 @@ VIEWS: dict[str, tuple[Callable[[Path], dict[str, float]], tuple[tuple[str, str,
             ("ink_rho", "ink ρ", mean_std(3)),
             ("test_loss", "test loss", mean_std(4)),
             ("test_acc", "test acc (%)", mean_std(2, 100)),
+        ),
+    ),
+    "outcome": (
+        outcome_summary,
+        (
+            ("test_loss", "test loss", mean_std(4)),
+            ("test_acc", "test acc (%)", mean_std(2, 100)),
+            ("max_acc", "best test acc, smoothed (%)", mean_std(2, 100)),
+            ("max_acc_epoch", "at epoch", mean_std(0)),
+            ("ink_rho", "ink ρ, lowest to highest seed", value_range),
+            ("ink_rho", "topology at the end", topology_verdict),
         ),
     ),
     "pruning": (pruning_summary, PRUNING_COLUMNS),
