@@ -55,7 +55,7 @@ def test_cli_runs_and_says_where_the_results_are(tmp_path):
     )
     run_id = ExperimentConfig(epochs=1).run_id()
     assert proc.stdout.strip().splitlines()[-1] == f"results: {tmp_path / run_id}"
-    assert (tmp_path / run_id / "metrics.csv").exists()
+    assert (tmp_path / run_id / "metrics.csv.xz").exists()
 
 
 @pytest.mark.parametrize(

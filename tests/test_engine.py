@@ -18,7 +18,7 @@ from synapses.study.topology import center_ratio, trend
 
 
 def _read(run_dir):
-    metrics = pd.read_csv(run_dir / "metrics.csv")
+    metrics = pd.read_csv(run_dir / "metrics.csv.xz")
     counts = read_topology(run_dir / "topology.npz")
     return metrics, {"pixel_counts": counts, "trend": trend(counts)}
 
@@ -106,9 +106,9 @@ def test_run_checkpointed_under_the_old_metric_name_resumes_under_the_new(tmp_pa
 def test_finished_run_is_a_no_op(tmp_path, small_mnist):
     config = ExperimentConfig(epochs=1)
     run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
-    stamp = (run_dir / "metrics.csv").stat().st_mtime_ns
+    stamp = (run_dir / "metrics.csv.xz").stat().st_mtime_ns
     assert run_experiment(config, tmp_path, data=small_mnist, progress=False) == run_dir
-    assert (run_dir / "metrics.csv").stat().st_mtime_ns == stamp
+    assert (run_dir / "metrics.csv.xz").stat().st_mtime_ns == stamp
 
 
 def test_weight_decay_shrinks_weights_and_schedules_are_recorded(tmp_path, small_mnist):
@@ -117,7 +117,7 @@ def test_weight_decay_shrinks_weights_and_schedules_are_recorded(tmp_path, small
     decayed = run_experiment(decayed_config, tmp_path, data=small_mnist, progress=False)
     norms = [load_model_state(d / "model.pt")["readout.weight"].norm().item() for d in (plain, decayed)]
     assert norms[1] < norms[0]
-    assert pd.read_csv(decayed / "metrics.csv")["decay_in_force"].tolist() == pytest.approx([0.05, 0.1])
+    assert pd.read_csv(decayed / "metrics.csv.xz")["decay_in_force"].tolist() == pytest.approx([0.05, 0.1])
 
 
 def test_init_from_starts_from_a_finished_run(tmp_path, small_mnist):

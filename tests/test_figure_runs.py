@@ -48,9 +48,9 @@ def test_prerequisites_are_the_files_that_change_a_run_output():
     assert files[:3] == ["notebooks/runs/pruning_mechanism@mechanism.yaml", "notebooks/pruning_mechanism.ipynb", "configs/mechanism.yaml"]
     assert "configs/reproduction.yaml" not in files  # only the sweep it reads
     assert "src/synapses/study/plotting.py" in files
-    metrics = [f for f in files if f.endswith("metrics.csv")]
+    metrics = [f for f in files if f.endswith("metrics.csv.xz")]
     assert len(metrics) == 6 and all((ROOT / f).exists() for f in metrics)  # 3 decays x 2 seeds, committed
-    assert not any(f.endswith("metrics.csv") for f in fr.prerequisites(run, with_results=False))
+    assert not any(f.endswith(("metrics.csv", "metrics.csv.xz")) for f in fr.prerequisites(run, with_results=False))
 
 
 def test_files_a_run_reads_beside_its_runs_are_prerequisites_too():

@@ -32,7 +32,7 @@ def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     assert [r[0] for r in rows] == ["| weight_decay=0.0", "| weight_decay=0.001"]
     assert rows[0][2] == "2 of 2" and rows[1][2] == "1 of 2"
-    metrics = [pd.read_csv(tmp / "results" / r.config.run_id() / "metrics.csv").iloc[-1] for r in runs[:3]]
+    metrics = [pd.read_csv(tmp / "results" / r.config.run_id() / "metrics.csv.xz").iloc[-1] for r in runs[:3]]
     wd0 = [m for m, r in zip(metrics, runs) if r.config.weight_decay == 0.0]
     expected = pd.Series([m["test_acc"] for m in wd0])
     assert rows[0][6] == f"{expected.mean() * 100:.2f} ± {expected.std() * 100:.2f}"
@@ -46,7 +46,7 @@ def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
     rho = ink_correlation(load_topology(tmp / "results" / one.config.run_id())[-1], ink_frequency(load_mnist().train_x))
     assert rows[1][8] == f"{rho:.3f}"
-    history = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv")
+    history = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv.xz")
     peak = history["center_ratio"].idxmax()
     assert rows[1][9] == f"{history['center_ratio'][peak]:.3f}"
     assert rows[1][10].rstrip(" |") == f"{history['epoch'][peak]:.0f}"
@@ -58,7 +58,7 @@ def test_overfitting_view_finds_the_minimum_test_loss(finished):
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     assert "min test loss | at epoch | test loss at end" in text
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
-    metrics = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv")
+    metrics = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv.xz")
     # three epochs, shorter than the window: one centred average over the whole run
     assert rows[1][3] == f"{metrics['test_loss'].mean():.4f}" == rows[1][5]
     assert rows[1][4] == "2" and rows[1][8].rstrip(" |") == "0.00"
@@ -88,7 +88,7 @@ def test_outcome_view_joins_the_last_epoch_and_the_smoothed_peak(finished):
     assert "| test loss | test acc (%) | best test acc, smoothed (%) | at epoch | ink ρ, lowest to highest seed |" in text
     row = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay=0.001")][0]
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
-    metrics = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv")
+    metrics = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv.xz")
     assert row[4] == f"{metrics['test_acc'].iloc[-1] * 100:.2f}"
     assert row[5] == f"{metrics['test_acc'].mean() * 100:.2f}" and row[6] == "2"  # three epochs: one window
 
@@ -160,7 +160,7 @@ def test_errors_view_reevaluates_the_saved_network(finished):
     text = refresh("<!-- table: tiny:errors -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
-    last = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv").iloc[-1]
+    last = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv.xz").iloc[-1]
     assert rows[1][3] == f"{last['test_loss']:.4f}"
     assert rows[1][4] == f"{(1 - last['test_acc']) * 100:.2f}"
 
@@ -200,13 +200,15 @@ def test_incomplete_runs_say_what_is_missing(finished, tmp_path):
     import shutil
 
     from synapses.study.results import run_problem
+    from synapses.study.run_files import read_text
 
     tmp, runs = finished
     config = runs[0].config
     run_dir = tmp_path / config.run_id()
     shutil.copytree(tmp / "results" / config.run_id(), run_dir)
     assert run_problem(run_dir, config) is None
-    (run_dir / "metrics.csv").write_text("".join((tmp / "results" / config.run_id() / "metrics.csv").read_text().splitlines(True)[:-1]))
+    (run_dir / "metrics.csv.xz").unlink()  # a run stopped one epoch short keeps its metrics plain
+    (run_dir / "metrics.csv").write_text("".join(read_text(tmp / "results" / config.run_id() / "metrics.csv.xz").splitlines(True)[:-1]))
     assert run_problem(run_dir, config) == f"metrics.csv has {config.epochs - 1} of {config.epochs} epochs"
     (run_dir / "model.pt").unlink()
     assert run_problem(run_dir, config) == "no model.pt"
@@ -399,3 +401,20 @@ def test_selection_table_refuses_a_table_with_scores_missing(tmp_path):
     table.iloc[3:].to_csv(tmp_path / "feature_selection.csv", index=False)
     with pytest.raises(IncompleteResultsError, match=r"score\(s\) missing from .*resumes it"):
         selection_table(tmp_path / "feature_selection.csv")  # the reproduction's rankings: 200 expected
+
+
+@pytest.mark.parametrize(
+    "values, window, epoch",
+    [
+        ([1, 1, -5, -5, -5], 2, 2),  # trailing means 1, 1, -2, -5, -5
+        ([1, -3, -3, 1, -3], 1, 4),  # dips below and comes back: only the last stretch counts
+        ([1, -3, -3, 1, -3], 2, 1),  # the window smooths the bump away: -1, -3, -1, -1
+        ([-1, -1], 3, 0),
+        ([-1, 1], 1, None),
+        ([-1, 0], 1, None),  # 0 is not below
+    ],
+)
+def test_settles_below_zero(values, window, epoch):
+    from synapses.study.facts import settles_below_zero
+
+    assert settles_below_zero(np.array(values, dtype=float), window) == epoch

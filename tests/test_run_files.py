@@ -1,5 +1,6 @@
 """Run files: sealed checkpoints and models, compact arrays, damage and full disks."""
 import errno
+import io
 import os
 
 import numpy as np
@@ -120,10 +121,10 @@ def test_truncated_model_is_not_finished(tmp_path, small_mnist):
     assert not RunDir(run_dir).is_finished(config)
     with pytest.raises(DamagedFileError, match="model.pt is damaged"):
         load_model_state(model)
-    before = (run_dir / "metrics.csv").read_bytes()
+    before = (run_dir / "metrics.csv.xz").read_bytes()
     with pytest.raises(DamagedFileError, match=f"model.pt is damaged; delete {run_dir} to rerun"):
         run_experiment(config, tmp_path, data=small_mnist, progress=False)  # never trained over
-    assert (run_dir / "metrics.csv").read_bytes() == before
+    assert (run_dir / "metrics.csv.xz").read_bytes() == before
 
 
 def test_full_disk_is_named_and_leaves_no_temporary_file(tmp_path, monkeypatch):
@@ -157,8 +158,9 @@ def test_converting_a_legacy_run_folder_keeps_every_tensor(tmp_path, small_mnist
     torch.save({k: (v.int() if v.dtype == torch.int64 else v) for k, v in state.items()}, run_dir / "model.pt")
     np.savez_compressed(run_dir / "topology.npz", pixel_counts=counts.astype(np.int16), trend=np.zeros((3, 14)))
     np.savez_compressed(run_dir / "pruning.npz", pruned_counts=pruned.astype(np.int16), abs_weight_sum=mass.astype(np.float32))
-    metrics = (run_dir / "metrics.csv").read_text()
-    (run_dir / "metrics.csv").write_text(metrics.replace(",decay_in_force,", ",weight_decay,", 1))  # the old column name
+    metrics = run_files.read_text(run_dir / "metrics.csv.xz")
+    (run_dir / "metrics.csv.xz").unlink()  # plain text, with the old column name
+    (run_dir / "metrics.csv").write_text(metrics.replace(",decay_in_force,", ",weight_decay,", 1))
     legacy_model_size = (run_dir / "model.pt").stat().st_size
     assert run_files.convert_run_folder(run_dir) > 0
     assert (run_dir / "model.pt").stat().st_size < 0.6 * legacy_model_size
@@ -166,7 +168,7 @@ def test_converting_a_legacy_run_folder_keeps_every_tensor(tmp_path, small_mnist
     assert run_files._same(load_model_state(run_dir / "model.pt"), state)
     assert np.array_equal(read_topology(run_dir / "topology.npz"), counts)
     assert all(np.array_equal(a, b) for a, b in zip(read_pruning(run_dir / "pruning.npz"), (pruned, mass)))
-    assert (run_dir / "metrics.csv").read_text() == metrics
+    assert run_files.read_text(run_dir / "metrics.csv.xz") == metrics and not (run_dir / "metrics.csv").exists()
     assert RunDir(run_dir).is_finished(config)
     assert run_files.convert_run_folder(run_dir) == 0  # nothing left to convert
 
@@ -185,13 +187,15 @@ def test_conversion_leaves_a_run_being_trained_alone(tmp_path, small_mnist, caps
     config = ExperimentConfig(epochs=1)
     run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
     metrics = run_dir / "metrics.csv"
-    metrics.write_text(metrics.read_text().replace(",decay_in_force,", ",weight_decay,"))
+    metrics.write_text(run_files.read_text(run_dir / "metrics.csv.xz").replace(",decay_in_force,", ",weight_decay,"))
+    (run_dir / "metrics.csv.xz").unlink()
     legacy = metrics.read_bytes()
     with RunDir(run_dir).lock():
         assert run_files.main([str(tmp_path)]) == 0
     assert "skipped" in capsys.readouterr().out and metrics.read_bytes() == legacy
     run_files.main([str(tmp_path)])
-    assert metrics.read_text().startswith("epoch,train_loss,train_acc,test_loss,test_acc,center_ratio,decay_in_force,seconds\n")
+    assert not metrics.exists()
+    assert run_files.read_text(run_dir / "metrics.csv.xz").startswith("epoch,train_loss,train_acc,test_loss,test_acc,center_ratio,decay_in_force,seconds\n")
 
 
 def _compressions(path) -> set[int]:
@@ -257,3 +261,45 @@ def test_a_run_that_keeps_no_network_finishes_without_one(tmp_path, small_mnist)
     # the last epoch's history written, the checkpoint not yet removed: not finished
     save_checkpoint(run_dir / "checkpoint.pt", {"model": _state(), "epoch": 2}, config.run_id(), 2)
     assert folder.problem(config) == "unfinished: a checkpoint is there"
+
+
+def test_a_finished_run_keeps_its_metrics_as_xz_text_and_a_run_in_progress_as_plain(tmp_path, small_mnist):
+    import pandas as pd
+
+    config = ExperimentConfig(epochs=2)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False, stop_after=1)
+    assert (run_dir / "metrics.csv").exists() and not (run_dir / "metrics.csv.xz").exists()
+    in_progress = (run_dir / "metrics.csv").read_text()
+    run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    assert not (run_dir / "metrics.csv").exists() and RunDir(run_dir).metrics_file.name == "metrics.csv.xz"
+    finished = run_files.read_text(run_dir / "metrics.csv.xz")
+    assert finished.startswith(in_progress) and finished.count("\n") == 3  # header and two epochs
+    assert pd.read_csv(run_dir / "metrics.csv.xz").equals(pd.read_csv(io.StringIO(finished)))  # pandas reads it as it is
+    assert RunDir(run_dir).epochs_recorded() == 2 and RunDir(run_dir).is_finished(config)
+
+
+def test_a_damaged_metrics_xz_names_itself(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=1)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    packed = run_dir / "metrics.csv.xz"
+    packed.write_bytes(packed.read_bytes()[:-8])
+    with pytest.raises(DamagedFileError, match=f"{packed} is damaged .*; delete {run_dir} to rerun"):
+        RunDir(run_dir).epochs_recorded()
+
+
+def test_a_crash_inside_finish_resumes_from_the_packed_metrics(tmp_path, small_mnist):
+    """finish() writes metrics.csv.xz before it drops the checkpoint: a crash in between
+    leaves a checkpoint beside packed metrics, and the run resumes from them to the same end."""
+    import shutil
+
+    config = ExperimentConfig(epochs=2)
+    reference = run_experiment(config, tmp_path / "reference", data=small_mnist, progress=False)
+    run_dir = run_experiment(config, tmp_path / "crashed", data=small_mnist, progress=False, stop_after=1)
+    history = RunDir(run_dir).history(1)
+    shutil.copy(run_dir / "checkpoint.pt", tmp_path / "checkpoint.pt")
+    RunDir(run_dir).write_history(history, final=True)  # finish() got this far
+    assert not (run_dir / "metrics.csv").exists()
+    assert RunDir(run_dir).state(config) == "partial"
+    run_experiment(config, tmp_path / "crashed", data=small_mnist, progress=False)
+    strip = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731 (wall-clock seconds differ)
+    assert strip(run_files.read_text(run_dir / "metrics.csv.xz")) == strip(run_files.read_text(reference / "metrics.csv.xz"))

@@ -2,6 +2,7 @@
 munge, which .ci/run installs), against the local executor's results, file for file."""
 from __future__ import annotations
 
+import lzma
 import os
 import shutil
 import socket
@@ -104,14 +105,14 @@ def _sweep(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def _files(results: Path) -> dict[str, bytes]:
-    """Every file of every run folder; metrics.csv without its wall-clock column."""
+    """Every file of every run folder; the metrics without their wall-clock column."""
     files = {}
     for path in sorted(results.glob("*/*")):
         if path.name == ".lock" or path.parent.name.startswith("."):
             continue
         data = path.read_bytes()
-        if path.name == "metrics.csv":
-            data = b"\n".join(line.rsplit(b",", 1)[0] for line in data.splitlines())
+        if path.name == "metrics.csv.xz":
+            data = b"\n".join(line.rsplit(b",", 1)[0] for line in lzma.decompress(data).splitlines())
         files[str(path.relative_to(results))] = data
     return files
 

@@ -138,7 +138,7 @@ def test_the_study_sweeps_are_valid():
 def _results(results_dir: Path) -> dict[str, tuple[pd.DataFrame, dict]]:
     out = {}
     for run_dir in sorted(p for p in results_dir.iterdir() if not p.name.startswith(".")):
-        metrics = pd.read_csv(run_dir / "metrics.csv").drop(columns="seconds")
+        metrics = pd.read_csv(run_dir / "metrics.csv.xz").drop(columns="seconds")
         out[run_dir.name] = (metrics, {"pixel_counts": read_topology(run_dir / "topology.npz")})
     return out
 
@@ -157,17 +157,17 @@ def test_tiny_sweep_through_submitit_gives_four_finished_runs(finished_sweep):
     expected = {r.config.run_id() for r in load_sweep(path).runs}
     assert set(_results(results)) == expected
     for run_id in expected:
-        assert len(pd.read_csv(results / run_id / "metrics.csv")) == 2
+        assert len(pd.read_csv(results / run_id / "metrics.csv.xz")) == 2
         assert not (results / run_id / "checkpoint.pt").exists()
 
 
 @pytest.mark.end_to_end
 def test_rerun_is_a_no_op(finished_sweep, capsys):
     path, results = finished_sweep
-    stamps = {p: p.stat().st_mtime_ns for p in results.glob("*/metrics.csv")}
+    stamps = {p: p.stat().st_mtime_ns for p in results.glob("*/metrics.csv.xz")}
     assert main([str(path), "--jobs", "2", "--results-dir", str(results)]) == 0
     assert "4 done" in capsys.readouterr().out
-    assert stamps == {p: p.stat().st_mtime_ns for p in results.glob("*/metrics.csv")}
+    assert stamps == {p: p.stat().st_mtime_ns for p in results.glob("*/metrics.csv.xz")}
 
 
 def job_alive(results: Path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from scipy import stats
@@ -141,6 +141,43 @@ def pruning_crossing(results: Path) -> str:
     return "; ".join(parts)
 
 
+def settles_below_zero(values: np.ndarray, window: int = 20) -> int | None:
+    """The first index from which the trailing ``window`` mean of ``values`` (fewer at the
+    start) stays below 0 to the end, or ``None`` if it ends at or above 0."""
+    trailing = np.convolve(values, np.ones(window), "full")[: len(values)] / np.minimum(np.arange(1, len(values) + 1), window)
+    at_or_above = np.flatnonzero(trailing >= 0)
+    if len(at_or_above) and at_or_above[-1] == len(values) - 1:
+        return None
+    return int(at_or_above[-1]) + 1 if len(at_or_above) else 0
+
+
+def turns_negative(results: Path) -> str:
+    """Per seed, the first epoch from which ink ρ (trailing 20-epoch mean) stays below 0 to
+    the end, without decay: the SET paper's network (set_mlp) and the demo net
+    (reproduction)."""
+    ink = training_ink()
+    parts = []
+    for name, sweep, entry in (("SET paper's network", "set_mlp", "set"), ("demo net", "reproduction", None)):
+        epochs = []
+        for config in select_runs(sweep, entry, weight_decay=0.0):
+            epoch = settles_below_zero(np.asarray(ink_correlation(load_topology(results / config.run_id()), ink)))
+            epochs.append("never" if epoch is None else str(epoch))  # row e of topology.npz: after epoch e
+        parts.append(f"{name}: epochs {', '.join(epochs)}")
+    return "; ".join(parts)
+
+
+def set_mlp_accuracy(results: Path) -> str:
+    """Welch's t-tests of final test accuracy in set_mlp: SET without decay against the dense
+    net, and against SET with L2 1e-3."""
+    def accuracy(entry: str, **fields: Any) -> list[float]:
+        return [load_metrics(results / c.run_id())["test_acc"].iloc[-1] for c in select_runs("set_mlp", entry, **fields)]
+
+    plain = accuracy("set", weight_decay=0.0)
+    dense = stats.ttest_ind(plain, accuracy("dense"), equal_var=False).pvalue
+    decayed = stats.ttest_ind(plain, accuracy("set", weight_decay=1e-3), equal_var=False).pvalue
+    return f"against the dense net p = {dense:.2f}, against L2 1e-3 p = {decayed:.3f}"
+
+
 FACTS: dict[str, Callable[[Path], str]] = {
     "empty_pixels": empty_pixels,
     "welch_test_acc_1000": welch_test_acc_1000,
@@ -151,6 +188,8 @@ FACTS: dict[str, Callable[[Path], str]] = {
     "fixed_topology_decay": fixed_topology_decay,
     "mechanism_1000_repeats": mechanism_1000_repeats,
     "pruning_crossing": pruning_crossing,
+    "turns_negative": turns_negative,
+    "set_mlp_accuracy": set_mlp_accuracy,
 }
 
 

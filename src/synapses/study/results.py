@@ -7,6 +7,7 @@ come from :func:`load_topology`.
 from __future__ import annotations
 
 import functools
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -18,7 +19,7 @@ from .config import ExperimentConfig
 from .engine import run_experiment
 from .paths import RESULTS
 from .run_dir import METRIC_COLUMNS, RunDir
-from .run_files import LEGACY_METRIC_NAMES, RunInProgressError
+from .run_files import LEGACY_METRIC_NAMES, RunInProgressError, read_text
 
 if TYPE_CHECKING:
     from .sweep import Sweep
@@ -44,7 +45,7 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     config fields as leading columns (``weight_decay`` is the config's; the coefficient in
     force each epoch is the metric ``decay_in_force``)."""
     folder = RunDir(run_dir)
-    metrics = pd.read_csv(folder.metrics_file).rename(columns=LEGACY_METRIC_NAMES)
+    metrics = pd.read_csv(io.StringIO(read_text(folder.metrics_file))).rename(columns=LEGACY_METRIC_NAMES)
     fields = folder.config().to_dict() | {"run_id": folder.path.name}
     for column in reversed(CONFIG_COLUMNS):
         metrics.insert(0, column, fields[column])

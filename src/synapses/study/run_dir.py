@@ -9,7 +9,8 @@ Files:
 
 * ``config.json``: the configuration; ``environment.json``: thread count and library
   versions the numbers were made with;
-* ``metrics.csv``: one row per epoch, :data:`METRIC_COLUMNS`;
+* ``metrics.csv``: one row per epoch, :data:`METRIC_COLUMNS`; ``metrics.csv.xz`` (the same
+  text, xz-compressed) once the run is finished;
 * ``topology.npz``: ``(epochs + 1, 784)`` first-layer connections per input pixel, row 0 at
   initialisation;
 * ``pruning.npz`` (runs with ``record_pruning``): ``pruned_counts`` and ``abs_weight_sum``,
@@ -40,12 +41,14 @@ from .run_files import (
     load_checkpoint,
     load_model_state,
     read_pruning,
+    read_text,
     read_topology,
     save_checkpoint,
     save_model,
     write_atomic,
     write_pruning,
     write_topology,
+    write_xz_text,
 )
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "center_ratio", "decay_in_force", "seconds")
@@ -71,9 +74,9 @@ class History:
 
 
 def read_metric_rows(path: Path) -> list[dict[str, float]]:
-    """The rows of a ``metrics.csv`` (epoch as int, the rest as float), legacy names renamed."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    """The rows of a ``metrics.csv`` or ``metrics.csv.xz`` (epoch as int, the rest as float),
+    legacy names renamed."""
+    rows = list(csv.DictReader(io.StringIO(read_text(path), newline="")))
     return [{LEGACY_METRIC_NAMES.get(k, k): (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
 
 
@@ -111,7 +114,9 @@ class RunDir:
 
     @property
     def metrics_file(self) -> Path:
-        return self.path / "metrics.csv"
+        """``metrics.csv.xz`` once the run is finished, ``metrics.csv`` while it trains."""
+        packed = self.path / "metrics.csv.xz"
+        return packed if packed.exists() else self.path / "metrics.csv"
 
     @property
     def topology_file(self) -> Path:
@@ -158,11 +163,10 @@ class RunDir:
         return "partial" if self.checkpoint_file.exists() else "new"
 
     def epochs_recorded(self) -> int:
-        """Rows of ``metrics.csv`` (0 without one)."""
+        """Rows of the metrics (0 without any)."""
         if not self.metrics_file.exists():
             return 0
-        with open(self.metrics_file) as f:
-            return sum(1 for _ in f) - 1
+        return read_text(self.metrics_file).count("\n") - 1
 
     def config(self) -> ExperimentConfig:
         return ExperimentConfig.from_json(self.config_file)
@@ -190,8 +194,16 @@ class RunDir:
 
     def write_history(self, history: History, final: bool = False) -> None:
         """``metrics.csv``, ``topology.npz`` (and ``pruning.npz``) for the epochs done so far
-        (``final``: the finished run's, compressed harder; see :mod:`.run_files`)."""
-        write_atomic(self.metrics_file, metrics_text(history.rows).encode())
+        (``final``: the finished run's, compressed harder, the metrics as ``metrics.csv.xz``;
+        see :mod:`.run_files`). The other form of the metrics is removed once the new one is
+        in place, so a crash between the two leaves both, never neither."""
+        plain, packed = self.path / "metrics.csv", self.path / "metrics.csv.xz"
+        if final:
+            write_xz_text(packed, metrics_text(history.rows))
+            plain.unlink(missing_ok=True)
+        else:
+            write_atomic(plain, metrics_text(history.rows).encode())
+            packed.unlink(missing_ok=True)
         write_topology(self.topology_file, np.stack(history.counts), final)
         if history.pruned:
             write_pruning(self.pruning_file, np.stack(history.pruned), np.stack(history.weight_mass) if history.weight_mass else None, final)

@@ -10,9 +10,11 @@ header holds the SHA-256 and size of the compressed payload, its compression and
 it belongs to, then the payload follows.
 
 Files rewritten every epoch (checkpoints, the history of a run in progress) are compressed
-with zlib, which is fast; the files of a finished run, written once and committed, with
-xz/LZMA, which is slow but makes them about 10% smaller (a finished run's ``.npz`` files are
-zip archives with LZMA members, which ``np.load`` reads like any other). A file that fails any check raises :class:`DamagedFileError`
+with zlib, which is fast, or not at all (``metrics.csv``); the files of a finished run,
+written once and committed, with xz/LZMA, which is slow but makes them about 10% smaller
+(a finished run's ``.npz`` files are zip archives with LZMA members, which ``np.load`` reads
+like any other; its metrics are ``metrics.csv.xz``, which ``pandas.read_csv`` reads as it
+is, at a quarter of the plain text's size). A file that fails any check raises :class:`DamagedFileError`
 naming the file and the way out; nothing damaged is ever resumed or counted as finished.
 Files written before sealing existed (a plain ``torch.save`` zip) are still read: they carry
 no checksum, so they are checked only as far as torch's reader checks them.
@@ -157,6 +159,26 @@ def _checked_payload(path: Path, way_out: str) -> tuple[dict[str, Any] | None, b
     if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise damaged("checksum mismatch")
     return header, payload
+
+
+# ---------------------------------------------------------------------------- text files
+def write_xz_text(path: Path, text: str) -> None:
+    """``text`` (UTF-8) as an xz file, atomically (a finished run's ``metrics.csv.xz``)."""
+    write_atomic(path, lzma.compress(text.encode(), preset=9 | lzma.PRESET_EXTREME))
+
+
+def read_text(path: Path) -> str:
+    """A text file's content, decompressed when its name ends in ``.xz``.
+
+    Raises:
+        DamagedFileError: an ``.xz`` file that does not decompress (truncated or corrupt).
+    """
+    if path.suffix != ".xz":
+        return path.read_text()
+    try:
+        return lzma.decompress(path.read_bytes()).decode()
+    except (lzma.LZMAError, EOFError, UnicodeDecodeError) as err:
+        raise DamagedFileError(f"{path} is damaged ({type(err).__name__}: {err}); delete {path.parent} to rerun that run") from None
 
 
 def compact_indices(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -316,13 +338,13 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------------------- conversion
 def convert_run_folder(run_dir: Path) -> int:
-    """Rewrite a run folder's legacy files in the current formats (a finished network and
-    arrays with xz/LZMA); returns bytes saved.
+    """Rewrite a run folder's legacy files in the current formats (a finished network,
+    arrays and a finished run's metrics with xz/LZMA); returns bytes saved.
 
     Each file is read back after writing and must give exactly the tensors and arrays of
     the original, or the original is restored and an error raised.
     """
-    saved = 0
+    saved = _pack_finished_metrics(run_dir)
     for name, read, write in _CONVERTERS:
         path = run_dir / name
         if not path.exists() or _is_current(path):
@@ -334,6 +356,22 @@ def convert_run_folder(run_dir: Path) -> int:
             write_atomic(path, before_bytes)
             raise RuntimeError(f"{path}: converted file does not read back identically; left as it was")
         saved += len(before_bytes) - path.stat().st_size
+    return saved
+
+
+def _pack_finished_metrics(run_dir: Path) -> int:
+    """A finished run's (no checkpoint) plain ``metrics.csv`` as ``metrics.csv.xz``, legacy
+    column names renamed, checked to read back to the same lines; returns bytes saved."""
+    plain, packed = run_dir / "metrics.csv", run_dir / "metrics.csv.xz"
+    if not plain.exists() or (run_dir / "checkpoint.pt").exists():
+        return 0
+    lines = _read_metrics_renamed(plain)
+    write_xz_text(packed, "".join(lines))
+    if read_text(packed).splitlines(keepends=True) != lines:
+        packed.unlink()
+        raise RuntimeError(f"{packed}: compressed file does not read back identically; {plain} left as it was")
+    saved = plain.stat().st_size - packed.stat().st_size
+    plain.unlink()
     return saved
 
 
