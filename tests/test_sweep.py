@@ -1,4 +1,5 @@
 """Sweep files and the submitit-based runner (local executor: real subprocesses)."""
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from synapses.study.config import ConfigError
-from synapses.study.run_files import read_topology
+from synapses.study.run_files import read_text, read_topology
 from synapses.study.sweep import CONFIGS, load_sweep, main, run_labels
 
 TINY = """
@@ -212,7 +213,21 @@ def test_dry_run_lists_states(finished_sweep, tmp_path, capsys):
     path, results = finished_sweep
     assert main([str(path), "--dry-run", "--results-dir", str(results)]) == 0
     out = capsys.readouterr().out
-    assert out.count(" done ") == 4
+    rows = [line.split() for line in out.splitlines() if line.startswith("sparsenet")]
+    assert len(rows) == 4 and all(row[1:5] == ["done", "2", "of", "2"] for row in rows)
+    seconds = sum(pd.read_csv(results / row[0] / "metrics.csv.xz")["seconds"].sum() for row in rows)
+    assert out.splitlines()[-1] == f"4 done; 8 of 8 epochs recorded, {seconds / 3600:.1f} hours of training (summed over runs)"
+    # a run stopped part way (in a copy: the fixture is shared): resumable, its epochs counted
+    shutil.copytree(results, tmp_path / "results")
+    results = tmp_path / "results"
+    stopped = results / rows[0][0]
+    (stopped / "checkpoint.pt").write_bytes(b"stands for a checkpoint")
+    (stopped / "metrics.csv").write_text("".join(read_text(stopped / "metrics.csv.xz").splitlines(True)[:2]))
+    (stopped / "metrics.csv.xz").unlink()
+    assert main([str(path), "--dry-run", "--results-dir", str(results)]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith(rows[0][0]))
+    assert line.split()[1:5] == ["resume", "1", "of", "2"] and "3 done, 1 resume; 7 of 8 epochs recorded" in out
 
 
 def test_bad_file_is_a_one_line_error(tmp_path, capsys):

@@ -168,6 +168,13 @@ class RunDir:
             return 0
         return read_text(self.metrics_file).count("\n") - 1
 
+    def time_recorded(self) -> float:
+        """Seconds of training recorded: the sum of the metrics' ``seconds`` column (0
+        without metrics)."""
+        if not self.metrics_file.exists():
+            return 0.0
+        return float(sum(row["seconds"] for row in read_metric_rows(self.metrics_file)))
+
     def config(self) -> ExperimentConfig:
         return ExperimentConfig.from_json(self.config_file)
 

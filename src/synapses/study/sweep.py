@@ -380,6 +380,25 @@ def _submit_wave(executor, ready, results_dir: Path, args: argparse.Namespace) -
             job.cancel(check=False)
 
 
+def format_dry_run(sweep: Sweep, results_dir: Path) -> str:
+    """Each run's state, epochs recorded and hours of training recorded (its metrics'
+    ``seconds``), and the totals: what ``--dry-run`` prints."""
+    rows, epochs, total, seconds = [], 0, 0, 0.0
+    for run in sweep.runs:
+        folder = RunDir.of(run.config, results_dir)
+        done, spent = folder.epochs_recorded(), folder.time_recorded()
+        state = {"partial": "resume"}.get(run_state(run, results_dir), run_state(run, results_dir))
+        rows.append((run.config.run_id(), state, f"{done} of {run.config.epochs}", f"{spent / 3600:.2f}", f"after {run.after}" if run.after else ""))
+        epochs, total, seconds = epochs + done, total + run.config.epochs, seconds + spent
+    width = max([len(r[0]) for r in rows] + [6])
+    lines = [f"{'run':<{width}}  state   {'epochs':<13}  hours  note"]
+    lines += [f"{r[0]:<{width}}  {r[1]:<6}  {r[2]:<13}  {r[3]:>5}  {r[4]}".rstrip() for r in rows]
+    states = [r[1] for r in rows]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("done", "resume", "new") if s in states)
+    lines.append(f"{counts}; {epochs:,} of {total:,} epochs recorded, {seconds / 3600:.1f} hours of training (summed over runs)")
+    return "\n".join(lines)
+
+
 def format_outcomes(outcomes: list[Outcome]) -> str:
     width = max([len(o.run_id) for o in outcomes] + [6])
     lines = [f"{'run':<{width}}  state     log"]
@@ -406,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synapses.sweep", description="Run the configurations of a sweep file.")
     parser.add_argument("sweep", type=Path, nargs="+", help="sweep file(s), YAML or JSON")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2: one per core here)")
-    parser.add_argument("--dry-run", action="store_true", help="list what would run and what is done, run nothing")
+    parser.add_argument("--dry-run", action="store_true", help="list what would run and what is done (epochs and hours recorded), run nothing")
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where run folders go (default: results/)")
     parser.add_argument("--executor", choices=("local", "slurm"), default="local")
     parser.add_argument("--partition", default=None, help="Slurm partition")
@@ -424,9 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for sweep in sweeps:
         if args.dry_run:
-            states = [Outcome(r.config.run_id(), run_state(r, args.results_dir), f"after {r.after}" if r.after else "") for r in sweep.runs]
-            print(f"{sweep.path} ({sweep.description}): {len(states)} runs")
-            print(format_outcomes(states).replace("partial ", "resume  "))
+            print(f"{sweep.path} ({sweep.description}): {len(sweep.runs)} runs")
+            print(format_dry_run(sweep, args.results_dir))
             continue
         outcomes = execute(sweep, args.results_dir, args)
         print(format_outcomes(outcomes))
