@@ -303,3 +303,12 @@ def test_a_crash_inside_finish_resumes_from_the_packed_metrics(tmp_path, small_m
     run_experiment(config, tmp_path / "crashed", data=small_mnist, progress=False)
     strip = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731 (wall-clock seconds differ)
     assert strip(run_files.read_text(run_dir / "metrics.csv.xz")) == strip(run_files.read_text(reference / "metrics.csv.xz"))
+
+
+def test_conversion_leaves_the_arrays_of_a_run_in_progress_as_they_are(tmp_path, small_mnist):
+    """Its trainer rewrites them with zlib each epoch: LZMA would only change committed bytes."""
+    config = ExperimentConfig(epochs=3, record_pruning=True)
+    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False, stop_after=1)
+    before = {name: (run_dir / name).read_bytes() for name in ("topology.npz", "pruning.npz", "metrics.csv", "checkpoint.pt")}
+    assert run_files.convert_run_folder(run_dir) == 0
+    assert {name: (run_dir / name).read_bytes() for name in before} == before

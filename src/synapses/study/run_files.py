@@ -345,9 +345,10 @@ def convert_run_folder(run_dir: Path) -> int:
     the original, or the original is restored and an error raised.
     """
     saved = _pack_finished_metrics(run_dir)
+    finished = not (run_dir / "checkpoint.pt").exists()
     for name, read, write in _CONVERTERS:
         path = run_dir / name
-        if not path.exists() or _is_current(path):
+        if not path.exists() or _is_current(path, finished):
             continue
         before_bytes = path.read_bytes()
         before = read(path)
@@ -375,9 +376,10 @@ def _pack_finished_metrics(run_dir: Path) -> int:
     return saved
 
 
-def _is_current(path: Path) -> bool:
+def _is_current(path: Path, finished: bool = True) -> bool:
     """Whether ``path`` already has the current layout (sealed, the current array keys or
-    column names)."""
+    column names; LZMA members only for a ``finished`` run's arrays: a run in progress
+    rewrites them with zlib every epoch)."""
     if path.suffix == ".csv":
         with open(path) as f:
             return not set(f.readline().strip().split(",")) & LEGACY_METRIC_NAMES.keys()
@@ -387,7 +389,7 @@ def _is_current(path: Path) -> bool:
                 return False
             return path.name != "model.pt" or json.loads(f.readline()).get("compression") == "xz"
     with zipfile.ZipFile(path) as archive:
-        if any(member.compress_type != zipfile.ZIP_LZMA for member in archive.infolist()):
+        if finished and any(member.compress_type != zipfile.ZIP_LZMA for member in archive.infolist()):
             return False
     with np.load(path) as z:
         # topology: steps rather than raw counts; pruning: sums as byte planes (or none)
