@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from .analysis import ink_correlation
@@ -144,7 +145,7 @@ def pruning_crossing(results: Path) -> str:
 def settles_below_zero(values: np.ndarray, window: int = 20) -> int | None:
     """The first index from which the trailing ``window`` mean of ``values`` (fewer at the
     start) stays below 0 to the end, or ``None`` if it ends at or above 0."""
-    trailing = np.convolve(values, np.ones(window), "full")[: len(values)] / np.minimum(np.arange(1, len(values) + 1), window)
+    trailing = pd.Series(values).rolling(window, min_periods=1).mean().to_numpy()  # as excess_pruning's
     at_or_above = np.flatnonzero(trailing >= 0)
     if len(at_or_above) and at_or_above[-1] == len(values) - 1:
         return None

@@ -168,12 +168,13 @@ class RunDir:
             return 0
         return read_text(self.metrics_file).count("\n") - 1
 
-    def time_recorded(self) -> float:
-        """Seconds of training recorded: the sum of the metrics' ``seconds`` column (0
-        without metrics)."""
+    def work_recorded(self) -> tuple[int, float]:
+        """Epochs and seconds of training recorded (the metrics' rows and the sum of their
+        ``seconds``; 0 and 0 without metrics), from one read of the file."""
         if not self.metrics_file.exists():
-            return 0.0
-        return float(sum(row["seconds"] for row in read_metric_rows(self.metrics_file)))
+            return 0, 0.0
+        rows = read_metric_rows(self.metrics_file)
+        return len(rows), float(sum(row["seconds"] for row in rows))
 
     def config(self) -> ExperimentConfig:
         return ExperimentConfig.from_json(self.config_file)

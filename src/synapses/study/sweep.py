@@ -385,9 +385,8 @@ def format_dry_run(sweep: Sweep, results_dir: Path) -> str:
     ``seconds``), and the totals: what ``--dry-run`` prints."""
     rows, epochs, total, seconds = [], 0, 0, 0.0
     for run in sweep.runs:
-        folder = RunDir.of(run.config, results_dir)
-        done, spent = folder.epochs_recorded(), folder.time_recorded()
-        state = {"partial": "resume"}.get(run_state(run, results_dir), run_state(run, results_dir))
+        done, spent = RunDir.of(run.config, results_dir).work_recorded()
+        state = run_state(run, results_dir).replace("partial", "resume")
         rows.append((run.config.run_id(), state, f"{done} of {run.config.epochs}", f"{spent / 3600:.2f}", f"after {run.after}" if run.after else ""))
         epochs, total, seconds = epochs + done, total + run.config.epochs, seconds + spent
     width = max([len(r[0]) for r in rows] + [6])
