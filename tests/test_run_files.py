@@ -52,10 +52,40 @@ def test_topology_and_pruning_round_trip(tmp_path):
     assert np.array_equal(read_topology(tmp_path / "topology.npz"), counts)
     np.savez_compressed(tmp_path / "legacy.npz", pixel_counts=counts.astype(np.int16))
     assert np.array_equal(read_topology(tmp_path / "legacy.npz"), counts)
-    pruned, mass = rng.integers(0, 20, (5, 784)), rng.random((5, 784)).astype(np.float32)
+    pruned, mass = rng.integers(0, 20, (5, 784)), rng.uniform(0.01, 10, (5, 784))
+    mass[:, :3] = 0.0  # pixels without connections
     write_pruning(tmp_path / "pruning.npz", pruned, mass)
     got_pruned, got_mass = read_pruning(tmp_path / "pruning.npz")
-    assert np.array_equal(got_pruned, pruned) and np.array_equal(got_mass, mass)
+    assert np.array_equal(got_pruned, pruned) and np.array_equal(got_mass, mass.astype(np.float16).astype(np.float64))
+    assert (np.abs(got_mass - mass) <= 2.0**-11 * mass).all() and (got_mass[:, :3] == 0).all()
+    assert np.array_equal(got_mass, run_files.stored_weight_mass(mass))
+    write_pruning(tmp_path / "again.npz", pruned, got_mass)  # rounding once is rounding for good
+    assert np.array_equal(read_pruning(tmp_path / "again.npz")[1], got_mass)
+
+
+@pytest.mark.parametrize("outside", [1e5, 1e-6])
+def test_weight_mass_beyond_float16_normal_range_stays_float32(tmp_path, outside):
+    pruned, mass = np.zeros((2, 784), dtype=np.int64), np.full((2, 784), 0.5)
+    mass[1, 7] = outside
+    write_pruning(tmp_path / "pruning.npz", pruned, mass)
+    assert np.array_equal(read_pruning(tmp_path / "pruning.npz")[1], mass.astype(np.float32).astype(np.float64))
+
+
+def test_legacy_float32_weight_mass_converts_to_float16_and_reads_back_rounded(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    rng = np.random.default_rng(1)
+    pruned, mass = rng.integers(0, 20, (4, 784)), rng.uniform(0.01, 10, (4, 784)).astype(np.float32)
+    legacy = {"pruned_counts": pruned.astype(np.int8), "abs_weight_sum_planes": run_files._byte_planes(mass, ">f4")}
+    run_files.write_atomic(run_dir / "pruning.npz", run_files.npz_bytes(legacy, final=True))
+    assert np.array_equal(read_pruning(run_dir / "pruning.npz")[1], mass)  # the float32 layout reads as it was
+    before = (run_dir / "pruning.npz").stat().st_size
+    assert run_files.convert_run_folder(run_dir) == before - (run_dir / "pruning.npz").stat().st_size > 0
+    got_pruned, got_mass = read_pruning(run_dir / "pruning.npz")
+    assert np.array_equal(got_pruned, pruned) and np.array_equal(got_mass, mass.astype(np.float16).astype(np.float64))
+    assert run_files.convert_run_folder(run_dir) == 0  # current now
+    np.savez_compressed(run_dir / "pruning.npz", pruned_counts=pruned, abs_weight_sum=mass)  # the oldest layout, plain floats
+    assert run_files.convert_run_folder(run_dir) > 0 and np.array_equal(read_pruning(run_dir / "pruning.npz")[1], got_mass)
 
 
 def _checkpoint(tmp_path):

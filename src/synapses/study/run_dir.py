@@ -14,7 +14,7 @@ Files:
 * ``topology.npz``: ``(epochs + 1, 784)`` first-layer connections per input pixel, row 0 at
   initialisation;
 * ``pruning.npz`` (runs with ``record_pruning``): ``pruned_counts`` and ``abs_weight_sum``,
-  each ``(epochs, 784)``;
+  each ``(epochs, 784)``, the sums rounded to float16;
 * ``model.pt``: the final network, once the run is finished;
 * ``checkpoint.pt`` while it is not: network, optimizer and random states;
 * ``.lock``: held by the process training the run.
