@@ -50,7 +50,8 @@ def test_prerequisites_are_the_files_that_change_a_run_output():
     assert "src/synapses/study/plotting.py" in files
     metrics = [f for f in files if f.endswith("metrics.csv.xz")]
     assert len(metrics) == 6 and all((ROOT / f).exists() for f in metrics)  # 3 decays x 2 seeds, committed
-    assert not any(f.endswith(("metrics.csv", "metrics.csv.xz")) for f in fr.prerequisites(run, with_results=False))
+    assert sorted(f.replace("pruning.npz", "metrics.csv.xz") for f in files if f.endswith("pruning.npz")) == sorted(metrics)  # all recorded
+    assert not any(f.endswith(("metrics.csv", "metrics.csv.xz", "pruning.npz")) for f in fr.prerequisites(run, with_results=False))
 
 
 def test_files_a_run_reads_beside_its_runs_are_prerequisites_too():

@@ -66,13 +66,15 @@ def decoupled_paired(results: Path) -> str:
     the mean difference per seed and the share of epochs where decoupled is higher."""
     ink = training_ink()
     coupled = {c.seed: c for c in select_runs("reproduction", weight_decay=1e-3)}
-    parts = []
+    seeds, means, shares = [], [], []
     for config in select_runs("extensions_1000", entry="decoupled"):
         decoupled_rho = np.asarray(ink_correlation(load_topology(results / config.run_id()), ink))
         coupled_rho = np.asarray(ink_correlation(load_topology(results / coupled[config.seed].run_id()), ink))
         difference = (decoupled_rho - coupled_rho)[1:]
-        parts.append(f"seed {config.seed}: {difference.mean():+.3f}, higher in {100 * (difference > 0).mean():.0f}% of epochs")
-    return "; ".join(parts)
+        seeds.append(str(config.seed))
+        means.append(f"{difference.mean():+.3f}")
+        shares.append(f"{100 * (difference > 0).mean():.0f}%")
+    return f"mean {', '.join(means)} for seeds {', '.join(seeds)}; higher in {', '.join(shares)} of epochs"
 
 
 def _fixed_topology_differences(results: Path, weight_decay: float) -> str:

@@ -109,8 +109,8 @@ def execute(run: FigureRun, output: Path, profile: str = "default", **extra: Any
 def prerequisites(run: FigureRun, with_results: bool = True) -> list[str]:
     """What an executed copy depends on, relative to the repository: its run file and
     notebook, the sweep files it reads, the package's study code, and (``with_results``)
-    the metrics file of each of those sweeps' runs that exists and the other files it
-    ``reads``, so that a run that finishes or changes makes it out of date."""
+    the metrics and pruning files of each of those sweeps' runs that exist and the other
+    files it ``reads``, so that a run that finishes or changes makes it out of date."""
     names = run.sweeps() or sweep_names()
     files = [RUNS_DIR / f"{run.name}.yaml", run.notebook_path, *(CONFIGS / f"{n}.yaml" for n in names)]
     files += sorted((REPO_ROOT / "src" / "synapses").rglob("*.py"))
@@ -118,7 +118,8 @@ def prerequisites(run: FigureRun, with_results: bool = True) -> list[str]:
         for name in names:
             sweep = load_sweep_spec(name)
             configs = [r.config for r in sweep.runs] + [c for cs in sweep.baselines.values() for c in cs]
-            files += sorted({RunDir(RESULTS / c.run_id()).metrics_file for c in configs})
+            folders = [RunDir(RESULTS / c.run_id()) for c in configs]
+            files += sorted({f.metrics_file for f in folders} | {f.pruning_file for f in folders})
         files += [REPO_ROOT / r for r in run.reads]
     return [str(f.relative_to(REPO_ROOT)) for f in files if f.exists()]
 
