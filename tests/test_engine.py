@@ -232,6 +232,19 @@ def test_topology_from_keeps_the_source_connections_fixed_with_fresh_weights(tmp
     assert not torch.equal(fresh.set_layers[0].connections, source["set_layers.0.connections"])
 
 
+def test_topology_layers_take_only_the_named_layers_from_the_source(tmp_path, small_mnist):
+    source_dir = run_experiment(ExperimentConfig(epochs=2), tmp_path, data=small_mnist, progress=False)
+    source = load_model_state(source_dir / "model.pt")
+    config = ExperimentConfig(epochs=2, seed=1, evolution="off", topology_from=source_dir.name, topology_layers=(0,))
+    assert "_fixed-l0_" in config.run_id() and config.run_id() != ExperimentConfig(epochs=2, seed=1, evolution="off", topology_from=source_dir.name).run_id()
+    fresh = build_model(config, torch.Generator().manual_seed(config.seed))
+    trained = load_model_state(run_experiment(config, tmp_path, data=small_mnist, progress=False) / "model.pt")
+    assert torch.equal(trained["set_layers.0.connections"], source["set_layers.0.connections"])
+    # the second layer keeps its own random connections, drawn as in a run without topology_from
+    assert torch.equal(trained["set_layers.1.connections"], fresh.set_layers[1].connections)
+    assert not torch.equal(trained["set_layers.1.connections"], source["set_layers.1.connections"])
+
+
 def test_topology_from_a_missing_run_is_refused_before_anything_is_written(tmp_path, small_mnist):
     config = ExperimentConfig(epochs=1, evolution="off", topology_from="nowhere")
     with pytest.raises(ConfigError, match="topology_from='nowhere'"):

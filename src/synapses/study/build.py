@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -52,10 +52,13 @@ def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.o
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=coupled)
 
 
-def fix_topology(model: SparseNet, source_state: dict[str, torch.Tensor]) -> None:
-    """Give ``model``'s SET layers the connections of ``source_state`` (a state dict of the
-    same architecture), keeping their freshly drawn weights."""
+def fix_topology(model: SparseNet, source_state: dict[str, torch.Tensor], layers: Sequence[int] | None = None) -> None:
+    """Give ``model``'s SET layers (those indexed by ``layers``; ``None``: all) the
+    connections of ``source_state`` (a state dict of the same architecture), keeping their
+    freshly drawn weights; the other layers keep their own connections."""
     for i, layer in enumerate(model.sparse_layers()):
+        if layers is not None and i not in layers:
+            continue
         connections = source_state[f"set_layers.{i}.connections"]
         if connections.shape != layer.connections.shape:
             raise ValueError(f"topology_from: layer {i} has {len(connections)} connections there, {layer.n_params} here")

@@ -63,6 +63,9 @@ class ExperimentConfig:
         topology_from: ``run_id`` of a finished run of the same shape whose final
             connections (every SET layer) this run keeps fixed, with fresh weights; needs
             ``evolution="off"``.
+        topology_layers: with ``topology_from``, the indices of the SET layers whose
+            connections it gives (``None``: every one); the others keep the random
+            connections drawn at initialisation, fixed as well.
         threads: torch intra-op threads (pinned: results depend on it bit for bit).
         train_size, test_size: use only the first so many training / test images (``None``:
             all); for quick looks and smoke runs, never for the study's numbers.
@@ -74,7 +77,7 @@ class ExperimentConfig:
             first-layer connections pruned and their summed ``|weight|`` before pruning
             (needs ``evolution="epoch"``).
         record_weight_mass: with ``record_pruning``, whether to keep the summed ``|weight|``
-            too (float32 per epoch and pixel: about 2 MB committed per 1000 epochs); false
+            too (float16 per epoch and pixel: about 0.9 MB committed per 1000 epochs); false
             keeps the pruned counts only.
         keep_network: whether a finished run keeps its final network (``model.pt``); false
             for runs whose weights nothing reads and would weigh on the committed results
@@ -114,6 +117,7 @@ class ExperimentConfig:
     hidden: tuple[int, ...] = (512, 128)
     dropout: float = 0.0
     topology_from: str | None = None
+    topology_layers: tuple[int, ...] | None = None
     keep_network: bool = True
     device: str = "cpu"
 
@@ -202,6 +206,12 @@ class ExperimentConfig:
                 raise ConfigError("topology_from keeps the connections fixed: set evolution='off'")
             if self.init_from is not None:
                 raise ConfigError("init_from and topology_from exclude each other (init_from already brings the connections)")
+        if self.topology_layers is not None:
+            if self.topology_from is None:
+                raise ConfigError("topology_layers applies with topology_from only; remove it")
+            layers = list(self.topology_layers)
+            if not layers or layers != sorted(set(layers)) or layers[0] < 0 or layers[-1] >= len(self.hidden):
+                raise ConfigError(f"topology_layers must list distinct SET layer indices in increasing order, each in 0..{len(self.hidden) - 1}; got {layers!r}")
 
     # ---------------------------------------------------------------- shapes
     def set_layer_shapes(self) -> list[tuple[int, int]]:
@@ -276,7 +286,7 @@ class ExperimentConfig:
         if self.dropout:
             parts.append(f"drop{self.dropout:g}")
         if self.topology_from is not None:
-            parts.append("fixed")
+            parts.append("fixed" + ("" if self.topology_layers is None else "-l" + "".join(map(str, self.topology_layers))))
         elif self.evolution == "off" and self.model != "Dense":
             parts.append("static")
         if self.record_pruning:

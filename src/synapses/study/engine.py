@@ -177,7 +177,7 @@ def build_trainee(config: ExperimentConfig, results_dir: Path) -> Trainee:
         model.load_state_dict(RunDir(results_dir / config.init_from).model_state())
     if config.topology_from is not None:
         assert isinstance(model, SparseNet)  # config validation: topology_from is for SET models
-        fix_topology(model, RunDir(results_dir / config.topology_from).model_state())
+        fix_topology(model, RunDir(results_dir / config.topology_from).model_state(), config.topology_layers)
     device = torch.device(config.device)
     model.to(device)
     optimizer = build_optimizer(config, model)
