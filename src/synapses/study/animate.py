@@ -50,21 +50,32 @@ def animate(panels: dict[str, np.ndarray], path: Path, every: int = 20, frame_ms
     images = []
     for ax, label in zip(axes, panels):
         images.append(ax.imshow(np.zeros((SIDE, SIDE)), cmap="RdBu_r", vmin=-limit, vmax=limit))
-        ax.set(xticks=[], yticks=[], title=label)
+        ax.set(xticks=[], yticks=[])
+        ax.set_title(label, fontsize=10)
     figure.colorbar(images[0], ax=list(axes), fraction=0.03, pad=0.02, label="connections − uniform")
     counter = figure.suptitle("")
     epochs = min(len(d) for d in differences.values())
-    frames = []
-    from PIL import Image
-
+    rendered = []
     for epoch in range(0, epochs, every):
         for image, d in zip(images, differences.values()):
             image.set_data(as_image(d[epoch]))
         counter.set_text(f"epoch {epoch} (mean over seeds)")
         canvas.draw()
-        frames.append(Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB").quantize(colors=32))
+        rendered.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+    frames = _on_one_palette(rendered)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0, optimize=True)
     return path
+
+
+def _on_one_palette(rendered: list[np.ndarray], colors: int = 32) -> list:
+    """``(height, width, 3)`` uint8 frames as palette images sharing one palette (drawn from
+    every frame) without dithering: what does not change between frames then stays the
+    same pixels, which the GIF writer leaves out of each frame (a third of the size of
+    frames quantized one by one, whose dither noise differs in every frame)."""
+    from PIL import Image
+
+    palette = Image.fromarray(np.concatenate(rendered, axis=0)).quantize(colors=colors, dither=Image.Dither.NONE)
+    return [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE) for frame in rendered]
 
 
 def main(argv: list[str] | None = None) -> int:

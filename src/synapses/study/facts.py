@@ -77,14 +77,16 @@ def decoupled_paired(results: Path) -> str:
     return f"mean {', '.join(means)} for seeds {', '.join(seeds)}; higher in {', '.join(shares)} of epochs"
 
 
+def _final_by_seed(results: Path, sweep: str, entry: str, weight_decay: float) -> dict[int, pd.Series]:
+    """Each seed's last-epoch metrics row of one entry of a sweep at one decay."""
+    return {c.seed: load_metrics(results / c.run_id()).iloc[-1] for c in select_runs(sweep, entry=entry, weight_decay=weight_decay)}
+
+
 def _fixed_topology_differences(results: Path, weight_decay: float) -> str:
     """Positive minus inverted fixed topology, paired by seed (same fresh weights and data
     order), at the last epoch: test accuracy in points and test loss, each seed's, with
     Welch's p over the seeds."""
-    final = {
-        entry: {c.seed: load_metrics(results / c.run_id()).iloc[-1] for c in select_runs("fixed_topology", entry=entry, weight_decay=weight_decay)}
-        for entry in ("positive", "inverted")
-    }
+    final = {entry: _final_by_seed(results, "fixed_topology", entry, weight_decay) for entry in ("positive", "inverted")}
     seeds = sorted(final["positive"].keys() & final["inverted"].keys())
     parts = []
     for metric, scale, unit in (("test_acc", 100, " points"), ("test_loss", 1, "")):
@@ -96,6 +98,22 @@ def _fixed_topology_differences(results: Path, weight_decay: float) -> str:
     return "; ".join(parts)
 
 
+def _fixed_layer_gains(results: Path, weight_decay: float) -> str:
+    """Per learned layer (``configs/fixed_layers.yaml``: that layer fixed to the positive or
+    the inverted topology, the other random): positive minus inverted test accuracy at the
+    last epoch, paired by seed, as mean ± sd over the seeds in points, in how many seeds
+    it is above 0, and Welch's p."""
+    parts = []
+    for layer in ("first", "second"):
+        positive = _final_by_seed(results, "fixed_layers", f"positive_{layer}", weight_decay)
+        inverted = _final_by_seed(results, "fixed_layers", f"inverted_{layer}", weight_decay)
+        seeds = sorted(positive.keys() & inverted.keys())
+        gains = np.array([100 * (positive[s]["test_acc"] - inverted[s]["test_acc"]) for s in seeds])
+        p_value = stats.ttest_ind([positive[s]["test_acc"] for s in seeds], [inverted[s]["test_acc"] for s in seeds], equal_var=False).pvalue
+        parts.append(f"{layer} layer {gains.mean():+.2f} ± {gains.std(ddof=1):.2f} points, higher in {(gains > 0).sum()} of {len(seeds)} seeds ({_p_value(p_value)})")
+    return ", ".join(parts)
+
+
 def fixed_topology_no_decay(results: Path) -> str:
     """Positive minus inverted fixed topology without decay (see _fixed_topology_differences)."""
     return _fixed_topology_differences(results, 0.0)
@@ -104,6 +122,16 @@ def fixed_topology_no_decay(results: Path) -> str:
 def fixed_topology_decay(results: Path) -> str:
     """Positive minus inverted fixed topology with L2 1e-3 (see _fixed_topology_differences)."""
     return _fixed_topology_differences(results, 1e-3)
+
+
+def fixed_layers_decay(results: Path) -> str:
+    """One learned layer, the other random, with L2 1e-3: positive minus inverted (see _fixed_layer_gains)."""
+    return _fixed_layer_gains(results, 1e-3)
+
+
+def fixed_layers_no_decay(results: Path) -> str:
+    """One learned layer, the other random, without decay: positive minus inverted (see _fixed_layer_gains)."""
+    return _fixed_layer_gains(results, 0.0)
 
 
 # The trailing window of the excess-pruning curves, the report's WINDOW, fixed before the
@@ -194,6 +222,8 @@ FACTS: dict[str, Callable[[Path], str]] = {
     "decoupled_paired": decoupled_paired,
     "fixed_topology_no_decay": fixed_topology_no_decay,
     "fixed_topology_decay": fixed_topology_decay,
+    "fixed_layers_decay": fixed_layers_decay,
+    "fixed_layers_no_decay": fixed_layers_no_decay,
     "mechanism_1000_repeats": mechanism_1000_repeats,
     "pruning_crossing": pruning_crossing,
     "turns_negative": turns_negative,
