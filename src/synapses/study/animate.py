@@ -70,8 +70,9 @@ def animate(panels: dict[str, np.ndarray], path: Path, every: int = 20, frame_ms
 def _on_one_palette(rendered: list[np.ndarray], colors: int = 32) -> list:
     """``(height, width, 3)`` uint8 frames as palette images sharing one palette (drawn from
     every frame) without dithering: what does not change between frames then stays the
-    same pixels, which the GIF writer leaves out of each frame (a third of the size of
-    frames quantized one by one, whose dither noise differs in every frame)."""
+    same pixels, which the GIF writer leaves out of each frame (the study's two GIFs: 1.03
+    MB against 1.30 for frames quantized one by one, whose dither noise differs in every
+    frame)."""
     from PIL import Image
 
     palette = Image.fromarray(np.concatenate(rendered, axis=0)).quantize(colors=colors, dither=Image.Dither.NONE)
