@@ -292,8 +292,8 @@ def write_pruning(path: Path, pruned: np.ndarray, weight_mass: np.ndarray | None
     compresses far better than the floats. Counts are exact."""
     arrays = {"pruned_counts": _smallest_array(pruned)}
     if weight_mass is not None:
-        key, dtype = ("abs_weight_sum_f16_planes", ">f2") if _fits_float16(weight_mass) else ("abs_weight_sum_planes", ">f4")
-        arrays[key] = _byte_planes(weight_mass, dtype)
+        key = _weight_mass_key(weight_mass)
+        arrays[key] = _byte_planes(weight_mass, WEIGHT_MASS_PLANES[key])
     write_atomic(path, npz_bytes(arrays, final))
 
 
@@ -301,21 +301,25 @@ def read_pruning(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """``(pruned_counts int64, abs_weight_sum float64 or None)`` from :func:`write_pruning`
     (or the older layouts with float32 sums, as byte planes or plain)."""
     arrays = _read_npz(path)
-    if "abs_weight_sum_f16_planes" in arrays:
-        mass = _from_byte_planes(arrays["abs_weight_sum_f16_planes"], ">f2")
-    elif "abs_weight_sum_planes" in arrays:
-        mass = _from_byte_planes(arrays["abs_weight_sum_planes"], ">f4")
-    elif "abs_weight_sum" in arrays:
+    mass = next((_from_byte_planes(arrays[key], dtype) for key, dtype in WEIGHT_MASS_PLANES.items() if key in arrays), None)
+    if mass is None and "abs_weight_sum" in arrays:
         mass = arrays["abs_weight_sum"].astype(np.float64)
-    else:
-        mass = None
     return arrays["pruned_counts"].astype(np.int64), mass
+
+
+# The byte-plane layouts of pruning.npz's weight sums: array name -> stored dtype.
+WEIGHT_MASS_PLANES = {"abs_weight_sum_f16_planes": ">f2", "abs_weight_sum_planes": ">f4"}
 
 
 def stored_weight_mass(weight_mass: np.ndarray) -> np.ndarray:
     """The float64 values :func:`read_pruning` gives back for ``weight_mass`` once written."""
-    dtype = np.float16 if _fits_float16(weight_mass) else np.float32
+    dtype = WEIGHT_MASS_PLANES[_weight_mass_key(weight_mass)]
     return np.asarray(weight_mass).astype(dtype).astype(np.float64)
+
+
+def _weight_mass_key(weight_mass: np.ndarray) -> str:
+    """The layout :func:`write_pruning` gives ``weight_mass``: float16 where it fits."""
+    return "abs_weight_sum_f16_planes" if _fits_float16(weight_mass) else "abs_weight_sum_planes"
 
 
 def _fits_float16(values: np.ndarray) -> bool:
@@ -370,14 +374,14 @@ def convert_run_folder(run_dir: Path) -> int:
     """
     saved = _pack_finished_metrics(run_dir)
     finished = not (run_dir / "checkpoint.pt").exists()
-    for name, read, write in _CONVERTERS:
+    for name, read, write, expected in _CONVERTERS:
         path = run_dir / name
         if not path.exists() or _is_current(path, finished):
             continue
         before_bytes = path.read_bytes()
         before = read(path)
         write(path, before, run_dir.name)
-        if not _same(read(path), _expected_after_conversion(name, before)):
+        if not _same(read(path), expected(before)):
             write_atomic(path, before_bytes)
             raise RuntimeError(f"{path}: converted file does not read back as it should; left as it was")
         saved += len(before_bytes) - path.stat().st_size
@@ -416,20 +420,19 @@ def _is_current(path: Path, finished: bool = True) -> bool:
         if finished and any(member.compress_type != zipfile.ZIP_LZMA for member in archive.infolist()):
             return False
     with np.load(path) as z:
-        if path.name == "topology.npz":  # steps rather than raw counts
-            return "pixel_count_steps" in z.files
-        # pruning: sums as float16 byte planes, or float32 ones where float16 cannot hold them
-        if "abs_weight_sum" in z.files:
-            return False
-        return "abs_weight_sum_planes" not in z.files or not _fits_float16(_from_byte_planes(z["abs_weight_sum_planes"], ">f4"))
+        names = set(z.files)
+    if path.name == "topology.npz":  # steps rather than raw counts
+        return "pixel_count_steps" in names
+    # pruning: the weight sums (if any) in the byte-plane layout write_pruning gives them
+    _, mass = read_pruning(path)
+    return "abs_weight_sum" not in names and (mass is None or _weight_mass_key(mass) in names)
 
 
-def _expected_after_conversion(name: str, before: Any) -> Any:
-    """What a converted file must read back as: exactly what it held, except the weight
-    mass of ``pruning.npz``, which the current layout rounds (:func:`stored_weight_mass`)."""
-    if name == "pruning.npz" and before[1] is not None:
-        return before[0], stored_weight_mass(before[1])
-    return before
+def _pruning_after_conversion(arrays: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray | None]:
+    """What a converted ``pruning.npz`` must read back as: its counts, its weight sums as
+    the current layout rounds them (:func:`stored_weight_mass`)."""
+    pruned, mass = arrays
+    return pruned, None if mass is None else stored_weight_mass(mass)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -454,12 +457,18 @@ def _read_metrics_renamed(path: Path) -> list[str]:
     return [",".join(LEGACY_METRIC_NAMES.get(name, name) for name in header.rstrip("\n").split(",")) + "\n", *body]
 
 
-_CONVERTERS: list[tuple[str, Callable[[Path], Any], Callable[[Path, Any, str], None]]] = [
-    ("model.pt", load_model_state, lambda p, state, run_id: save_model(p, state, run_id)),
-    ("checkpoint.pt", _read_checkpoint_any, lambda p, payload, run_id: save_checkpoint(p, payload, run_id, payload["epoch"])),
-    ("topology.npz", read_topology, lambda p, counts, _: write_topology(p, counts, final=True)),
-    ("pruning.npz", read_pruning, lambda p, arrays, _: write_pruning(p, arrays[0], arrays[1], final=True)),
-    ("metrics.csv", _read_metrics_renamed, lambda p, lines, _: write_atomic(p, "".join(lines).encode())),
+def _unchanged(content: Any) -> Any:
+    return content
+
+
+# Per file: how to read it, how to write it in the current format, and what the rewritten
+# file must read back as (exactly what it held, but for pruning.npz's rounded weight sums).
+_CONVERTERS: list[tuple[str, Callable[[Path], Any], Callable[[Path, Any, str], None], Callable[[Any], Any]]] = [
+    ("model.pt", load_model_state, lambda p, state, run_id: save_model(p, state, run_id), _unchanged),
+    ("checkpoint.pt", _read_checkpoint_any, lambda p, payload, run_id: save_checkpoint(p, payload, run_id, payload["epoch"]), _unchanged),
+    ("topology.npz", read_topology, lambda p, counts, _: write_topology(p, counts, final=True), _unchanged),
+    ("pruning.npz", read_pruning, lambda p, arrays, _: write_pruning(p, arrays[0], arrays[1], final=True), _pruning_after_conversion),
+    ("metrics.csv", _read_metrics_renamed, lambda p, lines, _: write_atomic(p, "".join(lines).encode()), _unchanged),
 ]
 
 
