@@ -77,24 +77,27 @@ def decoupled_paired(results: Path) -> str:
     return f"mean {', '.join(means)} for seeds {', '.join(seeds)}; higher in {', '.join(shares)} of epochs"
 
 
-def _final_by_seed(results: Path, sweep: str, entry: str, weight_decay: float) -> dict[int, pd.Series]:
-    """Each seed's last-epoch metrics row of one entry of a sweep at one decay."""
-    return {c.seed: load_metrics(results / c.run_id()).iloc[-1] for c in select_runs(sweep, entry=entry, weight_decay=weight_decay)}
+def _paired_last_epoch(results: Path, sweep: str, positive: str, inverted: str, weight_decay: float, metric: str) -> tuple[list[int], np.ndarray, float]:
+    """Two entries of a sweep at one decay, paired by seed at the last epoch: the seeds both
+    have, ``positive - inverted`` of ``metric`` per seed, and Welch's p over the seeds."""
+    final = {
+        entry: {c.seed: load_metrics(results / c.run_id()).iloc[-1][metric] for c in select_runs(sweep, entry=entry, weight_decay=weight_decay)}
+        for entry in (positive, inverted)
+    }
+    seeds = sorted(final[positive].keys() & final[inverted].keys())
+    high, low = [final[positive][s] for s in seeds], [final[inverted][s] for s in seeds]
+    return seeds, np.subtract(high, low), float(stats.ttest_ind(high, low, equal_var=False).pvalue)
 
 
 def _fixed_topology_differences(results: Path, weight_decay: float) -> str:
     """Positive minus inverted fixed topology, paired by seed (same fresh weights and data
     order), at the last epoch: test accuracy in points and test loss, each seed's, with
     Welch's p over the seeds."""
-    final = {entry: _final_by_seed(results, "fixed_topology", entry, weight_decay) for entry in ("positive", "inverted")}
-    seeds = sorted(final["positive"].keys() & final["inverted"].keys())
     parts = []
     for metric, scale, unit in (("test_acc", 100, " points"), ("test_loss", 1, "")):
-        positive = [final["positive"][s][metric] * scale for s in seeds]
-        inverted = [final["inverted"][s][metric] * scale for s in seeds]
-        differences = ", ".join(f"{p - i:+.3f}" if scale == 1 else f"{p - i:+.2f}" for p, i in zip(positive, inverted))
-        p_value = stats.ttest_ind(positive, inverted, equal_var=False).pvalue
-        parts.append(f"{metric.replace('_', ' ')} {differences}{unit} (seeds {', '.join(map(str, seeds))}; Welch p = {p_value:.2f})")
+        seeds, differences, p_value = _paired_last_epoch(results, "fixed_topology", "positive", "inverted", weight_decay, metric)
+        listed = ", ".join(f"{d:+.3f}" if scale == 1 else f"{d:+.2f}" for d in differences * scale)
+        parts.append(f"{metric.replace('_', ' ')} {listed}{unit} (seeds {', '.join(map(str, seeds))}; Welch p = {p_value:.2f})")
     return "; ".join(parts)
 
 
@@ -105,11 +108,8 @@ def _fixed_layer_gains(results: Path, weight_decay: float) -> str:
     it is above 0, and Welch's p."""
     parts = []
     for layer in ("first", "second"):
-        positive = _final_by_seed(results, "fixed_layers", f"positive_{layer}", weight_decay)
-        inverted = _final_by_seed(results, "fixed_layers", f"inverted_{layer}", weight_decay)
-        seeds = sorted(positive.keys() & inverted.keys())
-        gains = np.array([100 * (positive[s]["test_acc"] - inverted[s]["test_acc"]) for s in seeds])
-        p_value = stats.ttest_ind([positive[s]["test_acc"] for s in seeds], [inverted[s]["test_acc"] for s in seeds], equal_var=False).pvalue
+        seeds, differences, p_value = _paired_last_epoch(results, "fixed_layers", f"positive_{layer}", f"inverted_{layer}", weight_decay, "test_acc")
+        gains = 100 * differences
         parts.append(f"{layer} layer {gains.mean():+.2f} ± {gains.std(ddof=1):.2f} points, higher in {(gains > 0).sum()} of {len(seeds)} seeds ({_p_value(p_value)})")
     return ", ".join(parts)
 
