@@ -82,10 +82,10 @@ class SparseNet(nn.Module):
         for layer in self.sparse_layers():
             layer.zero_connections()
 
-    def evolve_connections(self, init: bool = True, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Move each SET layer's marked weights to new connections."""
-        for layer in self.sparse_layers():
-            layer.evolve_connections(init=init, optimizer=optimizer)
+    def evolve_connections(self, init: bool = True, optimizer: torch.optim.Optimizer | None = None) -> list[torch.Tensor]:
+        """Move each SET layer's marked weights to new connections; returns each layer's
+        ``(k,)`` moved slots (see :meth:`SETLayer.evolve_connections`)."""
+        return [layer.evolve_connections(init=init, optimizer=optimizer) for layer in self.sparse_layers()]
 
     def sparse_layers(self) -> list[SETLayer]:
         """``set_layers`` as a typed list."""

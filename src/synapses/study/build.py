@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
@@ -45,11 +45,19 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network
 
 def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """SGD (with ``momentum``) or Adam at ``lr``; the coupled decay of epoch 1, which
-    :class:`~synapses.study.decay.WeightDecayPolicy` updates each epoch."""
+    :class:`~synapses.study.decay.WeightDecayPolicy` updates each epoch. With
+    ``input_lr_factor`` the first SET layer's weight is a parameter group of its own, at
+    ``lr * input_lr_factor`` (without it, one group: the optimizer state of the runs made
+    before the factor existed)."""
     coupled = WeightDecayPolicy.of(config).optimizer_coefficient(1)
+    params: Any = list(model.parameters())
+    if config.input_lr_factor != 1:
+        assert isinstance(model, SparseNet)  # config validation: the factor is for SET models
+        first = model.sparse_layers()[0].weight
+        params = [{"params": [first], "lr": config.lr * config.input_lr_factor}, {"params": [p for p in params if p is not first]}]
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=coupled)
-    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=coupled)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=coupled)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=coupled)
 
 
 def fix_topology(model: SparseNet, source_state: dict[str, torch.Tensor], layers: Sequence[int] | None = None) -> None:

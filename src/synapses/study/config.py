@@ -18,6 +18,7 @@ from ..layer import erdos_renyi_n_params
 
 INPUT_SIZE = 28 * 28  # MNIST pixels
 MAX_SEED = 2**32
+MAX_SHIFT = 8  # pixels: a larger shift pushes most of a digit out of the 28 x 28 frame
 
 
 class ConfigError(ValueError):
@@ -83,6 +84,24 @@ class ExperimentConfig:
             for runs whose weights nothing reads and would weigh on the committed results
             (a dense baseline's are 11 MB). Such a run cannot be an ``init_from`` or
             ``topology_from`` source.
+        input_regrowth_scale: standard deviation of the first SET layer's regrown weights as a
+            multiple of the He initialisation's (the initial weights keep it); the draws are
+            the same, only scaled, so a run differs from its default twin from the first
+            evolution on. For the mechanism's experiment E1 (near-zero newborns).
+        input_lr_factor: the first SET layer's weights learn at ``lr`` times this (its bias
+            and every other parameter at ``lr``); with inputs divided by 0.3081 a weight's
+            step on its pre-activation grows by 1 / 0.3081**2, which this factor imitates
+            without touching the inputs (experiment E3).
+        blank_noise: standard deviation (in the network's input units) of zero-mean Gaussian
+            noise added, in training only, to every pixel that is blank in that image, drawn
+            anew each epoch: no pixel then has a constant input (experiment E5).
+        random_shift: training images are shifted by whole pixels, on each axis by an
+            offset drawn uniformly from ``-random_shift .. random_shift`` anew each epoch,
+            the uncovered border blank; test images stay centred (experiment E5).
+        record_lifetimes: also write ``lifetimes.npz``: every first-layer connection's
+            weight before each pruning (float16), which ones each pruning removed, the
+            pruning thresholds per sign, and each newborn's pair and initial weight (needs
+            ``evolution="epoch"``; about 45 kB per epoch for the demo net).
         device: where the network and the data live while training: ``"cpu"``, ``"cuda"``
             or ``"cuda:N"``. A CUDA run has a run id of its own (its numbers are not the
             CPU's) and the same files; the random draws of topology, evolution and data
@@ -120,6 +139,11 @@ class ExperimentConfig:
     topology_layers: tuple[int, ...] | None = None
     keep_network: bool = True
     device: str = "cpu"
+    input_regrowth_scale: float = 1.0
+    input_lr_factor: float = 1.0
+    blank_noise: float = 0.0
+    random_shift: int = 0
+    record_lifetimes: bool = False
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
@@ -141,7 +165,10 @@ class ExperimentConfig:
         for name, value in self._floats().items():
             if not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "threads": self.threads}
+        positive = {
+            "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "threads": self.threads,
+            "input_regrowth_scale": self.input_regrowth_scale, "input_lr_factor": self.input_lr_factor,
+        }
         positive.update({f"epsilon[{i}]" if isinstance(self.epsilon, tuple) else "epsilon": e for i, e in enumerate(self.layer_epsilons())})
         for name, value in positive.items():
             if not value > 0:
@@ -153,7 +180,7 @@ class ExperimentConfig:
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 or None, got {getattr(self, name)!r}")
-        non_negative = {"weight_decay": self.weight_decay, "l1": self.l1, "momentum": self.momentum}
+        non_negative = {"weight_decay": self.weight_decay, "l1": self.l1, "momentum": self.momentum, "blank_noise": self.blank_noise}
         if self.weight_decay_end is not None:
             non_negative["weight_decay_end"] = self.weight_decay_end
         for name, value in non_negative.items():
@@ -175,6 +202,8 @@ class ExperimentConfig:
                         f"epsilon={eps:g} asks for more connections than the {n_in} x {n_out} layer {i} has pairs "
                         f"(at most {n_in * n_out / (n_in + n_out):g} there)"
                     )
+        if not 0 <= self.random_shift <= MAX_SHIFT:
+            raise ConfigError(f"random_shift must be a whole number of pixels in 0..{MAX_SHIFT}, got {self.random_shift!r}")
         if self.decay_mode == "decoupled" and max(self.weight_decay, self.weight_decay_end or 0.0) >= 1:
             raise ConfigError(f"decoupled weight_decay shrinks w by wd * w per step and must be < 1, got {self.weight_decay!r}")
 
@@ -188,6 +217,10 @@ class ExperimentConfig:
             raise ConfigError(f"evolution_proba applies to model='EvolNet' only (got {self.evolution_proba!r} with model={self.model!r}); remove it")
         if self.record_pruning and self.evolution != "epoch":
             raise ConfigError("record_pruning needs evolution='epoch' (pruning happens between epochs)")
+        if self.record_lifetimes and self.evolution != "epoch":
+            raise ConfigError("record_lifetimes needs evolution='epoch' (connections are born and pruned between epochs)")
+        if self.input_regrowth_scale != 1 and self.evolution != "epoch":
+            raise ConfigError(f"input_regrowth_scale applies to evolution='epoch' only (got evolution={self.evolution!r}); remove it")
         if not self.record_weight_mass and not self.record_pruning:
             raise ConfigError("record_weight_mass applies with record_pruning only; remove it")
         if self.regrowth == "uniform" and self.parent_fraction != 0.5:
@@ -197,7 +230,10 @@ class ExperimentConfig:
         if self.model == "Dense":
             if self.evolution != "off":
                 raise ConfigError("model='Dense' has nothing to evolve: set evolution='off'")
-            set_only = {"epsilon": 11.0, "zeta": 0.3, "regrowth": "uniform", "topology_from": None, "reset_optimizer_state": True}
+            set_only = {
+                "epsilon": 11.0, "zeta": 0.3, "regrowth": "uniform", "topology_from": None, "reset_optimizer_state": True,
+                "input_regrowth_scale": 1.0, "input_lr_factor": 1.0, "record_lifetimes": False,
+            }
             for name, default in set_only.items():
                 if getattr(self, name) != default:
                     raise ConfigError(f"{name} applies to SET layers only, not to model='Dense'; remove it")
@@ -289,8 +325,18 @@ class ExperimentConfig:
             parts.append("fixed" + ("" if self.topology_layers is None else "-l" + "".join(map(str, self.topology_layers))))
         elif self.evolution == "off" and self.model != "Dense":
             parts.append("static")
+        if self.input_regrowth_scale != 1:
+            parts.append(f"regrow{self.input_regrowth_scale:g}")
+        if self.input_lr_factor != 1:
+            parts.append(f"lr1x{self.input_lr_factor:.3g}")
+        if self.blank_noise:
+            parts.append(f"noise{self.blank_noise:g}")
+        if self.random_shift:
+            parts.append(f"shift{self.random_shift}")
         if self.record_pruning:
             parts.append("rec")
+        if self.record_lifetimes:
+            parts.append("life")
         if self.train_size is not None or self.test_size is not None:
             parts.append("subset")
         if self.device != "cpu":

@@ -22,10 +22,12 @@ import torch.nn.functional as F
 
 from ..models import EvolNet, SparseNet
 from .analysis import abs_weight_sum
+from .augment import Augmentation
 from .build import Network, build_model, build_optimizer, first_layer_counts, fix_topology
 from .config import ConfigError, ExperimentConfig
 from .data import MNISTTensors, load_mnist, prepare_data
 from .decay import WeightDecayPolicy
+from .lifetimes import LifetimeRecord
 from .paths import RESULTS
 from .run_dir import History, RunDir
 from .topology import center_ratio, pixel_counts
@@ -33,6 +35,9 @@ from .topology import center_ratio, pixel_counts
 # The data order has its own generator, seeded apart from the model's (a prime offset, so
 # that no run's data order repeats another run's model draws).
 DATA_SEED_OFFSET = 1_000_003
+# Shifts and blank-pixel noise draw from a third generator, so that turning them on leaves
+# the data order and SET's draws as they are in the run without them.
+AUGMENT_SEED_OFFSET = 2_000_003
 
 
 # ---------------------------------------------------------------------------- one epoch
@@ -44,8 +49,11 @@ def train_epoch(
     decay: WeightDecayPolicy,
     epoch: int,
     generator: torch.Generator,
+    augment: Augmentation | None = None,
+    augment_rng: torch.Generator | None = None,
 ) -> tuple[float, float]:
-    """One pass over the training set; returns (mean batch loss, accuracy)."""
+    """One pass over the training set; returns (mean batch loss, accuracy). ``augment``
+    (drawing from ``augment_rng``) changes the epoch's images after they are shuffled."""
     model.train()
     params = list(model.parameters())
     # Summed where the data is, read once at the end (a GPU is not stopped for every batch);
@@ -54,7 +62,11 @@ def train_epoch(
     correct = torch.zeros((), dtype=torch.int64, device=data.train_x.device)
     order = torch.randperm(len(data.train_y), generator=generator).to(data.train_x.device)
     # One gather per epoch; the batches are then contiguous slices (views).
-    xs = data.train_x.index_select(0, order).split(batch_size)
+    images = data.train_x.index_select(0, order)
+    if augment is not None and augment.active:
+        assert augment_rng is not None
+        images = augment(images, augment_rng)
+    xs = images.split(batch_size)
     ys = data.train_y.index_select(0, order).split(batch_size)
     for x, y in zip(xs, ys):
         optimizer.zero_grad(set_to_none=True)
@@ -146,12 +158,15 @@ class Trainee:
     model_rng: torch.Generator  # SET's draws: initial topology, regrowth
     data_rng: torch.Generator  # the order of the training images
     device: torch.device  # where the model is; on CUDA, dropout draws from that device's generator
+    augment_rng: torch.Generator | None = None  # shifts and blank-pixel noise, where the config asks for them
 
     def resumable(self, epoch: int) -> dict[str, Any]:
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "model_rng": self.model_rng.get_state(),
             "data_rng": self.data_rng.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
         }
+        if self.augment_rng is not None:
+            state["augment_rng"] = self.augment_rng.get_state()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -161,6 +176,8 @@ class Trainee:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.model_rng.set_state(saved["model_rng"])
         self.data_rng.set_state(saved["data_rng"])
+        if self.augment_rng is not None:
+            self.augment_rng.set_state(saved["augment_rng"])
         torch.set_rng_state(saved["torch_rng"])
         if self.device.type == "cuda":
             torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
@@ -185,7 +202,8 @@ def build_trainee(config: ExperimentConfig, results_dir: Path) -> Trainee:
         # EvolNet evolves inside forward, so it holds the optimizer whose state moved weights
         # reset; the optimizer needs the model's parameters first.
         model.optimizer = optimizer
-    return Trainee(model, optimizer, model_rng, data_rng, device)
+    augment_rng = torch.Generator().manual_seed(config.seed + AUGMENT_SEED_OFFSET) if config.random_shift or config.blank_noise else None
+    return Trainee(model, optimizer, model_rng, data_rng, device, augment_rng)
 
 
 def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress: bool = True, stop_after: int | None = None) -> None:
@@ -201,7 +219,11 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
     else:
         folder.start(config, environment(trainee.device))
         history = History(counts=[first_layer_counts(model)])
+        if config.record_lifetimes:
+            assert isinstance(model, SparseNet)  # config validation: lifetimes need evolution="epoch"
+            history.lifetimes = LifetimeRecord.start(model.sparse_layers()[0])
     decay = WeightDecayPolicy.of(config)
+    augment = Augmentation(config.random_shift, config.blank_noise, float(data.train_x.min()))
     reset = optimizer if config.reset_optimizer_state else None  # whose state moved weights reset
     last = config.epochs if stop_after is None else min(config.epochs, stop_after)
     bar = _progress_bar(config, history.epoch, progress)
@@ -210,8 +232,10 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
         decay.set_epoch(optimizer, epoch)
         if config.evolution == "epoch" and epoch > 1:
             assert isinstance(model, SparseNet)  # config validation: Dense has evolution "off"
-            model.evolve_connections(optimizer=reset)
-        train_loss, train_acc = train_epoch(model, optimizer, data, config.batch_size, decay, epoch, trainee.data_rng)
+            evolve(model, config, history, reset)
+        train_loss, train_acc = train_epoch(
+            model, optimizer, data, config.batch_size, decay, epoch, trainee.data_rng, augment, trainee.augment_rng
+        )
         prune(model, config, history)
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y, config.batch_size)
         counts = first_layer_counts(model)
@@ -234,18 +258,35 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
         folder.finish(history, model.state_dict() if config.keep_network else None, run_id)
 
 
+def evolve(model: SparseNet, config: ExperimentConfig, history: History, reset: torch.optim.Optimizer | None) -> None:
+    """SET's regrowth at the start of an epoch: every SET layer moves the weights its last
+    pruning marked; the first layer's newborns are scaled by ``input_regrowth_scale`` and,
+    with ``record_lifetimes``, recorded."""
+    moved = model.evolve_connections(optimizer=reset)[0]
+    first = model.sparse_layers()[0]
+    if config.input_regrowth_scale != 1:
+        with torch.no_grad():
+            first.weight[moved] *= config.input_regrowth_scale
+    if history.lifetimes is not None:
+        history.lifetimes.record_births(first, moved)
+
+
 def prune(model: Network, config: ExperimentConfig, history: History) -> None:
     """SET's pruning at the end of an epoch (``evolution="epoch"``), with the first layer's
     pruning recorded in ``history`` when ``config.record_pruning``: the summed ``|weight|``
-    per pixel just before it, and the connections it removed per pixel."""
-    first = model.sparse_layers()[0] if isinstance(model, SparseNet) and config.record_pruning else None
-    if first is not None and config.record_weight_mass:
+    per pixel just before it, and the connections it removed per pixel; with
+    ``record_lifetimes``, every first-layer weight before it and which ones it removed."""
+    first = model.sparse_layers()[0] if isinstance(model, SparseNet) and (config.record_pruning or config.record_lifetimes) else None
+    if first is not None and config.record_pruning and config.record_weight_mass:
         history.weight_mass.append(abs_weight_sum(first.connections, first.weight, first.in_features))
+    weights_before = first.weight.detach().clone() if first is not None and history.lifetimes is not None else None
     if config.evolution == "epoch":
         assert isinstance(model, SparseNet)
         model.zero_connections()
-    if first is not None:
+    if first is not None and config.record_pruning:
         history.pruned.append(pixel_counts(first.connections[first.pruned], first.in_features))
+    if first is not None and history.lifetimes is not None and weights_before is not None:
+        history.lifetimes.record_pruning(weights_before, first.pruned)
 
 
 def environment(device: torch.device = torch.device("cpu")) -> dict[str, Any]:

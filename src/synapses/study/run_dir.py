@@ -15,6 +15,8 @@ Files:
   initialisation;
 * ``pruning.npz`` (runs with ``record_pruning``): ``pruned_counts`` and ``abs_weight_sum``,
   each ``(epochs, 784)``, the sums rounded to float16;
+* ``lifetimes.npz`` (runs with ``record_lifetimes``): every first-layer connection's life
+  (:mod:`synapses.study.lifetimes`);
 * ``model.pt``: the final network, once the run is finished;
 * ``checkpoint.pt`` while it is not: network, optimizer and random states;
 * ``.lock``: held by the process training the run.
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 
 from .config import ExperimentConfig
+from .lifetimes import LifetimeRecord, read_lifetimes, write_lifetimes
 from .run_files import (
     LEGACY_METRIC_NAMES,
     DamagedFileError,
@@ -63,7 +66,7 @@ class History:
 
     ``rows`` holds one dict per epoch with the keys of :data:`METRIC_COLUMNS`; ``counts``
     ``epoch + 1`` arrays ``(784,)``; ``pruned`` and ``weight_mass`` one ``(784,)`` array per
-    epoch, with ``record_pruning`` only.
+    epoch, with ``record_pruning`` only; ``lifetimes`` with ``record_lifetimes`` only.
     """
 
     epoch: int = 0
@@ -71,6 +74,7 @@ class History:
     counts: list[np.ndarray] = field(default_factory=list)
     pruned: list[np.ndarray] = field(default_factory=list)
     weight_mass: list[np.ndarray] = field(default_factory=list)
+    lifetimes: LifetimeRecord | None = None
 
 
 def read_metric_rows(path: Path) -> list[dict[str, float]]:
@@ -127,6 +131,10 @@ class RunDir:
         return self.path / "pruning.npz"
 
     @property
+    def lifetimes_file(self) -> Path:
+        return self.path / "lifetimes.npz"
+
+    @property
     def model_file(self) -> Path:
         return self.path / "model.pt"
 
@@ -140,6 +148,8 @@ class RunDir:
         if not self.path.is_dir():
             return "no run folder"
         needed = (self.metrics_file, self.topology_file) + ((self.model_file,) if config.keep_network else ())
+        needed += (self.pruning_file,) if config.record_pruning else ()
+        needed += (self.lifetimes_file,) if config.record_lifetimes else ()
         for path in needed:
             if not path.exists():
                 return f"no {path.name}" + (" (unfinished: a checkpoint is there)" if self.checkpoint_file.exists() else "")
@@ -215,6 +225,8 @@ class RunDir:
         write_topology(self.topology_file, np.stack(history.counts), final)
         if history.pruned:
             write_pruning(self.pruning_file, np.stack(history.pruned), np.stack(history.weight_mass) if history.weight_mass else None, final)
+        if history.lifetimes is not None:
+            write_lifetimes(self.lifetimes_file, history.lifetimes, final)
 
     def save_checkpoint(self, resumable: dict[str, Any], run_id: str, epoch: int) -> None:
         save_checkpoint(self.checkpoint_file, resumable, run_id, epoch)
@@ -255,6 +267,8 @@ class RunDir:
             pruned, weight_mass = read_pruning(self.pruning_file)
             history.pruned = list(pruned[:epochs])
             history.weight_mass = list(weight_mass[:epochs]) if weight_mass is not None else []
+        if self.lifetimes_file.exists():
+            history.lifetimes = read_lifetimes(self.lifetimes_file).truncated(epochs)
         return history
 
     def topology(self) -> np.ndarray:
