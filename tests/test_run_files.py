@@ -152,7 +152,7 @@ def test_truncated_model_is_not_finished(tmp_path, small_mnist):
     with pytest.raises(DamagedFileError, match="model.pt is damaged"):
         load_model_state(model)
     before = (run_dir / "metrics.csv.xz").read_bytes()
-    with pytest.raises(DamagedFileError, match=f"model.pt is damaged; delete {run_dir} to rerun"):
+    with pytest.raises(DamagedFileError, match="model.pt does not match manifest.json .*; delete the folder to rerun"):
         run_experiment(config, tmp_path, data=small_mnist, progress=False)  # never trained over
     assert (run_dir / "metrics.csv.xz").read_bytes() == before
 
@@ -203,12 +203,13 @@ def test_converting_a_legacy_run_folder_keeps_every_tensor(tmp_path, small_mnist
     assert run_files.convert_run_folder(run_dir) == 0  # nothing left to convert
 
 
-def test_legacy_checkpoint_resumes_with_a_warning(tmp_path):
+def test_an_unsealed_checkpoint_is_refused_not_resumed(tmp_path):
+    # a plain torch.save file carries no run id and no checksum: it could be any run's
     path = tmp_path / "run_a" / "checkpoint.pt"
     path.parent.mkdir()
     torch.save({"model": _state(), "epoch": 2}, path)
-    with pytest.warns(UserWarning, match="predates checksums: resuming it unverified"):
-        assert load_checkpoint(path, "run_a")["epoch"] == 2
+    with pytest.raises(DamagedFileError, match="checkpoint.pt has no checksum .*; delete .*run_a to restart the run from scratch"):
+        load_checkpoint(path, "run_a")
 
 
 def test_conversion_leaves_a_run_being_trained_alone(tmp_path, small_mnist, capsys):
@@ -288,9 +289,16 @@ def test_a_run_that_keeps_no_network_finishes_without_one(tmp_path, small_mnist)
     assert folder.is_finished(config) and folder.state(config) == "done"
     with pytest.raises(FileNotFoundError, match="kept no final network \\(keep_network: false\\)"):
         folder.model_state()
-    # the last epoch's history written, the checkpoint not yet removed: not finished
+    # killed after sealing, before the checkpoint was removed: finished, and the next run
+    # call removes the stray checkpoint instead of leaving it for ever
     save_checkpoint(run_dir / "checkpoint.pt", {"model": _state(), "epoch": 2}, config.run_id(), 2)
-    assert folder.problem(config) == "unfinished: a checkpoint is there"
+    assert folder.state(config) == "done"
+    run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    assert not (run_dir / "checkpoint.pt").exists()
+    # before sealing (no manifest yet), the checkpoint is what counts: unfinished
+    (run_dir / "manifest.json").unlink()
+    save_checkpoint(run_dir / "checkpoint.pt", {"model": _state(), "epoch": 2}, config.run_id(), 2)
+    assert folder.problem(config) == "unfinished: a checkpoint is there" and folder.state(config) == "partial"
 
 
 def test_a_finished_run_keeps_its_metrics_as_xz_text_and_a_run_in_progress_as_plain(tmp_path, small_mnist):

@@ -224,6 +224,7 @@ def test_dry_run_lists_states(finished_sweep, tmp_path, capsys):
     (stopped / "checkpoint.pt").write_bytes(b"stands for a checkpoint")
     (stopped / "metrics.csv").write_text("".join(read_text(stopped / "metrics.csv.xz").splitlines(True)[:2]))
     (stopped / "metrics.csv.xz").unlink()
+    (stopped / "manifest.json").unlink()
     assert main([str(path), "--dry-run", "--results-dir", str(results)]) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith(rows[0][0]))

@@ -94,7 +94,7 @@ class ExperimentConfig:
             without touching the inputs (experiment E3).
         blank_noise: standard deviation (in the network's input units) of zero-mean Gaussian
             noise added, in training only, to every pixel that is blank in that image, drawn
-            anew each epoch: no pixel then has a constant input (experiment E5).
+            anew each epoch, so that no pixel has a constant input (experiment E5).
         random_shift: training images are shifted by whole pixels, on each axis by an
             offset drawn uniformly from ``-random_shift .. random_shift`` anew each epoch,
             the uncovered border blank; test images stay centred (experiment E5).

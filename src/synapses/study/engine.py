@@ -30,6 +30,7 @@ from .decay import WeightDecayPolicy
 from .lifetimes import LifetimeRecord
 from .paths import RESULTS
 from .run_dir import History, RunDir
+from .run_files import DamagedFileError
 from .topology import center_ratio, pixel_counts
 
 # The data order has its own generator, seeded apart from the model's (a prime offset, so
@@ -118,9 +119,12 @@ def run_experiment(
     """
     folder = RunDir.of(config, results_dir if results_dir is not None else RESULTS)
     if folder.is_finished(config):
+        # a run killed between sealing and dropping its checkpoint is finished all the same
+        folder.checkpoint_file.unlink(missing_ok=True)
         return folder.path
+    if folder.state(config) == "damaged":
+        raise DamagedFileError(f"{folder.path}: {folder.problem(config)}; delete the folder to rerun that run")
     training_device(config)  # refused here, before anything is written, where it is absent
-    folder.check_model()
     for name in ("init_from", "topology_from"):
         if (source := getattr(config, name)) is not None:
             _require_finished(RunDir(folder.path.parent / source), name)
@@ -255,7 +259,7 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
     if bar is not None:
         bar.close()
     if history.epoch == config.epochs:
-        folder.finish(history, model.state_dict() if config.keep_network else None, run_id)
+        folder.finish(history, model.state_dict() if config.keep_network else None, config)
 
 
 def evolve(model: SparseNet, config: ExperimentConfig, history: History, reset: torch.optim.Optimizer | None) -> None:

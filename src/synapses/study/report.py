@@ -27,7 +27,6 @@ who got pruned after the last epoch: blank against inked pixels (blank: ink in f
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from functools import partial
 from pathlib import Path
@@ -40,18 +39,14 @@ from .analysis import ink_correlation, loss_breakdown, pruning_by_region
 from .build import load_trained_model
 from .config import ExperimentConfig
 from .data import prepare_data
+from .markers import parse_markers, replace_marked
 from .paths import RESULTS
 from .results import load_metrics, load_pruning, load_topology, mnist, run_problem, training_ink
 from .run_dir import RunDir
-from .run_files import DamagedFileError
+from .run_files import DamagedFileError, write_atomic
 from .sweep import CONFIGS, load_sweep, run_labels
 
-MARKER = re.compile(r"(<!-- table: (?P<name>[\w:/+-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
-# A number in the prose: one cell of a table (``<!--v TABLE | ROW | COLUMN -->``) or a fact
-# of synapses.study.facts (``<!--v fact:NAME -->``), followed by its value and ``<!--/v-->``.
-VALUE = re.compile(r"(<!--v (?P<name>[^>]+?) -->)(?P<body>.*?)(<!--/v-->)", re.DOTALL)
 Formatter = Callable[[np.ndarray], str]  # one value per finished seed -> table cell
-
 
 def mean_std(digits: int, scale: float = 1.0) -> Formatter:
     """Cells as ``mean ± standard deviation`` (sample, ddof=1) of ``scale`` times the values."""
@@ -359,9 +354,16 @@ def selection_table(path: Path, configs: list[ExperimentConfig] | None = None, r
     return "\n".join(lines) + "\n"
 
 
-def refresh(text: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None, *, allow_missing: bool = False) -> str:
+def refresh(
+    text: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None, *, allow_missing: bool = False, where: str = "the write-up"
+) -> str:
     """``text`` with every marked table and value regenerated (see :func:`sweep_table`
-    and :data:`VALUE`)."""
+    and :mod:`.markers`); the markers are parsed strictly first.
+
+    Raises:
+        MarkerError: a marker that is unclosed, unopened, nested or mistyped.
+    """
+    spans = parse_markers(text, where)
     tables: dict[str, str] = {}
 
     def table(name: str) -> str:
@@ -376,11 +378,12 @@ def refresh(text: str, results_dir: str | Path | None = None, configs_dir: str |
             from .facts import fact
 
             return fact(name.removeprefix("fact:"), Path(results_dir) if results_dir is not None else RESULTS)
-        table_name, row, column = (part.strip() for part in name.split("|"))
-        return table_cell(table(table_name), row, column, where=name)
+        parts = [part.strip() for part in name.split("|")]
+        if len(parts) != 3:
+            raise ValueError(f"value {name!r}: expected 'TABLE | ROW | COLUMN' or 'fact:NAME'")
+        return table_cell(table(parts[0]), parts[1], parts[2], where=name)
 
-    text = MARKER.sub(lambda m: m.group(1) + table(m.group("name")) + m.group(4), text)
-    return VALUE.sub(lambda m: m.group(1) + value(m.group("name")) + m.group(4), text)
+    return replace_marked(text, spans, [table(s.name) if s.kind == "table" else value(s.name) for s in spans])
 
 
 def table_cell(markdown: str, row: str, column: str, where: str = "") -> str:
@@ -397,10 +400,8 @@ def table_cell(markdown: str, row: str, column: str, where: str = "") -> str:
 
 def stale_markers(text: str, fresh: str) -> list[str]:
     """Names of the tables and values of ``text`` that differ in ``fresh``."""
-    stale = []
-    for pattern in (MARKER, VALUE):
-        stale += [m.group("name") for m, n in zip(pattern.finditer(text), pattern.finditer(fresh)) if m.group("body") != n.group("body")]
-    return stale
+    old, new = parse_markers(text), parse_markers(fresh)
+    return [a.name for a, b in zip(old, new) if text[a.body_start : a.body_end] != fresh[b.body_start : b.body_end]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = args.markdown.read_text()
-        fresh = refresh(text, args.results_dir, allow_missing=args.allow_missing)
+        fresh = refresh(text, args.results_dir, allow_missing=args.allow_missing, where=str(args.markdown))
     except (OSError, UnicodeDecodeError, IncompleteResultsError, DamagedFileError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
     if args.check:
@@ -420,9 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         if stale:
             print(f"{args.markdown}: stale table(s) or value(s): {', '.join(stale)} (run python -m synapses.report {args.markdown})")
             return 1
-        print(f"{args.markdown}: {len(MARKER.findall(text))} table(s) and {len(VALUE.findall(text))} value(s) match the results")
+        kinds = [span.kind for span in parse_markers(text)]
+        print(f"{args.markdown}: {kinds.count('table')} table(s) and {kinds.count('value')} value(s) match the results")
         return 0
-    args.markdown.write_text(fresh)
+    try:
+        write_atomic(args.markdown, fresh.encode())  # a full disk leaves the old text, never half of it
+    except OSError as err:
+        parser.exit(2, f"error: {err}\n")
     return 0
 
 

@@ -19,6 +19,8 @@ Files:
   (:mod:`synapses.study.lifetimes`);
 * ``model.pt``: the final network, once the run is finished;
 * ``checkpoint.pt`` while it is not: network, optimizer and random states;
+* ``manifest.json``, written last: the run id and every result file's size and SHA-256;
+  a run is finished when its manifest verifies (:meth:`RunDir.problem`);
 * ``.lock``: held by the process training the run.
 """
 from __future__ import annotations
@@ -39,8 +41,8 @@ from .lifetimes import LifetimeRecord, read_lifetimes, write_lifetimes
 from .run_files import (
     LEGACY_METRIC_NAMES,
     DamagedFileError,
+    file_digest,
     hold_lock,
-    is_intact,
     load_checkpoint,
     load_model_state,
     read_pruning,
@@ -56,7 +58,8 @@ from .run_files import (
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "center_ratio", "decay_in_force", "seconds")
 
-RunState = Literal["done", "partial", "new"]
+RunState = Literal["done", "partial", "new", "damaged"]
+MANIFEST_FORMAT = "synapses-run/1"
 
 
 @dataclass
@@ -142,35 +145,72 @@ class RunDir:
     def checkpoint_file(self) -> Path:
         return self.path / "checkpoint.pt"
 
+    @property
+    def manifest_file(self) -> Path:
+        return self.path / "manifest.json"
+
+    def result_files(self, config: ExperimentConfig) -> list[Path]:
+        """The files a finished run of ``config`` holds, each listed in its manifest."""
+        files = [self.config_file, self.environment_file, self.path / "metrics.csv.xz", self.topology_file]
+        files += [self.model_file] if config.keep_network else []
+        files += [self.pruning_file] if config.record_pruning else []
+        files += [self.lifetimes_file] if config.record_lifetimes else []
+        return files
+
     # ------------------------------------------------------------------ state
     def problem(self, config: ExperimentConfig) -> str | None:
-        """Why this folder is not a finished run of ``config`` (``None`` when it is)."""
+        """Why this folder is not a finished run of ``config`` (``None`` when it is).
+
+        A run is finished when its ``manifest.json`` (written last by :meth:`finish`) names
+        this run and every result file matches the size and SHA-256 it lists: a file
+        truncated, damaged or edited after the run finished is caught here, by every
+        reader, and the run is not finished.
+        """
         if not self.path.is_dir():
             return "no run folder"
-        needed = (self.metrics_file, self.topology_file) + ((self.model_file,) if config.keep_network else ())
-        needed += (self.pruning_file,) if config.record_pruning else ()
-        needed += (self.lifetimes_file,) if config.record_lifetimes else ()
-        for path in needed:
+        if not self.manifest_file.exists():
+            return "unfinished: a checkpoint is there" if self.checkpoint_file.exists() else "not finished (no manifest.json)"
+        try:
+            manifest = json.loads(self.manifest_file.read_text())
+            listed = manifest["files"]
+            found = (manifest["format"], manifest["run_id"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            return f"{self.manifest_file.name} is damaged"
+        if found != (MANIFEST_FORMAT, config.run_id()):
+            return f"{self.manifest_file.name} is not this run's (format {found[0]!r}, run {found[1]!r})"
+        for path in self.result_files(config):
+            if path.name not in listed:
+                return f"{self.manifest_file.name} does not list {path.name}"
             if not path.exists():
-                return f"no {path.name}" + (" (unfinished: a checkpoint is there)" if self.checkpoint_file.exists() else "")
-        if (epochs := self.epochs_recorded()) != config.epochs:
-            return f"{self.metrics_file.name} has {epochs} of {config.epochs} epochs"
-        if config.keep_network and not is_intact(self.model_file):
-            return f"{self.model_file.name} is damaged"
-        if not config.keep_network and self.checkpoint_file.exists():  # finish() removes it last
-            return "unfinished: a checkpoint is there"
+                return f"{path.name} is missing"
+            if file_digest(path) != listed[path.name]:
+                return f"{path.name} does not match {self.manifest_file.name} (changed or damaged after the run finished)"
         return None
 
     def is_finished(self, config: ExperimentConfig) -> bool:
-        """All ``config.epochs`` epochs recorded and an intact final network (a damaged
-        ``model.pt`` does not count; with ``keep_network: false``, no checkpoint left)."""
+        """Whether the folder holds the verified results of ``config`` (see :meth:`problem`)."""
         return self.problem(config) is None
 
     def state(self, config: ExperimentConfig) -> RunState:
-        """``"done"``, ``"partial"`` (a checkpoint to resume from) or ``"new"``."""
+        """``"done"``, ``"partial"`` (a checkpoint to resume from), ``"new"``, or
+        ``"damaged"`` (a manifest whose files do not verify: nothing to resume, and training
+        over it would hide the damage)."""
         if self.is_finished(config):
             return "done"
+        if self.manifest_file.exists():
+            return "damaged"
         return "partial" if self.checkpoint_file.exists() else "new"
+
+    def verified_config(self) -> ExperimentConfig:
+        """The configuration of a finished run, its files verified against the manifest.
+
+        Raises:
+            DamagedFileError: the folder is not a finished run, or a file does not verify.
+        """
+        config = self.config()
+        if (problem := self.problem(config)) is not None:
+            raise DamagedFileError(f"{self.path}: {problem}; delete the folder to rerun that run")
+        return config
 
     def epochs_recorded(self) -> int:
         """Rows of the metrics (0 without any)."""
@@ -231,14 +271,21 @@ class RunDir:
     def save_checkpoint(self, resumable: dict[str, Any], run_id: str, epoch: int) -> None:
         save_checkpoint(self.checkpoint_file, resumable, run_id, epoch)
 
-    def finish(self, history: History, model_state: dict[str, torch.Tensor] | None, run_id: str) -> None:
+    def finish(self, history: History, model_state: dict[str, torch.Tensor] | None, config: ExperimentConfig) -> None:
         """Rewrite the history in its final form, write the final network (unless
-        ``model_state`` is ``None``: ``keep_network: false``) and drop the checkpoint, last:
-        the run is finished."""
+        ``model_state`` is ``None``: ``keep_network: false``), seal the results in
+        ``manifest.json`` (from then on the run is finished) and drop the checkpoint."""
         self.write_history(history, final=True)
         if model_state is not None:
-            save_model(self.model_file, model_state, run_id)
+            save_model(self.model_file, model_state, config.run_id())
+        self.seal(config)
         self.checkpoint_file.unlink(missing_ok=True)
+
+    def seal(self, config: ExperimentConfig) -> None:
+        """Write ``manifest.json``: the run id and each result file's size and SHA-256."""
+        files = {path.name: file_digest(path) for path in self.result_files(config)}
+        manifest = {"format": MANIFEST_FORMAT, "run_id": config.run_id(), "files": files}
+        write_atomic(self.manifest_file, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
     # ------------------------------------------------------------------ reading
     def checkpoint(self, run_id: str) -> dict[str, Any] | None:
@@ -250,11 +297,6 @@ class RunDir:
         if not self.model_file.exists() and self.config_file.exists() and not self.config().keep_network:
             raise FileNotFoundError(f"{self.path.name} kept no final network (keep_network: false): nothing can start from it")
         return load_model_state(self.model_file)
-
-    def check_model(self) -> None:
-        """Refuse a finished run's folder whose ``model.pt`` is damaged, rather than train over it."""
-        if self.model_file.exists() and not is_intact(self.model_file):
-            raise DamagedFileError(f"{self.model_file} is damaged; delete {self.path} to rerun that run from scratch")
 
     def history(self, epochs: int) -> History:
         """The first ``epochs`` epochs of history (what a checkpoint of epoch ``epochs`` resumes)."""

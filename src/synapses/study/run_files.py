@@ -30,7 +30,6 @@ import io
 import json
 import lzma
 import os
-import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -100,6 +99,12 @@ def to_bytes(write: Callable[[io.BytesIO], Any]) -> bytes:
     buffer = io.BytesIO()
     write(buffer)
     return buffer.getvalue()
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """``{"sha256": ..., "size": ...}`` of a file's bytes (what a run's manifest lists)."""
+    data = path.read_bytes()
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
 # ---------------------------------------------------------------------------- sealed .pt files
@@ -229,10 +234,10 @@ def load_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
     way_out = f"delete {path.parent} to restart the run from scratch"
     header, payload = read_sealed(path, way_out)
     if header is None:
-        warnings.warn(f"{path} predates checksums: resuming it unverified (python -m synapses.run_files converts it)", stacklevel=2)
-    if header is not None and header.get("run_id") != run_id:
+        raise DamagedFileError(f"{path} has no checksum (not a sealed checkpoint: from an old version or another program); {way_out}")
+    if header.get("run_id") != run_id:
         raise DamagedFileError(f"{path} belongs to run {header.get('run_id')!r}, not {run_id!r}; {way_out}")
-    if header is not None and header.get("epoch") != payload.get("epoch"):
+    if header.get("epoch") != payload.get("epoch"):
         raise DamagedFileError(f"{path} is damaged (header epoch {header.get('epoch')}, payload epoch {payload.get('epoch')}); {way_out}")
     return {**payload, "model": widen_indices(payload["model"])}
 

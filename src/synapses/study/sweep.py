@@ -32,6 +32,7 @@ import yaml
 from .config import ConfigError, ExperimentConfig
 from .paths import CONFIGS  # the study's sweep files
 from .run_dir import RunDir
+from .run_files import DamagedFileError
 
 SWEEP_KEYS = {"description", "base", "grid", "runs"}
 ENTRY_KEYS = {"name", "grid", "zip", "after", "compare_with"}
@@ -100,7 +101,38 @@ def sweep_names(configs_dir: Path = CONFIGS) -> list[str]:
 
 
 class _SweepLoader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a sweep file means the number."""
+    """Safe YAML with three of YAML 1.1's surprises taken out: ``1e-3`` (no dot) is the
+    number, not a string; a key given twice in one mapping is refused (YAML keeps the last
+    silently); an integer with a leading zero (``010``, which YAML reads as octal 8) is
+    refused."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping; keep one", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(node.value).replace("_", "").lstrip("+-")
+        if len(text) > 1 and text.startswith("0") and text[1:2].isdigit():
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} has a leading zero, which YAML reads as octal; write {int(text, 10)} (or quote it)", node.start_mark
+            )
+        return super().construct_yaml_int(node)
+
+
+_SweepLoader.add_constructor("tag:yaml.org,2002:int", _SweepLoader.construct_yaml_int)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict, refusing a key given twice (JSON keeps the last)."""
+    keys = [key for key, _ in pairs]
+    if twice := sorted({key for key in keys if keys.count(key) > 1}):
+        raise json.JSONDecodeError(f"key(s) {twice} appear twice in one object; keep one", "", 0)
+    return dict(pairs)
 
 
 _SweepLoader.add_implicit_resolver(
@@ -125,7 +157,11 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
     path = Path(path)
     try:
         text = path.read_text()
-        spec = yaml.load(text, Loader=_SweepLoader) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        spec = yaml.load(text, Loader=_SweepLoader) if path.suffix in (".yaml", ".yml") else json.loads(text, object_pairs_hook=_unique_keys)
+    except yaml.MarkedYAMLError as err:  # one line: the problem and where (YAML's own text spans several)
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: cannot read the sweep file: {err.problem or err.context}{where}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as err:
         raise ConfigError(f"{path}: cannot read the sweep file ({err})") from None
     if not isinstance(spec, dict):
@@ -258,9 +294,40 @@ def _grid(value: Any, where: str) -> dict[str, list[Any]]:
 
 
 # ---------------------------------------------------------------------------- state
-def run_state(run: SweepRun, results_dir: Path) -> str:
-    """``"done"``, ``"partial"`` (a checkpoint to resume from) or ``"new"``."""
-    return RunDir.of(run.config, results_dir).state(run.config)
+def run_state(run: SweepRun, results_dir: Path, sweep: Sweep | None = None) -> str:
+    """``"done"``, ``"partial"`` (a checkpoint to resume from), ``"new"``, ``"damaged"``
+    (a finished run whose files do not verify) or ``"blocked"`` (its ``init_from`` or
+    ``topology_from`` run is neither finished nor in ``sweep``)."""
+    state = RunDir.of(run.config, results_dir).state(run.config)
+    if state in ("new", "partial") and missing_source(run, results_dir, sweep) is not None:
+        return "blocked"
+    return state
+
+
+def missing_source(run: SweepRun, results_dir: Path, sweep: Sweep | None = None) -> str | None:
+    """The run id of ``run``'s ``init_from``/``topology_from`` source when that run is not
+    finished in ``results_dir`` and ``sweep`` does not make it (``None`` otherwise)."""
+    made_here = {r.config.run_id() for r in sweep.runs} if sweep is not None else set()
+    for source in (run.config.init_from, run.config.topology_from):
+        if source is None or source in made_here:
+            continue
+        folder = RunDir(results_dir / source)
+        try:
+            if folder.config_file.exists() and folder.is_finished(folder.config()):
+                continue
+        except (ConfigError, ValueError, OSError):  # an unreadable config.json: not a finished run
+            pass
+        return source
+    return None
+
+
+def state_note(run: SweepRun, results_dir: Path, state: str, sweep: Sweep | None = None) -> str:
+    """Why a run is in ``state``, for the states that need a reason."""
+    if state == "damaged":
+        return RunDir.of(run.config, results_dir).problem(run.config) or ""
+    if state == "blocked":
+        return f"needs {missing_source(run, results_dir, sweep)}, which is not a finished run there"
+    return f"after {run.after}" if run.after else ""
 
 
 def run_job(config: dict[str, Any], results_dir: str, cores: list[int] | None = None) -> str:
@@ -276,7 +343,7 @@ def run_job(config: dict[str, Any], results_dir: str, cores: list[int] | None = 
 @dataclass
 class Outcome:
     run_id: str
-    state: str  # done (before), finished, resumed, failed, waiting
+    state: str  # done (before), finished, resumed, failed, waiting, damaged, blocked
     log: str = ""
 
 
@@ -308,9 +375,11 @@ def execute(sweep: Sweep, results_dir: Path, args: argparse.Namespace) -> list[O
     outcomes: dict[str, Outcome] = {}
     todo = []
     for run in sweep.runs:
-        state = run_state(run, results_dir)
+        state = run_state(run, results_dir, sweep)
         if state == "done":
             outcomes[run.config.run_id()] = Outcome(run.config.run_id(), "done")
+        elif state in ("damaged", "blocked"):  # reported, never trained over
+            outcomes[run.config.run_id()] = Outcome(run.config.run_id(), state, state_note(run, results_dir, state, sweep))
         else:
             todo.append((run, state))
     bar = tqdm(total=len(sweep.runs), initial=len(outcomes), desc=sweep.path.stem, unit="run", dynamic_ncols=True)
@@ -385,15 +454,19 @@ def format_dry_run(sweep: Sweep, results_dir: Path) -> str:
     ``seconds``), and the totals: what ``--dry-run`` prints."""
     rows, epochs, total, seconds = [], 0, 0, 0.0
     for run in sweep.runs:
-        done, spent = RunDir.of(run.config, results_dir).work_recorded()
-        state = run_state(run, results_dir).replace("partial", "resume")
-        rows.append((run.config.run_id(), state, f"{done} of {run.config.epochs}", f"{spent / 3600:.2f}", f"after {run.after}" if run.after else ""))
+        state = run_state(run, results_dir, sweep)
+        note = state_note(run, results_dir, state, sweep)
+        try:
+            done, spent = RunDir.of(run.config, results_dir).work_recorded()
+        except (DamagedFileError, ValueError) as err:  # a damaged metrics file: named, not a traceback
+            done, spent, note = 0, 0.0, str(err)
+        rows.append((run.config.run_id(), state.replace("partial", "resume"), f"{done} of {run.config.epochs}", f"{spent / 3600:.2f}", note))
         epochs, total, seconds = epochs + done, total + run.config.epochs, seconds + spent
     width = max([len(r[0]) for r in rows] + [6])
-    lines = [f"{'run':<{width}}  state   {'epochs':<13}  hours  note"]
-    lines += [f"{r[0]:<{width}}  {r[1]:<6}  {r[2]:<13}  {r[3]:>5}  {r[4]}".rstrip() for r in rows]
+    lines = [f"{'run':<{width}}  state    {'epochs':<13}  hours  note"]
+    lines += [f"{r[0]:<{width}}  {r[1]:<7}  {r[2]:<13}  {r[3]:>5}  {r[4]}".rstrip() for r in rows]
     states = [r[1] for r in rows]
-    counts = ", ".join(f"{states.count(s)} {s}" for s in ("done", "resume", "new") if s in states)
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("done", "resume", "new", "damaged", "blocked") if s in states)
     lines.append(f"{counts}; {epochs:,} of {total:,} epochs recorded, {seconds / 3600:.1f} hours of training (summed over runs)")
     return "\n".join(lines)
 
@@ -402,7 +475,7 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
     width = max([len(o.run_id) for o in outcomes] + [6])
     lines = [f"{'run':<{width}}  state     log"]
     lines += [f"{o.run_id:<{width}}  {o.state:<8}  {o.log}" for o in outcomes]
-    counts = {s: sum(o.state == s for o in outcomes) for s in ("done", "finished", "resumed", "failed", "waiting")}
+    counts = {s: sum(o.state == s for o in outcomes) for s in ("done", "finished", "resumed", "failed", "waiting", "damaged", "blocked")}
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return "\n".join(lines)
 
@@ -434,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.exit(2, "error: --jobs must be >= 1\n")
+    if args.time < 1:
+        parser.exit(2, f"error: --time must be at least 1 minute per run, got {args.time}\n")
     try:
         sweeps = [load_sweep(path) for path in args.sweep]
     except ConfigError as err:
@@ -445,9 +520,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{sweep.path} ({sweep.description}): {len(sweep.runs)} runs")
             print(format_dry_run(sweep, args.results_dir))
             continue
-        outcomes = execute(sweep, args.results_dir, args)
+        try:
+            outcomes = execute(sweep, args.results_dir, args)
+        except PermissionError as err:
+            parser.exit(2, f"error: cannot write in {err.filename or args.results_dir} ({err.strerror}); choose a writable --results-dir\n")
         print(format_outcomes(outcomes))
-        failed |= any(o.state in ("failed", "waiting") for o in outcomes)
+        failed |= any(o.state in ("failed", "waiting", "damaged", "blocked") for o in outcomes)
     return 1 if failed else 0
 
 
