@@ -14,7 +14,8 @@ from synapses.study.markers import MarkerError, parse_markers
 from synapses.study.results import load_runs
 from synapses.study.run_dir import RunDir
 from synapses.study.run_files import DamagedFileError, save_checkpoint
-from synapses.study.sweep import load_sweep, main as sweep_main
+from synapses.study.sweep import load_sweep
+from synapses.study.sweep import main as sweep_main
 
 
 # ---------------------------------------------------------------------------- finished runs

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import operator
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -139,8 +140,11 @@ class SETLayer(nn.Module):
             raise ValueError(f"regrowth must be one of {REGROWTH_MODES}, got {regrowth!r}")
         if not 0 <= parent_fraction <= 1:
             raise ValueError(f"parent_fraction must be in [0, 1], got {parent_fraction!r}")
-        if input_grid is not None and input_grid[0] * input_grid[1] != in_features:
-            raise ValueError(f"input_grid {input_grid!r} does not have in_features={in_features} pixels")
+        if input_grid is not None:
+            if len(input_grid) != 2 or any(isinstance(side, bool) or not isinstance(side, int) or side < 1 for side in input_grid):
+                raise ValueError(f"input_grid must be (height, width), two positive integers, got {input_grid!r}")
+            if input_grid[0] * input_grid[1] != in_features:
+                raise ValueError(f"input_grid {input_grid!r} does not have in_features={in_features} pixels")
         n_params = erdos_renyi_n_params(in_features, out_features, epsilon, sparsity)
         source = f"sparsity={sparsity!r}" if sparsity is not None else f"epsilon={epsilon!r}"
         if n_params > in_features * out_features:
@@ -176,6 +180,7 @@ class SETLayer(nn.Module):
         self.register_buffer("pruned", torch.zeros(n_params, dtype=torch.bool, device=device))
         self._index: CSRIndex | None = None
         self._index_key: tuple[Any, ...] | None = None
+        self._index_source: torch.Tensor | None = None
         # the last training batch, for gradient regrowth: (batch, in) and (batch, out)
         self._last_input: torch.Tensor | None = None
         self._last_grad_output: torch.Tensor | None = None
@@ -221,12 +226,21 @@ class SETLayer(nn.Module):
     # ------------------------------------------------------------------ computation
     def _csr_index(self) -> CSRIndex:
         # Rebuilt only when the connections change: in place (evolution, load_state_dict)
-        # bumps the tensor's version counter; moving the layer replaces the tensor.
+        # bumps the tensor's version counter; moving the layer replaces the tensor. Writes
+        # that bypass the counter (through .data or .numpy()) are caught on the CPU by
+        # comparing with the connections the index was built from, which costs a pass over
+        # them; on a GPU that comparison would stop the device every call, so there only
+        # the counter is checked (change connections in place, never through .data).
         conn = self.connections
         key = (conn.data_ptr(), conn._version, conn.device)
-        if self._index is None or self._index_key != key:
+        stale = self._index is None or self._index_key != key
+        if not stale and conn.device.type == "cpu" and not torch.equal(conn, self._index_source):
+            stale = True
+        if stale:
             self._index = CSRIndex.build(conn, self.in_features, self.out_features)
             self._index_key = key
+            self._index_source = conn.clone() if conn.device.type == "cpu" else conn
+        assert self._index is not None
         return self._index
 
     def kernel_for(self, batch: int = 1) -> str:
@@ -246,6 +260,14 @@ class SETLayer(nn.Module):
         """``x``: ``(*, in_features)`` -> ``(*, out_features)``."""
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
+        if self.weight.device.type == "meta":
+            raise RuntimeError("this SETLayer is on the meta device and holds no connections to compute with; build it on a real device")
+        if torch.is_autocast_enabled(x.device.type) and x.dtype != self.weight.dtype:
+            # the sparse kernels have no reduced-precision path: compute in the layer's dtype
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x.to(self.weight.dtype))
+        if x.dtype != self.weight.dtype:
+            raise TypeError(f"input is {x.dtype} but the layer's weight is {self.weight.dtype}; convert one of them (x.to({self.weight.dtype}) or layer.to({x.dtype}))")
         batch_shape = x.shape[:-1]
         # a (batch, in) input goes in as it is: a reshape would add a node to the graph
         x2d = x if x.dim() == 2 else x.reshape(-1, self.in_features)
@@ -253,12 +275,16 @@ class SETLayer(nn.Module):
             _check_dtype(self.weight.dtype)
         y = KERNELS[self.kernel_for(len(x2d))](x2d, self.weight, self.bias, self._csr_index())
         if self.regrowth == "gradient" and self.training and y.requires_grad:
-            self._last_input = x2d.detach()
-            y.register_hook(self._record_grad_output)
+            # input and output gradient are recorded together, when the backward pass
+            # reaches this call: a forward without a backward leaves the last pair as it was
+            y.register_hook(partial(self._record_batch, x2d.detach()))
         return y if x.dim() == 2 else y.reshape(*batch_shape, self.out_features)
 
-    def _record_grad_output(self, grad: torch.Tensor) -> None:
-        self._last_grad_output = grad.detach()
+    def _record_batch(self, inputs: torch.Tensor, grad: torch.Tensor) -> None:
+        self._last_input, self._last_grad_output = inputs, grad.detach()
+
+    def __prepare_scriptable__(self) -> "SETLayer":
+        raise TypeError("SETLayer cannot be compiled by torch.jit.script (its kernels are Python autograd functions); use it eagerly or with torch.compile")
 
     def to_dense(self) -> torch.Tensor:
         """The weight as a dense ``(out_features, in_features)`` tensor (differentiable)."""
@@ -293,8 +319,9 @@ class SETLayer(nn.Module):
 
         Args:
             init: draw the moved weights from N(0, 2 / in_features); otherwise set them to 0.
-            optimizer: its state of the moved weights is reset to a fresh parameter's
-                (default: ``self.optimizer``).
+            optimizer: its state of the moved weights is reset to a fresh parameter's, and
+                so is ``self.optimizer``'s when that is another one. Each must hold the
+                layer's weight.
             regrowth: this step's rule (default: the layer's ``regrowth``).
 
         Returns:
@@ -308,9 +335,13 @@ class SETLayer(nn.Module):
                 "gradient regrowth needs the last training batch's gradients: build the layer with "
                 "regrowth='gradient' and run a training forward and backward pass before evolving"
             )
-        optimizer = optimizer if optimizer is not None else self.optimizer
+        optimizers = [o for o in (optimizer, self.optimizer) if o is not None]
+        optimizers = [o for i, o in enumerate(optimizers) if all(o is not other for other in optimizers[:i])]
         # Checked before anything moves: unknown optimizer state leaves the layer untouched.
-        reset_plan = plan_reset(optimizer, self.weight) if optimizer is not None else []
+        for candidate in optimizers:
+            if not any(p is self.weight for group in candidate.param_groups for p in group["params"]):
+                raise ValueError(f"the {type(candidate).__name__} given to evolve_connections does not hold this layer's weight: nothing of it could be reset")
+        reset_plan = [entry for candidate in optimizers for entry in plan_reset(candidate, self.weight)]
         if not bool(self.pruned.any()):
             self.zero_connections()
         moved = self.pruned.nonzero().squeeze(1)
@@ -334,6 +365,8 @@ class SETLayer(nn.Module):
         self.weight[moved] = self._draw_normal(moved.numel()) if init else 0
         self.pruned.zero_()
         apply_reset(reset_plan, moved)
+        if self.weight.grad is not None:  # a moved weight's gradient belongs to its old connection
+            self.weight.grad[moved] = 0
         return moved
 
     # ------------------------------------------------------------------ plumbing

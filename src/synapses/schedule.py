@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Literal
 
 import torch
@@ -19,6 +20,18 @@ from torch import nn
 
 from .layer import REGROWTH_MODES, Regrowth, SETLayer
 from .optim_state import check_known, plan_reset
+
+
+def _count(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int (numpy integers too, bools not), at least ``minimum``."""
+    try:
+        count = operator.index(value) if not isinstance(value, bool) else None  # type: ignore[arg-type]
+    except TypeError:
+        count = None
+    if count is None or count < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        raise ValueError(f"{name} must be {kind} whole number of steps, got {value!r}")
+    return count
 
 
 class Evolution:
@@ -73,13 +86,14 @@ class Evolution:
             if id(layer.weight) not in updated:
                 raise ValueError(f"Evolution: the optimizer does not update the weight of SETLayer {names[id(layer)]!r} (build it after sparsify, from model.parameters())")
             plan_reset(optimizer, layer.weight)  # optimizer state of a kind nobody can reset: refuse now
-        if not (isinstance(every, int) and every >= 1):
-            raise ValueError(f"every must be a positive number of steps, got {every!r}")
+        every = _count("every", every)
+        if total_steps is not None:
+            total_steps = _count("total_steps", total_steps)
         if zeta is not None and not 0 <= zeta <= 1:
             raise ValueError(f"zeta must be in [0, 1], got {zeta!r}")
         if schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
-        if schedule == "cosine" and not (isinstance(total_steps, int) and total_steps >= 1):
+        if schedule == "cosine" and total_steps is None:
             raise ValueError("schedule='cosine' needs total_steps (the schedule's length in optimizer steps)")
         if regrowth is not None and regrowth not in REGROWTH_MODES:
             raise ValueError(f"regrowth must be one of {REGROWTH_MODES}, got {regrowth!r}")
@@ -127,7 +141,19 @@ class Evolution:
         return {"steps": self.steps, "evolutions": self.evolutions}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps, self.evolutions = int(state["steps"]), int(state["evolutions"])
+        """Restore :meth:`state_dict`'s output.
+
+        Raises:
+            ValueError: a state that is not one (other keys, counts that are not
+                non-negative integers, more evolutions than steps allow).
+        """
+        if not isinstance(state, dict) or set(state) != {"steps", "evolutions"}:
+            found = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"Evolution.load_state_dict expects {{'steps', 'evolutions'}} (from Evolution.state_dict()), got {found}")
+        steps, evolutions = (_count(name, state[name], minimum=0) for name in ("steps", "evolutions"))
+        if evolutions > steps // self.every:
+            raise ValueError(f"Evolution.load_state_dict: {evolutions} evolutions cannot have happened in {steps} steps with every={self.every}")
+        self.steps, self.evolutions = steps, evolutions
 
     def __repr__(self) -> str:
         return f"Evolution(layers={len(self.layers)}, every={self.every}, zeta={self.zeta}, schedule={self.schedule!r}, steps={self.steps})"

@@ -19,7 +19,7 @@ from .config import ExperimentConfig
 from .engine import run_experiment
 from .paths import RESULTS
 from .run_dir import METRIC_COLUMNS, RunDir
-from .run_files import LEGACY_METRIC_NAMES, RunInProgressError, read_text
+from .run_files import LEGACY_METRIC_NAMES, DamagedFileError, RunInProgressError, read_text
 
 if TYPE_CHECKING:
     from .sweep import Sweep
@@ -46,7 +46,8 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     force each epoch is the metric ``decay_in_force``)."""
     folder = RunDir(run_dir)
     metrics = pd.read_csv(io.StringIO(read_text(folder.metrics_file))).rename(columns=LEGACY_METRIC_NAMES)
-    fields = folder.config().to_dict() | {"run_id": folder.path.name}
+    config = folder.verified_config() if folder.manifest_file.exists() else folder.config()
+    fields = config.to_dict() | {"run_id": folder.path.name}
     for column in reversed(CONFIG_COLUMNS):
         metrics.insert(0, column, fields[column])
     return metrics
@@ -78,7 +79,14 @@ def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: st
         pairs = [(ExperimentConfig.from_json(path), path.parent) for path in sorted(root.glob("*/config.json"))]
     else:
         pairs = [(c, root / c.run_id()) for c in configs]
-    frames = [load_metrics(d) for c, d in pairs if (RunDir(d).is_finished(c) if finished_only else RunDir(d).metrics_file.exists())]
+    frames = []
+    for config, path in pairs:
+        folder = RunDir(path)
+        state = folder.state(config)
+        if state == "damaged":  # a finished run whose files do not verify: never read, never skipped quietly
+            raise DamagedFileError(f"{path}: {folder.problem(config)}; delete the folder to rerun that run")
+        if state == "done" or (not finished_only and folder.metrics_file.exists()):
+            frames.append(load_metrics(path))
     if not frames:
         return pd.DataFrame(columns=[*CONFIG_COLUMNS, *METRIC_COLUMNS])
     return pd.concat(frames, ignore_index=True)
