@@ -206,3 +206,112 @@ def test_json_sweep_with_a_key_twice_is_refused(tmp_path):
     path.write_text(json.dumps({"base": {"epochs": 2}}).replace("}}", '}, "base": {"epochs": 3}}'))
     with pytest.raises(ConfigError, match=r"\['base'\] appear twice"):
         load_sweep(path)
+
+
+# ---------------------------------------------------------------------------- the library
+def _dense_output(layer, x):
+    return x @ layer.to_dense().T + layer.bias
+
+
+def test_connections_edited_behind_the_version_counter_are_seen():
+    import torch
+
+    from synapses import SETLayer
+
+    layer = SETLayer(20, 10, epsilon=2, generator=torch.Generator().manual_seed(0), compute="sparse")
+    x = torch.randn(3, 20)
+    layer(x)  # builds the cached index
+    free = next(i for i in range(20) if not bool(((layer.connections[:, 0] == i) & (layer.connections[:, 1] == layer.connections[0, 1])).any()))
+    layer.connections.data[0, 0] = free  # .data bypasses the version counter
+    torch.testing.assert_close(layer(x), _dense_output(layer, x))
+
+
+def test_gradient_regrowth_pairs_each_input_with_its_own_gradient():
+    import torch
+
+    from synapses import SETLayer
+
+    def trained(extra_forward: bool):
+        layer = SETLayer(30, 20, epsilon=3, regrowth="gradient", generator=torch.Generator().manual_seed(1))
+        a, b = torch.randn(8, 30, generator=torch.Generator().manual_seed(2)), torch.randn(8, 30, generator=torch.Generator().manual_seed(3))
+        layer(a).square().sum().backward()
+        if extra_forward:
+            layer(b)  # a training forward whose backward never comes (e.g. a logged loss)
+        layer.evolve_connections()
+        return layer.connections
+
+    assert torch.equal(trained(False), trained(True))
+
+
+@pytest.mark.parametrize(
+    ("build", "problem"),
+    [
+        (lambda: __import__("synapses").SETLayer(784, 10, input_grid=(-28, -28)), "input_grid must be \\(height, width\\), two positive integers"),
+        (lambda: __import__("synapses").SETLayer(784, 10, input_grid=(28, 28.0)), "two positive integers"),
+    ],
+)
+def test_bad_layer_arguments_are_refused(build, problem):
+    with pytest.raises(ValueError, match=problem):
+        build()
+
+
+def test_misused_inputs_and_devices_get_one_line_that_names_the_fix():
+    import torch
+
+    from synapses import SETLayer
+
+    layer = SETLayer(20, 10, epsilon=2)
+    with pytest.raises(TypeError, match=r"input is torch.float16 but the layer's weight is torch.float32; convert one of them"):
+        layer(torch.randn(2, 20).half())
+    with pytest.raises(TypeError, match=r"input is torch.int64 but the layer's weight is torch.float32"):
+        layer(torch.ones(2, 20, dtype=torch.int64))
+    with pytest.raises(TypeError, match="cannot be compiled by torch.jit.script"):
+        torch.jit.script(layer)
+    with pytest.raises(RuntimeError, match="on the meta device and holds no connections"):
+        layer.to("meta")(torch.randn(2, 20, device="meta"))
+
+
+@pytest.mark.parametrize("compute", ["sparse", "dense", "auto"])
+def test_cpu_bfloat16_autocast_computes_in_the_layers_dtype(compute):
+    import torch
+
+    from synapses import SETLayer
+
+    layer = SETLayer(20, 10, epsilon=2, compute=compute, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(4, 20)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x.bfloat16())
+    torch.testing.assert_close(y, _dense_output(layer, x.bfloat16().float()))
+
+
+def test_moved_weights_lose_their_old_gradient():
+    import torch
+
+    from synapses import SETLayer
+
+    layer = SETLayer(20, 10, epsilon=2)
+    layer(torch.randn(4, 20)).sum().backward()
+    assert bool((layer.weight.grad != 0).any())
+    moved = layer.evolve_connections()
+    assert bool((layer.weight.grad[moved] == 0).all())
+
+
+def test_evolution_schedule_arguments_and_state_are_checked():
+    import numpy as np
+    import torch
+
+    import synapses
+
+    model = synapses.sparsify(torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 5)), epsilon=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert synapses.Evolution(model, optimizer, every=np.int64(5)).every == 5
+    for total in (0, -3):
+        with pytest.raises(ValueError, match="total_steps must be a positive whole number of steps"):
+            synapses.Evolution(model, optimizer, every=5, total_steps=total)
+    evolution = synapses.Evolution(model, optimizer, every=5)
+    for state, problem in [({"steps": 3}, "expects \\{'steps', 'evolutions'\\}"), ({"steps": -1, "evolutions": 0}, "steps must be a non-negative"),
+                           ({"steps": 4, "evolutions": 2}, "2 evolutions cannot have happened in 4 steps")]:
+        with pytest.raises(ValueError, match=problem):
+            evolution.load_state_dict(state)
+    evolution.load_state_dict({"steps": 10, "evolutions": 2})
+    assert evolution.state_dict() == {"steps": 10, "evolutions": 2}

@@ -178,18 +178,21 @@ def test_no_state_yet():
     assert len(opt.state) == 0
 
 
-def test_optimizer_without_the_weight_is_left_alone():
+def test_an_optimizer_without_the_weight_is_refused_before_anything_moves():
+    # it could reset nothing: passing it is a mistake (the wrong optimizer), said at once
     layer, head = _model()
     opt = torch.optim.Adam(head.parameters(), lr=0.01)
     _train(layer, head, opt)
     before = _snapshot(opt)
-    layer.evolve_connections(optimizer=opt)
-    assert layer.weight not in opt.state
+    connections = layer.connections.clone()
+    with pytest.raises(ValueError, match="the Adam given to evolve_connections does not hold this layer's weight"):
+        layer.evolve_connections(optimizer=opt)
+    assert torch.equal(layer.connections, connections) and layer.weight not in opt.state
     for param in head.parameters():
         _assert_equal_state(opt.state[param], before[param])
 
 
-def test_argument_takes_precedence_over_attribute():
+def test_both_the_argument_and_the_attached_optimizer_are_reset():
     layer, head = _model()
     attached = torch.optim.SGD(layer.parameters(), lr=0.01, momentum=0.9)
     given = torch.optim.SGD(layer.parameters(), lr=0.01, momentum=0.9)
@@ -198,8 +201,11 @@ def test_argument_takes_precedence_over_attribute():
         opt.step()
     layer.optimizer = attached
     moved = layer.evolve_connections(optimizer=given)
-    assert torch.all(given.state[layer.weight]["momentum_buffer"][moved] == 0)
-    assert torch.all(attached.state[layer.weight]["momentum_buffer"] == 1)
+    kept = torch.ones(layer.n_params, dtype=torch.bool)
+    kept[moved] = False
+    for opt in (given, attached):  # a stale buffer in either would push the new connection
+        assert torch.all(opt.state[layer.weight]["momentum_buffer"][moved] == 0)
+        assert torch.all(opt.state[layer.weight]["momentum_buffer"][kept] == 1)
 
 
 def test_reset_state_direct():

@@ -88,7 +88,7 @@ def test_zeta_zero_moves_nothing():
     [
         (lambda m: Evolution(nn.Linear(3, 3), torch.optim.SGD(nn.Linear(3, 3).parameters(), lr=1), every=1), "has no SETLayer"),
         (lambda m: Evolution(m, torch.optim.SGD(m[4].parameters(), lr=1), every=1), "does not update the weight of SETLayer '0'"),
-        (lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=0), "every must be a positive number"),
+        (lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=0), "every must be a positive whole number"),
         (lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=1, schedule="cosine"), "needs total_steps"),
         (lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=1, regrowth="gradient"), "needs SETLayers built with regrowth='gradient'"),
         (lambda m: Evolution(m, "sgd", every=1), "must be a torch.optim.Optimizer"),
