@@ -18,6 +18,8 @@ from ..layer import erdos_renyi_n_params
 
 INPUT_SIZE = 28 * 28  # MNIST pixels
 MAX_SEED = 2**32
+MNIST_TRAIN_IMAGES, MNIST_TEST_IMAGES = 60_000, 10_000
+RUN_ID = re.compile(r"[A-Za-z0-9][\w.+-]*")  # a folder name in the results directory, never a path
 MAX_SHIFT = 8  # pixels: a larger shift pushes most of a digit out of the 28 x 28 frame
 
 
@@ -177,9 +179,13 @@ class ExperimentConfig:
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if not 0 <= self.seed < MAX_SEED:
             raise ConfigError(f"seed must be in [0, 2**32), got {self.seed!r}")
-        for name in ("train_size", "test_size"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1 or None, got {getattr(self, name)!r}")
+        for name, available in (("train_size", MNIST_TRAIN_IMAGES), ("test_size", MNIST_TEST_IMAGES)):
+            if getattr(self, name) is not None and not 1 <= getattr(self, name) <= available:
+                raise ConfigError(f"{name} must be in 1..{available} (MNIST's images) or None for all, got {getattr(self, name)!r}")
+        for name in ("init_from", "topology_from"):
+            source = getattr(self, name)
+            if source is not None and not RUN_ID.fullmatch(source):
+                raise ConfigError(f"{name} must be a run id (a folder name in the results directory, no path), got {source!r}")
         non_negative = {"weight_decay": self.weight_decay, "l1": self.l1, "momentum": self.momentum, "blank_noise": self.blank_noise}
         if self.weight_decay_end is not None:
             non_negative["weight_decay_end"] = self.weight_decay_end

@@ -14,6 +14,7 @@ torchvision fetch the files into the cache instead when none are found (needs a 
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import lzma
@@ -25,6 +26,7 @@ from typing import Literal
 
 import torch
 
+from .config import ConfigError
 from .paths import CACHE, MNIST_DIR
 
 MEAN, STD = 0.1307, 0.3081
@@ -112,7 +114,12 @@ def prepare_raw_files(source: Path, cache: Path) -> Path:
             with opener(packed, "rb") as f_in, open(partial, "wb") as f_out:
                 while block := f_in.read(1 << 20):
                     f_out.write(block)
-        except (OSError, EOFError, lzma.LZMAError) as err:
+        except OSError as err:
+            partial.unlink(missing_ok=True)
+            if err.errno == errno.ENOSPC:  # the cache's disk, not the data: say so
+                raise MNISTFileError(f"no space left on the device of the MNIST cache {raw} (about 55 MB needed); free some or point the cache elsewhere") from None
+            raise MNISTFileError(f"MNIST file {packed} cannot be decompressed ({err}); expected md5 {md5}") from err
+        except (EOFError, lzma.LZMAError) as err:
             partial.unlink(missing_ok=True)
             raise MNISTFileError(f"MNIST file {packed} cannot be decompressed ({err}); expected md5 {md5}") from err
         if (found := _md5(partial)) != md5:
@@ -153,6 +160,9 @@ def prepare_data(data: MNISTTensors, train_size: int | None = None, test_size: i
     gradient at all. ``"scaled"`` undoes only the centring: pixels in [0, 1 / 0.3081], the
     standardised scale with blank pixels at 0.
     """
+    for name, size, available in (("train_size", train_size, len(data.train_y)), ("test_size", test_size, len(data.test_y))):
+        if size is not None and size > available:
+            raise ConfigError(f"{name}={size} asks for more images than the {available:,} there are; use at most {available} (or None: all)")
     train_x, test_x = data.train_x[:train_size], data.test_x[:test_size]
     if inputs == "unit":
         train_x, test_x = ((x * STD + MEAN).clamp_(0, 1) for x in (train_x, test_x))

@@ -10,8 +10,10 @@ finished.
 """
 from __future__ import annotations
 
+import math
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,10 +126,13 @@ def run_experiment(
         return folder.path
     if folder.state(config) == "damaged":
         raise DamagedFileError(f"{folder.path}: {folder.problem(config)}; delete the folder to rerun that run")
+    if folder.state(config) == "diverged":
+        raise DivergedError(f"{folder.path}: {folder.problem(config)}")
     training_device(config)  # refused here, before anything is written, where it is absent
     for name in ("init_from", "topology_from"):
         if (source := getattr(config, name)) is not None:
             _require_finished(RunDir(folder.path.parent / source), name)
+            _require_same_layers(RunDir(folder.path.parent / source).config(), config, name)
     with folder.lock():
         train(config, folder, data if data is not None else load_mnist(), progress, stop_after)
     return folder.path
@@ -145,6 +150,23 @@ def training_device(config: ExperimentConfig) -> torch.device:
         if (device.index or 0) >= count:
             raise ConfigError(f"device={config.device!r}: torch sees {count} CUDA device(s) on this machine")
     return device
+
+
+class DivergedError(RuntimeError):
+    """A run's training loss became non-finite: it stops, and is never counted as finished."""
+
+
+def _require_same_layers(source: ExperimentConfig, config: ExperimentConfig, field_name: str) -> None:
+    """Refuse a source run whose network has other layer shapes or connection counts."""
+    def layers(c: ExperimentConfig) -> tuple[Any, ...]:
+        sparse = c.model != "Dense"
+        return (sparse, tuple(c.set_layer_shapes()), c.layer_epsilons() if sparse else None)
+
+    if field_name == "init_from" and layers(source) != layers(config) or field_name == "topology_from" and layers(source)[1:] != layers(config)[1:]:
+        raise ConfigError(
+            f"{field_name}={config.init_from if field_name == 'init_from' else config.topology_from!r} is a {source.model} with hidden "
+            f"{list(source.hidden)} and epsilon {source.epsilon}; this run needs {config.model} with hidden {list(config.hidden)} and epsilon {config.epsilon}"
+        )
 
 
 def _require_finished(source: RunDir, field_name: str) -> None:
@@ -220,6 +242,8 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
     if (saved := folder.checkpoint(run_id)) is not None:
         trainee.restore(saved)
         history = folder.history(saved["epoch"])
+        if changed := folder.note_resume(environment(trainee.device), saved["epoch"]):
+            warnings.warn(f"{run_id} resumes after epoch {saved['epoch']} under another environment ({'; '.join(changed)}); recorded in environment.json", stacklevel=2)
     else:
         folder.start(config, environment(trainee.device))
         history = History(counts=[first_layer_counts(model)])
@@ -240,6 +264,10 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
         train_loss, train_acc = train_epoch(
             model, optimizer, data, config.batch_size, decay, epoch, trainee.data_rng, augment, trainee.augment_rng
         )
+        if not math.isfinite(train_loss):
+            message = f"diverged at epoch {epoch}: the training loss is {train_loss} (try a smaller lr); delete the folder to rerun it"
+            folder.mark_diverged(message)
+            raise DivergedError(f"{run_id} {message}")
         prune(model, config, history)
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y, config.batch_size)
         counts = first_layer_counts(model)

@@ -98,13 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
     from .data import MNISTFileError  # heavy imports only once the arguments are good
-    from .engine import run_experiment
+    from .engine import DivergedError, run_experiment
     from .run_files import DamagedFileError, RunInProgressError
 
     try:
         run_dir = run_experiment(config, args.results_dir, progress=not args.no_progress)
     except (ConfigError, RunInProgressError, DamagedFileError, MNISTFileError) as err:
         parser.exit(2, f"error: {err}\n")
+    except DivergedError as err:  # not the user's mistake: the training itself failed
+        parser.exit(1, f"error: {err}\n")
     except OSError as err:  # read-only folder, full disk: say which file, no traceback
         where = f" ({err.filename})" if err.filename else ""
         parser.exit(2, f"error: {err.strerror or err}{where}\n")

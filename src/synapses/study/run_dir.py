@@ -58,7 +58,7 @@ from .run_files import (
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "center_ratio", "decay_in_force", "seconds")
 
-RunState = Literal["done", "partial", "new", "damaged"]
+RunState = Literal["done", "partial", "new", "damaged", "diverged"]
 MANIFEST_FORMAT = "synapses-run/1"
 
 
@@ -82,9 +82,35 @@ class History:
 
 def read_metric_rows(path: Path) -> list[dict[str, float]]:
     """The rows of a ``metrics.csv`` or ``metrics.csv.xz`` (epoch as int, the rest as float),
-    legacy names renamed."""
-    rows = list(csv.DictReader(io.StringIO(read_text(path), newline="")))
-    return [{LEGACY_METRIC_NAMES.get(k, k): (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+    legacy names renamed.
+
+    Raises:
+        DamagedFileError: a header that is not :data:`METRIC_COLUMNS`, a row cut short or
+            with a value that is not a number, or epochs that do not count 1, 2, ...
+    """
+    text = read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [LEGACY_METRIC_NAMES.get(name, name) for name in next(reader, [])]
+
+    def damaged(why: str) -> DamagedFileError:
+        return DamagedFileError(f"{path} is damaged ({why}); delete {path.parent} to rerun that run")
+
+    if tuple(header) != METRIC_COLUMNS:
+        raise damaged(f"header {','.join(header)!r}, expected {','.join(METRIC_COLUMNS)!r}")
+    if text and not text.endswith("\n"):
+        raise damaged("its last line is cut short")
+    rows = []
+    for number, cells in enumerate(reader, start=1):
+        try:
+            if len(cells) != len(header):
+                raise ValueError(f"{len(cells)} values")
+            row = {name: (int(cell) if name == "epoch" else float(cell)) for name, cell in zip(header, cells)}
+        except ValueError as err:
+            raise damaged(f"row {number}: {err}") from None
+        if row["epoch"] != number:
+            raise damaged(f"row {number} is epoch {row['epoch']}")
+        rows.append(row)
+    return rows
 
 
 def metrics_text(rows: list[dict[str, float]]) -> str:
@@ -146,6 +172,10 @@ class RunDir:
         return self.path / "checkpoint.pt"
 
     @property
+    def diverged_file(self) -> Path:
+        return self.path / "diverged.txt"
+
+    @property
     def manifest_file(self) -> Path:
         return self.path / "manifest.json"
 
@@ -169,6 +199,8 @@ class RunDir:
         if not self.path.is_dir():
             return "no run folder"
         if not self.manifest_file.exists():
+            if self.diverged_file.exists():
+                return self.diverged_file.read_text().strip()
             return "unfinished: a checkpoint is there" if self.checkpoint_file.exists() else "not finished (no manifest.json)"
         try:
             manifest = json.loads(self.manifest_file.read_text())
@@ -194,11 +226,14 @@ class RunDir:
     def state(self, config: ExperimentConfig) -> RunState:
         """``"done"``, ``"partial"`` (a checkpoint to resume from), ``"new"``, or
         ``"damaged"`` (a manifest whose files do not verify: nothing to resume, and training
-        over it would hide the damage)."""
+        over it would hide the damage) or ``"diverged"`` (its loss became non-finite:
+        ``diverged.txt`` says when; resuming would repeat it, bit for bit)."""
         if self.is_finished(config):
             return "done"
         if self.manifest_file.exists():
             return "damaged"
+        if self.diverged_file.exists():
+            return "diverged"
         return "partial" if self.checkpoint_file.exists() else "new"
 
     def verified_config(self) -> ExperimentConfig:
@@ -248,7 +283,25 @@ class RunDir:
     def start(self, config: ExperimentConfig, environment: dict[str, Any]) -> None:
         """Write ``config.json`` and ``environment.json`` of a run that starts from scratch."""
         write_atomic(self.config_file, (config.to_json() + "\n").encode())
+        self.diverged_file.unlink(missing_ok=True)
         write_atomic(self.environment_file, (json.dumps(environment, indent=2) + "\n").encode())
+
+    def note_resume(self, environment: dict[str, Any], epoch: int) -> list[str]:
+        """Record in ``environment.json`` that the run resumed after ``epoch`` under
+        ``environment``, when that differs from the environment it started in (its numbers
+        from then on come from other library versions or another machine). Returns what
+        differs (``name: old -> new``), empty when nothing does."""
+        recorded = json.loads(self.environment_file.read_text()) if self.environment_file.exists() else {}
+        started = {k: v for k, v in recorded.items() if k != "resumed"}
+        changed = [f"{k}: {started.get(k)} -> {v}" for k, v in environment.items() if started.get(k) != v]
+        if changed:
+            recorded["resumed"] = [*recorded.get("resumed", []), {"after_epoch": epoch, **environment}]
+            write_atomic(self.environment_file, (json.dumps(recorded, indent=2) + "\n").encode())
+        return changed
+
+    def mark_diverged(self, message: str) -> None:
+        """Leave ``diverged.txt``: the run stops for good, and says why, to every reader."""
+        write_atomic(self.diverged_file, (message + "\n").encode())
 
     def write_history(self, history: History, final: bool = False) -> None:
         """``metrics.csv``, ``topology.npz`` (and ``pruning.npz``) for the epochs done so far

@@ -323,7 +323,7 @@ def missing_source(run: SweepRun, results_dir: Path, sweep: Sweep | None = None)
 
 def state_note(run: SweepRun, results_dir: Path, state: str, sweep: Sweep | None = None) -> str:
     """Why a run is in ``state``, for the states that need a reason."""
-    if state == "damaged":
+    if state in ("damaged", "diverged"):
         return RunDir.of(run.config, results_dir).problem(run.config) or ""
     if state == "blocked":
         return f"needs {missing_source(run, results_dir, sweep)}, which is not a finished run there"
@@ -378,7 +378,7 @@ def execute(sweep: Sweep, results_dir: Path, args: argparse.Namespace) -> list[O
         state = run_state(run, results_dir, sweep)
         if state == "done":
             outcomes[run.config.run_id()] = Outcome(run.config.run_id(), "done")
-        elif state in ("damaged", "blocked"):  # reported, never trained over
+        elif state in ("damaged", "blocked", "diverged"):  # reported, never trained over
             outcomes[run.config.run_id()] = Outcome(run.config.run_id(), state, state_note(run, results_dir, state, sweep))
         else:
             todo.append((run, state))
@@ -466,7 +466,7 @@ def format_dry_run(sweep: Sweep, results_dir: Path) -> str:
     lines = [f"{'run':<{width}}  state    {'epochs':<13}  hours  note"]
     lines += [f"{r[0]:<{width}}  {r[1]:<7}  {r[2]:<13}  {r[3]:>5}  {r[4]}".rstrip() for r in rows]
     states = [r[1] for r in rows]
-    counts = ", ".join(f"{states.count(s)} {s}" for s in ("done", "resume", "new", "damaged", "blocked") if s in states)
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("done", "resume", "new", "damaged", "blocked", "diverged") if s in states)
     lines.append(f"{counts}; {epochs:,} of {total:,} epochs recorded, {seconds / 3600:.1f} hours of training (summed over runs)")
     return "\n".join(lines)
 
@@ -475,7 +475,7 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
     width = max([len(o.run_id) for o in outcomes] + [6])
     lines = [f"{'run':<{width}}  state     log"]
     lines += [f"{o.run_id:<{width}}  {o.state:<8}  {o.log}" for o in outcomes]
-    counts = {s: sum(o.state == s for o in outcomes) for s in ("done", "finished", "resumed", "failed", "waiting", "damaged", "blocked")}
+    counts = {s: sum(o.state == s for o in outcomes) for s in ("done", "finished", "resumed", "failed", "waiting", "damaged", "blocked", "diverged")}
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return "\n".join(lines)
 
@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         except PermissionError as err:
             parser.exit(2, f"error: cannot write in {err.filename or args.results_dir} ({err.strerror}); choose a writable --results-dir\n")
         print(format_outcomes(outcomes))
-        failed |= any(o.state in ("failed", "waiting", "damaged", "blocked") for o in outcomes)
+        failed |= any(o.state in ("failed", "waiting", "damaged", "blocked", "diverged") for o in outcomes)
     return 1 if failed else 0
 
 
