@@ -38,11 +38,6 @@ def test_model_round_trip_with_compact_indices(tmp_path):
         assert loaded[key].dtype == state[key].dtype and torch.equal(loaded[key], state[key])
 
 
-def test_legacy_plain_torch_save_files_still_load(tmp_path):
-    # (a legacy checkpoint loads too, with a warning that it is unverified: see below)
-    state = _state()
-    torch.save({**state, "connections": state["connections"].int()}, tmp_path / "model.pt")
-    assert torch.equal(load_model_state(tmp_path / "model.pt")["connections"], state["connections"])
 
 
 def test_topology_and_pruning_round_trip(tmp_path):
@@ -50,8 +45,9 @@ def test_topology_and_pruning_round_trip(tmp_path):
     counts = rng.integers(0, 300, (6, 784))  # steps beyond int8: stored wider, still exact
     write_topology(tmp_path / "topology.npz", counts)
     assert np.array_equal(read_topology(tmp_path / "topology.npz"), counts)
-    np.savez_compressed(tmp_path / "legacy.npz", pixel_counts=counts.astype(np.int16))
-    assert np.array_equal(read_topology(tmp_path / "legacy.npz"), counts)
+    np.savez_compressed(tmp_path / "other.npz", pixel_counts=counts.astype(np.int16))  # not this format
+    with pytest.raises(DamagedFileError, match="other.npz holds no pixel_count_steps"):
+        read_topology(tmp_path / "other.npz")
     pruned, mass = rng.integers(0, 20, (5, 784)), rng.uniform(0.01, 10, (5, 784))
     mass[:, :3] = 0.0  # pixels without connections
     write_pruning(tmp_path / "pruning.npz", pruned, mass)
@@ -71,21 +67,6 @@ def test_weight_mass_beyond_float16_normal_range_stays_float32(tmp_path, outside
     assert np.array_equal(read_pruning(tmp_path / "pruning.npz")[1], mass.astype(np.float32).astype(np.float64))
 
 
-def test_legacy_float32_weight_mass_converts_to_float16_and_reads_back_rounded(tmp_path):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    rng = np.random.default_rng(1)
-    pruned, mass = rng.integers(0, 20, (4, 784)), rng.uniform(0.01, 10, (4, 784)).astype(np.float32)
-    legacy = {"pruned_counts": pruned.astype(np.int8), "abs_weight_sum_planes": run_files._byte_planes(mass, ">f4")}
-    run_files.write_atomic(run_dir / "pruning.npz", run_files.npz_bytes(legacy, final=True))
-    assert np.array_equal(read_pruning(run_dir / "pruning.npz")[1], mass)  # the float32 layout reads as it was
-    before = (run_dir / "pruning.npz").stat().st_size
-    assert run_files.convert_run_folder(run_dir) == before - (run_dir / "pruning.npz").stat().st_size > 0
-    got_pruned, got_mass = read_pruning(run_dir / "pruning.npz")
-    assert np.array_equal(got_pruned, pruned) and np.array_equal(got_mass, mass.astype(np.float16).astype(np.float64))
-    assert run_files.convert_run_folder(run_dir) == 0  # current now
-    np.savez_compressed(run_dir / "pruning.npz", pruned_counts=pruned, abs_weight_sum=mass)  # the oldest layout, plain floats
-    assert run_files.convert_run_folder(run_dir) > 0 and np.array_equal(read_pruning(run_dir / "pruning.npz")[1], got_mass)
 
 
 def _checkpoint(tmp_path):
@@ -101,9 +82,9 @@ def _checkpoint(tmp_path):
         (lambda raw: raw[: len(raw) // 2], "truncated"),
         (lambda raw: b"", "it is empty"),
         (lambda raw: raw[:-100] + bytes([raw[-100] ^ 0x01]) + raw[-99:], "checksum mismatch"),
-        (lambda raw: b"PK\x03\x04garbage", "not a readable checkpoint"),
+        (lambda raw: b"PK\x03\x04garbage", "no checksum: not a sealed file"),
     ],
-    ids=["truncated", "empty", "flipped_byte", "bad_legacy_zip"],
+    ids=["truncated", "empty", "flipped_byte", "unsealed_zip"],
 )
 def test_damaged_checkpoint_names_the_file_and_the_way_out(tmp_path, damage, match):
     path = _checkpoint(tmp_path)
@@ -179,28 +160,6 @@ def test_truncated_topology_names_the_file(tmp_path):
         read_topology(path)
 
 
-def test_converting_a_legacy_run_folder_keeps_every_tensor(tmp_path, small_mnist):
-    config = ExperimentConfig(epochs=2, record_pruning=True)
-    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
-    state, counts = load_model_state(run_dir / "model.pt"), read_topology(run_dir / "topology.npz")
-    pruned, mass = read_pruning(run_dir / "pruning.npz")
-    # the layout before this module: int32 connections, raw int16 counts and a trend array
-    torch.save({k: (v.int() if v.dtype == torch.int64 else v) for k, v in state.items()}, run_dir / "model.pt")
-    np.savez_compressed(run_dir / "topology.npz", pixel_counts=counts.astype(np.int16), trend=np.zeros((3, 14)))
-    np.savez_compressed(run_dir / "pruning.npz", pruned_counts=pruned.astype(np.int16), abs_weight_sum=mass.astype(np.float32))
-    metrics = run_files.read_text(run_dir / "metrics.csv.xz")
-    (run_dir / "metrics.csv.xz").unlink()  # plain text, with the old column name
-    (run_dir / "metrics.csv").write_text(metrics.replace(",decay_in_force,", ",weight_decay,", 1))
-    legacy_model_size = (run_dir / "model.pt").stat().st_size
-    assert run_files.convert_run_folder(run_dir) > 0
-    assert (run_dir / "model.pt").stat().st_size < 0.6 * legacy_model_size
-    assert run_files.read_sealed(run_dir / "model.pt", "")[0]["run_id"] == config.run_id()
-    assert run_files._same(load_model_state(run_dir / "model.pt"), state)
-    assert np.array_equal(read_topology(run_dir / "topology.npz"), counts)
-    assert all(np.array_equal(a, b) for a, b in zip(read_pruning(run_dir / "pruning.npz"), (pruned, mass)))
-    assert run_files.read_text(run_dir / "metrics.csv.xz") == metrics and not (run_dir / "metrics.csv").exists()
-    assert RunDir(run_dir).is_finished(config)
-    assert run_files.convert_run_folder(run_dir) == 0  # nothing left to convert
 
 
 def test_an_unsealed_checkpoint_is_refused_not_resumed(tmp_path):
@@ -208,25 +167,10 @@ def test_an_unsealed_checkpoint_is_refused_not_resumed(tmp_path):
     path = tmp_path / "run_a" / "checkpoint.pt"
     path.parent.mkdir()
     torch.save({"model": _state(), "epoch": 2}, path)
-    with pytest.raises(DamagedFileError, match="checkpoint.pt has no checksum .*; delete .*run_a to restart the run from scratch"):
+    with pytest.raises(DamagedFileError, match="checkpoint.pt is damaged \\(no checksum: not a sealed file.*; delete .*run_a to restart the run from scratch"):
         load_checkpoint(path, "run_a")
 
 
-def test_conversion_leaves_a_run_being_trained_alone(tmp_path, small_mnist, capsys):
-    """The conversion command skips a run whose lock is held: its trainer rewrites the files
-    every epoch, and a conversion in between could lose one."""
-    config = ExperimentConfig(epochs=1)
-    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
-    metrics = run_dir / "metrics.csv"
-    metrics.write_text(run_files.read_text(run_dir / "metrics.csv.xz").replace(",decay_in_force,", ",weight_decay,"))
-    (run_dir / "metrics.csv.xz").unlink()
-    legacy = metrics.read_bytes()
-    with RunDir(run_dir).lock():
-        assert run_files.main([str(tmp_path)]) == 0
-    assert "skipped" in capsys.readouterr().out and metrics.read_bytes() == legacy
-    run_files.main([str(tmp_path)])
-    assert not metrics.exists()
-    assert run_files.read_text(run_dir / "metrics.csv.xz").startswith("epoch,train_loss,train_acc,test_loss,test_acc,center_ratio,decay_in_force,seconds\n")
 
 
 def _compressions(path) -> set[int]:
@@ -262,20 +206,6 @@ def test_final_arrays_are_byte_identical_whenever_written(tmp_path, monkeypatch)
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
 
 
-def test_converting_a_zlib_era_finished_run_to_xz_keeps_every_tensor(tmp_path, small_mnist):
-    config = ExperimentConfig(epochs=2, record_pruning=True)
-    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
-    state, counts, pruning = load_model_state(run_dir / "model.pt"), read_topology(run_dir / "topology.npz"), read_pruning(run_dir / "pruning.npz")
-    # as the previous version finished runs: a zlib-sealed model, deflated arrays
-    run_files.write_sealed(run_dir / "model.pt", run_files.compact_indices(state), kind="model", run_id=config.run_id())
-    write_topology(run_dir / "topology.npz", counts)
-    write_pruning(run_dir / "pruning.npz", *pruning)
-    assert run_files.convert_run_folder(run_dir) > 0
-    assert run_files.read_sealed(run_dir / "model.pt", "")[0]["compression"] == "xz"
-    assert run_files._same(load_model_state(run_dir / "model.pt"), state)
-    assert np.array_equal(read_topology(run_dir / "topology.npz"), counts)
-    assert all(np.array_equal(a, b) for a, b in zip(read_pruning(run_dir / "pruning.npz"), pruning))
-    assert RunDir(run_dir).is_finished(config) and run_files.convert_run_folder(run_dir) == 0
 
 
 def test_a_run_that_keeps_no_network_finishes_without_one(tmp_path, small_mnist):
@@ -343,10 +273,11 @@ def test_a_crash_inside_finish_resumes_from_the_packed_metrics(tmp_path, small_m
     assert strip(run_files.read_text(run_dir / "metrics.csv.xz")) == strip(run_files.read_text(reference / "metrics.csv.xz"))
 
 
-def test_conversion_leaves_the_arrays_of_a_run_in_progress_as_they_are(tmp_path, small_mnist):
-    """Its trainer rewrites them with zlib each epoch: LZMA would only change committed bytes."""
-    config = ExperimentConfig(epochs=3, record_pruning=True)
-    run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False, stop_after=1)
-    before = {name: (run_dir / name).read_bytes() for name in ("topology.npz", "pruning.npz", "metrics.csv", "checkpoint.pt")}
-    assert run_files.convert_run_folder(run_dir) == 0
-    assert {name: (run_dir / name).read_bytes() for name in before} == before
+
+
+def test_a_plain_torch_save_file_is_refused(tmp_path):
+    # no seal: nothing says which run it belongs to or whether it is whole
+    path = tmp_path / "model.pt"
+    torch.save(_state(), path)
+    with pytest.raises(DamagedFileError, match="model.pt is damaged \\(no checksum: not a sealed file"):
+        load_model_state(path)

@@ -244,17 +244,20 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path, capsys):
     text = """
 base: {epochs: 1, train_size: 500, test_size: 100}
 runs:
-  - {name: broken, init_from: no_such_run}
+  - {name: broken, lr: 1.0e+12}
   - {name: fine}
+  - {name: blocked, init_from: no_such_run}
 """
     path = _write(tmp_path, text)
     assert main([str(path), "--jobs", "2", "--results-dir", str(tmp_path / "results")]) == 1
     out = capsys.readouterr().out
-    broken, fine = (r.config.run_id() for r in load_sweep(path).runs)
+    broken, fine, blocked = (r.config.run_id() for r in load_sweep(path).runs)
     assert f"{fine}  finished" in out
     line = next(l for l in out.splitlines() if l.startswith(broken))
-    assert "failed" in line and ".sweep-logs" in line and "ConfigError" in line
-    assert "1 finished, 1 failed" in out
+    assert "failed" in line and ".sweep-logs" in line and "DivergedError" in line and "diverged at epoch 1" in line
+    line = next(l for l in out.splitlines() if l.startswith(blocked))
+    assert "blocked" in line and "needs no_such_run, which is not a finished run there" in line
+    assert "1 finished, 1 failed, 1 blocked" in out
 
 
 def test_slurm_executor_submits_one_job_array(tmp_path, monkeypatch):

@@ -234,7 +234,7 @@ class SETLayer(nn.Module):
         conn = self.connections
         key = (conn.data_ptr(), conn._version, conn.device)
         stale = self._index is None or self._index_key != key
-        if not stale and conn.device.type == "cpu" and not torch.equal(conn, self._index_source):
+        if not stale and conn.device.type == "cpu" and self._index_source is not None and not torch.equal(conn, self._index_source):
             stale = True
         if stale:
             self._index = CSRIndex.build(conn, self.in_features, self.out_features)

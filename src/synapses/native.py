@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import platform
+import shutil
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -30,9 +31,11 @@ from .sparse_ops import CSRIndex, differentiable_grads
 
 SOURCE = Path(__file__).parent / "csrc" / "sparse_linear.cpp"
 # -march=native uses the widest vectors this processor has. A build for one processor can
-# crash on another (a home directory shared by a cluster's nodes), so the cached build's
-# name carries a fingerprint of the processor's instruction sets.
+# crash on another (a home directory shared by a cluster's nodes), and one for another
+# torch cannot be loaded, so the cached build's name carries a fingerprint of everything
+# that makes a build differ (see build_tag).
 CFLAGS = ["-O3", "-march=native"]
+log = logging.getLogger("synapses")
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -81,7 +84,15 @@ def _build() -> tuple[ModuleType | None, str | None]:
     try:
         from torch.utils import cpp_extension
 
-        name = f"synapses_sparse_linear_{_processor_tag()}"
+        compiler = os.environ.get("CXX", "c++")
+        if shutil.which(compiler) is None:
+            return None, f"no C++ compiler ({compiler!r} is not on PATH): install one (e.g. apt-get install g++) or use compute='sparse'"
+        if not cpp_extension.is_ninja_available():
+            return None, "ninja is not installed (pip install ninja), or use compute='sparse'"
+        name = f"synapses_sparse_linear_{build_tag()}"
+        built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
+        if not built.exists():
+            log.warning("synapses: compiling the CPU kernels for this environment, once (about a minute) into %s", built.parent)
         module = cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, verbose=False)
     except Exception as error:  # a missing compiler shows as OSError, RuntimeError or CalledProcessError
         return None, f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
@@ -90,15 +101,19 @@ def _build() -> tuple[ModuleType | None, str | None]:
     return module, None
 
 
-def _processor_tag() -> str:
-    """8 hex digits naming this processor's architecture and instruction sets."""
+def build_tag() -> str:
+    """8 hex digits naming what a build depends on: the processor's architecture and
+    instruction sets, torch's version and C++ ABI, the Python version, the compiler flags
+    and the kernels' source. Two environments that differ in any of them keep two builds
+    side by side instead of rebuilding each other's."""
     features = platform.machine()
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             features += next((line for line in cpuinfo if line.startswith(("flags", "Features"))), "")
     except OSError:
         features += platform.processor()
-    return hashlib.sha256(features.encode()).hexdigest()[:8]
+    parts = [features, torch.__version__, str(torch._C._GLIBCXX_USE_CXX11_ABI), platform.python_version(), " ".join(CFLAGS), SOURCE.read_text()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
 
 
 def feature_major(t: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from .config import ExperimentConfig
 from .engine import run_experiment
 from .paths import RESULTS
 from .run_dir import METRIC_COLUMNS, RunDir
-from .run_files import LEGACY_METRIC_NAMES, DamagedFileError, RunInProgressError, read_text
+from .run_files import DamagedFileError, RunInProgressError, read_text
 
 if TYPE_CHECKING:
     from .sweep import Sweep
@@ -45,7 +45,7 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     config fields as leading columns (``weight_decay`` is the config's; the coefficient in
     force each epoch is the metric ``decay_in_force``)."""
     folder = RunDir(run_dir)
-    metrics = pd.read_csv(io.StringIO(read_text(folder.metrics_file))).rename(columns=LEGACY_METRIC_NAMES)
+    metrics = pd.read_csv(io.StringIO(read_text(folder.metrics_file)))
     config = folder.verified_config() if folder.manifest_file.exists() else folder.config()
     fields = config.to_dict() | {"run_id": folder.path.name}
     for column in reversed(CONFIG_COLUMNS):

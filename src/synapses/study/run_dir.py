@@ -39,7 +39,6 @@ import torch
 from .config import ExperimentConfig
 from .lifetimes import LifetimeRecord, read_lifetimes, write_lifetimes
 from .run_files import (
-    LEGACY_METRIC_NAMES,
     DamagedFileError,
     file_digest,
     hold_lock,
@@ -81,8 +80,7 @@ class History:
 
 
 def read_metric_rows(path: Path) -> list[dict[str, float]]:
-    """The rows of a ``metrics.csv`` or ``metrics.csv.xz`` (epoch as int, the rest as float),
-    legacy names renamed.
+    """The rows of a ``metrics.csv`` or ``metrics.csv.xz`` (epoch as int, the rest as float).
 
     Raises:
         DamagedFileError: a header that is not :data:`METRIC_COLUMNS`, a row cut short or
@@ -90,7 +88,7 @@ def read_metric_rows(path: Path) -> list[dict[str, float]]:
     """
     text = read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = [LEGACY_METRIC_NAMES.get(name, name) for name in next(reader, [])]
+    header = next(reader, [])
 
     def damaged(why: str) -> DamagedFileError:
         return DamagedFileError(f"{path} is damaged ({why}); delete {path.parent} to rerun that run")

@@ -17,8 +17,8 @@ written once and committed, with xz/LZMA, which is slow but makes them about 10%
 like any other; its metrics are ``metrics.csv.xz``, which ``pandas.read_csv`` reads as it
 is, at a quarter of the plain text's size). A file that fails any check raises :class:`DamagedFileError`
 naming the file and the way out; nothing damaged is ever resumed or counted as finished.
-Files written before sealing existed (a plain ``torch.save`` zip) are still read: they carry
-no checksum, so they are checked only as far as torch's reader checks them.
+A ``.pt`` file without the seal (a plain ``torch.save`` file) is refused: nothing says which
+run it belongs to or whether it is whole.
 """
 from __future__ import annotations
 
@@ -39,9 +39,6 @@ import numpy as np
 import torch
 
 SEAL = b"synapses-sealed/1\n"
-# metrics.csv columns renamed since: runs written before the coefficient in force each epoch
-# had its one name called it after the config field.
-LEGACY_METRIC_NAMES = {"weight_decay": "decay_in_force"}
 
 
 class DamagedFileError(RuntimeError):
@@ -123,15 +120,12 @@ def write_sealed(path: Path, obj: Any, compression: str = "zlib", **meta: Any) -
     write_atomic(path, SEAL + json.dumps(header, sort_keys=True).encode() + b"\n" + payload)
 
 
-def _decompress(header: dict[str, Any] | None, payload: bytes) -> bytes:
-    if header is None:  # legacy: a plain torch.save file
-        return payload
+def _decompress(header: dict[str, Any], payload: bytes) -> bytes:
     return lzma.decompress(payload) if header.get("compression") == "xz" else zlib.decompress(payload)
 
 
-def read_sealed(path: Path, way_out: str) -> tuple[dict[str, Any] | None, Any]:
-    """``(header, obj)`` of a file written by :func:`write_sealed` (header ``None`` for a
-    legacy plain ``torch.save`` file).
+def read_sealed(path: Path, way_out: str) -> tuple[dict[str, Any], Any]:
+    """``(header, obj)`` of a file written by :func:`write_sealed`.
 
     Raises:
         DamagedFileError: ``"<path> is damaged (<why>); <way_out>"``.
@@ -143,9 +137,8 @@ def read_sealed(path: Path, way_out: str) -> tuple[dict[str, Any] | None, Any]:
         raise DamagedFileError(f"{path} is damaged (not a readable checkpoint: {type(err).__name__}); {way_out}") from None
 
 
-def _checked_payload(path: Path, way_out: str) -> tuple[dict[str, Any] | None, bytes]:
-    """``(header, payload)`` of a sealed file whose size and checksum match, or ``(None,
-    raw bytes)`` of a legacy one (which carries no checksum to check)."""
+def _checked_payload(path: Path, way_out: str) -> tuple[dict[str, Any], bytes]:
+    """``(header, payload)`` of a sealed file whose size and checksum match."""
 
     def damaged(why: str) -> DamagedFileError:
         return DamagedFileError(f"{path} is damaged ({why}); {way_out}")
@@ -154,7 +147,7 @@ def _checked_payload(path: Path, way_out: str) -> tuple[dict[str, Any] | None, b
     if not raw:
         raise damaged("it is empty")
     if not raw.startswith(SEAL):
-        return None, raw
+        raise damaged("no checksum: not a sealed file, from an old version or another program")
     header_line, _, payload = raw[len(SEAL) :].partition(b"\n")
     try:
         header = json.loads(header_line)
@@ -233,8 +226,6 @@ def load_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
     """
     way_out = f"delete {path.parent} to restart the run from scratch"
     header, payload = read_sealed(path, way_out)
-    if header is None:
-        raise DamagedFileError(f"{path} has no checksum (not a sealed checkpoint: from an old version or another program); {way_out}")
     if header.get("run_id") != run_id:
         raise DamagedFileError(f"{path} belongs to run {header.get('run_id')!r}, not {run_id!r}; {way_out}")
     if header.get("epoch") != payload.get("epoch"):
@@ -243,12 +234,9 @@ def load_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
 
 
 def is_intact(path: Path) -> bool:
-    """Whether a sealed file passes its size and checksum checks (a legacy one, which has
-    none, whether it loads), without unpickling a sealed payload."""
+    """Whether a sealed file passes its size and checksum checks, without unpickling it."""
     try:
-        header, _ = _checked_payload(path, "")
-        if header is None:
-            read_sealed(path, "")
+        _checked_payload(path, "")
     except (DamagedFileError, OSError):
         return False
     return True
@@ -278,11 +266,10 @@ def write_topology(path: Path, counts: np.ndarray, final: bool = False) -> None:
 
 
 def read_topology(path: Path) -> np.ndarray:
-    """``(epochs + 1, n_inputs)`` int64 counts from :func:`write_topology` (or the older
-    ``pixel_counts`` layout)."""
+    """``(epochs + 1, n_inputs)`` int64 counts from :func:`write_topology`."""
     arrays = _read_npz(path)
-    if "pixel_counts" in arrays:
-        return arrays["pixel_counts"].astype(np.int64)
+    if "pixel_count_steps" not in arrays:
+        raise DamagedFileError(f"{path} holds no pixel_count_steps; delete {path.parent} to rerun that run")
     return np.cumsum(arrays["pixel_count_steps"].astype(np.int64), axis=0)
 
 
@@ -303,12 +290,11 @@ def write_pruning(path: Path, pruned: np.ndarray, weight_mass: np.ndarray | None
 
 
 def read_pruning(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(pruned_counts int64, abs_weight_sum float64 or None)`` from :func:`write_pruning`
-    (or the older layouts with float32 sums, as byte planes or plain)."""
+    """``(pruned_counts int64, abs_weight_sum float64 or None)`` from :func:`write_pruning`."""
     arrays = _read_npz(path)
+    if "pruned_counts" not in arrays:
+        raise DamagedFileError(f"{path} holds no pruned_counts; delete {path.parent} to rerun that run")
     mass = next((_from_byte_planes(arrays[key], dtype) for key, dtype in WEIGHT_MASS_PLANES.items() if key in arrays), None)
-    if mass is None and "abs_weight_sum" in arrays:
-        mass = arrays["abs_weight_sum"].astype(np.float64)
     return arrays["pruned_counts"].astype(np.int64), mass
 
 
@@ -367,135 +353,3 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error, lzma.LZMAError) as err:
         raise DamagedFileError(f"{path} is damaged ({type(err).__name__}: {err}); delete {path.parent} to rerun that run") from None
-
-
-# ---------------------------------------------------------------------------- conversion
-def convert_run_folder(run_dir: Path) -> int:
-    """Rewrite a run folder's legacy files in the current formats (a finished network,
-    arrays and a finished run's metrics with xz/LZMA); returns bytes saved.
-
-    Each file is read back after writing and must give exactly the tensors and arrays of
-    the original, or the original is restored and an error raised.
-    """
-    saved = _pack_finished_metrics(run_dir)
-    finished = not (run_dir / "checkpoint.pt").exists()
-    for name, read, write, expected in _CONVERTERS:
-        path = run_dir / name
-        if not path.exists() or _is_current(path, finished):
-            continue
-        before_bytes = path.read_bytes()
-        before = read(path)
-        write(path, before, run_dir.name)
-        if not _same(read(path), expected(before)):
-            write_atomic(path, before_bytes)
-            raise RuntimeError(f"{path}: converted file does not read back as it should; left as it was")
-        saved += len(before_bytes) - path.stat().st_size
-    return saved
-
-
-def _pack_finished_metrics(run_dir: Path) -> int:
-    """A finished run's (no checkpoint) plain ``metrics.csv`` as ``metrics.csv.xz``, legacy
-    column names renamed, checked to read back to the same lines; returns bytes saved."""
-    plain, packed = run_dir / "metrics.csv", run_dir / "metrics.csv.xz"
-    if not plain.exists() or (run_dir / "checkpoint.pt").exists():
-        return 0
-    lines = _read_metrics_renamed(plain)
-    write_xz_text(packed, "".join(lines))
-    if read_text(packed).splitlines(keepends=True) != lines:
-        packed.unlink()
-        raise RuntimeError(f"{packed}: compressed file does not read back identically; {plain} left as it was")
-    saved = plain.stat().st_size - packed.stat().st_size
-    plain.unlink()
-    return saved
-
-
-def _is_current(path: Path, finished: bool = True) -> bool:
-    """Whether ``path`` already has the current layout (sealed, the current array keys or
-    column names; LZMA members only for a ``finished`` run's arrays: a run in progress
-    rewrites them with zlib every epoch)."""
-    if path.suffix == ".csv":
-        with open(path) as f:
-            return not set(f.readline().strip().split(",")) & LEGACY_METRIC_NAMES.keys()
-    if path.suffix == ".pt":
-        with open(path, "rb") as f:
-            if f.read(len(SEAL)) != SEAL:
-                return False
-            return path.name != "model.pt" or json.loads(f.readline()).get("compression") == "xz"
-    with zipfile.ZipFile(path) as archive:
-        if finished and any(member.compress_type != zipfile.ZIP_LZMA for member in archive.infolist()):
-            return False
-    with np.load(path) as z:
-        names = set(z.files)
-    if path.name == "topology.npz":  # steps rather than raw counts
-        return "pixel_count_steps" in names
-    # pruning: the weight sums (if any) in the byte-plane layout write_pruning gives them
-    _, mass = read_pruning(path)
-    return "abs_weight_sum" not in names and (mass is None or _weight_mass_key(mass) in names)
-
-
-def _pruning_after_conversion(arrays: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray | None]:
-    """What a converted ``pruning.npz`` must read back as: its counts, its weight sums as
-    the current layout rounds them (:func:`stored_weight_mass`)."""
-    pruned, mass = arrays
-    return pruned, None if mass is None else stored_weight_mass(mass)
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
-    return bool(a == b)
-
-
-def _read_checkpoint_any(path: Path) -> dict[str, Any]:
-    return load_checkpoint(path, path.parent.name)
-
-
-def _read_metrics_renamed(path: Path) -> list[str]:
-    """``metrics.csv``'s lines, the header with its current names."""
-    header, *body = path.read_text().splitlines(keepends=True)
-    return [",".join(LEGACY_METRIC_NAMES.get(name, name) for name in header.rstrip("\n").split(",")) + "\n", *body]
-
-
-def _unchanged(content: Any) -> Any:
-    return content
-
-
-# Per file: how to read it, how to write it in the current format, and what the rewritten
-# file must read back as (exactly what it held, but for pruning.npz's rounded weight sums).
-_CONVERTERS: list[tuple[str, Callable[[Path], Any], Callable[[Path, Any, str], None], Callable[[Any], Any]]] = [
-    ("model.pt", load_model_state, lambda p, state, run_id: save_model(p, state, run_id), _unchanged),
-    ("checkpoint.pt", _read_checkpoint_any, lambda p, payload, run_id: save_checkpoint(p, payload, run_id, payload["epoch"]), _unchanged),
-    ("topology.npz", read_topology, lambda p, counts, _: write_topology(p, counts, final=True), _unchanged),
-    ("pruning.npz", read_pruning, lambda p, arrays, _: write_pruning(p, arrays[0], arrays[1], final=True), _pruning_after_conversion),
-    ("metrics.csv", _read_metrics_renamed, lambda p, lines, _: write_atomic(p, "".join(lines).encode()), _unchanged),
-]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m synapses.study.run_files RESULTS_DIR``: convert every run folder in place."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m synapses.study.run_files", description="Rewrite legacy run files in the current compact, checksummed formats and column names, each verified to read back as it should (exactly, but for pruning.npz's weight sums, rounded to float16).")
-    parser.add_argument("results_dir", type=Path)
-    args = parser.parse_args(argv)
-    if not args.results_dir.is_dir():
-        parser.exit(2, f"error: {args.results_dir} is not a folder\n")
-    total = 0
-    for run_dir in sorted(p for p in args.results_dir.iterdir() if (p / "config.json").exists()):
-        try:
-            with hold_lock(run_dir):  # a run being trained rewrites its files every epoch
-                total += convert_run_folder(run_dir)
-        except RunInProgressError as err:
-            print(f"skipped: {err}")
-    print(f"saved {total / 2**20:.1f} MiB")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
