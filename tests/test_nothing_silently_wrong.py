@@ -315,3 +315,150 @@ def test_evolution_schedule_arguments_and_state_are_checked():
             evolution.load_state_dict(state)
     evolution.load_state_dict({"steps": 10, "evolutions": 2})
     assert evolution.state_dict() == {"steps": 10, "evolutions": 2}
+
+
+# ---------------------------------------------------------------------------- the engine
+@pytest.fixture
+def partial_run(finished_run, tmp_path):
+    """A run stopped after its first epoch (checkpoint, plain metrics.csv)."""
+    config, _, small = finished_run
+    path = run_experiment(config, tmp_path / "results", data=small, progress=False, stop_after=1)
+    return config, RunDir(path), small
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda text: text[:-7], "its last line is cut short"),
+        (lambda text: text.replace("\n1,", "\n1,garbage,", 1), "row 1"),
+        (lambda text: "garbage\n", "header 'garbage'"),
+        (lambda text: text.splitlines(True)[0], "results hold 0 epochs, the checkpoint 1"),
+    ],
+    ids=["cut-mid-line", "garbage-value", "garbage-header", "rows-missing"],
+)
+def test_a_partial_run_with_damaged_metrics_is_refused_naming_the_file(partial_run, damage, problem):
+    config, folder, small = partial_run
+    metrics = folder.path / "metrics.csv"
+    metrics.write_text(damage(metrics.read_text()))
+    with pytest.raises((DamagedFileError, RuntimeError), match=problem):
+        run_experiment(config, folder.path.parent, data=small, progress=False)
+
+
+def test_resuming_under_another_environment_is_said_and_recorded(partial_run):
+    config, folder, small = partial_run
+    recorded = json.loads(folder.environment_file.read_text())
+    folder.environment_file.write_text(json.dumps({**recorded, "torch": "1.0.0"}))
+    with pytest.warns(UserWarning, match="resumes after epoch 1 under another environment \\(torch: 1.0.0 -> "):
+        run_experiment(config, folder.path.parent, data=small, progress=False)
+    environment = json.loads(folder.environment_file.read_text())
+    assert environment["torch"] == "1.0.0" and environment["resumed"][0]["after_epoch"] == 1
+    assert environment["resumed"][0]["torch"] == recorded["torch"]
+
+
+def test_a_diverged_run_stops_with_a_status_and_is_never_done(tmp_path, finished_run, capsys):
+    from synapses.study.engine import DivergedError
+
+    _, _, small = finished_run
+    config = ExperimentConfig(epochs=3, lr=1e12)
+    with pytest.raises(DivergedError, match="diverged at epoch 1: the training loss is nan"):
+        run_experiment(config, tmp_path, data=small, progress=False)
+    folder = RunDir.of(config, tmp_path)
+    assert folder.state(config) == "diverged" and not folder.is_finished(config)
+    with pytest.raises(DivergedError, match="diverged at epoch 1"):  # not retried in silence
+        run_experiment(config, tmp_path, data=small, progress=False)
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("base: {epochs: 3, lr: 1.0e+12}\n")
+    assert sweep_main([str(sweep), "--dry-run", "--results-dir", str(tmp_path)]) == 0
+    assert "diverged" in capsys.readouterr().out
+
+
+def test_a_source_run_of_another_shape_is_refused_before_a_folder_is_made(tmp_path, finished_run):
+    _, _, small = finished_run
+    source = run_experiment(ExperimentConfig(epochs=1, hidden=(64, 32)), tmp_path, data=small, progress=False)
+    for config in (ExperimentConfig(epochs=1, init_from=source.name), ExperimentConfig(epochs=1, evolution="off", topology_from=source.name)):
+        with pytest.raises(ConfigError, match="is a SparseNet with hidden \\[64, 32\\] .*; this run needs SparseNet with hidden \\[512, 128\\]"):
+            run_experiment(config, tmp_path, data=small, progress=False)
+        assert not (tmp_path / config.run_id()).exists()
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        (dict(init_from="../elsewhere/run"), "init_from must be a run id \\(a folder name in the results directory, no path\\)"),
+        (dict(evolution="off", topology_from="/abs/run"), "topology_from must be a run id"),
+        (dict(train_size=100_000), "train_size must be in 1..60000"),
+        (dict(test_size=20_000), "test_size must be in 1..10000"),
+    ],
+)
+def test_config_values_that_were_silently_bent_are_refused(fields, problem):
+    with pytest.raises(ConfigError, match=problem):
+        ExperimentConfig(**fields)
+
+
+def test_the_run_command_refuses_a_training_set_larger_than_mnist_in_one_line(tmp_path, capsys):
+    from synapses.study import run as cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--epochs", "1", "--train-size", "100000", "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "train_size must be in 1..60000" in err
+
+
+def test_a_full_cache_disk_is_not_reported_as_a_damaged_mnist(tmp_path, monkeypatch):
+    from synapses.study import data
+
+    real_open = open
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        if "w" in mode and str(path).endswith(".partial"):
+            def write(_):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            handle.write = write
+        return handle
+
+    monkeypatch.setattr("builtins.open", full_disk_open)
+    with pytest.raises(data.MNISTFileError, match="no space left on the device of the MNIST cache"):
+        data.prepare_raw_files(data.default_source(), tmp_path / "cache")
+
+
+def test_a_missing_compiler_is_named_not_a_ninja_failure(monkeypatch):
+    from synapses import native
+
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    monkeypatch.delenv("SYNAPSES_NO_NATIVE", raising=False)
+    module, error = native._build()
+    assert module is None and "no C++ compiler ('no-such-compiler-here' is not on PATH): install one" in error
+
+
+def test_the_kernel_build_is_keyed_by_torch_and_the_source(monkeypatch):
+    from synapses import native
+
+    tag = native.build_tag()
+    monkeypatch.setattr(native.torch, "__version__", "0.0.0")
+    assert native.build_tag() != tag
+
+
+def test_a_seed_out_of_range_fails_the_first_cell():
+    from synapses.study.params import check_parameters, seed_value
+
+    check_parameters(seed=(2**32 - 1, seed_value))
+    with pytest.raises(ValueError, match="seed"):
+        check_parameters(seed=(2**32, seed_value))
+
+
+def test_a_sweep_into_a_read_only_results_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    # As root (CI) a chmod'ed folder stays writable, so the refusal is simulated where it happens.
+    from pathlib import Path
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("base: {epochs: 1}\n")
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(SystemExit) as info:
+        sweep_main([str(sweep), "--results-dir", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("error: cannot write in ") and "(Permission denied); choose a writable --results-dir" in err

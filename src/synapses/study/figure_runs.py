@@ -33,6 +33,7 @@ import yaml
 from .config import ConfigError
 from .paths import CONFIGS, NOTEBOOKS, REPO_ROOT, RESULTS
 from .run_dir import RunDir
+from .run_files import write_atomic
 from .sweep import load_sweep_spec, sweep_names
 
 RUNS_DIR = NOTEBOOKS / "runs"
@@ -146,7 +147,7 @@ def _write_if_changed(path: Path, text: str) -> None:
     # an unchanged file keeps its time stamp, so make does not restart to re-read it
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        write_atomic(path, text.encode())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@ in its first code cell with the parameter's name and what it accepts.
 
     check_parameters(
         profile=(profile, one_of("smoke", "default", "paper")),
-        seeds=(seeds, optional(list_of(non_negative_int))),
+        seeds=(seeds, optional(list_of(seed_value))),
     )
 
 A rule is a function that returns an error phrase ("a list of integers >= 0") for a bad
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 from typing import Any, Callable
+
+from .config import MAX_SEED
 
 Rule = Callable[[Any], "str | None"]
 
@@ -61,6 +63,11 @@ def positive_int(value: Any) -> str | None:
 
 def non_negative_int(value: Any) -> str | None:
     return None if _is_int(value) and value >= 0 else "an integer >= 0"
+
+
+def seed_value(value: Any) -> str | None:
+    """A seed the runs accept: an integer in [0, 2**32)."""
+    return None if _is_int(value) and 0 <= value < MAX_SEED else "an integer in [0, 2**32)"
 
 
 def non_negative_number(value: Any) -> str | None:
