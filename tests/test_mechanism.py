@@ -1,0 +1,137 @@
+"""The mechanism's instruments: survivors, ink bands, births and deaths, the birth-death
+account, and the write-up's statistics, against hand-made cases and a real recorded run."""
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from synapses.study import stats
+from synapses.study.config import ExperimentConfig
+from synapses.study.demography import demography, predicted_rho, rates, simulate, windowed
+from synapses.study.engine import run_experiment
+from synapses.study.lifetimes import read_lifetimes
+from synapses.study.run_dir import RunDir
+from synapses.study.run_files import load_model_state, read_pruning, read_topology
+from synapses.study.survivors import (
+    BAND_NAMES,
+    band_density,
+    band_tipping_epoch,
+    crossing_epoch,
+    final_survivors,
+    ink_band,
+    survivor_counts,
+)
+
+
+def test_ink_bands_follow_the_fixed_edges():
+    ink = np.array([0.0, 1e-4, 0.0499, 0.05, 0.2999, 0.3, 1.0])
+    assert [BAND_NAMES[b] for b in ink_band(ink)] == ["never", "rare", "rare", "medium", "medium", "core", "core"]
+
+
+def test_survivors_are_the_recorded_counts_minus_the_pruned_and_end_as_the_final_network(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=3, record_pruning=True, record_weight_mass=False, record_lifetimes=True)
+    run = RunDir(run_experiment(config, tmp_path, data=small_mnist, progress=False))
+    topology, (pruned, _) = read_topology(run.topology_file), read_pruning(run.pruning_file)
+    survivors = survivor_counts(topology, pruned)
+    assert survivors.shape == (3, 784) and (survivors >= 0).all()
+    assert np.array_equal(survivors[-1], final_survivors(load_model_state(run.model_file)))
+    # and per slot, from the lifetime record: the connections not pruned at each epoch
+    life = read_lifetimes(run.lifetimes_file)
+    for epoch in (1, 2, 3):
+        kept = life.keys_during(epoch)[~life.pruned_mask(epoch)] % 784
+        assert np.array_equal(np.bincount(kept, minlength=784), survivors[epoch - 1])
+    with pytest.raises(ValueError, match="expected one more topology row"):
+        survivor_counts(topology[1:], pruned)
+
+
+def test_demography_counts_every_connection_once_and_matches_the_pruning(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=4, record_pruning=True, record_weight_mass=False, record_lifetimes=True)
+    run = RunDir(run_experiment(config, tmp_path, data=small_mnist, progress=False))
+    life = read_lifetimes(run.lifetimes_file)
+    band = ink_band(np.linspace(0, 1, 784) * (np.arange(784) % 3 > 0))
+    table = demography(life, band)
+    n = len(life.initial_keys)
+    per_epoch = table.groupby("epoch")[["newborns", "established", "newborn_survivors", "established_deaths"]].sum()
+    assert (per_epoch.newborns + per_epoch.established == n).all()
+    assert per_epoch.loc[1, "newborns"] == n  # the initial connections are born at epoch 1
+    pruned_total = read_pruning(run.pruning_file)[0].sum(axis=1)
+    deaths = per_epoch.newborns - per_epoch.newborn_survivors + per_epoch.established_deaths
+    assert np.array_equal(deaths.to_numpy(), pruned_total)
+    # newborns of epoch e are exactly the connections pruned at e - 1
+    assert np.array_equal(per_epoch.newborns.to_numpy()[1:], pruned_total[:-1])
+    s, h = rates(table)
+    assert s.shape == (4, 4) and np.isnan(h[0]).all()  # nobody is established at epoch 1
+
+
+def test_the_birth_death_account_with_known_rates():
+    pixels = np.array([1, 1, 1, 1])
+    start = np.array([10.0, 10.0, 10.0, 10.0])
+    pruned = np.full(5, 8.0)
+    s, h = np.full((5, 4), 0.5), np.tile([0.0, 0.1, 0.2, 0.5], (5, 1))
+    out = simulate(start, pruned, s, h, pixels)
+    # each band: S <- (1 - h) S + 0.5 * 8 / 4
+    expected = start.copy()
+    for _ in range(4):
+        expected = (1 - h[0]) * expected + 1.0
+    np.testing.assert_allclose(out[-1], expected)
+    ink = np.array([0.0, 0.01, 0.1, 0.5])
+    rho = predicted_rho(out, ink_band(ink), ink)
+    assert np.isnan(rho[0])  # all bands equal at the start: nothing to rank
+    assert rho[-1] == pytest.approx(-1.0)  # the highest hazard sits on the most inked pixel
+
+
+def test_windowed_rates_average_each_block_ignoring_gaps():
+    values = np.array([[1.0], [3.0], [np.nan], [5.0], [7.0]])
+    np.testing.assert_allclose(windowed(values, 2)[:, 0], [2, 2, 5, 5, 7])
+
+
+@pytest.mark.parametrize(
+    ("rho", "epoch"),
+    [
+        (np.r_[np.ones(20), -np.ones(30)], 26),  # the window ending at 26 is the first with more -1 than +1
+        (np.r_[np.ones(20), -np.ones(5)], None),
+        (np.r_[-np.ones(30)], 10),
+        (np.ones(30), None),
+    ],
+)
+def test_crossing_epoch_is_where_the_trailing_mean_goes_below_zero_for_good(rho, epoch):
+    assert crossing_epoch(rho) == epoch
+
+
+def test_band_tipping_compares_core_with_rare():
+    density = np.zeros((40, 4))
+    density[:, BAND_NAMES.index("rare")] = 10
+    density[:, BAND_NAMES.index("core")] = np.r_[np.full(15, 12.0), np.full(25, 8.0)]
+    assert band_tipping_epoch(density) == 21  # the first trailing window with core below rare ends at 21
+    assert band_density(np.arange(8.0).reshape(2, 4), np.array([0, 1, 1, 3]))[1].tolist()[:2] == [4.0, 5.5]
+
+
+def test_paired_test_against_scipy_and_its_interval():
+    a, b = np.array([0.31, 0.27, 0.35, 0.30]), np.array([0.22, 0.25, 0.28, 0.21])
+    c = stats.paired("x", a, b)
+    assert c.p == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue) and c.higher_in == 4
+    d = a - b
+    half = scipy_stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert (c.ci_low, c.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
+    with pytest.raises(ValueError, match="two equal-length samples"):
+        stats.paired("x", a, b[:3])
+
+
+def test_welch_against_scipy():
+    a, b = np.array([1.0, 1.2, 0.9]), np.array([0.7, 0.8, 0.65, 0.75])
+    c = stats.welch("w", a, b)
+    assert c.p == pytest.approx(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert c.ci_low < c.mean < c.ci_high
+
+
+def test_holm_adjusts_in_order_and_keeps_monotone():
+    comps = [stats.Comparison(name, "paired", 3, 0, 0, 0, p, 0) for name, p in [("a", 0.01), ("b", 0.04), ("c", 0.03)]]
+    assert [c.p for c in stats.holm(comps)] == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_detectable_difference_has_the_stated_power():
+    effect = stats.detectable_difference(1.0, 3, paired=True)
+    dof, scale = 2, 1 / np.sqrt(3)
+    critical = scipy_stats.t.ppf(0.975, dof)
+    power = 1 - scipy_stats.nct.cdf(critical, dof, effect / scale) + scipy_stats.nct.cdf(-critical, dof, effect / scale)
+    assert power == pytest.approx(0.8, abs=1e-6)
+    assert stats.detectable_difference(1.0, 10, paired=True) < effect  # more seeds, smaller detectable effect
