@@ -31,7 +31,11 @@ class Scored:
     name: str
     prediction: str
     measured: str
-    held: bool
+    held: bool | None  # None: its runs are not all finished yet
+
+
+class _Pending(Exception):
+    """A prediction's runs are not all finished."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def _recorded_rho(run_dir: Path) -> np.ndarray:
 def _runs(results: Path, sweep: str, entry: str | None = None, **fields: object) -> dict[int, Path]:
     """Seed -> run folder of the finished runs of a sweep entry (fields narrow it)."""
     found = {}
-    for config in select_runs(sweep, entry, **fields):
+    for config in select_runs(sweep, entry, None, **fields):
         folder = RunDir.of(config, results)
         if config.seed in SEEDS and folder.is_finished(config):
             found[config.seed] = folder.path
@@ -144,61 +148,104 @@ def score_e2(results: Path) -> list[Scored]:
 
 def _paired_rows(results: Path, name: str, runs: dict[int, Path], baseline: dict[int, Path], epoch: int) -> tuple[list[float], list[float], list[np.ndarray], list[np.ndarray], list[int]]:
     seeds = sorted(set(runs) & set(baseline))
+    if len(seeds) < len(SEEDS):
+        raise _Pending(f"{name}: {len(seeds)} of {len(SEEDS)} seeds finished")
     rho, base, density, base_density = [], [], [], []
     for seed in seeds:
         r, d = _survivors(runs[seed]).at(epoch)
         b, bd = _survivors(baseline[seed]).at(epoch)
-        rho.append(r), base.append(b), density.append(d), base_density.append(bd)
+        rho.append(r)
+        base.append(b)
+        density.append(d)
+        base_density.append(bd)
     return rho, base, density, base_density, seeds
 
 
+def _guarded(name: str, prediction: str, score) -> Scored:
+    """``score()``'s row, or a pending one while its runs are not all finished."""
+    try:
+        return score()
+    except _Pending as pending:
+        return Scored(name, prediction, str(pending).split(": ", 1)[1], None)
+
+
 def score_interventions(results: Path) -> list[Scored]:
-    rows: list[Scored] = []
     standard, unit, scaled = (_baseline(results, inputs) for inputs in ("standardized", "unit", "scaled"))
     core, rare, never = (BAND_NAMES.index(n) for n in ("core", "rare", "never"))
-    for scale in (0.05, 0.1):
+    rows = []
+
+    def e1(scale: float) -> Scored:
         runs = _runs(results, "why_it_inverts", "e1_small_newborns", input_regrowth_scale=scale)
         rho, base, density, _, seeds = _paired_rows(results, "E1", runs, standard, 400)
         crossings = [crossing_epoch(_survivors(runs[s]).rho[:400]) for s in seeds]
         bands_ok = [int(np.argmax(d)) == core and int(np.argmin(d)) == never for d in density]
-        rows.append(Scored(f"E1 ({scale:g}σ)", "ρ at 400 > 0; core densest, never sparsest; no crossing",
-                           f"ρ {_fmt(rho)} (baseline {_fmt(base)}); bands at 400: {_band(np.mean(density, axis=0))}; crossings {crossings}",
-                           all(r > 0 for r in rho) and all(bands_ok) and all(c is None for c in crossings) and len(seeds) == 2))
-    fast = _runs(results, "why_it_inverts", "e3_fast_unit")
-    rho, base, density, base_density, seeds = _paired_rows(results, "E3", fast, unit, 400)
-    crossings = [crossing_epoch(_survivors(fast[s]).rho[:400]) for s in seeds]
-    shifted = [d[core] < b[core] and d[rare] > b[rare] for d, b in zip(density, base_density)]
-    rows.append(Scored("E3 (unit, lr × 10.53)", "ρ at 400 < 0; crossing in 80-250; core loses and rare gains against unit",
-                       f"ρ {_fmt(rho)} (unit baseline {_fmt(base)}); crossings {crossings}; core down and rare up in {_count(shifted)} seeds",
-                       all(r < 0 for r in rho) and all(c is not None and 80 <= c <= 250 for c in crossings) and all(shifted) and len(seeds) == 2))
-    slow = _runs(results, "why_it_inverts", "e3_slow_scaled")
-    rho, base, _, _, seeds = _paired_rows(results, "E3", slow, scaled, 400)
-    crossings = [crossing_epoch(_survivors(slow[s]).rho[:400]) for s in seeds]
-    rows.append(Scored("E3 (scaled, lr ÷ 10.53)", "ρ at 400 > 0; no crossing", f"ρ {_fmt(rho)} (scaled baseline {_fmt(base)}); crossings {crossings}",
-                       all(r > 0 for r in rho) and all(c is None for c in crossings) and len(seeds) == 2))
-    noise = _runs(results, "why_it_inverts", "e5_blank_noise")
-    rho, base, density, base_density, seeds = _paired_rows(results, "E5", noise, scaled, 400)
-    periphery_lost = [d[never] < b[never] and d[rare] < b[rare] for d, b in zip(density, base_density)]
-    rows.append(Scored("E5 (noise on blank pixels)", "ρ at 400 above the paired baseline by ≥ 0.1; never and rare lose; ρ ≥ 0 (weak)",
-                       f"ρ {_fmt(rho)} (scaled baseline {_fmt(base)}); never and rare down in {_count(periphery_lost)} seeds",
-                       all(r - b >= 0.1 for r, b in zip(rho, base)) and all(periphery_lost) and len(seeds) == 2))
-    rows.append(Scored("E5 (noise), sign", "ρ at 400 ≥ 0 (weak)", f"ρ {_fmt(rho)}", all(r >= 0 for r in rho) and len(seeds) == 2))
-    shifts = _runs(results, "why_it_inverts", "e5_shifts")
-    rho, base, _, _, seeds = _paired_rows(results, "E5", shifts, scaled, 400)
-    crossings = [crossing_epoch(_survivors(shifts[s]).rho[:400]) for s in seeds]
-    base_crossings = [crossing_epoch(_survivors(scaled[s]).rho[:400]) for s in seeds]
-    later = [c is not None and b is not None and c > b for c, b in zip(crossings, base_crossings)]
-    rows.append(Scored("E5 (shifts ±2 px)", "ρ at 400 < 0; crossing later than the paired baseline",
-                       f"ρ {_fmt(rho)} (baseline {_fmt(base)}); crossings {crossings} against {base_crossings}",
-                       all(r < 0 for r in rho) and all(later) and len(seeds) == 2))
-    scaled_net = _runs(results, "why_it_inverts", "e4_set_mlp_scaled")
-    standard_net = _runs(results, "set_mlp", "set", weight_decay=0.0)
-    seeds = sorted(set(scaled_net) & set(standard_net))
-    a = [float(_recorded_rho(scaled_net[s])[99]) for s in seeds]
-    b = [float(_recorded_rho(standard_net[s])[99]) for s in seeds]
-    rows.append(Scored("E4 (SET paper's net, scaled)", "recorded ρ at 100 < 0, within 0.15 of or below the standardised run's (H3: above by more)",
-                       f"ρ {_fmt(a)} against {_fmt(b)}", all(x < 0 and x - y <= 0.15 for x, y in zip(a, b)) and len(seeds) == 2))
+        return Scored(f"E1 ({scale:g}σ)", E1_TEXT, f"ρ {_fmt(rho)} (baseline {_fmt(base)}); bands at 400: {_band(np.mean(density, axis=0))}; "
+                      f"core densest and never sparsest in {_count(bands_ok)}; crossings {crossings}",
+                      all(r > 0 for r in rho) and all(bands_ok) and all(c is None for c in crossings))
+
+    def e3_fast() -> Scored:
+        fast = _runs(results, "why_it_inverts", "e3_fast_unit")
+        rho, base, density, base_density, seeds = _paired_rows(results, "E3", fast, unit, 400)
+        crossings = [crossing_epoch(_survivors(fast[s]).rho[:400]) for s in seeds]
+        shifted = [d[core] < b[core] and d[rare] > b[rare] for d, b in zip(density, base_density)]
+        return Scored("E3 (unit, lr × 10.53)", E3_FAST_TEXT,
+                      f"ρ {_fmt(rho)} (unit baseline {_fmt(base)}); crossings {crossings}; core down and rare up in {_count(shifted)} seeds",
+                      all(r < 0 for r in rho) and all(c is not None and 80 <= c <= 250 for c in crossings) and all(shifted))
+
+    def e3_slow() -> Scored:
+        slow = _runs(results, "why_it_inverts", "e3_slow_scaled")
+        rho, base, _, _, seeds = _paired_rows(results, "E3", slow, scaled, 400)
+        crossings = [crossing_epoch(_survivors(slow[s]).rho[:400]) for s in seeds]
+        return Scored("E3 (scaled, lr ÷ 10.53)", E3_SLOW_TEXT, f"ρ {_fmt(rho)} (scaled baseline {_fmt(base)}); crossings {crossings}",
+                      all(r > 0 for r in rho) and all(c is None for c in crossings))
+
+    def e5_noise() -> Scored:
+        noise = _runs(results, "why_it_inverts", "e5_blank_noise")
+        rho, base, density, base_density, _ = _paired_rows(results, "E5", noise, scaled, 400)
+        periphery_lost = [d[never] < b[never] and d[rare] < b[rare] for d, b in zip(density, base_density)]
+        return Scored("E5 (noise on blank pixels)", E5_NOISE_TEXT,
+                      f"ρ {_fmt(rho)} (scaled baseline {_fmt(base)}); never and rare down in {_count(periphery_lost)} seeds",
+                      all(r - b >= 0.1 for r, b in zip(rho, base)) and all(periphery_lost))
+
+    def e5_noise_sign() -> Scored:
+        rho = _paired_rows(results, "E5", _runs(results, "why_it_inverts", "e5_blank_noise"), scaled, 400)[0]
+        return Scored("E5 (noise), sign", "ρ at 400 ≥ 0 (weak)", f"ρ {_fmt(rho)}", all(r >= 0 for r in rho))
+
+    def e5_shifts() -> Scored:
+        shifts = _runs(results, "why_it_inverts", "e5_shifts")
+        rho, base, _, _, seeds = _paired_rows(results, "E5", shifts, scaled, 400)
+        crossings = [crossing_epoch(_survivors(shifts[s]).rho[:400]) for s in seeds]
+        base_crossings = [crossing_epoch(_survivors(scaled[s]).rho[:400]) for s in seeds]
+        later = [c is not None and b is not None and c > b for c, b in zip(crossings, base_crossings)]
+        return Scored("E5 (shifts ±2 px)", E5_SHIFT_TEXT, f"ρ {_fmt(rho)} (baseline {_fmt(base)}); crossings {crossings} against {base_crossings}",
+                      all(r < 0 for r in rho) and all(later))
+
+    def e4() -> Scored:
+        scaled_net = _runs(results, "why_it_inverts", "e4_set_mlp_scaled")
+        standard_net = _runs(results, "set_mlp", "set", weight_decay=0.0)
+        seeds = sorted(set(scaled_net) & set(standard_net))
+        if len(seeds) < len(SEEDS):
+            raise _Pending(f"E4: {len(seeds)} of {len(SEEDS)} seeds finished")
+        a = [float(_recorded_rho(scaled_net[s])[99]) for s in seeds]
+        b = [float(_recorded_rho(standard_net[s])[99]) for s in seeds]
+        return Scored("E4 (SET paper's net, scaled)", E4_TEXT, f"ρ {_fmt(a)} against {_fmt(b)}", all(x < 0 and x - y <= 0.15 for x, y in zip(a, b)))
+
+    for scale in (0.05, 0.1):
+        rows.append(_guarded(f"E1 ({scale:g}σ)", E1_TEXT, lambda scale=scale: e1(scale)))
+    rows += [
+        _guarded("E3 (unit, lr × 10.53)", E3_FAST_TEXT, e3_fast), _guarded("E3 (scaled, lr ÷ 10.53)", E3_SLOW_TEXT, e3_slow),
+        _guarded("E5 (noise on blank pixels)", E5_NOISE_TEXT, e5_noise), _guarded("E5 (noise), sign", "ρ at 400 ≥ 0 (weak)", e5_noise_sign),
+        _guarded("E5 (shifts ±2 px)", E5_SHIFT_TEXT, e5_shifts), _guarded("E4 (SET paper's net, scaled)", E4_TEXT, e4),
+    ]
     return rows
+
+
+E1_TEXT = "ρ at 400 > 0; core densest, never sparsest; no crossing"
+E3_FAST_TEXT = "ρ at 400 < 0; crossing in 80-250; core loses and rare gains against unit"
+E3_SLOW_TEXT = "ρ at 400 > 0; no crossing"
+E5_NOISE_TEXT = "ρ at 400 above the paired baseline by ≥ 0.1; never and rare lose"
+E5_SHIFT_TEXT = "ρ at 400 < 0; crossing later than the paired baseline"
+E4_TEXT = "recorded ρ at 100 < 0, within 0.15 of or below the standardised run's (H3: above by more)"
 
 
 def score_headline(results: Path) -> list[Scored]:
@@ -206,11 +253,14 @@ def score_headline(results: Path) -> list[Scored]:
     core = BAND_NAMES.index("core")
     for decay in (1e-3, 1e-2):
         runs = _runs(results, "why_it_inverts", "survivors_decay", weight_decay=decay)
+        if len(runs) < len(SEEDS):
+            rows.append(Scored(f"L2 {decay:g}, 1000 epochs", "ρ > 0 at every epoch; core densest from epoch 50", f"{len(runs)} of {len(SEEDS)} seeds finished", None))
+            continue
         lowest = [float(_survivors(p).rho.min()) for p in runs.values()]
         core_first = [bool((np.argmax(_survivors(p).density[49:], axis=1) == core).all()) for p in runs.values()]
         rows.append(Scored(f"L2 {decay:g}, 1000 epochs", "ρ > 0 at every epoch; core densest from epoch 50",
                            f"lowest ρ {_fmt(lowest)}; core densest throughout in {_count(core_first)} seeds",
-                           all(v > 0 for v in lowest) and all(core_first) and len(runs) == 2))
+                           all(v > 0 for v in lowest) and all(core_first)))
     return rows
 
 
@@ -224,7 +274,7 @@ def score_model(results: Path) -> list[Scored]:
     targets = {f"scaled, seed {k}": v for k, v in _baseline(results, "scaled").items() if k == 1}
     targets |= {f"standardised, seed {k}": v for k, v in _baseline(results, "standardized").items()}
     targets |= {f"E5 shifts, seed {k}": v for k, v in _runs(results, "why_it_inverts", "e5_shifts").items()}
-    targets |= {f"unit, seed {k}": v for k, v in _baseline(results, "unit").items()}
+    targets |= {f"unit, seed {k} (not a committed target)": v for k, v in _baseline(results, "unit").items()}
     rows = []
     for name, path in targets.items():
         surv = _survivors(path)
@@ -239,10 +289,11 @@ def score_model(results: Path) -> list[Scored]:
 
 def prediction_table(results: Path) -> str:
     """The write-up's table of predictions, one row each: what was predicted, what was
-    measured, whether it held."""
+    measured, whether it held ("pending" while its runs are not all finished)."""
     rows = score_e2(results) + score_interventions(results) + score_headline(results) + score_model(results)
+    verdict = {True: "yes", False: "**no**", None: "pending"}
     lines = ["| prediction | predicted | measured | held |", "|---|---|---|---|"]
-    lines += [f"| {r.name} | {r.prediction} | {r.measured} | {'yes' if r.held else '**no**'} |" for r in rows]
+    lines += [f"| {r.name} | {r.prediction} | {r.measured} | {verdict[r.held]} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -369,8 +369,14 @@ def refresh(
     def table(name: str) -> str:
         if name not in tables:
             root = Path(results_dir) if results_dir is not None else RESULTS
-            tables[name] = (selection_table(root / "feature_selection.csv") if name == "selection"
-                            else sweep_table(name, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing))
+            if name == "selection":
+                tables[name] = selection_table(root / "feature_selection.csv")
+            elif name == "mechanism":  # the predictions of docs/mechanism_predictions.md, scored
+                from .mechanism import prediction_table
+
+                tables[name] = prediction_table(root)
+            else:
+                tables[name] = sweep_table(name, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing)
         return tables[name]
 
     def value(name: str) -> str:
