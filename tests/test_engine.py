@@ -89,18 +89,6 @@ def test_interrupted_run_resumes_to_identical_files(tmp_path, small_mnist, confi
         assert (straight / name).read_bytes() == (resumed / name).read_bytes(), name
 
 
-def test_run_checkpointed_under_the_old_metric_name_resumes_under_the_new(tmp_path, small_mnist):
-    """Runs in progress when ``weight_decay`` (the metric) became ``decay_in_force`` resume
-    with the rows they hold, written back under the one current name."""
-    config = ExperimentConfig(epochs=2, weight_decay=1e-3)
-    straight = run_experiment(config, tmp_path / "straight", data=small_mnist, progress=False)
-    resumed = run_experiment(config, tmp_path / "resumed", data=small_mnist, progress=False, stop_after=1)
-    metrics = resumed / "metrics.csv"
-    metrics.write_text(metrics.read_text().replace(",decay_in_force,", ",weight_decay,"))
-    run_experiment(config, tmp_path / "resumed", data=small_mnist, progress=False)
-    (a, _), (b, _) = _read(straight), _read(resumed)
-    assert tuple(b.columns) == METRIC_COLUMNS
-    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"), check_exact=True)
 
 
 def test_finished_run_is_a_no_op(tmp_path, small_mnist):

@@ -209,9 +209,11 @@ def test_incomplete_runs_say_what_is_missing(finished, tmp_path):
     assert run_problem(run_dir, config) is None
     (run_dir / "metrics.csv.xz").unlink()  # a run stopped one epoch short keeps its metrics plain
     (run_dir / "metrics.csv").write_text("".join(read_text(tmp / "results" / config.run_id() / "metrics.csv.xz").splitlines(True)[:-1]))
-    assert run_problem(run_dir, config) == f"metrics.csv has {config.epochs - 1} of {config.epochs} epochs"
-    (run_dir / "model.pt").unlink()
-    assert run_problem(run_dir, config) == "no model.pt"
+    assert run_problem(run_dir, config) == "metrics.csv.xz is missing"  # the manifest names what the finished run held
+    (run_dir / "manifest.json").unlink()
+    assert run_problem(run_dir, config) == "not finished (no manifest.json)"
+    (run_dir / "checkpoint.pt").write_bytes(b"stands for a checkpoint")
+    assert run_problem(run_dir, config) == "unfinished: a checkpoint is there"
     assert run_problem(tmp_path / "nowhere", config) == "no run folder"
 
 
@@ -224,7 +226,7 @@ def test_truncated_topology_is_named(finished, tmp_path):
     shutil.copytree(tmp / "results", tmp_path / "results")
     topology = tmp_path / "results" / runs[0].config.run_id() / "topology.npz"
     topology.write_bytes(topology.read_bytes()[:50])
-    with pytest.raises(DamagedFileError, match=f"{topology} is damaged"):
+    with pytest.raises(DamagedFileError, match="topology.npz does not match manifest.json"):
         refresh("<!-- table: tiny -->\n<!-- /table -->\n", tmp_path / "results", tmp / "configs", allow_missing=True)
 
 

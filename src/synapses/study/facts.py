@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,10 @@ def empty_pixels(results: Path) -> str:
         if len(epochs):
             hits.append(f"{run_dir.name}: pixel {pixels[0]} after epoch {epochs[0]}, {len(epochs)} pixel-epoch(s) in all")
     return f"{len(hits)} of {len(run_dirs)} runs" + (f" ({'; '.join(hits)})" if hits else "")
+
+
+if TYPE_CHECKING:
+    from .stats import Comparison
 
 
 def welch_test_acc_1000(results: Path) -> str:
@@ -214,9 +218,49 @@ def _p_value(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 
+def _accuracy_family(results: Path) -> dict[str, "Comparison"]:
+    """The accuracy family: every paired comparison of last-epoch test accuracy the
+    write-up makes, tested together (paired t, Holm over the family), in points:
+    decay 1e-3 against none over 1000 epochs (reproduction, seeds paired), and, per learned
+    layer and decay, the positive against the inverted fixed topology (fixed_layers)."""
+    from .stats import holm, paired
+
+    def last(sweep: str, entry: str | None, **fields: object) -> dict[int, float]:
+        return {c.seed: 100 * load_metrics(results / c.run_id())["test_acc"].iloc[-1] for c in select_runs(sweep, entry, None, **fields)}
+
+    def pair(name: str, a: dict[int, float], b: dict[int, float]) -> "Comparison":
+        seeds = sorted(a.keys() & b.keys())
+        return paired(name, np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds]))
+
+    family = [pair("decay_1000", last("reproduction", None, weight_decay=1e-3), last("reproduction", None, weight_decay=0.0))]
+    for layer in ("first", "second"):
+        for decay in (1e-3, 0.0):
+            family.append(pair(f"{layer}_{decay:g}", last("fixed_layers", f"positive_{layer}", weight_decay=decay), last("fixed_layers", f"inverted_{layer}", weight_decay=decay)))
+    return {c.name: c for c in holm(family)}
+
+
+def decay_accuracy_paired(results: Path) -> str:
+    """Test accuracy at epoch 1000, decay 1e-3 minus none, paired by seed (accuracy family)."""
+    from .stats import describe
+
+    return describe(_accuracy_family(results)["decay_1000"], 2, " points")
+
+
+def fixed_layers_paired(results: Path) -> str:
+    """Positive minus inverted fixed topology per learned layer and decay, paired by seed
+    (accuracy family, Holm over its five tests)."""
+    from .stats import describe
+
+    family = _accuracy_family(results)
+    return "; ".join(f"{layer} layer, {'no decay' if decay == '0' else 'decay ' + decay}: {describe(family[f'{layer}_{decay}'], 2, ' points')}"
+                     for layer in ("first", "second") for decay in ("0.001", "0"))
+
+
 FACTS: dict[str, Callable[[Path], str]] = {
     "empty_pixels": empty_pixels,
     "welch_test_acc_1000": welch_test_acc_1000,
+    "decay_accuracy_paired": decay_accuracy_paired,
+    "fixed_layers_paired": fixed_layers_paired,
     "experiment_1_window": experiment_1_window,
     "growing_early": growing_early,
     "decoupled_paired": decoupled_paired,

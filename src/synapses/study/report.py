@@ -310,6 +310,10 @@ def sweep_table(
                     label = target if label in (sweep_name, entry, "all") else f"{target}: {label}"
                 groups.setdefault(label, []).append(run.config)
     why_not = {c.run_id(): run_problem(root / c.run_id(), c) for members in groups.values() for c in members}
+    for members in groups.values():  # damage is never pooled away, whatever allow_missing says
+        for c in members:
+            if RunDir(root / c.run_id()).state(c) == "damaged":
+                raise DamagedFileError(f"{root / c.run_id()}: {why_not[c.run_id()]}; delete the folder to rerun that run")
     problems = [f"{run_id} ({why})" for run_id, why in why_not.items() if why]
     if problems and not allow_missing:
         raise IncompleteResultsError(
@@ -371,10 +375,10 @@ def refresh(
             root = Path(results_dir) if results_dir is not None else RESULTS
             if name == "selection":
                 tables[name] = selection_table(root / "feature_selection.csv")
-            elif name == "mechanism":  # the predictions of docs/mechanism_predictions.md, scored
-                from .mechanism import prediction_table
+            elif name in ("mechanism", "mechanism:final"):  # docs/mechanism_predictions.md scored; the end of runs on survivors
+                from .mechanism import final_survivor_table, prediction_table
 
-                tables[name] = prediction_table(root)
+                tables[name] = prediction_table(root) if name == "mechanism" else final_survivor_table(root)
             else:
                 tables[name] = sweep_table(name, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing)
         return tables[name]
