@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
 from .analysis import ink_correlation
@@ -218,6 +219,25 @@ def _p_value(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 
+def idle_sign_skew(results: Path) -> str:
+    """Share of positive weights among the never-inked pixels' surviving first-layer
+    connections at the last epoch, undecayed: the demo net and the SET paper's (seed range)."""
+    from .run_dir import RunDir
+    from .survivors import ink_band
+
+    never = ink_band(training_ink()) == 0
+    parts = []
+    for label, sweep, entry in (("demo net", "reproduction", None), ("SET paper's net", "set_mlp", "set")):
+        shares = []
+        for config in select_runs(sweep, entry, None, weight_decay=0.0):
+            state = RunDir(results / config.run_id()).model_state()
+            connections, weight, pruned = state["set_layers.0.connections"], state["set_layers.0.weight"], state["set_layers.0.pruned"]
+            idle = ~pruned & torch.from_numpy(never)[connections[:, 0]]
+            shares.append(float((weight[idle] > 0).double().mean()))
+        parts.append(f"{label} {100 * min(shares):.0f}% to {100 * max(shares):.0f}% positive (n = {len(shares)})")
+    return "; ".join(parts)
+
+
 def _accuracy_family(results: Path) -> dict[str, "Comparison"]:
     """The accuracy family: every paired comparison of last-epoch test accuracy the
     write-up makes, tested together (paired t, Holm over the family), in points:
@@ -261,6 +281,7 @@ FACTS: dict[str, Callable[[Path], str]] = {
     "welch_test_acc_1000": welch_test_acc_1000,
     "decay_accuracy_paired": decay_accuracy_paired,
     "fixed_layers_paired": fixed_layers_paired,
+    "idle_sign_skew": idle_sign_skew,
     "experiment_1_window": experiment_1_window,
     "growing_early": growing_early,
     "decoupled_paired": decoupled_paired,
@@ -291,3 +312,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
