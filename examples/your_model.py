@@ -5,18 +5,55 @@ train both on MNIST with SET's evolution once per epoch.
     python examples/your_model.py --epochs 1 --train-size 2000 --test-size 500   # seconds
 
 Everything synapses-specific is in three lines: ``sparsify`` (once), ``Evolution`` (once)
-and ``evolution.step()`` (after each optimizer step). The rest is a plain PyTorch loop.
+and ``evolution.step()`` (after each optimizer step). The rest is a plain PyTorch loop. It
+needs torch and synapses only; MNIST is read from the repository's ``data/mnist`` (or
+``--data``), the four idx files as ``.xz`` or ``.gz``.
 """
 from __future__ import annotations
 
 import argparse
+import gzip
+import logging
+import lzma
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import synapses
-from synapses.study.data import load_mnist  # MNIST from the repository, offline
+
+
+class MNIST(NamedTuple):
+    train_x: torch.Tensor  # (n, 784) float32, standardised
+    train_y: torch.Tensor  # (n,) int64
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An idx file (MNIST's format: big-endian dimensions, then uint8 values), xz or gzip."""
+    opener = lzma.open if path.suffix == ".xz" else gzip.open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    dims = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return torch.frombuffer(bytearray(raw[4 + 4 * dims :]), dtype=torch.uint8).reshape(shape)
+
+
+def load_mnist(folder: Path) -> MNIST:
+    def file(name: str) -> Path:
+        found = [folder / f"{name}{suffix}" for suffix in (".xz", ".gz") if (folder / f"{name}{suffix}").exists()]
+        if not found:
+            raise SystemExit(f"error: no {name}.xz or .gz in {folder}; give the folder of MNIST's idx files with --data")
+        return found[0]
+
+    def images(name: str) -> torch.Tensor:
+        return (read_idx(file(name)).reshape(-1, 784).float() / 255 - 0.1307) / 0.3081
+
+    return MNIST(images("train-images-idx3-ubyte"), read_idx(file("train-labels-idx1-ubyte")).long(),
+                 images("t10k-images-idx3-ubyte"), read_idx(file("t10k-labels-idx1-ubyte")).long())
 
 
 def mlp() -> nn.Module:
@@ -61,10 +98,12 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser.add_argument("--train-size", type=int, default=None, help="first N training images (default: all)")
     parser.add_argument("--test-size", type=int, default=None, help="first N test images (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=Path("data/mnist"), help="folder of MNIST's idx files (default: data/mnist)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # sparsify says what it replaced
     torch.manual_seed(args.seed)
-    full = load_mnist()
-    data = type(full)(full.train_x[: args.train_size], full.train_y[: args.train_size], full.test_x[: args.test_size], full.test_y[: args.test_size])
+    full = load_mnist(args.data)
+    data = MNIST(full.train_x[: args.train_size], full.train_y[: args.train_size], full.test_x[: args.test_size], full.test_y[: args.test_size])
 
     results = {}
     print("MLP 784-1000-1000-10, hidden layers sparsified (epsilon 20), output dense:")

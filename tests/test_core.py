@@ -57,17 +57,35 @@ print("quiet")
     assert out.returncode == 0 and out.stdout.strip() == "quiet", out.stderr
 
 
+def readme_install_commands() -> list[list[str]]:
+    """The library's install command as README gives it (its first ``pip install`` line in a
+    bash block), split into arguments."""
+    import re
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.DOTALL)
+    lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines() if line.strip().startswith("pip install")]
+    return [shlex.split(lines[0])]
+
+
+def test_readme_installs_this_package_not_the_upstream_of_the_same_name():
+    for command in readme_install_commands():
+        assert command[:2] == ["pip", "install"] and command[2:] == ["."], command  # from the checkout, never "synapses"
+    assert 'name = "synapses-set"' in (ROOT / "pyproject.toml").read_text()
+
+
 @pytest.mark.skipif(not os.environ.get("CI"), reason="installs torch into a fresh virtual environment (2 minutes, 5 GB); CI runs it")
-def test_a_clean_venv_installs_the_core_with_torch_alone(tmp_path):
+def test_a_clean_venv_installs_as_readme_says_and_runs_the_library_example(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, "torch==2.14.1"], check=True)  # from this machine's disk
-    subprocess.run([*pip, str(ROOT)], check=True)
-    listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list"], capture_output=True, text=True, check=True).stdout.lower()
-    assert "synapses" in listed and not any(name in listed.split() for name in ("pandas", "pyyaml", "submitit", "torchvision", "tqdm", "scipy", "matplotlib"))
-    check = (
-        "import torch, synapses; from torch import nn; synapses.sparsify(nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 2)), epsilon=2, verbose=False); "
-        "synapses.SETLayer(8, 4, epsilon=1, compute='native')(torch.randn(3, 8))"  # the kernels' source ships with the package
-    )
-    subprocess.run([str(venv / "bin" / "python"), "-c", check], check=True, cwd=tmp_path)
+    python = str(venv / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "torch==2.14.1"], check=True)  # from this machine's disk
+    for command in readme_install_commands():
+        subprocess.run([python, "-m", *command[:2], "--quiet", *command[2:]], check=True, cwd=ROOT)
+    listed = subprocess.run([python, "-m", "pip", "list"], capture_output=True, text=True, check=True).stdout.lower()
+    assert "synapses-set" in listed and not any(name in listed.split() for name in ("pandas", "pyyaml", "submitit", "torchvision", "tqdm", "scipy", "matplotlib"))
+    example = [python, str(ROOT / "examples" / "your_model.py"), "--epochs", "1", "--train-size", "1000", "--test-size", "200", "--data", str(ROOT / "data" / "mnist")]
+    out = subprocess.run(example, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "SETLayer with" in out.stderr and "sparse MLP: test accuracy per epoch" in out.stdout

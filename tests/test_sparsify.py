@@ -22,13 +22,18 @@ class _CNN(nn.Module):
         return self.head(self.features(x))
 
 
-def test_erdos_renyi_replaces_every_linear_but_the_output(capsys):
-    model = sparsify(_mlp(), epsilon=20)
+def test_erdos_renyi_replaces_every_linear_but_the_output(caplog, capsys):
+    with caplog.at_level("INFO", logger="synapses"):
+        model = sparsify(_mlp(), epsilon=20)
     kinds = [type(m).__name__ for m in model]
     assert kinds == ["SETLayer", "ReLU", "SETLayer", "ReLU", "Linear"]
     assert model[0].n_params == synapses.erdos_renyi_n_params(784, 300, 20, None)
-    out = capsys.readouterr().out.splitlines()
-    assert out == [f"0: Linear(784, 300) -> SETLayer with {model[0].n_params:,} connections (9.22%)", f"2: Linear(300, 100) -> SETLayer with {model[2].n_params:,} connections (26.67%)"]
+    assert capsys.readouterr().out == ""  # said through logging, never printed
+    assert [r.getMessage() for r in caplog.records] == [
+        f"0: Linear(784, 300) -> SETLayer with {model[0].n_params:,} connections (9.22%)",
+        f"2: Linear(300, 100) -> SETLayer with {model[2].n_params:,} connections (26.67%)",
+        "4: kept dense (the output layer: the last registered; name output_layer= or give example_input= if another is the output)",
+    ]
 
 
 def test_erk_meets_the_global_sparsity_and_favours_small_layers():
@@ -59,7 +64,7 @@ def test_copy_keeps_the_original_and_exclude_keeps_named_layers():
 
 
 def test_cnn_classifier_only_and_patterns():
-    model = sparsify(_CNN(), epsilon=10, exclude=["features.*"], verbose=False)
+    model = sparsify(_CNN(), epsilon=10, verbose=False)  # convolutions are not linear layers: left as they are
     assert type(model.head[0]) is SETLayer and type(model.head[2]) is nn.Linear
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
@@ -95,3 +100,73 @@ def test_device_dtype_and_a_shared_layer_are_kept():
 def test_what_it_cannot_handle_is_one_clear_error(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         sparsify(model, verbose=False, **kwargs)
+
+
+class _Tied(nn.Module):
+    """An embedding-style model whose head shares the input projection's weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.Linear(8, 32, bias=False)
+        self.body = nn.Linear(32, 32)
+        self.down = nn.Linear(32, 8, bias=False)
+        self.head = nn.Linear(8, 32, bias=False)
+        self.head.weight = self.up.weight  # tied
+
+    def forward(self, x):
+        return self.head(self.down(torch.relu(self.body(self.up(x)))))
+
+
+def test_tied_weights_stay_tied_and_dense_with_a_warning(caplog):
+    model = _Tied()
+    with caplog.at_level("INFO", logger="synapses"):
+        _, report = sparsify(model, epsilon=2, keep_output_dense=False, return_report=True)
+    assert model.head.weight is model.up.weight and type(model.up) is nn.Linear
+    assert isinstance(model.body, synapses.SETLayer) and isinstance(model.down, synapses.SETLayer)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("up: kept dense (its weight is shared with head.weight (weight tying)" in m for m in warned)
+    assert {type(entry).__name__ for entry in report} == {"Replacement", "KeptDense"}
+
+
+class _HeadFirst(nn.Module):
+    """The head is registered before the body: the last registered is not the output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(16, 3)
+        self.body = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 16))
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(x)))
+
+
+def test_the_output_layer_is_the_one_applied_last_when_an_example_is_given():
+    traced = sparsify(_HeadFirst(), epsilon=2, example_input=torch.randn(2, 10), verbose=False)
+    assert type(traced.head) is nn.Linear and isinstance(traced.body[2], synapses.SETLayer)
+    named = sparsify(_HeadFirst(), epsilon=2, output_layer="head", verbose=False)
+    assert type(named.head) is nn.Linear
+    _, report = sparsify(_HeadFirst(), epsilon=2, verbose=False, return_report=True)
+    kept = [e for e in report if type(e).__name__ == "KeptDense"]
+    assert kept[0].name == "body.2" and "name output_layer= or give example_input=" in kept[0].reason
+
+
+def test_linear_subclasses_are_kept_dense_and_said(caplog):
+    attention = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, batch_first=True)
+    with caplog.at_level("WARNING", logger="synapses"):
+        sparsify(attention, epsilon=2, keep_output_dense=False)
+    assert type(attention.self_attn.out_proj) is not synapses.SETLayer
+    assert any("self_attn.out_proj: kept dense (a subclass of nn.Linear (NonDynamicallyQuantizableLinear)" in r.getMessage() for r in caplog.records)
+    assert attention(torch.randn(2, 5, 16)).shape == (2, 5, 16)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(epsilon=2, exclude=["encoder.*"]), "exclude pattern 'encoder.\\*' matches no linear layer; their names: 0, 1"),
+        (dict(sparsity=0.9), "sparsity=0.9 needs distribution='erk' or 'uniform'"),
+        (dict(epsilon=2, output_layer="nope"), "output_layer='nope' is not a linear layer"),
+    ],
+)
+def test_arguments_that_would_do_nothing_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sparsify(nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)), verbose=False, **kwargs)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import logging
 import math
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 
 import torch
 from torch import nn
@@ -17,6 +18,7 @@ from torch import nn
 from .layer import REGROWTH_MODES, SUPPORTED_DTYPES, Regrowth, SETLayer
 
 Distribution = Literal["erdos_renyi", "erk", "uniform"]
+log = logging.getLogger("synapses")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,17 @@ class Replacement:
         return f"{self.name}: Linear({self.in_features}, {self.out_features}) -> SETLayer with {self.n_params:,} connections ({100 * self.density:.2f}%)"
 
 
+@dataclass(frozen=True)
+class KeptDense:
+    """One linear layer that :func:`sparsify` left dense, and why."""
+
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: kept dense ({self.reason})"
+
+
 def sparsify(
     model: nn.Module,
     *,
@@ -46,11 +59,14 @@ def sparsify(
     regrowth: Regrowth = "uniform",
     exclude: Iterable[str] = (),
     keep_output_dense: bool = True,
+    output_layer: str | None = None,
+    example_input: Any = None,
     keep_weights: bool = False,
     inplace: bool = True,
     generator: torch.Generator | None = None,
     verbose: bool = True,
-) -> nn.Module:
+    return_report: bool = False,
+) -> nn.Module | tuple[nn.Module, list[Replacement | KeptDense]]:
     """Replace ``model``'s ``nn.Linear`` layers with :class:`SETLayer` s.
 
     Args:
@@ -65,21 +81,36 @@ def sparsify(
             (need ``sparsity``).
         zeta, regrowth: of the new layers (see :class:`SETLayer`).
         exclude: names (or ``fnmatch`` patterns, e.g. ``"head.*"``) of Linear layers to keep.
-        keep_output_dense: keep the last registered Linear dense, as SET does with its
-            output layer.
+        keep_output_dense: keep the output layer dense, as SET does: ``output_layer`` if
+            given, else the Linear that ``model(example_input)`` applies last if an
+            example is given, else the last one registered (which is not always the one
+            applied last: the report says which one was kept).
+        output_layer: the name of the output layer (see ``keep_output_dense``).
+        example_input: an input to trace the model with, to find the layer applied last.
         keep_weights: start each connection from the dense layer's weight at that pair
             (default: SETLayer's own He initialisation, as in SET).
         inplace: change ``model`` itself (default), or a deep copy of it.
         generator: random source of the connections (``None``: torch's default).
-        verbose: print one line per replaced layer.
+        verbose: log one line per replaced or kept layer (logger ``"synapses"``: replaced
+            ones at INFO, layers kept dense for a reason of their own at WARNING).
+        return_report: also return the report: a :class:`Replacement` per replaced layer
+            and a :class:`KeptDense` per linear layer left dense.
+
+    Layers that cannot be replaced faithfully stay dense, with a warning: a Linear whose
+    weight is shared with another module (weight tying: replacing it would untie them), and
+    a subclass of ``nn.Linear`` (its owner may read ``.weight`` directly, as
+    ``nn.MultiheadAttention`` does with ``out_proj``).
 
     Returns:
-        The model with SETLayers, on the device and in the dtype each Linear had.
+        The model with SETLayers, on the device and in the dtype each Linear had (and the
+        report, with ``return_report``).
 
     Raises:
         ValueError: no Linear to replace, a missing or conflicting density argument, or a
             layer in a dtype or on a device SETLayer does not support (named).
     """
+    if distribution == "erdos_renyi" and epsilon is None and sparsity is not None:
+        raise ValueError(f"sparsity={sparsity!r} needs distribution='erk' or 'uniform'; distribution='erdos_renyi' (the default) takes epsilon instead")
     if distribution == "erdos_renyi" and (epsilon is None or sparsity is not None):
         raise ValueError("distribution='erdos_renyi' takes epsilon (and no sparsity)")
     if distribution in ("erk", "uniform") and (sparsity is None or epsilon is not None):
@@ -91,7 +122,7 @@ def sparsify(
     if regrowth not in REGROWTH_MODES:
         raise ValueError(f"regrowth must be one of {REGROWTH_MODES}, got {regrowth!r}")
     model = model if inplace else copy.deepcopy(model)
-    targets = _linear_layers(model, tuple(exclude), keep_output_dense)
+    targets, kept = _linear_layers(model, tuple(exclude), keep_output_dense, output_layer, example_input)
     if not targets:
         raise ValueError(f"sparsify: {type(model).__name__} has no nn.Linear layer to replace (after exclude and keep_output_dense)")
     for name, linear in targets.items():
@@ -107,17 +138,64 @@ def sparsify(
         setattr(model.get_submodule(parent_name), child, replaced[id(linear)])
         report.append(Replacement(name, linear.in_features, linear.out_features, replaced[id(linear)].n_params))
     if verbose:
-        print("\n".join(map(str, report)))
-    return model
+        for entry in report:
+            log.info("%s", entry)
+        for entry in kept:
+            (log.warning if entry.reason.startswith(("its weight", "a subclass")) else log.info)("%s", entry)
+    full_report: list[Replacement | KeptDense] = [*report, *kept]
+    return (model, full_report) if return_report else model
 
 
-def _linear_layers(model: nn.Module, exclude: tuple[str, ...], keep_output_dense: bool) -> dict[str, nn.Linear]:
-    """Every ``nn.Linear`` registered in ``model`` (one name per registration), minus the
-    excluded ones and, with ``keep_output_dense``, the last one."""
-    found = {name: m for name, m in model.named_modules(remove_duplicate=False) if type(m) is nn.Linear}
-    if keep_output_dense and found:
-        found.pop(list(found)[-1])
-    return {name: m for name, m in found.items() if not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude)}
+def _linear_layers(
+    model: nn.Module, exclude: tuple[str, ...], keep_output_dense: bool, output_layer: str | None, example_input: Any
+) -> tuple[dict[str, nn.Linear], list[KeptDense]]:
+    """The ``nn.Linear`` layers to replace (one name per registration) and the linear
+    layers kept dense, each with its reason."""
+    linears = {name: m for name, m in model.named_modules(remove_duplicate=False) if isinstance(m, nn.Linear)}
+    kept: list[KeptDense] = []
+    for pattern in exclude:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in linears):
+            raise ValueError(f"sparsify: exclude pattern {pattern!r} matches no linear layer; their names: {', '.join(linears) or 'none'}")
+    if output_layer is not None and output_layer not in linears:
+        raise ValueError(f"sparsify: output_layer={output_layer!r} is not a linear layer of the model; their names: {', '.join(linears)}")
+    owners: dict[int, list[tuple[int, str]]] = {}  # parameter -> (module, name) of every holder
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for param_name, param in module.named_parameters(recurse=False):
+            owners.setdefault(id(param), []).append((id(module), f"{module_name}.{param_name}" if module_name else param_name))
+    output = None
+    if keep_output_dense and linears:
+        output = output_layer or (_applied_last(model, linears, example_input) if example_input is not None else list(linears)[-1])
+    found = {}
+    for name, module in linears.items():
+        sharers = [holder for module_id, holder in owners[id(module.weight)] if module_id != id(module)]
+        if name == output:
+            how = "named output_layer" if output_layer else "applied last" if example_input is not None else "the last registered; name output_layer= or give example_input= if another is the output"
+            kept.append(KeptDense(name, f"the output layer: {how}"))
+        elif any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
+            kept.append(KeptDense(name, "excluded"))
+        elif type(module) is not nn.Linear:
+            kept.append(KeptDense(name, f"a subclass of nn.Linear ({type(module).__name__}): its owner may read .weight directly"))
+        elif sharers:
+            kept.append(KeptDense(name, f"its weight is shared with {', '.join(sharers)} (weight tying): a SETLayer would untie them"))
+        else:
+            found[name] = module
+    return found, kept
+
+
+def _applied_last(model: nn.Module, linears: dict[str, nn.Linear], example_input: Any) -> str:
+    """The name of the linear layer whose forward ``model(example_input)`` runs last."""
+    order: list[str] = []
+    names = {id(m): n for n, m in linears.items()}
+    handles = [m.register_forward_hook(lambda module, args, out: order.append(names[id(module)])) for m in linears.values()]
+    try:
+        with torch.no_grad():
+            model(*example_input) if isinstance(example_input, tuple) else model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not order:
+        raise ValueError("sparsify: model(example_input) ran no linear layer")
+    return order[-1]
 
 
 def _densities(shapes: list[tuple[int, int]], distribution: str, epsilon: float | None, sparsity: float | None) -> list[float | None]:
