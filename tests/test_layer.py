@@ -71,7 +71,7 @@ def fresh_measurements():
 
 
 @pytest.mark.parametrize("fastest", ["dense", "sparse", "native"])
-def test_auto_takes_the_path_measured_fastest_and_remembers_it(fresh_measurements, monkeypatch, fastest):
+def test_measure_takes_the_path_measured_fastest_and_remembers_it(fresh_measurements, monkeypatch, fastest):
     timed = []
 
     def fake_steps(names, key):
@@ -79,7 +79,7 @@ def test_auto_takes_the_path_measured_fastest_and_remembers_it(fresh_measurement
         return {name: 1.0 if name == fastest else 2.0 for name in names}
 
     monkeypatch.setattr(dispatch, "_fastest_steps", fake_steps)
-    layer = make_layer(400, 300, compute="auto")
+    layer = make_layer(400, 300, compute="measure")
     x = torch.randn(100, 400, dtype=F64)
     assert layer.kernel_for(100) == fastest
     assert layer.uses_dense_kernels(100) is (fastest == "dense")
@@ -92,16 +92,16 @@ def test_auto_takes_the_path_measured_fastest_and_remembers_it(fresh_measurement
     assert len(timed) == 2
 
 
-def test_auto_does_without_the_compiled_kernels_where_they_cannot_be_built(fresh_measurements, monkeypatch):
+def test_measure_does_without_the_compiled_kernels_where_they_cannot_be_built(fresh_measurements, monkeypatch):
     monkeypatch.setattr(dispatch.native, "available", lambda: False)
     monkeypatch.setattr(dispatch, "_fastest_steps", lambda names, key: {name: {"dense": 2.0, "sparse": 1.0}[name] for name in names})
-    assert make_layer(400, 300, compute="auto").kernel_for(64) == "sparse"
+    assert make_layer(400, 300, compute="measure").kernel_for(64) == "sparse"
 
 
-def test_auto_measures_again_at_another_thread_count(fresh_measurements, monkeypatch):
+def test_measure_measures_again_at_another_thread_count(fresh_measurements, monkeypatch):
     calls = []
     monkeypatch.setattr(dispatch, "_fastest_steps", lambda names, key: calls.append(key[-1]) or dict.fromkeys(names, 1.0))
-    layer = make_layer(400, 300, compute="auto")
+    layer = make_layer(400, 300, compute="measure")
     threads = torch.get_num_threads()
     layer.uses_dense_kernels(64)
     try:
@@ -112,17 +112,17 @@ def test_auto_measures_again_at_another_thread_count(fresh_measurements, monkeyp
     assert calls == [threads, threads + 1]
 
 
-def test_auto_never_densifies_a_large_layer(fresh_measurements, monkeypatch):
+def test_measure_never_densifies_a_large_layer(fresh_measurements, monkeypatch):
     timed = []
     monkeypatch.setattr(dispatch, "_fastest_steps", lambda names, key: timed.extend(names) or dict.fromkeys(names, 1.0))
-    assert SETLayer(1100, 1000, sparsity=0.9, compute="auto").kernel_for(128) == "sparse"  # a tie: the first listed
+    assert SETLayer(1100, 1000, sparsity=0.9, compute="measure").kernel_for(128) == "sparse"  # a tie: the first listed
     assert timed == ["sparse", "native"]
 
 
-def test_auto_does_not_time_a_layer_with_very_many_connections(fresh_measurements, monkeypatch):
+def test_measure_does_not_time_a_layer_with_very_many_connections(fresh_measurements, monkeypatch):
     monkeypatch.setattr(dispatch, "_fastest_steps", lambda names, key: pytest.fail("timed a very large layer"))
     monkeypatch.setattr(dispatch, "MEASURE_MAX_PARAMS", 1000)
-    assert SETLayer(400, 300, epsilon=5, compute="auto").kernel_for(128) == "native"
+    assert SETLayer(400, 300, epsilon=5, compute="measure").kernel_for(128) == "native"
 
 
 def test_the_paths_are_timed_in_turns_each_its_fastest_step(monkeypatch):
@@ -148,7 +148,7 @@ def test_the_timing_layer_has_distinct_connections_at_any_size():
 
 
 def test_a_real_measurement_leaves_the_callers_random_state_alone(fresh_measurements):
-    layer = make_layer(400, 300, compute="auto")
+    layer = make_layer(400, 300, compute="measure")
     state = torch.get_rng_state()
     choice = layer.kernel_for(32)
     assert torch.equal(torch.get_rng_state(), state)
@@ -765,3 +765,28 @@ def test_load_state_dict_refuses_wrong_shape_and_dtype():
         make_layer().load_state_dict({**state, "connections": state["connections"][:5]})
     with pytest.raises(RuntimeError, match="expected an integer dtype"):
         make_layer().load_state_dict({**state, "connections": state["connections"].double()})
+
+
+def test_the_default_compute_choice_never_times_anything():
+    # a fresh process, timing made to fail: the default layer, its forward under no_grad
+    # (an evaluation) and a training step all run, by rule
+    import subprocess
+    import sys
+
+    script = """
+import torch
+from synapses import SETLayer, dispatch
+
+def no_timing(*args, **kwargs):
+    raise AssertionError("timed")
+
+dispatch._fastest_steps = no_timing
+layer = SETLayer(784, 512)
+with torch.no_grad():
+    layer(torch.randn(10000, 784))
+layer(torch.randn(128, 784)).sum().backward()
+print(layer.kernel_for(128))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() in ("native", "sparse")

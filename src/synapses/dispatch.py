@@ -1,18 +1,22 @@
-"""Which compute path a layer takes: by measurement (``compute="auto"``) or by a fixed rule.
+"""Which compute path a layer takes: by a rule (``compute="auto"``, ``"fixed"``) or by
+measurement (``compute="measure"``).
 
 Three paths share the layer's sparse storage: ``"dense"`` (scatter into a matrix, then a
 dense matmul), ``"sparse"`` (torch's CSR kernels) and, on the CPU, ``"native"`` (this
 package's compiled kernels, :mod:`synapses.native`). Which is fastest depends on the
 layer's shape and density, the batch, the dtype, the machine and the number of threads (at
 one thread the sparse kernels win where several threads make the dense matmul win).
-``"auto"`` therefore times one training step (forward and backward) of each path on random
+``"measure"`` therefore times one training step (forward and backward) of each path on random
 data of the layer's shape, once per (shape, connections, batch size rounded up to a power
 of two, dtype, device, threads), and keeps the fastest. The measurement draws from a
 private generator: it never touches the caller's random state.
 
 A measured choice can differ between machines and between processes (timing noise decides
-near a tie), and the two paths round differently, so ``"auto"`` is not for bit-identical
+near a tie), and the two paths round differently, so ``"measure"`` is not for bit-identical
 reruns; ``"fixed"`` (the rule below, the same everywhere), ``"sparse"`` or ``"dense"`` are.
+Measuring costs seconds per new batch size and is opt-in, as ``torch.backends.cudnn.benchmark``
+is. The default, ``"auto"``, decides by a rule at no cost: the fixed rule's dense path where
+it applies, else the compiled kernels on the CPU where they are built, else the CSR kernels.
 """
 from __future__ import annotations
 
@@ -49,8 +53,15 @@ def fixed_rule_is_dense(in_features: int, out_features: int, n_params: int, devi
     return device.type != "cpu" or n_params / elements >= DENSE_MIN_DENSITY
 
 
+def auto_kernel(in_features: int, out_features: int, n_params: int, device: torch.device) -> str:
+    """``compute="auto"``'s path: decided by rule, never timed (see the module's docstring)."""
+    if fixed_rule_is_dense(in_features, out_features, n_params, device):
+        return "dense"
+    return "native" if device.type == "cpu" and native.available() else "sparse"
+
+
 def candidates(in_features: int, out_features: int, device: torch.device) -> list[str]:
-    """The paths ``"auto"`` chooses from: dense only for layers small enough to densify,
+    """The paths ``"measure"`` chooses from: dense only for layers small enough to densify,
     the compiled kernels only on the CPU and where they can be built."""
     names = ["dense"] if in_features * out_features <= DENSE_MAX_ELEMENTS else []
     names.append("sparse")

@@ -10,18 +10,18 @@ import torch
 from torch import nn
 
 from . import native
-from .dispatch import KERNELS, fixed_rule_is_dense, measured_kernel
+from .dispatch import KERNELS, auto_kernel, fixed_rule_is_dense, measured_kernel
 from .evolution import largest_gradient_pairs, prune_closest_to_zero, sample_free_pairs, sample_near_parents
 from .optim_state import apply_reset, plan_reset
 from .sparse_ops import CSRIndex
 
-COMPUTE_MODES = ("auto", "fixed", "sparse", "native", "dense")
+COMPUTE_MODES = ("auto", "measure", "fixed", "sparse", "native", "dense")
 REGROWTH_MODES = ("uniform", "near_parents", "gradient")
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # compute="dense" scatters the weights into an (out, in) matrix on every call: refused
 # beyond this many elements (256 MiB in float32), where it would dwarf the sparse storage.
 DENSE_COMPUTE_MAX_ELEMENTS = 1 << 26
-Compute = Literal["auto", "fixed", "sparse", "native", "dense"]
+Compute = Literal["auto", "measure", "fixed", "sparse", "native", "dense"]
 Regrowth = Literal["uniform", "near_parents", "gradient"]
 # Connections are addressed by the flat key out * in_features + in, an int64.
 MAX_PAIRS = 2**62
@@ -56,10 +56,12 @@ class SETLayer(nn.Module):
         generator: random source of initialisation and evolution (its device is where the
             drawing happens); ``None`` uses torch's default generator, so
             ``torch.manual_seed`` makes runs repeat.
-        compute: ``"auto"``: whichever of the dense, the CSR and (on the CPU) the compiled
-            kernels runs a training step fastest for this layer, batch size, dtype and
-            thread count, measured on first use (:mod:`synapses.dispatch`; large layers
-            always CSR); ``"fixed"``: dense for small layers of density >= 6%, CSR
+        compute: ``"auto"``: by a rule, at no cost: dense for small layers of density >= 6%,
+            else the compiled CPU kernels where they are built (announced, about a minute,
+            once per environment), else CSR; ``"measure"``: whichever of the dense, the CSR
+            and (on the CPU) the compiled kernels runs a training step fastest for this
+            layer, batch size, dtype and thread count, timed on first use (seconds;
+            :mod:`synapses.dispatch`; large layers never timed); ``"fixed"``: dense for small layers of density >= 6%, CSR
             otherwise, a rule that is the same on every machine (for bit-identical reruns);
             ``"sparse"`` (torch's CSR kernels), ``"native"`` (the compiled CPU kernels of
             :mod:`synapses.native`, built on first use; refused where they cannot be built
@@ -250,6 +252,8 @@ class SETLayer(nn.Module):
             return self.compute
         if self.compute == "fixed":
             return "dense" if fixed_rule_is_dense(self.in_features, self.out_features, self.n_params, self.weight.device) else "sparse"
+        if self.compute == "auto":
+            return auto_kernel(self.in_features, self.out_features, self.n_params, self.weight.device)
         return measured_kernel(self.in_features, self.out_features, self.n_params, batch, self.weight.device, self.weight.dtype)
 
     def uses_dense_kernels(self, batch: int = 1) -> bool:

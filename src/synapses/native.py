@@ -10,7 +10,7 @@ once, in registers, where it enters or leaves.
 They are built with torch's C++ extension loader (a C++ compiler and ninja, as torch's own
 extensions need) the first time a layer asks for them, which takes about a minute once;
 the build is cached by torch (``TORCH_EXTENSIONS_DIR``, by default under ``~/.cache``).
-Without a compiler they are simply unavailable: :func:`available` says so, ``compute="auto"``
+Without a compiler they are simply unavailable: :func:`available` says so, ``compute="auto"`` and ``"measure"``
 does without them and ``compute="native"`` raises :class:`NativeKernelsUnavailable` naming
 the cause. CPU only, float32 and float64.
 """

@@ -140,8 +140,8 @@ def sparsify(
     if verbose:
         for entry in report:
             log.info("%s", entry)
-        for entry in kept:
-            (log.warning if entry.reason.startswith(("its weight", "a subclass")) else log.info)("%s", entry)
+        for kept_entry in kept:
+            (log.warning if kept_entry.reason.startswith(("its weight", "a subclass")) else log.info)("%s", kept_entry)
     full_report: list[Replacement | KeptDense] = [*report, *kept]
     return (model, full_report) if return_report else model
 

@@ -111,20 +111,20 @@ def bench_train_step(repeats: int, device: torch.device, batch: int = 128) -> Co
 
 
 def bench_compute_choice(repeats: int, device: torch.device, batch: int = 128) -> list[Comparison]:
-    """The SparseNet training step with kernels chosen by measurement (``compute="auto"``)
+    """The SparseNet training step with kernels chosen by measurement (``compute="measure"``)
     against the fixed density rule and against CSR kernels everywhere, at this thread count."""
     nets = {}
-    for compute in ("auto", "fixed", "sparse"):
+    for compute in ("measure", "fixed", "sparse"):
         torch.manual_seed(0)
         nets[compute] = SparseNet(compute=compute).to(device)
     x = torch.randn(batch, 784, device=device)
     y = torch.randint(10, (batch,), device=device)
     steps = {k: _train_step(net, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.5), x, y) for k, net in nets.items()}
-    steps["auto"]()  # the first call measures
+    steps["measure"]()  # the first call measures
     threads = torch.get_num_threads()
     results = []
     for other in ("fixed", "sparse"):
-        ours_ms, base_ms = interleaved_medians(steps["auto"], steps[other], repeats, device)
+        ours_ms, base_ms = interleaved_medians(steps["measure"], steps[other], repeats, device)
         results.append(Comparison(f"SparseNet step, measured kernels vs {other}, {threads} thr", ours_ms, base_ms, f'compute="{other}"', "ratio <= 1.0"))
     return results
 
@@ -226,7 +226,7 @@ def bench_linear_shapes(repeats: int, device: torch.device, quick: bool = False)
     ``nn.Linear`` with the same weights, at SparseProp's shapes and sparsities, and of
     SparseProp's ``SparseLinear`` on those weights where it is installed (CPU). The target
     column gives SparseProp's time as a fraction of dense; ours is ``1 / speedup``, with
-    the path ``compute="auto"`` chose. One thread, as SparseProp's numbers were measured."""
+    the path ``compute="measure"`` chose. One thread, as SparseProp's numbers were measured."""
     results = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
