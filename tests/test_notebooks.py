@@ -93,6 +93,9 @@ BAD_PARAMETERS = [
     ("benchmark", {"threads": 0}, "parameter threads must be an integer >= 1 or None, got 0"),
     ("extensions", {"sweep": "nope"}, "no sweep file 'nope' in"),
     ("mnist_demo", {"epochs": -2}, "parameter epochs must be an integer >= 1 or None, got -2"),
+    ("mnist_demo", {"seed": 2**32}, "parameter seed must be an integer in [0, 2**32), got 4294967296"),
+    ("regularization_study", {"profile": "smoke", "heatmap_epochs": [1, 50], "results_dir": "unused"},
+     "parameter heatmap_epochs must list epochs in 0..3 (the runs have 3 epochs), got [50]"),
 ]
 
 
@@ -119,3 +122,12 @@ def test_committed_figures_are_exactly_those_the_write_up_and_readme_show():
     shown = {m for page in ("README.md", "regularization.md") for m in re.findall(r"!\[.*?\]\((figures/[^)]+)\)", (ROOT / page).read_text())}
     tracked = set(subprocess.run(["git", "ls-files", "figures"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split())
     assert tracked == shown
+
+
+def test_a_misspelt_parameter_is_refused_before_the_notebook_runs(tmp_path, capsys):
+    from synapses.study import figure_runs
+
+    run = next(r for r in RUNS if r.notebook == "regularization_study")
+    with pytest.raises(ValueError, match="regularization_study.ipynb has no parameter\\(s\\) heatmap_epoch; its parameters: profile, sweep, heatmap_epochs"):
+        figure_runs.execute(run, tmp_path / "out.ipynb", "smoke", heatmap_epoch=[1])
+    assert not (tmp_path / "out.ipynb").exists()

@@ -99,11 +99,19 @@ def figure_runs(folder: Path = RUNS_DIR) -> list[FigureRun]:
 
 
 def execute(run: FigureRun, output: Path, profile: str = "default", **extra: Any) -> None:
-    """Run the notebook headlessly with the run's parameters, ``profile`` and ``extra``."""
+    """Run the notebook headlessly with the run's parameters, ``profile`` and ``extra``.
+
+    Raises:
+        ValueError: a parameter the notebook does not have (papermill would only warn, and
+            the notebook would run with its default).
+    """
     import papermill
 
-    output.parent.mkdir(parents=True, exist_ok=True)
     parameters = {**run.parameters, "profile": profile, **extra}
+    known = papermill.inspect_notebook(str(run.notebook_path))
+    if unknown := sorted(set(parameters) - set(known)):
+        raise ValueError(f"{run.notebook_path.name} has no parameter(s) {', '.join(unknown)}; its parameters: {', '.join(known)}")
+    output.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(run.notebook_path), str(output), parameters=parameters, kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT))
 
 
@@ -177,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         chosen = {run.name: run for run in runs}.get(args.name)
         if chosen is None:
             parser.exit(2, f"error: no run {args.name!r} in {RUNS_DIR} (runs: {', '.join(r.name for r in runs)})\n")
-        execute(chosen, args.output, args.profile)
+        try:
+            execute(chosen, args.output, args.profile)
+        except ValueError as err:  # a parameter the notebook does not have
+            parser.exit(2, f"error: {err}\n")
     elif args.command == "deps":
         _write_if_changed(args.output, make_rules(runs, args.executed, with_results=not args.no_results))
     else:

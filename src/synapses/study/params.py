@@ -35,6 +35,17 @@ def check_parameters(**parameters: tuple[Any, Rule]) -> None:
         raise ParameterError("; ".join(problems))
 
 
+def check_epochs(name: str, epochs: list[int] | None, available: int) -> None:
+    """Refuse epochs that the runs do not have (checked before any run is trained or read).
+
+    Raises:
+        ParameterError: naming the parameter, the values and the runs' length.
+    """
+    beyond = [e for e in epochs or [] if not 0 <= e <= available]
+    if beyond:
+        raise ParameterError(f"parameter {name} must list epochs in 0..{available} (the runs have {available} epochs), got {beyond}")
+
+
 def one_of(*allowed: Any) -> Rule:
     return lambda value: None if value in allowed else "one of " + ", ".join(map(repr, allowed))
 
