@@ -76,8 +76,9 @@ FORCE:
 animations: setup
 	$(PYTHON) -m synapses.study.animate
 
+# as root (a container, CI) JupyterLab needs --allow-root
 lab: setup
-	$(PYTHON) -m jupyter lab notebooks/
+	$(PYTHON) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 study: setup
 	$(PYTHON) -m synapses.sweep configs/*.yaml --jobs $(JOBS)

@@ -86,3 +86,13 @@ def test_animation_frames_follow_the_epochs(tmp_path):
         first = np.asarray(gif.convert("RGB"))
         gif.seek(2)
         assert not np.array_equal(first, np.asarray(gif.convert("RGB")))
+
+
+def test_the_command_line_prints_help_and_times_nothing_unless_asked(capsys, monkeypatch):
+    from synapses.study import explorer
+
+    monkeypatch.setattr(explorer, "slider_redraw_ms", lambda **kwargs: (_ for _ in ()).throw(AssertionError("timed")))
+    with pytest.raises(SystemExit) as info:
+        explorer.main(["--help"])
+    assert info.value.code == 0 and "runs in JupyterLab" in capsys.readouterr().out
+    assert explorer.main([]) == 0 and "--time-redraw" in capsys.readouterr().out

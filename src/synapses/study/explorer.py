@@ -326,6 +326,23 @@ def slider_redraw_ms(sweep: str = "reproduction", compare: bool = False, steps: 
     return statistics.median(times)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m synapses.study.explorer",
+        description="The topology explorer runs in JupyterLab (notebooks/explore.ipynb; make lab). "
+        "From the command line this only times its redraw: one slider step, one configuration and compare mode.",
+    )
+    parser.add_argument("--time-redraw", action="store_true", help="time 50 slider steps of each mode and print the medians")
+    args = parser.parse_args(argv)
+    if not args.time_redraw:
+        parser.print_help()
+        return 0
     for compare in (False, True):
         print(f"slider step, {'compare mode' if compare else 'one configuration'}: {slider_redraw_ms(compare=compare):.1f} ms (median of 50)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
