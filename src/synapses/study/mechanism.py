@@ -343,3 +343,51 @@ def account_frame(rate_run: Path, targets: dict[str, Path], window: int = MODEL_
                 "observed": surv.density[:epochs, b], "predicted": account[:, b],
             }))
     return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------- end of run, on survivors
+FINAL_CONFIGURATIONS: tuple[tuple[str, str, str | None, dict[str, object]], ...] = (
+    ("demo net, no decay", "reproduction", None, {"weight_decay": 0.0}),
+    ("demo net, L2 1e-3", "reproduction", None, {"weight_decay": 1e-3}),
+    ("demo net, L2 1e-2", "reproduction", None, {"weight_decay": 1e-2}),
+    ("demo net, inputs in [0, 1]", "extensions_1000", "unit_inputs", {}),
+    ("demo net, scaled inputs", "mechanism_1000", None, {"inputs": "scaled"}),
+    ("demo net, near-parents regrowth", "extensions_1000", "near_parents", {}),
+    ("demo net, decoupled 2e-5", "extensions_1000", "decoupled", {}),
+    ("demo net, L1 1e-4", "extensions_1000", "l1", {}),
+    ("SET paper's net, no decay", "set_mlp", "set", {"weight_decay": 0.0}),
+    ("SET paper's net, L2 1e-3", "set_mlp", "set", {"weight_decay": 1e-3}),
+)
+
+
+def final_survivor_table(results: Path) -> str:
+    """Each committed 1000-epoch configuration at its last epoch, read on the survivors of
+    its final network (``pruned`` off) beside the recorded topology: ink ρ, the centre's
+    density over the mean, and survivors per pixel by ink band (mean ± sd over seeds)."""
+    from .analysis import ink_correlation
+    from .topology import center_ratio
+
+    ink, band = _bands()
+    lines = ["| configuration | n | ink ρ, recorded | ink ρ, survivors | centre ratio, survivors | never | rare | medium | core |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for label, sweep, entry, fields in FINAL_CONFIGURATIONS:
+        found = [RunDir.of(c, results) for c in select_runs(sweep, entry, None, **fields)]
+        found = [f for f in found if f.is_finished(f.config())]
+        if not found:
+            continue
+        recorded = np.array([float(ink_correlation(f.topology()[-1], ink)) for f in found])
+        kept = np.stack([final_survivors_of(f) for f in found])
+        cells = [mean_sd(recorded), mean_sd(np.asarray(ink_correlation(kept, ink))), mean_sd(np.asarray(center_ratio(kept)))]
+        cells += [mean_sd(band_density(kept, band)[:, b], 1) for b in range(len(BAND_NAMES))]
+        lines.append(f"| {label} | {len(found)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def final_survivors_of(folder: RunDir) -> np.ndarray:
+    from .survivors import final_survivors
+
+    return final_survivors(folder.model_state())
+
+
+def mean_sd(values: np.ndarray, digits: int = 3) -> str:
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else f"{values.mean():.{digits}f}"
