@@ -65,11 +65,12 @@ def test_a_missing_run_is_a_message_not_a_traceback(tmp_path):
     shutil.copytree(run_dir_of(config), tmp_path / config.run_id())
     explorer = TopologyExplorer("reproduction", results_dir=tmp_path)
     explorer.config_a.value = "weight_decay=0.0"
-    explorer.seed_a.value = 2
-    assert "no finished run of seed 2" in explorer.message.value and "python -m synapses.sweep configs/reproduction.yaml" in explorer.message.value
-    assert explorer.figure is None and explorer.image.layout.display == "none"
-    explorer.seed_a.value = MEAN  # the one seed there is shown
+    # only the finished seed is offered, and the mean says over how many seeds it is
+    assert explorer.seed_a.options == (("mean over 1 seeds", MEAN), ("seed 0", 0))
     assert explorer.figure is not None and explorer.message.value == ""
+    explorer.config_a.value = "weight_decay=0.01"
+    assert "no finished run of any seed" in explorer.message.value and "python -m synapses.sweep configs/reproduction.yaml" in explorer.message.value
+    assert explorer.figure is None and explorer.image.layout.display == "none"
     assert SweepRuns("reproduction", tmp_path).problem(Selection("weight_decay=0.01")).startswith("reproduction / weight_decay=0.01: no finished run of any seed")
 
 
@@ -96,3 +97,12 @@ def test_the_command_line_prints_help_and_times_nothing_unless_asked(capsys, mon
         explorer.main(["--help"])
     assert info.value.code == 0 and "runs in JupyterLab" in capsys.readouterr().out
     assert explorer.main([]) == 0 and "--time-redraw" in capsys.readouterr().out
+
+
+def test_compare_mode_never_picks_a_baseline_without_topology():
+    # set_mlp holds the SET nets and their dense baseline: B defaults to a SET net
+    explorer = TopologyExplorer("set_mlp")
+    assert explorer.runs.has_topology(explorer.config_a.value) and explorer.runs.has_topology(explorer.config_b.value)
+    assert any(not explorer.runs.has_topology(label) for label in explorer.runs.labels)
+    explorer.compare.value = True
+    assert explorer.figure is not None and "mean over 3 seeds" in explorer.figure.figure.axes[0].get_title()

@@ -79,7 +79,12 @@ class SweepRuns:
         return None
 
     def seeds(self, label: str) -> list[int]:
-        return sorted(c.seed for c in self.groups[label])
+        """The seeds of ``label`` with a finished run (the others cannot be shown)."""
+        return sorted(c.seed for c in self.finished(label))
+
+    def has_topology(self, label: str) -> bool:
+        """Whether the configuration has one to show (a dense baseline has every pair)."""
+        return all(c.model != "Dense" for c in self.groups[label])
 
     def _configs(self, selection: Selection) -> list[ExperimentConfig]:
         finished = self.finished(selection.label)
@@ -175,7 +180,8 @@ class TopologyFigure:
             return "A − B"
         selection = self.a if name == "A" else self.b
         assert selection is not None
-        return f"{name}: {selection.label}\n{selection.seed if selection.seed == MEAN else f'seed {selection.seed}'}"
+        n = len(self.runs._configs(selection))
+        return f"{name}: {selection.label}\n{f'mean over {n} seeds' if selection.seed == MEAN else f'seed {selection.seed}'}"
 
     def _max_count(self) -> float:
         return max(float(c.max()) for c in self.counts.values())
@@ -267,8 +273,10 @@ class TopologyExplorer:
         self.runs = SweepRuns(self.sweep.value, self.results_dir)
         self._hold = True
         self.config_a.options = self.config_b.options = self.runs.labels
-        self.config_a.value = self.runs.labels[0]
-        self.config_b.value = self.runs.labels[-1]
+        # never pick by default a comparison without a topology (a dense baseline)
+        sparse = [label for label in self.runs.labels if self.runs.has_topology(label)] or self.runs.labels
+        self.config_a.value = sparse[0]
+        self.config_b.value = sparse[-1] if len(sparse) > 1 else sparse[0]
         self._seed_options()
         self._hold = False
         self._rebuild()
@@ -284,7 +292,8 @@ class TopologyExplorer:
     def _seed_options(self) -> None:
         for config, seed in ((self.config_a, self.seed_a), (self.config_b, self.seed_b)):
             if config.value is not None:
-                seed.options = [MEAN, *self.runs.seeds(config.value)]
+                seeds = self.runs.seeds(config.value)
+                seed.options = [(f"mean over {len(seeds)} seeds", MEAN), *((f"seed {s}", s) for s in seeds)]
                 seed.value = MEAN
 
     def _rebuild(self) -> None:
