@@ -420,3 +420,15 @@ def test_settles_below_zero(values, window, epoch):
     from synapses.study.facts import settles_below_zero
 
     assert settles_below_zero(np.array(values, dtype=float), window) == epoch
+
+
+def test_no_line_of_the_write_up_starts_with_a_value_marker():
+    # a line that starts with an HTML comment opens an HTML block in CommonMark: the rest of
+    # the line is passed through raw and glued to the line before ("and0.467")
+    import re
+    from pathlib import Path
+
+    for page in ("regularization.md", "README.md"):
+        lines = (Path(__file__).parents[1] / page).read_text().splitlines()
+        starts = [n + 1 for n, line in enumerate(lines) if re.match(r"^\s*<!--v ", line)]
+        assert not starts, (page, starts)
