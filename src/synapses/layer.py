@@ -15,6 +15,7 @@ from .evolution import largest_gradient_pairs, prune_closest_to_zero, sample_fre
 from .optim_state import apply_reset, plan_reset
 from .sparse_ops import CSRIndex
 
+CONTENT_CHECK_MAX = 1 << 20  # connections whose content is compared on every CPU forward call
 COMPUTE_MODES = ("auto", "measure", "fixed", "sparse", "native", "dense")
 REGROWTH_MODES = ("uniform", "near_parents", "gradient")
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
@@ -230,18 +231,20 @@ class SETLayer(nn.Module):
         # Rebuilt only when the connections change: in place (evolution, load_state_dict)
         # bumps the tensor's version counter; moving the layer replaces the tensor. Writes
         # that bypass the counter (through .data or .numpy()) are caught on the CPU by
-        # comparing with the connections the index was built from, which costs a pass over
-        # them; on a GPU that comparison would stop the device every call, so there only
-        # the counter is checked (change connections in place, never through .data).
+        # comparing with the connections the index was built from, a pass over them that
+        # stays under a millisecond up to CONTENT_CHECK_MAX connections; above that, and on
+        # a GPU (where the comparison would stop the device every call), only the counter is
+        # checked: change connections in place, never through .data.
         conn = self.connections
         key = (conn.data_ptr(), conn._version, conn.device)
         stale = self._index is None or self._index_key != key
-        if not stale and conn.device.type == "cpu" and self._index_source is not None and not torch.equal(conn, self._index_source):
+        source = self._index_source if conn.device.type == "cpu" and self.n_params <= CONTENT_CHECK_MAX else None
+        if not stale and source is not None and not torch.equal(conn, source):
             stale = True
         if stale:
             self._index = CSRIndex.build(conn, self.in_features, self.out_features)
             self._index_key = key
-            self._index_source = conn.clone() if conn.device.type == "cpu" else conn
+            self._index_source = conn.clone() if conn.device.type == "cpu" and self.n_params <= CONTENT_CHECK_MAX else None
         assert self._index is not None
         return self._index
 
