@@ -42,10 +42,6 @@ if TYPE_CHECKING:
     from .stats import Comparison
 
 
-def welch_test_acc_1000(results: Path) -> str:
-    """Welch's t-test of final test accuracy, reproduction, weight decay 1e-3 against 0."""
-    acc = [[load_metrics(results / c.run_id())["test_acc"].iloc[-1] for c in select_runs("reproduction", weight_decay=wd)] for wd in (1e-3, 0.0)]
-    return f"p = {stats.ttest_ind(*acc, equal_var=False).pvalue:.2f}"
 
 
 def experiment_1_window(results: Path) -> str:
@@ -106,17 +102,6 @@ def _fixed_topology_differences(results: Path, weight_decay: float) -> str:
     return "; ".join(parts)
 
 
-def _fixed_layer_gains(results: Path, weight_decay: float) -> str:
-    """Per learned layer (``configs/fixed_layers.yaml``: that layer fixed to the positive or
-    the inverted topology, the other random): positive minus inverted test accuracy at the
-    last epoch, paired by seed, as mean ± sd over the seeds in points, in how many seeds
-    it is above 0, and Welch's p."""
-    parts = []
-    for layer in ("first", "second"):
-        seeds, differences, p_value = _paired_last_epoch(results, "fixed_layers", f"positive_{layer}", f"inverted_{layer}", weight_decay, "test_acc")
-        gains = 100 * differences
-        parts.append(f"{layer} layer {gains.mean():+.2f} ± {gains.std(ddof=1):.2f} points, higher in {(gains > 0).sum()} of {len(seeds)} seeds ({_p_value(p_value)})")
-    return ", ".join(parts)
 
 
 def fixed_topology_no_decay(results: Path) -> str:
@@ -129,14 +114,8 @@ def fixed_topology_decay(results: Path) -> str:
     return _fixed_topology_differences(results, 1e-3)
 
 
-def fixed_layers_decay(results: Path) -> str:
-    """One learned layer, the other random, with L2 1e-3: positive minus inverted (see _fixed_layer_gains)."""
-    return _fixed_layer_gains(results, 1e-3)
 
 
-def fixed_layers_no_decay(results: Path) -> str:
-    """One learned layer, the other random, without decay: positive minus inverted (see _fixed_layer_gains)."""
-    return _fixed_layer_gains(results, 0.0)
 
 
 # The trailing window of the excess-pruning curves, the report's WINDOW, fixed before the
@@ -278,7 +257,6 @@ def fixed_layers_paired(results: Path) -> str:
 
 FACTS: dict[str, Callable[[Path], str]] = {
     "empty_pixels": empty_pixels,
-    "welch_test_acc_1000": welch_test_acc_1000,
     "decay_accuracy_paired": decay_accuracy_paired,
     "fixed_layers_paired": fixed_layers_paired,
     "idle_sign_skew": idle_sign_skew,
@@ -287,8 +265,6 @@ FACTS: dict[str, Callable[[Path], str]] = {
     "decoupled_paired": decoupled_paired,
     "fixed_topology_no_decay": fixed_topology_no_decay,
     "fixed_topology_decay": fixed_topology_decay,
-    "fixed_layers_decay": fixed_layers_decay,
-    "fixed_layers_no_decay": fixed_layers_no_decay,
     "mechanism_1000_repeats": mechanism_1000_repeats,
     "pruning_crossing": pruning_crossing,
     "turns_negative": turns_negative,
