@@ -15,6 +15,11 @@ PYTHON ?= .venv/bin/python
 PROFILE ?= default
 JOBS ?= 2
 EXECUTED := notebooks/executed
+DEV_EXTRAS := .[dev,notebooks]
+# A download that arrives damaged fails pip's hash check and is not retried by pip itself
+# (CI once lost a run to one corrupted wheel), so each install gets three tries.
+pip_install = for try in 1 2 3; do $(PYTHON) -m pip install --quiet $(1) && break; \
+	test $$try -lt 3 || exit 1; echo "pip install failed (try $$try of 3); trying again in 10 s" >&2; sleep 10; done
 
 .PHONY: setup test test-all test-fast bench gpu-check figures figure-runs executed-figures animations lab study report clean FORCE
 
@@ -22,8 +27,8 @@ setup: .venv/.installed
 
 .venv/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv .venv
-	$(PYTHON) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PYTHON) -m pip install --quiet -e ".[dev,notebooks]"
+	$(call pip_install,torch==2.14.1 torchvision==0.29.1)
+	$(call pip_install,-e "$(DEV_EXTRAS)")
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	# strip notebook outputs on commit (a no-op outside a git checkout)
 	-$(PYTHON) -m nbstripout --install --attributes .gitattributes 2>/dev/null
