@@ -19,7 +19,11 @@ from .topology import as_image, trend
 
 
 def save_figure(fig: matplotlib.figure.Figure, name: str, directory: str | Path | None = None, dpi: int = 110) -> Path:
-    """Save ``fig`` as ``<directory>/<name>.png`` (default: the repository's figures/)."""
+    """Save ``fig`` as ``<directory>/<name>.png`` (default: the repository's figures/),
+    after :func:`legibility_problems` finds none (else ``ValueError`` listing them)."""
+    problems = legibility_problems(fig)
+    if problems:
+        raise ValueError(f"figure {name!r} is hard to read: " + "; ".join(problems))
     directory = Path(directory) if directory is not None else FIGURES
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.png"
@@ -65,34 +69,34 @@ def history(axes: Sequence[plt.Axes], metrics: pd.DataFrame, label: str | None =
         ax.set(xlabel="epoch", ylabel="accuracy" if kind == "acc" else "loss (nll)")
 
 
-def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str = "viridis", label: str = "", x: str = "epoch", spread: str = "ci95", **style) -> plt.Axes:
+def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str | None = None, label: str = "", x: str = "epoch", spread: str = "ci95", **style) -> plt.Axes:
     """Mean of ``y`` against ``x`` per value of ``by``, with a band across seeds.
 
     ``runs`` is tidy (one row per run and epoch, e.g. from ``load_runs``). With
     ``spread="ci95"`` the band is mean +- t(0.975, n-1) * std / sqrt(n) over the n seeds at
     each ``x``; with ``"range"`` it spans the lowest to the highest seed (more telling than a
     t-interval for two seeds, whose t factor is 12.7); none with a single seed. ``label``
-    prefixes the legend entries, which read ``by = value`` (the value alone when ``by`` is
-    ``"label"``); ``style`` goes to ``ax.plot``.
+    prefixes the legend entries, which read as :func:`group_label` writes them; colours come
+    from :func:`group_colours` (``palette``: a matplotlib colormap instead). Accuracies are
+    drawn in percent; the axes carry :func:`axis_label`'s names; ``style`` goes to ``ax.plot``.
     """
     if spread not in ("ci95", "range"):
         raise ValueError(f"spread must be 'ci95' or 'range', got {spread!r}")
     from scipy import stats
 
     values = sorted(runs[by].unique())
-    colours = plt.get_cmap(palette)(np.linspace(0, 0.9, len(values)))
+    colours = list(plt.get_cmap(palette)(np.linspace(0, 0.9, len(values)))) if palette else list(group_colours(by, values).values())
+    scale = 100.0 if y.endswith("_acc") else 1.0
     for colour, value in zip(colours, values):
-        group = runs[runs[by] == value].groupby(x)[y]
+        group = (runs[runs[by] == value].set_index(x)[y] * scale).groupby(level=0)
         mean, std, n = group.mean(), group.std(), group.count()
-        name = f"{value:g}" if isinstance(value, float) else str(value)
-        name = name if by == "label" else f"{by} = {name}"
-        ax.plot(mean.index, mean.values, color=colour, label=f"{label}{name}", **style)
+        ax.plot(mean.index, mean.values, color=colour, label=f"{label}{group_label(by, value)}", **style)
         if n.max() > 1 and spread == "range":
             ax.fill_between(mean.index, group.min(), group.max(), color=colour, alpha=0.2, lw=0)
         elif n.max() > 1:
             half = stats.t.ppf(0.975, (n - 1).clip(lower=1)) * std / np.sqrt(n)
             ax.fill_between(mean.index, mean - half, mean + half, color=colour, alpha=0.2, lw=0)
-    ax.set(xlabel=x.replace("_", " "), ylabel=y)
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(y))
     return ax
 
 
@@ -113,7 +117,7 @@ def dose_response(ax: plt.Axes, last: pd.DataFrame, y: str, x: str = "weight_dec
     ax.set_xscale("log")
     ticks = sorted(set(where))
     ax.set_xticks(ticks, [("0" if t == zero_at and 0 in values else f"{t:g}") for t in ticks], fontsize=8)
-    ax.set(xlabel=x.replace("_", " "), ylabel=y)
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(y))
     return ax
 
 
@@ -132,6 +136,8 @@ def metric_panel(axes: Sequence[plt.Axes], runs: pd.DataFrame, by: str, rows: Se
             ax.axhline(level, color="grey", lw=0.8, ls=":")
         if y == "test_loss":
             ax.set_yscale("log")
+        if y.endswith("_acc"):
+            zoom_to_trained(ax)
 
 
 def heatmap_rows(axes: np.ndarray, rows: Sequence[Sequence[tuple[str, np.ndarray]]], ylabels: Sequence[str] | None = None) -> None:
@@ -147,7 +153,7 @@ def heatmap_rows(axes: np.ndarray, rows: Sequence[Sequence[tuple[str, np.ndarray
         for ax in ax_row[len(row):]:
             ax.axis("off")
         if ylabels is not None:
-            ax_row[0].set_ylabel(ylabels[i])
+            ax_row[0].set_ylabel(axis_label(ylabels[i]))
 
 
 # ---------------------------------------------------------------------------- the write-up's figures
@@ -189,6 +195,12 @@ def seed_band(ax: plt.Axes, runs: pd.DataFrame, y: str, x: str = "epoch", order:
 def legend_outside(ax: plt.Axes, **kwargs) -> None:
     """The legend to the right of the axes, outside the data."""
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, **kwargs)
+
+
+def legend_below(ax: plt.Axes, ncols: int = 2, **kwargs) -> None:
+    """The legend under the axes (below its x label), outside the data: for panels side by
+    side, where a legend to the right would cover the next panel."""
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncols=ncols, frameon=False, **kwargs)
 
 
 def seed_strip(ax: plt.Axes, finals: pd.DataFrame, y: str = "ink_rho", colours: dict[str, str] | None = None) -> plt.Axes:
@@ -266,6 +278,122 @@ def selection_panel(ax: plt.Axes, table: pd.DataFrame, k: int, classifier: str) 
     ax.set_ylim(max(0.0, low - 5), 100)
     ax.grid(axis="y", color="#dddddd", lw=0.6)
     return ax
+
+
+def zoom_to_trained(ax: plt.Axes, skip: float = 0.05) -> None:
+    """Start the y axis at the lowest value its lines reach after the first ``skip`` of the
+    x range (the first epochs' low accuracies would otherwise flatten every difference)."""
+    lows = []
+    for line in ax.get_lines():
+        x, y = (np.asarray(v, dtype=float) for v in line.get_data())
+        if len(x) > 1 and np.isfinite(y).any():
+            later = y[x >= x.min() + skip * (x.max() - x.min())]
+            if np.isfinite(later).any():
+                lows.append(np.nanmin(later))
+    if lows:
+        top = ax.get_ylim()[1]
+        low = min(lows)
+        ax.set_ylim(low - 0.05 * (top - low), top)
+
+
+# Human names of the results' columns, with their units, for every axis.
+METRIC_LABELS = {
+    "epoch": "epoch",
+    "chained_epoch": "epoch (both phases)",
+    "center_ratio": "centre ratio (centre / mean connections)",
+    "ink_rho": "ink ρ (Spearman)",
+    "test_loss": "test loss (NLL)",
+    "train_loss": "train loss (NLL)",
+    "test_acc": "test accuracy (%)",
+    "train_acc": "train accuracy (%)",
+    "weight_decay": "L2 weight decay",
+    "share_of_pruned": "blank pixels' share",
+    "share_of_connections": "blank pixels' share",
+    "pruned_fraction": "fraction of the region's connections pruned",
+    "mean_abs_weight": "mean |weight|",
+}
+
+# Human names of grouping columns in legends ("entry" and "label" values speak for themselves).
+GROUP_NAMES = {"inputs": "inputs", "regrowth": "regrowth", "epsilon": "epsilon", "zeta": "zeta", "l1": "L1"}
+
+# One colour per condition in every figure (CONFIG_COLOURS); the values of other groupings
+# take, in order, colours that no condition of the write-up's main figures uses.
+SPARE_COLOURS = ("#000000", "#999999", "#56B4E9", "#CC79A7", "#E69F00")
+# Ink bands are ordered (never < rare < medium < core): a light-to-dark ramp of one hue
+# (brown) that no condition uses.
+BAND_COLOURS = {"never": "#C9B79C", "rare": "#A0825F", "medium": "#6B4E2E", "core": "#2B1B0A"}
+
+
+def axis_label(column: str) -> str:
+    """The axis name of a results column (``"test_acc"`` -> ``"test accuracy (%)"``)."""
+    return METRIC_LABELS.get(column, column.replace("_", " "))
+
+
+def group_label(by: str, value: object) -> str:
+    """A legend entry for the group ``by == value``: ``"L2 1e-3"`` for a weight decay, the
+    value alone for ``entry`` and ``label``, else ``"inputs: scaled"``."""
+    if by == "weight_decay":
+        return decay_label(float(value))  # type: ignore[arg-type]
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if by in ("entry", "label") else f"{GROUP_NAMES.get(by, by.replace('_', ' '))}: {text}"
+
+
+def group_colours(by: str, values: Sequence[object]) -> dict[object, str]:
+    """The colour of each group: a weight decay or a named condition its colour of
+    :data:`CONFIG_COLOURS`, an ink band its ramp colour, anything else the spare colours in
+    order (cycling past five)."""
+    colours, spare = {}, 0
+    for value in values:
+        name = group_label(by, value)
+        if name in CONFIG_COLOURS:
+            colours[value] = CONFIG_COLOURS[name]
+        elif str(value) in BAND_COLOURS:
+            colours[value] = BAND_COLOURS[str(value)]
+        else:
+            colours[value] = SPARE_COLOURS[spare % len(SPARE_COLOURS)]
+            spare += 1
+    return colours
+
+
+def legibility_problems(fig: matplotlib.figure.Figure) -> list[str]:
+    """What makes ``fig`` hard to read, as sentences (empty when nothing):
+
+    - an axis label that is a raw column name (an underscore in it);
+    - a legend drawn over the data (a point of a labelled line of its axes inside its box);
+    - legend text under 6 points;
+    - two axes' titles overlapping, or a title overlapping another axes.
+    """
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    problems = []
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    for ax in axes:
+        for which, text in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())):
+            if "_" in text:
+                problems.append(f"{which} axis labelled with the raw name {text!r}")
+        legend = ax.get_legend()
+        if legend is None or not legend.get_visible():
+            continue
+        if any(t.get_fontsize() < 6 for t in legend.get_texts()):
+            problems.append(f"legend text under 6 pt in {ax.get_title()!r}")
+        box, frame = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+        for line in ax.get_lines():
+            if line.get_label().startswith("_"):
+                continue
+            points = line.get_transform().transform(np.column_stack([np.asarray(v, dtype=float) for v in line.get_data()]))
+            drawn = (points[:, 0] >= frame.x0) & (points[:, 0] <= frame.x1) & (points[:, 1] >= frame.y0) & (points[:, 1] <= frame.y1)  # clipped points are not drawn
+            inside = drawn & (points[:, 0] > box.x0) & (points[:, 0] < box.x1) & (points[:, 1] > box.y0) & (points[:, 1] < box.y1)
+            if inside.any():
+                problems.append(f"legend over the data in {ax.get_title()!r} ({line.get_label()!r})")
+                break
+    titled = [(ax, ax.title.get_window_extent(renderer)) for ax in axes if ax.get_title()]
+    for i, (ax, box) in enumerate(titled):
+        for other, other_box in titled[i + 1:]:
+            if box.overlaps(other_box):
+                problems.append(f"titles {ax.get_title()!r} and {other.get_title()!r} overlap")
+        if any(other is not ax and box.overlaps(other.get_window_extent(renderer)) for other in axes):
+            problems.append(f"title {ax.get_title()!r} overlaps another plot")
+    return problems
 
 
 def decay_label(weight_decay: float) -> str:

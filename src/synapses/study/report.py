@@ -379,6 +379,10 @@ def refresh(
                 from .mechanism import final_survivor_table, prediction_table
 
                 tables[name] = prediction_table(root) if name == "mechanism" else final_survivor_table(root)
+            elif name == "protocol":  # docs/protocol_predictions.md scored
+                from .protocol import protocol_table
+
+                tables[name] = protocol_table(root)
             else:
                 tables[name] = sweep_table(name, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing)
         return tables[name]
