@@ -32,6 +32,8 @@ setup: .venv/.installed
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	# strip notebook outputs on commit (a no-op outside a git checkout)
 	-$(PYTHON) -m nbstripout --install --attributes .gitattributes 2>/dev/null
+	# the kernel's language_info (its Python version) is what JupyterLab writes on opening
+	-git config filter.nbstripout.extrakeys metadata.language_info 2>/dev/null
 	touch $@
 
 test: setup

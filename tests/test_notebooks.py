@@ -31,6 +31,36 @@ def test_no_run_set_restated_in_the_makefile():
     assert "papermill" not in makefile and "-p sweep" not in makefile
 
 
+def jupyterlab_save(text: str) -> str:
+    """What JupyterLab writes when a user opens the notebook ``text`` and it autosaves: the
+    kernel's language_info and kernelspec set, the current nbformat with cell ids."""
+    import nbformat
+
+    nb = nbformat.reads(text, as_version=4)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py", "mimetype": "text/x-python",
+                                    "name": "python", "nbconvert_exporter": "python", "pygments_lexer": "ipython3", "version": "3.11.7"}
+    return nbformat.writes(nbformat.validator.normalize(nb)[1] if hasattr(nbformat.validator, "normalize") else nb)
+
+
+def git_clean_filter(text: str) -> str:
+    """The clean filter ``make setup`` installs (nbstripout, language_info stripped), as git
+    runs it on ``git status`` and ``git add``."""
+    makefile = (ROOT / "Makefile").read_text()
+    keys = makefile.split("filter.nbstripout.extrakeys ", 1)[1].split()[0]
+    return subprocess.run([sys.executable, "-m", "nbstripout", "--extra-keys", keys], input=text, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_opening_a_notebook_in_jupyterlab_leaves_git_clean(path):
+    """git compares the clean filter's output of the working file with the committed one:
+    after JupyterLab's autosave it must be the committed bytes, and so must the committed
+    file itself (committed through the filter)."""
+    committed = path.read_text()
+    assert git_clean_filter(committed) == committed
+    assert git_clean_filter(jupyterlab_save(committed)) == committed
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_clean_with_one_parameters_cell(path):
     nb = json.loads(path.read_text())
