@@ -34,6 +34,31 @@ def _free_port() -> int:
 def jupyter_lab(tmp_path):
     """JupyterLab serving a copy of the explorer notebook (so no output lands in git)."""
     shutil.copy(ROOT / "notebooks" / "explore.ipynb", tmp_path / "explore.ipynb")
+    yield from _serve(tmp_path)
+
+
+@pytest.fixture
+def jupyter_lab_set_mlp_missing_seed(tmp_path):
+    """The explorer notebook opening ``set_mlp`` on a results folder whose SET runs lack
+    seed 2 (links to the committed run folders of the others)."""
+    import json
+
+    from synapses.study.results import run_dir_of, select_runs
+
+    results = tmp_path / "results"
+    results.mkdir()
+    for config in select_runs("set_mlp"):
+        if not (config.model != "Dense" and config.seed == 2):
+            (results / config.run_id()).symlink_to(run_dir_of(config))
+    nb = json.loads((ROOT / "notebooks" / "explore.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    cell["source"] = f'sweep = "set_mlp"\nresults_dir = "{results}"\n'
+    (tmp_path / "explore.ipynb").write_text(json.dumps(nb))
+    yield from _serve(tmp_path)
+
+
+def _serve(tmp_path: Path):
+    """Start JupyterLab on ``tmp_path``; yields the explorer notebook's URL."""
     port, token = _free_port(), secrets.token_hex(16)
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
@@ -62,27 +87,68 @@ def jupyter_lab(tmp_path):
         log.close()
 
 
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _run_all(page, url: str):
+    """Open the notebook at ``url``, run every cell, and return the explorer's image once shown."""
+    page.goto(url)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    select = page.get_by_role("button", name="Select", exact=True)
+    try:  # JupyterLab may ask which kernel to start
+        select.click(timeout=10_000)
+    except playwright.TimeoutError:
+        pass
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    image = page.locator(".jp-OutputArea-output img").first
+    image.wait_for(state="visible", timeout=120_000)
+    page.wait_for_timeout(500)
+    return image
+
+
+def _errors(page) -> list[str]:
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    texts = [errors.nth(i).inner_text() for i in range(errors.count())]
+    return [t for t in texts if "Error" in t or "Traceback" in t]
+
+
+def test_compare_mode_in_jupyterlab_with_a_missing_seed(jupyter_lab_set_mlp_missing_seed):
+    """Compare mode on set_mlp with seed 2 missing: the seed menus offer the finished seeds
+    only and say over how many the mean is, B is a SET net (never the dense baseline), and
+    ticking "compare with B" redraws the image (its legibility is checked on the figure's
+    bounding boxes in tests/test_explorer.py; the screenshot is for a person)."""
+    shots = ROOT / "screenshots"
+    shots.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        try:
+            image = _run_all(page, jupyter_lab_set_mlp_missing_seed)
+            before = image.screenshot()
+            page.locator(".widget-checkbox input[type=checkbox]").first.check()
+            page.wait_for_timeout(2500)
+            after = image.screenshot()
+            page.screenshot(path=str(shots / "explorer_compare.png"), full_page=True)
+            assert before != after, "ticking compare with B did not redraw the image"
+            menus = page.locator(".widget-dropdown select")
+            texts = [menus.nth(i).inner_text().replace("\xa0", " ") for i in range(menus.count())]
+            assert sum("mean over 2 seeds" in t and "seed 2" not in t for t in texts) == 2, texts
+            assert not any("dense" in t for t in texts), texts
+            assert not _errors(page)
+        finally:
+            browser.close()
+
+
 def test_explorer_in_jupyterlab_moves_with_the_slider(jupyter_lab):
     shots = ROOT / "screenshots"
     shots.mkdir(exist_ok=True)
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(jupyter_lab)
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            select = page.get_by_role("button", name="Select", exact=True)
-            try:  # JupyterLab may ask which kernel to start
-                select.click(timeout=10_000)
-            except playwright.TimeoutError:
-                pass
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-            image = page.locator(".jp-OutputArea-output img").first
-            image.wait_for(state="visible", timeout=120_000)
-            page.wait_for_timeout(500)
+            image = _run_all(page, jupyter_lab)
             before = image.screenshot()
             handle = page.locator(".widget-slider .noUi-handle").first
             handle.focus()
@@ -92,9 +158,7 @@ def test_explorer_in_jupyterlab_moves_with_the_slider(jupyter_lab):
             after = image.screenshot()
             page.screenshot(path=str(shots / "explorer.png"), full_page=True)
             assert before != after, "the heatmap did not change when the slider moved"
-            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-            texts = [errors.nth(i).inner_text() for i in range(errors.count())]
-            assert not any("Error" in t or "Traceback" in t for t in texts), texts
+            assert not _errors(page)
         finally:
             page.screenshot(path=str(shots / "explorer_last.png"), full_page=True)
             browser.close()

@@ -106,3 +106,41 @@ def test_compare_mode_never_picks_a_baseline_without_topology():
     assert any(not explorer.runs.has_topology(label) for label in explorer.runs.labels)
     explorer.compare.value = True
     assert explorer.figure is not None and "mean over 3 seeds" in explorer.figure.figure.axes[0].get_title()
+    # and it is not even offered: its ~1,000 connections per pixel would swamp the colour scale
+    assert all(explorer.runs.has_topology(label) for label in explorer.config_b.options)
+
+
+@pytest.mark.parametrize("sweep", ["set_mlp", "evolnet_triplet", "reproduction"])
+def test_compare_mode_reads_at_a_glance(sweep):
+    """No overlapping titles, no title over another plot, no raw column name on an axis, no
+    legend over the data or under 6 pt (bounding boxes of the drawn figure), and the A and B
+    heatmaps on one colour scale that spans their counts."""
+    from synapses.study.plotting import legibility_problems
+
+    explorer = TopologyExplorer(sweep)
+    explorer.compare.value = True
+    figure = explorer.figure
+    assert legibility_problems(figure.figure) == []
+    figure.set_epoch(figure.last_epoch)
+    low, high = figure.images["A"].get_clim()
+    assert low == 0 and high == max(float(c.max()) for c in figure.counts.values()) < 200  # sparse counts, no dense baseline
+    assert figure.images["B"].get_clim() == (low, high)
+
+
+def test_a_figure_with_overlapping_titles_is_reported():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from synapses.study.plotting import legibility_problems
+
+    fig, axes = plt.subplots(1, 2, figsize=(4, 2))
+    axes[0].set_title("a long title that runs into the next plot's title " * 2)
+    axes[1].set_title("the next plot's title")
+    axes[0].plot([0, 1], [0, 1], label="data")
+    axes[0].legend(loc="center")
+    axes[1].set_ylabel("ink_rho")
+    problems = legibility_problems(fig)
+    assert any("overlap" in p for p in problems) and any("legend over the data" in p for p in problems) and any("raw name 'ink_rho'" in p for p in problems)
+    plt.close(fig)

@@ -32,7 +32,8 @@ from .sweep import CONFIGS, load_sweep, run_labels, sweep_names
 from .topology import SIDE, as_image, trend
 
 MEAN = "mean over seeds"
-COLOURS = {"A": "#0072B2", "B": "#D55E00"}
+# A and B are not conditions: neutral colours, so that none reads as a decay of the write-up's palette
+COLOURS = {"A": "#000000", "B": "#999999"}
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class TopologyFigure:
         self.curves = {"A": runs.curves(a)} | ({"B": runs.curves(b)} if b else {})
         self.last_epoch = min(len(c) for c in self.counts.values()) - 1
         panels = ["A", "B", "A − B"] if b else ["A"]
-        self.figure = Figure(figsize=(3.0 * len(panels) + 4.5, 4.2), dpi=80)
+        self.figure = Figure(figsize=(3.2 * len(panels) + 6.0, 4.8), dpi=80)
         grid = self.figure.add_gridspec(4, len(panels) + 1, width_ratios=[1] * len(panels) + [1.6], height_ratios=[1, 1, 1, 0.12])
         self.images = {}
         limit = self._limit()
@@ -141,7 +142,8 @@ class TopologyFigure:
             diverging = self.difference or name == "A − B"
             self.images[name] = ax.imshow(np.zeros((SIDE, SIDE)), cmap="RdBu_r" if diverging else "viridis",
                                           vmin=-limit if diverging else 0, vmax=limit if diverging else self._max_count())
-            ax.set(xticks=[], yticks=[], title=self._title(name))
+            ax.set(xticks=[], yticks=[])
+            ax.set_title(self._title(name), fontsize=9)
         # one colour scale for A and B, its own for A − B
         label = "connections − uniform share" if self.difference else "connections per pixel"
         counts_panels = 2 if b else 1
@@ -151,13 +153,14 @@ class TopologyFigure:
         self.trend_ax, self.rho_ax, self.loss_ax = (self.figure.add_subplot(grid[row, -1]) for row in range(3))
         self.trend_lines = {k: self.trend_ax.plot(np.arange(2, 29, 2), np.zeros(14), marker="o", ms=2, color=COLOURS[k])[0] for k in self.counts}
         trends = np.concatenate([trend(c) for c in self.counts.values()])
-        self.trend_ax.set(xlabel="centred square side (px)", ylabel="connections / pixel", ylim=(trends.min() * 0.98, trends.max() * 1.02))
+        self.trend_ax.set(ylabel="connections / pixel", ylim=(trends.min() * 0.98, trends.max() * 1.02))
+        self.trend_ax.set_xlabel("side of the centred square (px)", fontsize=8, labelpad=1)
         self.epoch_label = self.trend_ax.text(0.98, 0.92, "", transform=self.trend_ax.transAxes, ha="right", fontsize=9)
         self.markers = []
         for key, frame in self.curves.items():
             colour = COLOURS[key]
             self.rho_ax.plot(frame.index, frame["ink_rho"], color=colour, label=f"{key}: ink ρ")
-            self.rho_ax.plot(frame.index, frame["center_ratio"] - 1, color=colour, ls=":", label=f"{key}: center_ratio − 1")
+            self.rho_ax.plot(frame.index, frame["center_ratio"] - 1, color=colour, ls=":", label=f"{key}: centre ratio − 1")
             self.loss_ax.plot(frame.index, frame["train_loss"], color=colour, ls=":", label=f"{key}: train")
             self.loss_ax.plot(frame.index, frame["test_loss"], color=colour, label=f"{key}: test")
         self.rho_ax.axhline(0, color="black", lw=0.6)
@@ -165,8 +168,8 @@ class TopologyFigure:
         self.loss_ax.set(xlabel="epoch", ylabel="loss (nll)", yscale="log")
         for ax in (self.rho_ax, self.loss_ax):
             self.markers.append(ax.axvline(0, color="grey", lw=1))
-            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-        self.figure.subplots_adjust(left=0.02, right=0.82, wspace=0.35, hspace=0.8)
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.05), frameon=False)
+        self.figure.subplots_adjust(left=0.02, right=0.8, top=0.88, bottom=0.1, wspace=0.3, hspace=0.9)
         self.moving = [*self.images.values(), *self.trend_lines.values(), *self.markers, self.epoch_label]
         for artist in self.moving:
             artist.set_animated(True)  # left out of the background
@@ -180,8 +183,11 @@ class TopologyFigure:
             return "A − B"
         selection = self.a if name == "A" else self.b
         assert selection is not None
+        import textwrap
+
         n = len(self.runs._configs(selection))
-        return f"{name}: {selection.label}\n{f'mean over {n} seeds' if selection.seed == MEAN else f'seed {selection.seed}'}"
+        label = textwrap.fill(f"{name}: {selection.label}", width=30, max_lines=2, placeholder=" …")
+        return f"{label}\n{f'mean over {n} seeds' if selection.seed == MEAN else f'seed {selection.seed}'}"
 
     def _max_count(self) -> float:
         return max(float(c.max()) for c in self.counts.values())
@@ -272,9 +278,10 @@ class TopologyExplorer:
     def _load_sweep(self) -> None:
         self.runs = SweepRuns(self.sweep.value, self.results_dir)
         self._hold = True
-        self.config_a.options = self.config_b.options = self.runs.labels
-        # never pick by default a comparison without a topology (a dense baseline)
+        # a configuration without a topology (a dense baseline) is never offered: its ~1,000
+        # connections per pixel would swamp the colour scale of any sparse one beside it
         sparse = [label for label in self.runs.labels if self.runs.has_topology(label)] or self.runs.labels
+        self.config_a.options = self.config_b.options = sparse
         self.config_a.value = sparse[0]
         self.config_b.value = sparse[-1] if len(sparse) > 1 else sparse[0]
         self._seed_options()

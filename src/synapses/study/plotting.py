@@ -381,6 +381,9 @@ def legibility_problems(fig: matplotlib.figure.Figure) -> list[str]:
             if line.get_label().startswith("_"):
                 continue
             points = line.get_transform().transform(np.column_stack([np.asarray(v, dtype=float) for v in line.get_data()]))
+            if len(points) > 1:  # the segments between vertices are drawn too: sample them
+                steps = np.linspace(0, 1, 8)[:, None, None]
+                points = (points[:-1] + steps * (points[1:] - points[:-1])).reshape(-1, 2)
             drawn = (points[:, 0] >= frame.x0) & (points[:, 0] <= frame.x1) & (points[:, 1] >= frame.y0) & (points[:, 1] <= frame.y1)  # clipped points are not drawn
             inside = drawn & (points[:, 0] > box.x0) & (points[:, 0] < box.x1) & (points[:, 1] > box.y0) & (points[:, 1] < box.y1)
             if inside.any():
