@@ -22,8 +22,8 @@ def test_every_notebook_has_a_figure_run_or_is_interactive():
 
 
 def test_readme_figure_table_is_generated_from_the_runs():
-    readme = (ROOT / "README.md").read_text()
-    assert figure_table(RUNS) in readme, "python -m synapses.study.figure_runs table README.md"
+    readme = (ROOT / "docs" / "figures.md").read_text()
+    assert figure_table(RUNS) in readme, "python -m synapses.study.figure_runs table docs/figures.md"
 
 
 def test_no_run_set_restated_in_the_makefile():
@@ -149,7 +149,8 @@ def test_committed_figures_are_exactly_those_the_write_up_and_readme_show():
 
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs a git checkout")
-    shown = {m for page in ("README.md", "regularization.md") for m in re.findall(r"!\[.*?\]\((figures/[^)]+)\)", (ROOT / page).read_text())}
+    pages = [ROOT / "README.md", ROOT / "regularization.md", *sorted((ROOT / "docs").glob("*.md"))]
+    shown = {m for page in pages for m in re.findall(r"!\[.*?\]\((?:\.\./)?(figures/[^)]+)\)", page.read_text())}
     tracked = set(subprocess.run(["git", "ls-files", "figures"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split())
     assert tracked == shown
 

@@ -10,13 +10,13 @@ Each file ``notebooks/runs/<notebook>[@<variant>].yaml`` is one papermill run of
     reads: [results/feature_selection.csv]   # optional: files it reads beside the runs
 
 The run sets themselves stay in ``configs/`` (a notebook takes a ``sweep`` parameter); this
-list is what ``make figures`` executes, what the README's figure table is generated from and
+list is what ``make figures`` executes, what docs/figures.md's figure table is generated from and
 what the notebook tests run with the smoke profile. Commands::
 
     python -m synapses.study.figure_runs list
     python -m synapses.study.figure_runs execute NAME [--profile smoke] --output OUT.ipynb
     python -m synapses.study.figure_runs deps --executed DIR   # make prerequisites (figures.mk)
-    python -m synapses.study.figure_runs table README.md [--check]
+    python -m synapses.study.figure_runs table docs/figures.md [--check]
 """
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def make_rules(runs: list[FigureRun], executed: str, with_results: bool = True) 
 
 
 def figure_table(runs: list[FigureRun]) -> str:
-    """The README's table: each figure, the run that makes it and what it shows."""
+    """The figure table of docs/figures.md: each figure, the run that makes it and what it shows."""
     rows = ["| figure | notebook run (`notebooks/runs/`) | what it shows |", "|---|---|---|"]
     for run in runs:
         shown = ", ".join(f"`{k}` {json.dumps(v)}" for k, v in run.parameters.items() if k != "prefix")
