@@ -135,3 +135,27 @@ def test_detectable_difference_has_the_stated_power():
     power = 1 - scipy_stats.nct.cdf(critical, dof, effect / scale) + scipy_stats.nct.cdf(-critical, dof, effect / scale)
     assert power == pytest.approx(0.8, abs=1e-6)
     assert stats.detectable_difference(1.0, 10, paired=True) < effect  # more seeds, smaller detectable effect
+
+
+def test_explained_fraction_of_the_crossing_gap():
+    from synapses.study.protocol import explained_fraction
+
+    assert explained_fraction(150, 35, 35) == 1.0 and explained_fraction(150, 150, 35) == 0.0
+    assert explained_fraction(150, 20, 35) == pytest.approx(130 / 115)  # overshoot: sooner than the SET net
+    assert explained_fraction(None, 35, 35) is None and explained_fraction(150, None, 35) is None and explained_fraction(35, 35, 35) is None
+
+
+def test_claim_8_predictions_are_scored_as_written():
+    from synapses.study.protocol import score
+
+    found = {"demo": {0: 160, 1: 150}, "protocol": {0: 80, 1: 75}, "protocol + density": {0: 60, 1: 95}, "SET net": {0: 35, 1: 35}}
+    rho = {"demo": {0: -0.1, 1: -0.2}, "protocol": {0: -0.3, 1: -0.2}}
+    held = {r.name: r.held for r in score(found, rho)}
+    # 80 <= 160 / 2 and 75 <= 150 / 2: held at the boundary; 95 is 20 past 75 (held), 60 is 20 before 80 (held)
+    assert held["1"] and held["2"]
+    # (160 - 60) / 125 = 0.8 but (150 - 95) / 115 = 0.48: not in both seeds
+    assert not held["3"]
+    # -0.2 is not below -0.2
+    assert not held["4"]
+    found["protocol"][1], found["SET net"][1] = None, 35  # a run that never crosses misses "at most half as late"
+    assert not {r.name: r.held for r in score(found, rho)}["1"]

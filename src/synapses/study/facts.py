@@ -255,6 +255,17 @@ def fixed_layers_paired(results: Path) -> str:
                      for layer in ("first", "second") for decay in ("0.001", "0"))
 
 
+def protocol_crossings(results: Path) -> str:
+    """Claim 8: the epoch from which recorded ink ρ stays below 0, per seed, of the demo net
+    trained with the SET paper's protocol, at its own and at the SET net's connections per
+    pixel (configs/protocol_matched.yaml; the instrument of turns_negative)."""
+    from .protocol import crossings
+
+    found = crossings(results)
+    own, dense = (", ".join(str(v) for _, v in sorted(found[name].items())) for name in ("protocol", "protocol + density"))
+    return f"epochs {own}; at the SET net's connections per pixel {dense}"
+
+
 FACTS: dict[str, Callable[[Path], str]] = {
     "empty_pixels": empty_pixels,
     "decay_accuracy_paired": decay_accuracy_paired,
@@ -269,6 +280,7 @@ FACTS: dict[str, Callable[[Path], str]] = {
     "pruning_crossing": pruning_crossing,
     "turns_negative": turns_negative,
     "set_mlp_accuracy": set_mlp_accuracy,
+    "protocol_crossings": protocol_crossings,
 }
 
 
