@@ -15,7 +15,7 @@ def _is_neighbour(a: torch.Tensor, b: torch.Tensor, width: int = 28) -> torch.Te
 def test_near_parents_evolution_keeps_the_invariants_and_places_children_next_to_survivors():
     torch.manual_seed(0)
     layer = SETLayer(784, 64, epsilon=1, regrowth="near_parents", parent_fraction=0.5, input_grid=(28, 28))
-    assert "regrowth=near_parents" in repr(layer)
+    assert "regrowth=NearParents(fraction=0.5)" in repr(layer)
     layer.zero_connections()
     kept = layer.connections[~layer.pruned].clone()
     moved = layer.evolve_connections()
@@ -63,3 +63,80 @@ def test_sample_near_parents_stays_in_the_image():
 def test_bad_regrowth_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SETLayer(784, 16, **kwargs)
+
+
+def _evolved(regrowth, seed: int = 0, **kwargs) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    layer = SETLayer(784, 64, epsilon=2, regrowth=regrowth, input_grid=(28, 28), generator=generator, **kwargs)
+    layer.evolve_connections()
+    layer.evolve_connections()
+    return layer.connections.clone()
+
+
+def test_a_rule_by_name_and_as_an_object_evolve_identically():
+    from synapses import NearParents, Uniform
+
+    assert torch.equal(_evolved("uniform"), _evolved(Uniform()))
+    assert torch.equal(_evolved("near_parents", parent_fraction=0.3), _evolved(NearParents(0.3)))
+    assert not torch.equal(_evolved(NearParents(0.3)), _evolved(NearParents(0.9)))
+
+
+def _lowest_inputs_rule():
+    """A new rule in one class: half of the moved weights to the free pairs of output 0 with
+    the lowest inputs, the rest uniform."""
+    from synapses import RegrowthRule
+
+    class LowestInputsFirst(RegrowthRule):
+        name = "lowest_inputs_first"
+
+        def place(self, layer, kept_keys, kept_weights, n):
+            candidates = torch.arange(layer.in_features)  # output 0: keys are the input indices
+            free = candidates[~torch.isin(candidates, kept_keys)]
+            return free[: n // 2]
+
+    return LowestInputsFirst()
+
+
+def test_a_new_rule_is_one_class_usable_by_the_layer_and_by_evolution():
+    from synapses import Evolution
+
+    rule = _lowest_inputs_rule()
+    layer = SETLayer(784, 64, epsilon=2, regrowth=rule, generator=torch.Generator().manual_seed(0))
+    assert "LowestInputsFirst()" in repr(layer)
+    layer.zero_connections()
+    kept = layer._keys()[~layer.pruned].clone()
+    moved = layer.evolve_connections()
+    new_keys = layer._keys()[moved]
+    free_of_output_0 = torch.tensor([k for k in range(784) if k not in set(kept.tolist())])
+    assert torch.equal(new_keys[: moved.numel() // 2], free_of_output_0[: moved.numel() // 2])  # placed by the rule
+    assert layer._keys().unique().numel() == layer.n_params  # the rest uniform, never a duplicate
+
+    model = torch.nn.Sequential(SETLayer(784, 64, epsilon=2), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    evolution = Evolution(model, optimizer, every=1, regrowth=rule)
+    model(torch.randn(8, 784)).sum().backward()
+    optimizer.step()
+    evolution.step()
+    assert bool((model[0].connections[:, 1] == 0).sum() > 0)
+
+
+def test_a_rule_that_places_a_taken_pair_is_refused_before_anything_moves():
+    from synapses import RegrowthRule
+
+    class Careless(RegrowthRule):
+        def place(self, layer, kept_keys, kept_weights, n):
+            return kept_keys[:1]
+
+    layer = SETLayer(784, 64, epsilon=2, regrowth=Careless())
+    before = layer.connections.clone()
+    with pytest.raises(ValueError, match="Careless.place returned a pair that is already connected"):
+        layer.evolve_connections()
+    assert torch.equal(layer.connections, before)
+
+
+def test_an_unknown_rule_name_is_refused_everywhere():
+    import synapses
+
+    for build in (lambda: SETLayer(10, 10, regrowth="nearest"), lambda: synapses.sparsify(torch.nn.Sequential(torch.nn.Linear(10, 10), torch.nn.Linear(10, 2)), epsilon=2, regrowth="nearest")):
+        with pytest.raises(ValueError, match="regrowth must be one of .*'uniform'.* or a synapses.RegrowthRule, got 'nearest'"):
+            build()

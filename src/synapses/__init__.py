@@ -3,6 +3,7 @@ from .layer import SETLayer, erdos_renyi_n_params
 from .models import DenseNet, EvolNet, SparseNet
 from .optim_state import UnknownOptimizerStateError, register_reset_rule, reset_state
 from .reference import MaskedLinear
+from .regrowth import Gradient, NearParents, RegrowthRule, Uniform
 from .schedule import Evolution
 from .sparsify import Replacement, sparsify
 
@@ -16,6 +17,10 @@ __all__ = [
     "sparsify",
     "Replacement",
     "Evolution",
+    "RegrowthRule",
+    "Uniform",
+    "NearParents",
+    "Gradient",
     "erdos_renyi_n_params",
     "reset_state",
     "register_reset_rule",

@@ -11,19 +11,20 @@ from torch import nn
 
 from . import native
 from .dispatch import KERNELS, auto_kernel, fixed_rule_is_dense, measured_kernel
-from .evolution import largest_gradient_pairs, prune_closest_to_zero, sample_free_pairs, sample_near_parents
+from .evolution import prune_closest_to_zero, sample_free_pairs
 from .optim_state import apply_reset, plan_reset
+from .regrowth import NAMED_RULES, NearParents, RegrowthRule, as_rule
 from .sparse_ops import CSRIndex
 
 CONTENT_CHECK_MAX = 1 << 20  # connections whose content is compared on every CPU forward call
 COMPUTE_MODES = ("auto", "measure", "fixed", "sparse", "native", "dense")
-REGROWTH_MODES = ("uniform", "near_parents", "gradient")
+REGROWTH_MODES = tuple(NAMED_RULES)  # the rules that have a name; any RegrowthRule works too
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # compute="dense" scatters the weights into an (out, in) matrix on every call: refused
 # beyond this many elements (256 MiB in float32), where it would dwarf the sparse storage.
 DENSE_COMPUTE_MAX_ELEMENTS = 1 << 26
 Compute = Literal["auto", "measure", "fixed", "sparse", "native", "dense"]
-Regrowth = Literal["uniform", "near_parents", "gradient"]
+Regrowth = Literal["uniform", "near_parents", "gradient"] | RegrowthRule
 # Connections are addressed by the flat key out * in_features + in, an int64.
 MAX_PAIRS = 2**62
 
@@ -68,15 +69,14 @@ class SETLayer(nn.Module):
             :mod:`synapses.native`, built on first use; refused where they cannot be built
             or off the CPU) or ``"dense"``. Only the compute path changes; storage is sparse
             in every mode. ``"dense"`` is refused for large layers.
-        regrowth: ``"uniform"`` (SET), ``"near_parents"``: a fraction ``parent_fraction``
-            of the moved weights is placed next to strong surviving connections (same
-            output, neighbouring input; see :func:`synapses.evolution.sample_near_parents`),
-            the rest uniformly; or ``"gradient"`` (RigL): at the free pairs whose weight
-            gradient on the last training batch is largest in magnitude. A ``"gradient"``
-            layer keeps its last training batch's input and output gradient
-            (``batch x (in + out)`` values) for that; see
-            :func:`synapses.evolution.largest_gradient_pairs`.
-        parent_fraction: see ``regrowth``.
+        regrowth: where moved weights go, a :class:`~synapses.regrowth.RegrowthRule` or
+            its name: ``"uniform"`` (SET, :class:`~synapses.regrowth.Uniform`),
+            ``"near_parents"`` (:class:`~synapses.regrowth.NearParents`: a fraction
+            ``parent_fraction`` next to strong surviving connections, the rest uniformly) or
+            ``"gradient"`` (RigL, :class:`~synapses.regrowth.Gradient`: the free pairs with
+            the largest weight gradient on the last training batch; the layer keeps that
+            batch's input and output gradient, ``batch x (in + out)`` values).
+        parent_fraction: the fraction of ``regrowth="near_parents"`` given by name.
         input_grid: ``(height, width)`` of the inputs when they are an image, so that
             "neighbouring input" means a neighbouring pixel; otherwise index +-1.
 
@@ -139,8 +139,7 @@ class SETLayer(nn.Module):
             raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
         if compute not in COMPUTE_MODES:
             raise ValueError(f"compute must be one of {COMPUTE_MODES}, got {compute!r}")
-        if regrowth not in REGROWTH_MODES:
-            raise ValueError(f"regrowth must be one of {REGROWTH_MODES}, got {regrowth!r}")
+        rule = as_rule(regrowth, parent_fraction)
         if not 0 <= parent_fraction <= 1:
             raise ValueError(f"parent_fraction must be in [0, 1], got {parent_fraction!r}")
         if input_grid is not None:
@@ -172,8 +171,9 @@ class SETLayer(nn.Module):
         self.n_params = n_params
         self.compute = compute
         self.generator = generator
-        self.regrowth = regrowth
-        self.parent_fraction = parent_fraction
+        self.regrowth_rule = rule
+        self.regrowth = rule.name  # a name, as synapses 0.0.13's string attribute
+        self.parent_fraction = rule.fraction if isinstance(rule, NearParents) else parent_fraction
         self.input_grid = input_grid
         self.optimizer: torch.optim.Optimizer | None = None
 
@@ -281,7 +281,7 @@ class SETLayer(nn.Module):
         if self.weight.dtype not in SUPPORTED_DTYPES:  # converted after construction (.half())
             _check_dtype(self.weight.dtype)
         y = KERNELS[self.kernel_for(len(x2d))](x2d, self.weight, self.bias, self._csr_index())
-        if self.regrowth == "gradient" and self.training and y.requires_grad:
+        if self.regrowth_rule.records_batch and self.training and y.requires_grad:
             # input and output gradient are recorded together, when the backward pass
             # reaches this call: a forward without a backward leaves the last pair as it was
             y.register_hook(partial(self._record_batch, x2d.detach()))
@@ -329,18 +329,17 @@ class SETLayer(nn.Module):
             optimizer: its state of the moved weights is reset to a fresh parameter's, and
                 so is ``self.optimizer``'s when that is another one. Each must hold the
                 layer's weight.
-            regrowth: this step's rule (default: the layer's ``regrowth``).
+            regrowth: this step's rule, a name or a :class:`~synapses.regrowth.RegrowthRule`
+                (default: the layer's).
 
         Returns:
             ``(k,)`` indices (into ``weight`` and ``connections``) of the moved weights.
         """
-        regrowth = self.regrowth if regrowth is None else regrowth
-        if regrowth not in REGROWTH_MODES:
-            raise ValueError(f"regrowth must be one of {REGROWTH_MODES}, got {regrowth!r}")
-        if regrowth == "gradient" and (self._last_input is None or self._last_grad_output is None):
+        rule = self.regrowth_rule if regrowth is None else as_rule(regrowth, self.parent_fraction)
+        if rule.records_batch and (self._last_input is None or self._last_grad_output is None):
             raise RuntimeError(
-                "gradient regrowth needs the last training batch's gradients: build the layer with "
-                "regrowth='gradient' and run a training forward and backward pass before evolving"
+                f"{rule.name} regrowth needs the last training batch's gradients: build the layer with "
+                f"regrowth={rule.name!r} and run a training forward and backward pass before evolving"
             )
         optimizers = [o for o in (optimizer, self.optimizer) if o is not None]
         optimizers = [o for i, o in enumerate(optimizers) if all(o is not other for other in optimizers[:i])]
@@ -354,20 +353,7 @@ class SETLayer(nn.Module):
         moved = self.pruned.nonzero().squeeze(1)
         kept = ~self.pruned
         kept_keys = self._keys()[kept]
-        new_keys = torch.empty(0, dtype=torch.int64, device=kept_keys.device)
-        if regrowth == "gradient":
-            assert self._last_input is not None and self._last_grad_output is not None  # checked above
-            new_keys = largest_gradient_pairs(kept_keys, moved.numel(), self._last_input, self._last_grad_output)
-        elif regrowth == "near_parents":
-            new_keys = sample_near_parents(
-                kept_keys, self.weight[kept], round(self.parent_fraction * moved.numel()), self.in_features,
-                kept_keys, input_grid=self.input_grid, generator=self.generator,
-            )
-        uniform_keys = sample_free_pairs(
-            torch.cat([kept_keys, new_keys]), moved.numel() - new_keys.numel(),
-            self.in_features * self.out_features, generator=self.generator,
-        )
-        new_keys = torch.cat([new_keys, uniform_keys])
+        new_keys = rule.grow(self, kept_keys, self.weight[kept], moved.numel())
         self.connections[moved] = self._pairs_from_keys(new_keys)
         self.weight[moved] = self._draw_normal(moved.numel()) if init else 0
         self.pruned.zero_()
@@ -410,8 +396,7 @@ class SETLayer(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"n_params={self.n_params}, density={self.density:.4f}, epsilon={self.epsilon}, "
             f"zeta={self.zeta}, bias={self.bias is not None}"
-            + (f", regrowth={self.regrowth}" if self.regrowth != "uniform" else "")
-            + (f", parent_fraction={self.parent_fraction}" if self.regrowth == "near_parents" else "")
+            + (f", regrowth={self.regrowth_rule!r}" if self.regrowth != "uniform" else "")
         )
 
 

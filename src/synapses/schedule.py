@@ -18,8 +18,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .layer import REGROWTH_MODES, Regrowth, SETLayer
+from .layer import Regrowth, SETLayer
 from .optim_state import check_known, plan_reset
+from .regrowth import as_rule
 
 
 def _count(name: str, value: object, minimum: int = 1) -> int:
@@ -95,10 +96,9 @@ class Evolution:
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
         if schedule == "cosine" and total_steps is None:
             raise ValueError("schedule='cosine' needs total_steps (the schedule's length in optimizer steps)")
-        if regrowth is not None and regrowth not in REGROWTH_MODES:
-            raise ValueError(f"regrowth must be one of {REGROWTH_MODES}, got {regrowth!r}")
-        if regrowth == "gradient":
-            uniform = [names[id(layer)] for layer in self.layers if layer.regrowth != "gradient"]
+        rule = None if regrowth is None else as_rule(regrowth)
+        if rule is not None and rule.records_batch:
+            uniform = [names[id(layer)] for layer in self.layers if not layer.regrowth_rule.records_batch]
             if uniform:
                 raise ValueError(f"regrowth='gradient' needs SETLayers built with regrowth='gradient' (they record the last batch); not so: {uniform}")
         self.optimizer = optimizer

@@ -15,7 +15,8 @@ from typing import Any, Iterable, Literal
 import torch
 from torch import nn
 
-from .layer import REGROWTH_MODES, SUPPORTED_DTYPES, Regrowth, SETLayer
+from .layer import SUPPORTED_DTYPES, Regrowth, SETLayer
+from .regrowth import as_rule
 
 Distribution = Literal["erdos_renyi", "erk", "uniform"]
 log = logging.getLogger("synapses")
@@ -119,8 +120,7 @@ def sparsify(
         raise ValueError(f"distribution must be 'erdos_renyi', 'erk' or 'uniform', got {distribution!r}")
     if sparsity is not None and not 0 <= sparsity < 1:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
-    if regrowth not in REGROWTH_MODES:
-        raise ValueError(f"regrowth must be one of {REGROWTH_MODES}, got {regrowth!r}")
+    as_rule(regrowth)  # a name it does not know is refused before any layer is replaced
     model = model if inplace else copy.deepcopy(model)
     targets, kept = _linear_layers(model, tuple(exclude), keep_output_dense, output_layer, example_input)
     if not targets:

@@ -1,0 +1,140 @@
+"""Regrowth rules: where an evolution step puts the connections its pruning removed.
+
+A rule is an object passed to :class:`~synapses.SETLayer`, :func:`~synapses.sparsify` or
+:class:`~synapses.Evolution` (``regrowth=``); the names ``"uniform"``, ``"near_parents"``
+and ``"gradient"`` stand for :class:`Uniform`, :class:`NearParents` and :class:`Gradient`.
+A new rule is one subclass of :class:`RegrowthRule` that overrides :meth:`~RegrowthRule.place`:
+it places as many of the ``n`` new connections as it likes and the rest are drawn
+uniformly among the free pairs, so that every step moves exactly ``n`` weights.
+
+Pairs are flat keys ``out_index * in_features + in_index`` (as in :mod:`synapses.evolution`).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from .evolution import largest_gradient_pairs, sample_free_pairs, sample_near_parents
+
+if TYPE_CHECKING:
+    from .layer import SETLayer
+
+
+class RegrowthRule:
+    """Base class: :meth:`grow` = the keys :meth:`place` chooses, then uniform draws for the rest.
+
+    Attributes:
+        name: how ``repr`` and the layer's ``extra_repr`` call the rule.
+        records_batch: the layer must keep its last training batch's input and output
+            gradient for this rule (:class:`Gradient`).
+    """
+
+    name = "custom"
+    records_batch = False
+    # built-in rules return valid keys by construction; a user's rule is checked
+    _checked = True
+
+    def place(self, layer: SETLayer, kept_keys: torch.Tensor, kept_weights: torch.Tensor, n: int) -> torch.Tensor:
+        """Up to ``n`` new keys, none in ``kept_keys`` and none twice (default: none).
+
+        Args:
+            layer: the layer being evolved (its sizes, ``generator``, ``input_grid``...).
+            kept_keys: ``(m,)`` int64 keys of the connections the pruning kept.
+            kept_weights: ``(m,)`` their weights.
+            n: how many connections move.
+
+        Returns:
+            ``(j,)`` int64 keys, ``j <= n``, on ``kept_keys``' device.
+        """
+        return kept_keys.new_empty(0)
+
+    def grow(self, layer: SETLayer, kept_keys: torch.Tensor, kept_weights: torch.Tensor, n: int) -> torch.Tensor:
+        """``(n,)`` distinct free keys: :meth:`place`'s, then uniform draws among the pairs
+        still free (with the layer's ``generator``)."""
+        placed = self.place(layer, kept_keys, kept_weights, n)
+        if self._checked:
+            self._check(placed, kept_keys, n, layer.in_features * layer.out_features)
+        rest = sample_free_pairs(torch.cat([kept_keys, placed]), n - placed.numel(), layer.in_features * layer.out_features, generator=layer.generator)
+        return torch.cat([placed, rest])
+
+    def _check(self, placed: torch.Tensor, kept_keys: torch.Tensor, n: int, n_pairs: int) -> None:
+        where = f"{type(self).__name__}.place"
+        if placed.dtype != torch.int64 or placed.dim() != 1:
+            raise ValueError(f"{where} must return a 1-d int64 tensor of keys, got {placed.dtype} of shape {tuple(placed.shape)}")
+        if placed.numel() > n:
+            raise ValueError(f"{where} returned {placed.numel()} keys for {n} connections to place")
+        if placed.numel() and (int(placed.min()) < 0 or int(placed.max()) >= n_pairs):
+            raise ValueError(f"{where} returned a key outside [0, {n_pairs})")
+        if torch.unique(placed).numel() != placed.numel():
+            raise ValueError(f"{where} returned a key twice")
+        if bool(torch.isin(placed, kept_keys).any()):
+            raise ValueError(f"{where} returned a pair that is already connected")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Uniform(RegrowthRule):
+    """SET's rule: every new connection uniform among the free pairs."""
+
+    name = "uniform"
+    _checked = False
+
+
+class NearParents(RegrowthRule):
+    """A fraction ``fraction`` of the new connections next to strong kept ones: a parent is
+    drawn with probability proportional to ``|weight|`` and its child keeps the parent's
+    output and takes a neighbouring input (a neighbouring pixel on ``input_grid =
+    (height, width)``, default the layer's; else the input index +-1); see
+    :func:`synapses.evolution.sample_near_parents`. The rest are uniform."""
+
+    name = "near_parents"
+    _checked = False
+
+    def __init__(self, fraction: float = 0.5, input_grid: tuple[int, int] | None = None) -> None:
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"parent fraction must be in [0, 1], got {fraction!r}")
+        self.fraction, self.input_grid = fraction, input_grid
+
+    def place(self, layer: SETLayer, kept_keys: torch.Tensor, kept_weights: torch.Tensor, n: int) -> torch.Tensor:
+        grid = self.input_grid if self.input_grid is not None else layer.input_grid
+        return sample_near_parents(kept_keys, kept_weights, round(self.fraction * n), layer.in_features, kept_keys, input_grid=grid, generator=layer.generator)
+
+    def __repr__(self) -> str:
+        return f"NearParents(fraction={self.fraction}" + (f", input_grid={self.input_grid})" if self.input_grid else ")")
+
+
+class Gradient(RegrowthRule):
+    """RigL's rule: the free pairs whose weight gradient on the last training batch is
+    largest in magnitude, computed a block of outputs at a time
+    (:func:`synapses.evolution.largest_gradient_pairs`). The layer keeps that batch's input
+    and output gradient (``records_batch``)."""
+
+    name = "gradient"
+    records_batch = True
+    _checked = False
+
+    def place(self, layer: SETLayer, kept_keys: torch.Tensor, kept_weights: torch.Tensor, n: int) -> torch.Tensor:
+        inputs, grad_outputs = layer._last_input, layer._last_grad_output
+        if inputs is None or grad_outputs is None:
+            raise RuntimeError(
+                "gradient regrowth needs the last training batch's gradients: build the layer with "
+                "regrowth='gradient' and run a training forward and backward pass before evolving"
+            )
+        return largest_gradient_pairs(kept_keys, n, inputs, grad_outputs)
+
+
+NAMED_RULES = {"uniform": Uniform, "near_parents": NearParents, "gradient": Gradient}
+
+
+def as_rule(regrowth: str | RegrowthRule, parent_fraction: float = 0.5) -> RegrowthRule:
+    """The rule ``regrowth`` names (``"near_parents"`` with ``parent_fraction``), or
+    ``regrowth`` itself when it is already a :class:`RegrowthRule`."""
+    if isinstance(regrowth, RegrowthRule):
+        return regrowth
+    if regrowth == "near_parents":
+        return NearParents(parent_fraction)
+    if isinstance(regrowth, str) and regrowth in NAMED_RULES:
+        return NAMED_RULES[regrowth]()
+    raise ValueError(f"regrowth must be one of {tuple(NAMED_RULES)} or a synapses.RegrowthRule, got {regrowth!r}")
