@@ -363,8 +363,8 @@ def legibility_problems(fig: matplotlib.figure.Figure) -> list[str]:
     - legend text under 6 points;
     - two axes' titles overlapping, or a title overlapping another axes.
     """
+    renderer = fig.canvas.get_renderer() if hasattr(fig.canvas, "get_renderer") else None  # Agg has one
     fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
     problems = []
     axes = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
     for ax in axes:
@@ -374,11 +374,11 @@ def legibility_problems(fig: matplotlib.figure.Figure) -> list[str]:
         legend = ax.get_legend()
         if legend is None or not legend.get_visible():
             continue
-        if any(t.get_fontsize() < 6 for t in legend.get_texts()):
+        if any(float(t.get_fontsize()) < 6 for t in legend.get_texts()):
             problems.append(f"legend text under 6 pt in {ax.get_title()!r}")
         box, frame = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
         for line in ax.get_lines():
-            if line.get_label().startswith("_"):
+            if str(line.get_label()).startswith("_"):
                 continue
             points = line.get_transform().transform(np.column_stack([np.asarray(v, dtype=float) for v in line.get_data()]))
             if len(points) > 1:  # the segments between vertices are drawn too: sample them

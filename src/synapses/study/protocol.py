@@ -13,6 +13,7 @@ fact, because the SET paper's net did not record its pruning; the survivors' cro
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,6 @@ def score(found: dict[str, dict[int, int | None]], rho_300: dict[str, dict[int, 
     ]
 
 
-def _pairs(a: dict[int, object], b: dict[int, object], form: str = "{}") -> str:
+def _pairs(a: Mapping[int, object], b: Mapping[int, object], form: str = "{}") -> str:
     """``"41 against 152, 38 against 156"``: seed by seed."""
     return ", ".join(f"{form.format(a[s])} against {form.format(b[s])}" for s in SEEDS)
