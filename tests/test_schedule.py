@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import synapses
 from synapses import Evolution, SETLayer, UnknownOptimizerStateError, sparsify
 from synapses.evolution import largest_gradient_pairs
 
@@ -167,3 +168,40 @@ print(f"peak resident memory: {after / 1024:.0f} MiB in all, {(after - before) /
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     above = float(out.strip().splitlines()[-1].split(", ")[1].split()[0])
     assert above < 600
+
+
+def _trained_pair():
+    import copy
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(synapses.SETLayer(20, 16, epsilon=2, generator=torch.Generator().manual_seed(1)), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(4, 20)).sum().backward()
+    optimizer.step()
+    twin = copy.deepcopy(model)
+    twin[0].generator = torch.Generator().manual_seed(2)  # (seed 1 again would replay the initial draws)
+    model[0].generator = torch.Generator().manual_seed(2)
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    twin_optimizer.load_state_dict(optimizer.state_dict())
+    return (model, optimizer), (twin, twin_optimizer)
+
+
+def test_prune_then_regrow_is_one_evolution_with_the_pruned_network_in_between():
+    (model, optimizer), (twin, twin_optimizer) = _trained_pair()
+    whole = synapses.Evolution(model, optimizer, every=1).evolve()
+    halves = synapses.Evolution(twin, twin_optimizer, every=1)
+    halves.prune()
+    layer = twin[0]
+    assert bool(layer.pruned.any()) and bool((layer.weight[layer.pruned] == 0).all())  # zeroed in place, not moved yet
+    pruned_connections = layer.connections[layer.pruned].clone()
+    moved = halves.regrow()
+    assert torch.equal(moved[0], whole[0]) and torch.equal(twin[0].connections, model[0].connections) and torch.equal(twin[0].weight, model[0].weight)
+    assert not torch.equal(layer.connections[moved[0]], pruned_connections) and halves.evolutions == 1
+
+
+def test_without_optimizer_state_reset_moved_weights_keep_their_momentum():
+    (model, optimizer), _ = _trained_pair()
+    before = optimizer.state[model[0].weight]["momentum_buffer"].clone()
+    moved = synapses.Evolution(model, optimizer, every=1, reset_optimizer_state=False).evolve()[0]
+    after = optimizer.state[model[0].weight]["momentum_buffer"]
+    assert moved.numel() and torch.equal(after, before)

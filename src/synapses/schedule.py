@@ -41,6 +41,9 @@ class Evolution:
     Each evolution zeroes, per layer and sign, the fraction ``zeta`` of weights closest to
     zero and moves them to new connections at once (SET's prune-then-regrow, with no
     training step in between), and resets the optimizer state of the moved weights.
+    :meth:`prune` and :meth:`regrow` are the two halves, for a loop that evaluates the
+    pruned network between them (as the original SET code does at the end of an epoch);
+    :meth:`step` and :meth:`evolve` call both.
 
     Args:
         model: a module holding SETLayers (e.g. from :func:`synapses.sparsify`).
@@ -55,6 +58,8 @@ class Evolution:
             ``"gradient"`` needs layers built with ``regrowth="gradient"``.
         init: draw moved weights from the layer's initialisation (SET); ``False``: start
             them at 0 (RigL).
+        reset_optimizer_state: reset ``optimizer``'s state of moved weights (``False``:
+            they keep their old momentum, as the original EvolNet did).
 
     Raises:
         ValueError: no SETLayer in ``model``, a SETLayer whose weight ``optimizer`` does not
@@ -74,6 +79,7 @@ class Evolution:
         total_steps: int | None = None,
         regrowth: Regrowth | None = None,
         init: bool = True,
+        reset_optimizer_state: bool = True,
     ) -> None:
         self.layers = [m for m in model.modules() if isinstance(m, SETLayer)]
         if not self.layers:
@@ -108,6 +114,7 @@ class Evolution:
         self.total_steps = total_steps
         self.regrowth = regrowth
         self.init = init
+        self.reset_optimizer_state = reset_optimizer_state
         self.steps = 0
         self.evolutions = 0
 
@@ -127,14 +134,37 @@ class Evolution:
         return due
 
     @torch.no_grad()
-    def evolve(self) -> None:
-        """Evolve every SETLayer now."""
+    def evolve(self) -> list[torch.Tensor]:
+        """Prune and regrow every SETLayer now; returns :meth:`regrow`'s moved slots."""
+        self.prune()
+        return self.regrow()
+
+    @torch.no_grad()
+    def prune(self) -> None:
+        """Mark and zero, in every SETLayer, the weights the schedule's ``zeta`` prunes now;
+        they stay at 0, in place, until :meth:`regrow` moves them."""
         factor = self.zeta_factor()
         for layer in self.layers:
-            marked = layer.zero_connections((self.zeta if self.zeta is not None else layer.zeta) * factor)
-            if marked.numel():  # (evolve_connections would mark the layer's own zeta)
-                layer.evolve_connections(init=self.init, optimizer=self.optimizer, regrowth=self.regrowth)
+            layer.zero_connections((self.zeta if self.zeta is not None else layer.zeta) * factor)
+
+    @torch.no_grad()
+    def regrow(self) -> list[torch.Tensor]:
+        """Move every SETLayer's marked weights to new connections (its regrowth rule, or
+        this driver's), resetting their optimizer state; counts one evolution.
+
+        Returns:
+            per layer (in ``self.layers``' order), the ``(k,)`` slots of the moved weights;
+            empty for a layer with nothing marked.
+        """
+        moved = []
+        for layer in self.layers:
+            if bool(layer.pruned.any()):  # (evolve_connections would otherwise mark the layer's own zeta)
+                optimizer = self.optimizer if self.reset_optimizer_state else None
+                moved.append(layer.evolve_connections(init=self.init, optimizer=optimizer, regrowth=self.regrowth))
+            else:
+                moved.append(layer.pruned.nonzero().squeeze(1))
         self.evolutions += 1
+        return moved
 
     def state_dict(self) -> dict[str, Any]:
         """The schedule's position, for checkpoints (the layers' state is in the model's)."""

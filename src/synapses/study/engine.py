@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import EvolNet, SparseNet
+from ..schedule import Evolution
 from .analysis import abs_weight_sum
 from .augment import Augmentation
 from .build import Network, build_model, build_optimizer, first_layer_counts, fix_topology
@@ -185,6 +186,7 @@ class Trainee:
     data_rng: torch.Generator  # the order of the training images
     device: torch.device  # where the model is; on CUDA, dropout draws from that device's generator
     augment_rng: torch.Generator | None = None  # shifts and blank-pixel noise, where the config asks for them
+    evolution: Evolution | None = None  # SET's pruning and regrowth (evolution="epoch"); EvolNet evolves in its forward
 
     def resumable(self, epoch: int) -> dict[str, Any]:
         state = {
@@ -229,7 +231,10 @@ def build_trainee(config: ExperimentConfig, results_dir: Path) -> Trainee:
         # reset; the optimizer needs the model's parameters first.
         model.optimizer = optimizer
     augment_rng = torch.Generator().manual_seed(config.seed + AUGMENT_SEED_OFFSET) if config.random_shift or config.blank_noise else None
-    return Trainee(model, optimizer, model_rng, data_rng, device, augment_rng)
+    # the library's driver, in its two halves: prune after an epoch's training (the pruned
+    # network is evaluated and recorded), regrow before the next one
+    evolution = Evolution(model, optimizer, every=1, reset_optimizer_state=config.reset_optimizer_state) if config.evolution == "epoch" else None
+    return Trainee(model, optimizer, model_rng, data_rng, device, augment_rng, evolution)
 
 
 def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress: bool = True, stop_after: int | None = None) -> None:
@@ -252,15 +257,13 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
             history.lifetimes = LifetimeRecord.start(model.sparse_layers()[0])
     decay = WeightDecayPolicy.of(config)
     augment = Augmentation(config.random_shift, config.blank_noise, float(data.train_x.min()))
-    reset = optimizer if config.reset_optimizer_state else None  # whose state moved weights reset
     last = config.epochs if stop_after is None else min(config.epochs, stop_after)
     bar = _progress_bar(config, history.epoch, progress)
     for epoch in range(history.epoch + 1, last + 1):
         start = time.perf_counter()
         decay.set_epoch(optimizer, epoch)
-        if config.evolution == "epoch" and epoch > 1:
-            assert isinstance(model, SparseNet)  # config validation: Dense has evolution "off"
-            evolve(model, config, history, reset)
+        if trainee.evolution is not None and epoch > 1:
+            evolve(trainee.evolution, config, history)
         train_loss, train_acc = train_epoch(
             model, optimizer, data, config.batch_size, decay, epoch, trainee.data_rng, augment, trainee.augment_rng
         )
@@ -268,7 +271,7 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
             message = f"diverged at epoch {epoch}: the training loss is {train_loss} (try a smaller lr); delete the folder to rerun it"
             folder.mark_diverged(message)
             raise DivergedError(f"{run_id} {message}")
-        prune(model, config, history)
+        prune(model, trainee.evolution, config, history)
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y, config.batch_size)
         counts = first_layer_counts(model)
         history.epoch = epoch
@@ -290,12 +293,12 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
         folder.finish(history, model.state_dict() if config.keep_network else None, config)
 
 
-def evolve(model: SparseNet, config: ExperimentConfig, history: History, reset: torch.optim.Optimizer | None) -> None:
+def evolve(evolution: Evolution, config: ExperimentConfig, history: History) -> None:
     """SET's regrowth at the start of an epoch: every SET layer moves the weights its last
     pruning marked; the first layer's newborns are scaled by ``input_regrowth_scale`` and,
     with ``record_lifetimes``, recorded."""
-    moved = model.evolve_connections(optimizer=reset)[0]
-    first = model.sparse_layers()[0]
+    moved = evolution.regrow()[0]
+    first = evolution.layers[0]
     if config.input_regrowth_scale != 1:
         with torch.no_grad():
             first.weight[moved] *= config.input_regrowth_scale
@@ -303,7 +306,7 @@ def evolve(model: SparseNet, config: ExperimentConfig, history: History, reset: 
         history.lifetimes.record_births(first, moved)
 
 
-def prune(model: Network, config: ExperimentConfig, history: History) -> None:
+def prune(model: Network, evolution: Evolution | None, config: ExperimentConfig, history: History) -> None:
     """SET's pruning at the end of an epoch (``evolution="epoch"``), with the first layer's
     pruning recorded in ``history`` when ``config.record_pruning``: the summed ``|weight|``
     per pixel just before it, and the connections it removed per pixel; with
@@ -312,9 +315,8 @@ def prune(model: Network, config: ExperimentConfig, history: History) -> None:
     if first is not None and config.record_pruning and config.record_weight_mass:
         history.weight_mass.append(abs_weight_sum(first.connections, first.weight, first.in_features))
     weights_before = first.weight.detach().clone() if first is not None and history.lifetimes is not None else None
-    if config.evolution == "epoch":
-        assert isinstance(model, SparseNet)
-        model.zero_connections()
+    if evolution is not None:
+        evolution.prune()
     if first is not None and config.record_pruning:
         history.pruned.append(pixel_counts(first.connections[first.pruned], first.in_features))
     if first is not None and history.lifetimes is not None and weights_before is not None:
