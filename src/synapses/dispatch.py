@@ -21,7 +21,7 @@ it applies, else the compiled kernels on the CPU where they are built, else the 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -290,7 +290,7 @@ class SETLayer(nn.Module):
     def _record_batch(self, inputs: torch.Tensor, grad: torch.Tensor) -> None:
         self._last_input, self._last_grad_output = inputs, grad.detach()
 
-    def __prepare_scriptable__(self) -> "SETLayer":
+    def __prepare_scriptable__(self) -> SETLayer:
         raise TypeError("SETLayer cannot be compiled by torch.jit.script (its kernels are Python autograd functions); use it eagerly or with torch.compile")
 
     def to_dense(self) -> torch.Tensor:

@@ -12,7 +12,8 @@ raises :class:`UnknownOptimizerStateError` rather than being silently kept or co
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -33,7 +33,7 @@ class MaskedLinear(nn.Module):
         self.bias = nn.Parameter(bias.clone()) if bias is not None else None
 
     @classmethod
-    def from_set_layer(cls, layer: SETLayer) -> "MaskedLinear":
+    def from_set_layer(cls, layer: SETLayer) -> MaskedLinear:
         """A dense copy of ``layer``'s current values, connections and bias."""
         with torch.no_grad():
             weight = layer.to_dense()

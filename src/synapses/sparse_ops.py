@@ -76,7 +76,7 @@ class CSRIndex:
     shape: tuple[int, int]
 
     @classmethod
-    def build(cls, connections: torch.Tensor, in_features: int, out_features: int) -> "CSRIndex":
+    def build(cls, connections: torch.Tensor, in_features: int, out_features: int) -> CSRIndex:
         inputs, outputs = connections[:, 0], connections[:, 1]
         flat = outputs * in_features + inputs
         order = torch.argsort(flat)
@@ -94,7 +94,7 @@ class CSRIndex:
             shape=(out_features, in_features),
         )
 
-    def transposed(self) -> "CSRIndex":
+    def transposed(self) -> CSRIndex:
         """The index of the transposed weight ``(in, out)``: the same connections with
         input and output swapped, values still in weight order."""
         out_features, in_features = self.shape

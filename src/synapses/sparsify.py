@@ -9,8 +9,9 @@ import copy
 import fnmatch
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn

@@ -13,8 +13,8 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -267,10 +267,10 @@ def _bench_shape(n_in: int, n_out: int, batch: int, fractions: tuple[float, ...]
         x = torch.randn(batch, n_in, device=device, requires_grad=True)
 
         def fwd_bwd(module: nn.Module) -> Callable[[], None]:
-            def run() -> None:
+            def run() -> None:  # timed within this shape's iteration, so x is this shape's input
                 module.zero_grad(set_to_none=True)
-                x.grad = None
-                module(x).sum().backward()
+                x.grad = None  # noqa: B023
+                module(x).sum().backward()  # noqa: B023
 
             return run
 

@@ -1,8 +1,9 @@
 """The network and optimizer a configuration describes, and a finished run's network back."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from .run_dir import RunDir
 from .topology import SIDE, pixel_counts
 
 N_CLASSES = 10
-Network = Union[SparseNet, DenseNet]
+Network = SparseNet | DenseNet
 
 
 def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network:

@@ -283,7 +283,7 @@ class ExperimentConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "config") -> "ExperimentConfig":
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> ExperimentConfig:
         """Build from a mapping; unknown keys and bad values raise :class:`ConfigError`
         whose message starts with ``where``."""
         known = {f.name for f in fields(cls)}
@@ -296,10 +296,10 @@ class ExperimentConfig:
             raise ConfigError(f"{where}: {err}") from None
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "ExperimentConfig":
+    def from_json(cls, path: str | Path) -> ExperimentConfig:
         return cls.from_dict(json.loads(Path(path).read_text()), where=str(path))
 
-    def replace(self, **changes: Any) -> "ExperimentConfig":
+    def replace(self, **changes: Any) -> ExperimentConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
     # ---------------------------------------------------------------- identity

@@ -60,7 +60,7 @@ class MNISTTensors:
     test_x: torch.Tensor
     test_y: torch.Tensor
 
-    def to(self, device: torch.device) -> "MNISTTensors":
+    def to(self, device: torch.device) -> MNISTTensors:
         """The same tensors on ``device`` (these, where they are there already)."""
         return MNISTTensors(self.train_x.to(device), self.train_y.to(device), self.test_x.to(device), self.test_y.to(device))
 

@@ -8,8 +8,9 @@ parameter by ``wd * w``). The coefficient of an epoch, constant or linear from
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import torch
 
@@ -33,7 +34,7 @@ class WeightDecayPolicy:
     l1: float = 0.0
 
     @classmethod
-    def of(cls, config: ExperimentConfig) -> "WeightDecayPolicy":
+    def of(cls, config: ExperimentConfig) -> WeightDecayPolicy:
         return cls(config.decay_mode, config.weight_decay, config.weight_decay_end, config.epochs, config.l1)
 
     def at(self, epoch: int) -> float:

@@ -323,8 +323,10 @@ def prune(model: Network, evolution: Evolution | None, config: ExperimentConfig,
         history.lifetimes.record_pruning(weights_before, first.pruned)
 
 
-def environment(device: torch.device = torch.device("cpu")) -> dict[str, Any]:
-    """The thread count, library versions and (on CUDA) the GPU a run's numbers are made with."""
+def environment(device: torch.device | None = None) -> dict[str, Any]:
+    """The thread count, library versions and (on CUDA) the GPU a run's numbers are made with
+    (``device``: where it trains, default the CPU)."""
+    device = device if device is not None else torch.device("cpu")
     import torchvision
 
     found = {

@@ -9,8 +9,9 @@ and ``--check`` fails when one differs, so these numbers cannot go stale either.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -217,7 +218,7 @@ def idle_sign_skew(results: Path) -> str:
     return "; ".join(parts)
 
 
-def _accuracy_family(results: Path) -> dict[str, "Comparison"]:
+def _accuracy_family(results: Path) -> dict[str, Comparison]:
     """The accuracy family: every paired comparison of last-epoch test accuracy the
     write-up makes, tested together (paired t, Holm over the family), in points:
     decay 1e-3 against none over 1000 epochs (reproduction, seeds paired), and, per learned
@@ -227,7 +228,7 @@ def _accuracy_family(results: Path) -> dict[str, "Comparison"]:
     def last(sweep: str, entry: str | None, **fields: object) -> dict[int, float]:
         return {c.seed: 100 * load_metrics(results / c.run_id())["test_acc"].iloc[-1] for c in select_runs(sweep, entry, None, **fields)}
 
-    def pair(name: str, a: dict[int, float], b: dict[int, float]) -> "Comparison":
+    def pair(name: str, a: dict[int, float], b: dict[int, float]) -> Comparison:
         seeds = sorted(a.keys() & b.keys())
         return paired(name, np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds]))
 

@@ -49,7 +49,7 @@ class LifetimeRecord:
     born_weights: list[np.ndarray] = field(default_factory=list)
 
     @classmethod
-    def start(cls, layer: SETLayer) -> "LifetimeRecord":
+    def start(cls, layer: SETLayer) -> LifetimeRecord:
         """The record of ``layer`` at initialisation."""
         return cls(_keys(layer), layer.weight.detach().cpu().numpy().astype(np.float16))
 
@@ -74,7 +74,7 @@ class LifetimeRecord:
         self.weights.append(weights_before.numpy().astype(np.float16))
         self.pruned.append(np.packbits(pruned.numpy()))
 
-    def truncated(self, epochs: int) -> "LifetimeRecord":
+    def truncated(self, epochs: int) -> LifetimeRecord:
         """The record of the first ``epochs`` epochs (what a checkpoint of that epoch resumes)."""
         if self.epochs < epochs:
             raise RuntimeError(f"the lifetime record holds {self.epochs} epochs, the checkpoint {epochs}")

@@ -13,7 +13,8 @@ value and ``None`` for a good one; :func:`check_parameters` raises
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .config import MAX_SEED
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -92,7 +93,7 @@ def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: st
     return pd.concat(frames, ignore_index=True)
 
 
-def load_sweep_runs(sweep: "Sweep", results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:
+def load_sweep_runs(sweep: Sweep, results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:
     """:func:`load_runs` for the runs of a sweep, with three more columns: ``entry`` (the
     sweep file's entry), ``label`` (:func:`synapses.study.sweep.run_labels`, seeds pooled) and
     ``chained_epoch``: the epoch counted from the start of the chain of ``after:`` runs, so

@@ -128,7 +128,7 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def of(cls, config: ExperimentConfig, results_dir: str | Path) -> "RunDir":
+    def of(cls, config: ExperimentConfig, results_dir: str | Path) -> RunDir:
         return cls(Path(results_dir) / config.run_id())
 
     def __repr__(self) -> str:

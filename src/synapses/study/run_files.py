@@ -32,8 +32,9 @@ import lzma
 import os
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -255,7 +256,7 @@ def npz_bytes(arrays: dict[str, np.ndarray], final: bool) -> bytes:
             # a fixed timestamp: the same arrays always give the same bytes (no spurious diffs)
             member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             member.compress_type = zipfile.ZIP_LZMA
-            archive.writestr(member, to_bytes(lambda f: np.lib.format.write_array(f, np.asanyarray(values), allow_pickle=False)))
+            archive.writestr(member, to_bytes(lambda f: np.lib.format.write_array(f, np.asanyarray(values), allow_pickle=False)))  # noqa: B023 (called at once)
     return buffer.getvalue()
 
 

@@ -10,9 +10,10 @@ scikit-learn, on pixels in [0, 1].
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -94,7 +95,7 @@ RANDOM_SEEDS = (0, 1, 2)
 COLUMNS = ("ranking", "weight_decay", "seed", "k", "classifier", "test_acc")
 
 
-def rankings(configs: list["ExperimentConfig"], results_dir: Path | None = None, rank_epochs: tuple[int, ...] = RANK_EPOCHS) -> list[tuple[str, float, int, Callable[[], np.ndarray]]]:
+def rankings(configs: list[ExperimentConfig], results_dir: Path | None = None, rank_epochs: tuple[int, ...] = RANK_EPOCHS) -> list[tuple[str, float, int, Callable[[], np.ndarray]]]:
     """Every ranking of the table as ``(name, weight_decay, seed, scores)``, scores computed
     on demand: the first layer's connections per pixel after each of ``rank_epochs``, the
     summed ``|weight|`` of the final network, per run of ``configs`` (finished runs in
@@ -134,9 +135,9 @@ def _training_baseline(kind: Literal["ink", "variance"]) -> np.ndarray:
 
 
 def score_table(
-    out: Path, data: MNISTTensors, configs: list["ExperimentConfig"] | None = None, results_dir: Path | None = None,
+    out: Path, data: MNISTTensors, configs: list[ExperimentConfig] | None = None, results_dir: Path | None = None,
     rank_epochs: tuple[int, ...] = RANK_EPOCHS, progress: bool = True,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """Test accuracy of each classifier on the top-K pixels of each ranking, one row per
     (ranking, weight decay, seed, K, classifier), appended to the CSV ``out`` as each is done
     (written atomically), so an interrupted table resumes where it stopped.
@@ -171,7 +172,7 @@ def score_table(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def missing_scores(table: "pd.DataFrame", configs: list["ExperimentConfig"] | None = None, rank_epochs: tuple[int, ...] = RANK_EPOCHS) -> int:
+def missing_scores(table: pd.DataFrame, configs: list[ExperimentConfig] | None = None, rank_epochs: tuple[int, ...] = RANK_EPOCHS) -> int:
     """How many rows of the full table (the rankings of ``configs``, default the
     reproduction's, after ``rank_epochs``, x budgets x classifiers) ``table`` lacks."""
     from .results import select_runs

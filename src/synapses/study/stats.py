@@ -29,7 +29,7 @@ class Comparison:
     detectable: float  # |difference| with 80% power at alpha 0.05 (two-sided), this n and sd
     higher_in: int | None = None  # paired: seeds where A > B
 
-    def with_p(self, p: float) -> "Comparison":
+    def with_p(self, p: float) -> Comparison:
         return Comparison(self.name, self.kind, self.n, self.mean, self.ci_low, self.ci_high, p, self.detectable, self.higher_in)
 
 

@@ -22,10 +22,11 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -60,7 +61,7 @@ class Sweep:
     def entries(self) -> list[str]:
         return list(dict.fromkeys(run.entry for run in self.runs))
 
-    def only(self, entry: str) -> "Sweep":
+    def only(self, entry: str) -> Sweep:
         """The runs of one entry (and its baselines)."""
         if entry not in self.entries():
             raise ConfigError(f"{self.path.name} has no entry {entry!r} (entries: {', '.join(self.entries())})")
