@@ -205,3 +205,23 @@ def test_without_optimizer_state_reset_moved_weights_keep_their_momentum():
     moved = synapses.Evolution(model, optimizer, every=1, reset_optimizer_state=False).evolve()[0]
     after = optimizer.state[model[0].weight]["momentum_buffer"]
     assert moved.numel() and torch.equal(after, before)
+
+
+def test_per_pass_evolution_flips_a_coin_per_layer_and_training_pass():
+    torch.manual_seed(0)
+    model = nn.Sequential(SETLayer(20, 16, epsilon=2, generator=torch.Generator().manual_seed(3)), nn.ReLU(), SETLayer(16, 8, epsilon=2, generator=torch.Generator().manual_seed(4)))
+    evolution = Evolution(model, None, per_pass=1.0, reset_optimizer_state=False)
+    before = [m.connections.clone() for m in (model[0], model[2])]
+    model.eval()
+    model(torch.randn(4, 20))
+    assert evolution.evolutions == 0 and all(torch.equal(m.connections, c) for m, c in zip((model[0], model[2]), before))
+    model.train()
+    model(torch.randn(4, 20))
+    assert evolution.evolutions == 2 and not any(torch.equal(m.connections, c) for m, c in zip((model[0], model[2]), before))
+    evolution.per_pass = 0.0
+    model(torch.randn(4, 20))
+    assert evolution.evolutions == 2
+    with pytest.raises(ValueError, match="give one of every= .* or per_pass="):
+        Evolution(model, None, every=1, per_pass=0.5, reset_optimizer_state=False)
+    with pytest.raises(ValueError, match="optimizer must be a torch.optim.Optimizer, got NoneType"):
+        Evolution(model, None, per_pass=0.5)  # resetting state needs an optimizer

@@ -9,14 +9,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layer import Compute, Regrowth, SETLayer
+from .schedule import Evolution
 
 
 class SparseNet(nn.Module):
     """784-512-128-10 perceptron: two SET layers with ReLU, a dense readout, log-softmax.
 
     23,226 parameters with the defaults (the dense equivalent has about 468k). Evolution is
-    driven from outside, once per epoch: :meth:`zero_connections` after training,
-    :meth:`evolve_connections` before the next epoch.
+    driven from outside, once per epoch: :class:`~synapses.Evolution`'s ``prune()`` after
+    training and ``regrow()`` before the next epoch (or, as in synapses 0.0.13,
+    :meth:`zero_connections` and :meth:`evolve_connections`).
 
     Args:
         sizes: ``(input, hidden..., output)`` widths; every layer but the last is a SETLayer.
@@ -94,14 +96,17 @@ class SparseNet(nn.Module):
 
 class EvolNet(SparseNet):
     """SparseNet that evolves during training: each SET layer, on each training forward
-    pass, evolves with probability ``evolution_proba`` before computing its output.
+    pass, evolves with probability ``evolution_proba`` before computing its output (an
+    :class:`~synapses.Evolution` with ``per_pass``, held as ``evolution``).
 
     As in the original, the constructor's ``evolution_proba`` is shared among the SET
     layers (the attribute holds the per-layer probability, ``evolution_proba / 2`` for the
     default net); ``per_layer=True`` takes the per-layer probability itself.
     No optimizer is handed to the layers, so momentum buffers are not reset (as the
-    original did); pass ``optimizer=`` to change that.
+    original did); pass ``optimizer=`` (or set ``.optimizer``) to change that.
     """
+
+    evolution: Evolution
 
     def __init__(
         self,
@@ -125,21 +130,30 @@ class EvolNet(SparseNet):
         )
         if not 0 <= evolution_proba <= 1:
             raise ValueError(f"evolution_proba must be in [0, 1], got {evolution_proba!r}")
-        self.evolution_proba = evolution_proba if per_layer else evolution_proba / len(self.set_layers)
         self.generator = generator
-        self.optimizer = optimizer
+        per_pass = evolution_proba if per_layer else evolution_proba / len(self.set_layers)
+        self.evolution = Evolution(self, optimizer, per_pass=per_pass, reset_optimizer_state=optimizer is not None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1)
-        for layer in self.sparse_layers():
-            if self.training and self._coin() < self.evolution_proba:
-                layer.evolve_connections(optimizer=self.optimizer)
-            x = self._hidden_activation(layer(x))
-        return F.log_softmax(self.readout(x), dim=1)
+    @property
+    def evolution_proba(self) -> float:
+        """Each SET layer's probability of evolving on a training forward pass."""
+        assert self.evolution.per_pass is not None
+        return self.evolution.per_pass
 
-    def _coin(self) -> float:
-        device = self.generator.device if self.generator is not None else "cpu"
-        return float(torch.rand((), generator=self.generator, device=device))
+    @evolution_proba.setter
+    def evolution_proba(self, proba: float) -> None:
+        if not 0 <= proba <= 1:
+            raise ValueError(f"evolution_proba must be in [0, 1], got {proba!r}")
+        self.evolution.per_pass = proba
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimizer whose state of moved weights is reset (``None``: none is)."""
+        return self.evolution.optimizer if self.evolution.reset_optimizer_state else None
+
+    @optimizer.setter
+    def optimizer(self, optimizer: torch.optim.Optimizer | None) -> None:
+        self.evolution.optimizer, self.evolution.reset_optimizer_state = optimizer, optimizer is not None
 
 
 class DenseNet(nn.Module):

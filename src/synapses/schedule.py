@@ -43,12 +43,18 @@ class Evolution:
     training step in between), and resets the optimizer state of the moved weights.
     :meth:`prune` and :meth:`regrow` are the two halves, for a loop that evaluates the
     pruned network between them (as the original SET code does at the end of an epoch);
-    :meth:`step` and :meth:`evolve` call both.
+    :meth:`step` and :meth:`evolve` call both. With ``per_pass=p`` instead of ``every``,
+    each SETLayer evolves on its own, with probability ``p``, just before each training
+    forward pass through it (the original EvolNet); the coin is drawn from the layer's
+    ``generator``.
 
     Args:
         model: a module holding SETLayers (e.g. from :func:`synapses.sparsify`).
         optimizer: the optimizer that updates them; its state of moved weights is reset.
+            ``None`` only with ``reset_optimizer_state=False``.
         every: optimizer steps between evolutions (``len(loader)``: once per epoch).
+        per_pass: instead of ``every``, each layer's probability of evolving on each
+            training forward pass.
         zeta: fraction moved per evolution (default: each layer's own ``zeta``).
         schedule: ``"constant"``, or ``"cosine"``: ``zeta`` decays as
             ``zeta * (1 + cos(pi * t / total_steps)) / 2`` over the steps ``t`` (RigL).
@@ -71,9 +77,10 @@ class Evolution:
     def __init__(
         self,
         model: nn.Module,
-        optimizer: torch.optim.Optimizer,
+        optimizer: torch.optim.Optimizer | None,
         *,
-        every: int,
+        every: int | None = None,
+        per_pass: float | None = None,
         zeta: float | None = None,
         schedule: Literal["constant", "cosine"] = "constant",
         total_steps: int | None = None,
@@ -84,16 +91,21 @@ class Evolution:
         self.layers = [m for m in model.modules() if isinstance(m, SETLayer)]
         if not self.layers:
             raise ValueError(f"Evolution: {type(model).__name__} has no SETLayer (sparsify it first: synapses.sparsify(model, ...))")
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise ValueError(f"Evolution: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        check_known(optimizer)
-        updated = {id(p) for group in optimizer.param_groups for p in group["params"]}
         names = {id(m): name for name, m in model.named_modules()}
-        for layer in self.layers:
-            if id(layer.weight) not in updated:
-                raise ValueError(f"Evolution: the optimizer does not update the weight of SETLayer {names[id(layer)]!r} (build it after sparsify, from model.parameters())")
-            plan_reset(optimizer, layer.weight)  # optimizer state of a kind nobody can reset: refuse now
-        every = _count("every", every)
+        if optimizer is not None or reset_optimizer_state:
+            if not isinstance(optimizer, torch.optim.Optimizer):
+                raise ValueError(f"Evolution: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+            check_known(optimizer)
+            updated = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            for layer in self.layers:
+                if id(layer.weight) not in updated:
+                    raise ValueError(f"Evolution: the optimizer does not update the weight of SETLayer {names[id(layer)]!r} (build it after sparsify, from model.parameters())")
+                plan_reset(optimizer, layer.weight)  # optimizer state of a kind nobody can reset: refuse now
+        if (every is None) == (per_pass is None):
+            raise ValueError(f"Evolution: give one of every= (optimizer steps between evolutions) or per_pass= (a probability per forward pass), got every={every!r}, per_pass={per_pass!r}")
+        if per_pass is not None and not 0 <= per_pass <= 1:
+            raise ValueError(f"per_pass must be a probability in [0, 1], got {per_pass!r}")
+        every = _count("every", every) if every is not None else 0
         if total_steps is not None:
             total_steps = _count("total_steps", total_steps)
         if zeta is not None and not 0 <= zeta <= 1:
@@ -115,8 +127,28 @@ class Evolution:
         self.regrowth = regrowth
         self.init = init
         self.reset_optimizer_state = reset_optimizer_state
+        self.per_pass = per_pass
         self.steps = 0
         self.evolutions = 0
+        if per_pass is not None:
+            for layer in self.layers:
+                layer.register_forward_pre_hook(self._evolve_before_pass)
+
+    def _evolve_before_pass(self, layer: SETLayer, args: tuple[Any, ...]) -> None:
+        """``per_pass``: a coin from the layer's generator; on heads, the layer evolves."""
+        assert self.per_pass is not None
+        if not layer.training:
+            return
+        device = layer.generator.device if layer.generator is not None else "cpu"
+        if float(torch.rand((), generator=layer.generator, device=device)) < self.per_pass:
+            with torch.no_grad():
+                layer.zero_connections((self.zeta if self.zeta is not None else layer.zeta) * self.zeta_factor())
+                if bool(layer.pruned.any()):
+                    layer.evolve_connections(init=self.init, optimizer=self._optimizer_to_reset(), regrowth=self.regrowth)
+            self.evolutions += 1
+
+    def _optimizer_to_reset(self) -> torch.optim.Optimizer | None:
+        return self.optimizer if self.reset_optimizer_state else None
 
     def zeta_factor(self) -> float:
         """The schedule's multiplier of ``zeta`` at the current step."""
@@ -128,7 +160,7 @@ class Evolution:
     def step(self) -> bool:
         """Count one optimizer step; evolve when one is due. Returns whether it evolved."""
         self.steps += 1
-        due = self.steps % self.every == 0 and (self.total_steps is None or self.steps < self.total_steps)
+        due = self.every > 0 and self.steps % self.every == 0 and (self.total_steps is None or self.steps < self.total_steps)
         if due:
             self.evolve()
         return due
@@ -159,8 +191,7 @@ class Evolution:
         moved = []
         for layer in self.layers:
             if bool(layer.pruned.any()):  # (evolve_connections would otherwise mark the layer's own zeta)
-                optimizer = self.optimizer if self.reset_optimizer_state else None
-                moved.append(layer.evolve_connections(init=self.init, optimizer=optimizer, regrowth=self.regrowth))
+                moved.append(layer.evolve_connections(init=self.init, optimizer=self._optimizer_to_reset(), regrowth=self.regrowth))
             else:
                 moved.append(layer.pruned.nonzero().squeeze(1))
         self.evolutions += 1
@@ -181,9 +212,10 @@ class Evolution:
             found = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"Evolution.load_state_dict expects {{'steps', 'evolutions'}} (from Evolution.state_dict()), got {found}")
         steps, evolutions = (_count(name, state[name], minimum=0) for name in ("steps", "evolutions"))
-        if evolutions > steps // self.every:
+        if self.every and evolutions > steps // self.every:
             raise ValueError(f"Evolution.load_state_dict: {evolutions} evolutions cannot have happened in {steps} steps with every={self.every}")
         self.steps, self.evolutions = steps, evolutions
 
     def __repr__(self) -> str:
-        return f"Evolution(layers={len(self.layers)}, every={self.every}, zeta={self.zeta}, schedule={self.schedule!r}, steps={self.steps})"
+        when = f"per_pass={self.per_pass}" if self.per_pass is not None else f"every={self.every}"
+        return f"Evolution(layers={len(self.layers)}, {when}, zeta={self.zeta}, schedule={self.schedule!r}, steps={self.steps})"
