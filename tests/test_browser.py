@@ -7,6 +7,7 @@ A screenshot lands in ``screenshots/`` (ignored by git) for a person to look at.
 """
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import socket
@@ -108,6 +109,18 @@ def _run_all(page, url: str):
     return image
 
 
+@contextlib.contextmanager
+def _chromium_page(width: int):
+    """A page of headless Chromium (Debian's), and ``screenshots/`` ready for its pictures."""
+    (ROOT / "screenshots").mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": 1000})
+        finally:
+            browser.close()
+
+
 def _errors(page) -> list[str]:
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     texts = [errors.nth(i).inner_text() for i in range(errors.count())]
@@ -119,34 +132,24 @@ def test_compare_mode_in_jupyterlab_with_a_missing_seed(jupyter_lab_set_mlp_miss
     only and say over how many the mean is, B is a SET net (never the dense baseline), and
     ticking "compare with B" redraws the image (its legibility is checked on the figure's
     bounding boxes in tests/test_explorer.py; the screenshot is for a person)."""
-    shots = ROOT / "screenshots"
-    shots.mkdir(exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        try:
-            image = _run_all(page, jupyter_lab_set_mlp_missing_seed)
-            before = image.screenshot()
-            page.locator(".widget-checkbox input[type=checkbox]").first.check()
-            page.wait_for_timeout(2500)
-            after = image.screenshot()
-            page.screenshot(path=str(shots / "explorer_compare.png"), full_page=True)
-            assert before != after, "ticking compare with B did not redraw the image"
-            menus = page.locator(".widget-dropdown select")
-            texts = [menus.nth(i).inner_text().replace("\xa0", " ") for i in range(menus.count())]
-            assert sum("mean over 2 seeds" in t and "seed 2" not in t for t in texts) == 2, texts
-            assert not any("dense" in t for t in texts), texts
-            assert not _errors(page)
-        finally:
-            browser.close()
+    with _chromium_page(1500) as page:
+        image = _run_all(page, jupyter_lab_set_mlp_missing_seed)
+        before = image.screenshot()
+        page.locator(".widget-checkbox input[type=checkbox]").first.check()
+        page.wait_for_timeout(2500)
+        after = image.screenshot()
+        page.screenshot(path=str(ROOT / "screenshots" / "explorer_compare.png"), full_page=True)
+        assert before != after, "ticking compare with B did not redraw the image"
+        menus = page.locator(".widget-dropdown select")
+        texts = [menus.nth(i).inner_text().replace("\xa0", " ") for i in range(menus.count())]
+        assert sum("mean over 2 seeds" in t and "seed 2" not in t for t in texts) == 2, texts
+        assert not any("dense" in t for t in texts), texts
+        assert not _errors(page)
 
 
 def test_explorer_in_jupyterlab_moves_with_the_slider(jupyter_lab):
     shots = ROOT / "screenshots"
-    shots.mkdir(exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with _chromium_page(1400) as page:
         try:
             image = _run_all(page, jupyter_lab)
             before = image.screenshot()
@@ -161,4 +164,3 @@ def test_explorer_in_jupyterlab_moves_with_the_slider(jupyter_lab):
             assert not _errors(page)
         finally:
             page.screenshot(path=str(shots / "explorer_last.png"), full_page=True)
-            browser.close()

@@ -4,6 +4,7 @@ are verified, the write-up's markers are parsed strictly, sweep files mean what 
 import errno
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -467,3 +468,26 @@ def test_a_sweep_into_a_read_only_results_folder_is_one_line(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1
     assert err.startswith("error: cannot write in ") and "(Permission denied); choose a writable --results-dir" in err
+
+
+def test_the_study_finds_its_checkout_from_the_working_directory_never_from_the_package(tmp_path):
+    """A non-editable install puts the package in a virtual environment: the study's
+    folders come from $SYNAPSES_ROOT or the working directory (walking up to the checkout),
+    and outside any checkout a missing MNIST says how to point at one."""
+    import subprocess
+    import sys
+
+    probe = "from synapses.study.paths import RESULTS, MNIST_DIR; print(RESULTS); print(MNIST_DIR)"
+
+    def where(cwd: Path, **env: str) -> list[str]:
+        environ = {k: v for k, v in __import__("os").environ.items() if k != "SYNAPSES_ROOT"} | env
+        return subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=environ, capture_output=True, text=True, check=True).stdout.split()
+
+    root = Path(__file__).parents[1]
+    assert where(root / "notebooks") == [str(root / "results"), str(root / "data" / "mnist")]
+    assert where(tmp_path) == [str(tmp_path.resolve() / "results"), str(tmp_path.resolve() / "data" / "mnist")]
+    assert where(tmp_path, SYNAPSES_ROOT=str(root)) == [str(root / "results"), str(root / "data" / "mnist")]
+    missing = subprocess.run([sys.executable, "-c", "from synapses.study.data import load_mnist; load_mnist()"], cwd=tmp_path,
+                             env={k: v for k, v in __import__("os").environ.items() if k not in ("SYNAPSES_ROOT", "SYNAPSES_MNIST_DIR")},
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "set SYNAPSES_ROOT or SYNAPSES_MNIST_DIR" in missing.stderr

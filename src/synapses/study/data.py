@@ -106,7 +106,10 @@ def prepare_raw_files(source: Path, cache: Path) -> Path:
             continue
         packed = packed_file(source, name)
         if not packed.exists():
-            raise MNISTFileError(f"MNIST file {name} is missing from {source} (looked for {name}.xz and {name}.gz; expected md5 {md5} once decompressed)")
+            raise MNISTFileError(
+                f"MNIST file {name} is missing from {source} (looked for {name}.xz and {name}.gz; expected md5 {md5} once decompressed); "
+                "run from a checkout of this repository (the study finds data/mnist/ from the working directory), or set SYNAPSES_ROOT or SYNAPSES_MNIST_DIR"
+            )
         with tempfile.NamedTemporaryFile(dir=raw, prefix=f"{name}.", suffix=".partial", delete=False) as handle:
             partial = Path(handle.name)
         opener = lzma.open if packed.suffix == ".xz" else gzip.open
