@@ -30,6 +30,9 @@ setup: .venv/.installed
 	$(call pip_install,torch==2.14.1 torchvision==0.29.1)
 	$(call pip_install,-e "$(DEV_EXTRAS)")
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	# the compiled CPU kernels, built here rather than at the first training step (about a
+	# minute; where they cannot be built, the library uses torch's CSR kernels and says why)
+	-$(PYTHON) -m synapses.compile_kernels
 	# strip notebook outputs on commit (a no-op outside a git checkout)
 	-$(PYTHON) -m nbstripout --install --attributes .gitattributes 2>/dev/null
 	# the kernel's language_info (its Python version) is what JupyterLab writes on opening

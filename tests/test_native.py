@@ -150,3 +150,15 @@ def test_the_kernels_reject_malformed_operands():
         kernels.linear(torch.randn(20, 5), *args, 48)
     with pytest.raises(RuntimeError, match="cols has 12 features, the weight 20"):
         kernels.sampled(torch.randn(12, 5), torch.randn(12, 5), index.crow, index.col, index.order, 20, False)
+
+
+def test_the_explicit_build_step_says_ready_or_why_not():
+    import os
+    import subprocess
+    import sys
+
+    off = subprocess.run([sys.executable, "-m", "synapses.compile_kernels"], env=os.environ | {"SYNAPSES_NO_NATIVE": "1"}, capture_output=True, text=True)
+    assert off.returncode == 1 and "unavailable: SYNAPSES_NO_NATIVE is set" in off.stdout
+    if native.available():
+        ready = subprocess.run([sys.executable, "-m", "synapses.compile_kernels"], capture_output=True, text=True)
+        assert ready.returncode == 0 and "compiled CPU kernels ready" in ready.stdout and ".so" in ready.stdout

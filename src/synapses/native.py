@@ -175,3 +175,4 @@ def native_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if x.device.type != "cpu":
         raise NativeKernelsUnavailable(f"synapses' compiled kernels run on the CPU; this input is on {x.device}")
     return _NativeLinear.apply(x, weight, bias, index)
+
