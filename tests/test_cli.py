@@ -1,6 +1,7 @@
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,17 @@ def test_help_gives_every_fields_meaning_from_the_config_docstring():
     assert meanings["dropout"].startswith("probability of dropping each hidden unit") and "``" not in meanings["model"]
     help_text = " ".join(cli._parser().format_help().split())
     assert "--dropout DROPOUT probability of dropping each hidden unit after its ReLU in training. (default: 0.0)" in help_text
+
+
+@pytest.mark.parametrize("command,args,missing", [
+    ("run", [], "pandas"), ("sweep", ["configs/reproduction.yaml", "--dry-run"], "yaml"), ("report", ["regularization.md", "--check"], "pandas"), ("bench", [], "pandas"),
+])
+def test_a_study_command_without_the_study_packages_says_what_to_install(command, args, missing):
+    import subprocess
+    import sys
+
+    # a package of the study's extra absent, as in a library-only install
+    script = f"import runpy, sys; sys.modules[{missing!r}] = None; sys.argv = ['x', *{args!r}]; runpy.run_module('synapses.{command}', run_name='__main__')"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [f"python -m synapses.{command} is the study's command and needs its packages ({missing}): pip install '.[study]' from a checkout of this repository"]

@@ -1,9 +1,8 @@
-"""``python -m synapses.bench``: the benchmark, kept at this name (see
-:mod:`synapses.study.bench`; needs ``pip install "synapses[study]"``)."""
+"""``python -m synapses.bench``: the study's command line, kept at this name (see
+:mod:`synapses.study.bench`; needs the study's packages: ``pip install ".[study]"``)."""
 import sys
 
-from synapses.study.bench import main
+from synapses._study_command import run_study_command
 
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    sys.exit(run_study_command("bench"))

@@ -1,8 +1,8 @@
 """``python -m synapses.sweep``: the study's command line, kept at this name (see
-:mod:`synapses.study.sweep`; needs ``pip install "synapses[study]"``)."""
+:mod:`synapses.study.sweep`; needs the study's packages: ``pip install ".[study]"``)."""
 import sys
 
-from synapses.study.sweep import main
+from synapses._study_command import run_study_command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_study_command("sweep"))

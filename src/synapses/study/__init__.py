@@ -1,4 +1,4 @@
-"""The study: SET's input topology on MNIST (``pip install "synapses[study]"``).
+"""The study: SET's input topology on MNIST (``pip install ".[study]"`` from a checkout).
 
 Configs, data, the training engine and its run folders, sweeps, results, the report that
 regenerates the write-up's tables, and the figures. Command lines: ``python -m
