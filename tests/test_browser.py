@@ -8,6 +8,7 @@ A screenshot lands in ``screenshots/`` (ignored by git) for a person to look at.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import socket
@@ -68,7 +69,10 @@ def _serve(tmp_path: Path):
         "--LabApp.extension_manager=readonly",
     ]
     log = open(tmp_path / "jupyter.log", "w")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    # the notebook copy lives outside the checkout: the study finds the checkout through
+    # SYNAPSES_ROOT (synapses.study.paths), as a user's copy elsewhere would
+    env = os.environ | {"SYNAPSES_ROOT": str(ROOT)}
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):

@@ -112,7 +112,7 @@ def test_explore_runs_headlessly_on_an_empty_results_folder(tmp_path):
     import papermill
 
     out = tmp_path / "explore.ipynb"
-    papermill.execute_notebook(str(ROOT / "notebooks" / "explore.ipynb"), str(out), parameters={"results_dir": str(tmp_path / "results")}, kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
+    papermill.execute_notebook(str(ROOT / "notebooks" / "explore.ipynb"), str(out), parameters={"results_dir": str(tmp_path / "results")}, kernel_name="python3", cwd=str(ROOT / "notebooks"), progress_bar=False)
 
 
 BAD_PARAMETERS = [
