@@ -186,7 +186,7 @@ class Trainee:
     data_rng: torch.Generator  # the order of the training images
     device: torch.device  # where the model is; on CUDA, dropout draws from that device's generator
     augment_rng: torch.Generator | None = None  # shifts and blank-pixel noise, where the config asks for them
-    evolution: Evolution | None = None  # SET's pruning and regrowth (evolution="epoch"); EvolNet evolves in its forward
+    evolution: Evolution | None = None  # SET's pruning and regrowth (evolution="epoch"); an EvolNet holds its own per-pass driver
 
     def resumable(self, epoch: int) -> dict[str, Any]:
         state = {
