@@ -52,25 +52,30 @@ def explained_fraction(baseline: int | None, arm: int | None, set_net: int | Non
     return (baseline - arm) / (baseline - set_net)
 
 
-def crossings(results: Path) -> dict[str, dict[int, int | None]]:
-    """Recorded crossing per seed of each run set: ``"demo"``, ``"SET net"`` and each arm
-    of :data:`ARMS`."""
+def run_sets(results: Path) -> dict[str, dict[int, Path]]:
+    """Seed -> run folder (seeds of :data:`SEEDS` only) of each run set: ``"demo"``,
+    ``"SET net"`` and each arm of :data:`ARMS`."""
     sets = {"demo": _baseline(results, "standardized"), "SET net": _runs(results, "set_mlp", "set", weight_decay=0.0)}
     sets |= {name: _runs(results, "protocol_matched", entry) for name, entry in ARMS.items()}
-    return {name: {seed: recorded_crossing(path) for seed, path in runs.items() if seed in SEEDS} for name, runs in sets.items()}
+    return {name: {seed: path for seed, path in runs.items() if seed in SEEDS} for name, runs in sets.items()}
+
+
+def crossings(results: Path) -> dict[str, dict[int, int | None]]:
+    """Recorded crossing per seed of each run set of :func:`run_sets`."""
+    return {name: {seed: recorded_crossing(path) for seed, path in runs.items()} for name, runs in run_sets(results).items()}
 
 
 def protocol_table(results: Path) -> str:
     """The write-up's table of claim 8: one row per run set with its crossings (recorded and,
     where pruning was recorded, on survivors) and recorded ρ at epoch 300, then the
     predictions of ``docs/protocol_predictions.md`` scored."""
-    found = crossings(results)
-    pending = [name for name, seeds in found.items() if len(seeds) < len(SEEDS)]
+    paths = run_sets(results)
+    pending = [name for name, seeds in paths.items() if len(seeds) < len(SEEDS)]
     if pending:
         return "| prediction | held |\n|---|---|\n" + f"| claim 8 | pending: {', '.join(pending)} not finished |\n"
-    paths = {"demo": _baseline(results, "standardized"), "SET net": _runs(results, "set_mlp", "set", weight_decay=0.0)}
-    paths |= {name: _runs(results, "protocol_matched", entry) for name, entry in ARMS.items()}
-    rho_300 = {name: {s: float(recorded_rho(p)[EPOCHS]) for s, p in runs.items() if s in SEEDS} for name, runs in paths.items()}
+    rho = {name: {s: recorded_rho(p) for s, p in runs.items()} for name, runs in paths.items()}
+    found = {name: {s: settles_below_zero(r) for s, r in runs.items()} for name, runs in rho.items()}
+    rho_300 = {name: {s: float(r[EPOCHS]) for s, r in runs.items()} for name, runs in rho.items()}
     lines = ["| runs (seeds 0, 1) | crossing, recorded ρ | crossing, survivors | recorded ρ at epoch 300 |", "|---|---|---|---|"]
     for name in ("demo", *ARMS, "SET net"):
         on_survivors = "not recorded" if name == "SET net" else ", ".join(str(crossing_epoch(_survivors(paths[name][s]).rho[:EPOCHS])) for s in SEEDS)
