@@ -15,7 +15,8 @@ PYTHON ?= .venv/bin/python
 PROFILE ?= default
 JOBS ?= 2
 EXECUTED := notebooks/executed
-DEV_EXTRAS := .[dev,notebooks]
+# the library (the root pyproject.toml) and the study (src/synapses_study/pyproject.toml)
+INSTALL := -e . -e "src/synapses_study[dev,notebooks]"
 # A download that arrives damaged fails pip's hash check and is not retried by pip itself
 # (CI once lost a run to one corrupted wheel), so each install gets three tries.
 pip_install = for try in 1 2 3; do $(PYTHON) -m pip install --quiet $(1) && break; \
@@ -25,10 +26,10 @@ pip_install = for try in 1 2 3; do $(PYTHON) -m pip install --quiet $(1) && brea
 
 setup: .venv/.installed
 
-.venv/.installed: pyproject.toml
+.venv/.installed: pyproject.toml src/synapses_study/pyproject.toml
 	test -x $(PYTHON) || python3 -m venv .venv
 	$(call pip_install,torch==2.14.1 torchvision==0.29.1)
-	$(call pip_install,-e "$(DEV_EXTRAS)")
+	$(call pip_install,$(INSTALL))
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	# the compiled CPU kernels, built here rather than at the first training step (about a
 	# minute; where they cannot be built, the library uses torch's CSR kernels and says why)
@@ -49,14 +50,14 @@ test-fast: setup
 	$(PYTHON) -m pytest -q -m "not end_to_end and not slow"
 
 bench: setup
-	$(PYTHON) -m synapses.bench
+	$(PYTHON) -m synapses_study.bench
 
 # One command for a borrowed GPU: every test that needs CUDA (marked by tests/conftest.py),
 # the benchmark on the device, and the 1-million-neuron scale run.
 gpu-check: setup
 	$(PYTHON) -m pytest -q -m cuda -rs
-	$(PYTHON) -m synapses.bench --device cuda --no-epoch --repeats 100
-	$(PYTHON) -m synapses.bench --scale --device cuda --hidden 250000 --layers 4
+	$(PYTHON) -m synapses_study.bench --device cuda --no-epoch --repeats 100
+	$(PYTHON) -m synapses_study.bench --scale --device cuda --hidden 250000 --layers 4
 
 # The figure runs are declared in notebooks/runs/ (one file per executed notebook); the
 # figure_runs module writes their prerequisites (notebook, sweep files, study code and, for
@@ -75,26 +76,26 @@ executed-figures: $(FIGURE_RUNS)
 
 ifndef FIGURE_DEPS_READ
 $(FIGURE_DEPS): FORCE setup
-	$(PYTHON) -m synapses.study.figure_runs deps --executed $(EXECUTED_DIR) --output $@ $(if $(filter smoke,$(PROFILE)),--no-results)
+	$(PYTHON) -m synapses_study.figure_runs deps --executed $(EXECUTED_DIR) --output $@ $(if $(filter smoke,$(PROFILE)),--no-results)
 endif
 
 $(EXECUTED_DIR)/%.ipynb:
-	$(PYTHON) -m synapses.study.figure_runs execute $* --profile $(PROFILE) --output $@
+	$(PYTHON) -m synapses_study.figure_runs execute $* --profile $(PROFILE) --output $@
 
 FORCE:
 
 animations: setup
-	$(PYTHON) -m synapses.study.animate
+	$(PYTHON) -m synapses_study.animate
 
 # as root (a container, CI) JupyterLab needs --allow-root
 lab: setup
 	$(PYTHON) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 study: setup
-	$(PYTHON) -m synapses.sweep configs/*.yaml --jobs $(JOBS)
+	$(PYTHON) -m synapses_study.sweep configs/*.yaml --jobs $(JOBS)
 
 report: setup
-	$(PYTHON) -m synapses.report regularization.md
+	$(PYTHON) -m synapses_study.report regularization.md
 
 clean:
 	rm -rf $(EXECUTED) .pytest_cache

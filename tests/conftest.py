@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synapses.study.data import MNISTTensors, load_mnist
+from synapses_study.data import MNISTTensors, load_mnist
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from synapses.study.analysis import ink_correlation, ink_frequency, mean_abs_weight, region_summary
+from synapses_study.analysis import ink_correlation, ink_frequency, mean_abs_weight, region_summary
 
 
 def test_ink_frequency_counts_non_blank_images_per_pixel():
@@ -56,7 +56,7 @@ def test_region_summary():
 
 
 def test_pruning_by_region():
-    from synapses.study.analysis import pruning_by_region
+    from synapses_study.analysis import pruning_by_region
 
     ink = np.zeros(784)
     ink[:392] = 0.5  # half the pixels inked
@@ -77,7 +77,7 @@ def test_pruning_by_region():
 def test_loss_breakdown_splits_the_nll_between_right_and_wrong():
     import math
 
-    from synapses.study.analysis import loss_breakdown
+    from synapses_study.analysis import loss_breakdown
 
     probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
     targets = torch.tensor([0, 1, 1, 2])  # the third is wrong: 0.6 on class 0, 0.3 on the truth

@@ -1,4 +1,4 @@
-"""synapses.bench: structure of the results (tiny repeats) and the masked reference net."""
+"""synapses_study.bench: structure of the results (tiny repeats) and the masked reference net."""
 from __future__ import annotations
 
 import copy
@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from synapses import MaskedLinear, SETLayer, SparseNet
-from synapses.study import bench
-from synapses.study.bench import Comparison, bench_evolution, format_table, masked_copy, time_ms
+from synapses_study import bench
+from synapses_study.bench import Comparison, bench_evolution, format_table, masked_copy, time_ms
 
 CPU = torch.device("cpu")
 
@@ -92,7 +92,7 @@ def test_masked_copy_is_independent():
 
 def test_sparseprop_shapes_compare_the_same_weights(monkeypatch):
     # quick sizes; the structure and the equivalence of the two sides, not the timings
-    from synapses.study.bench import SPARSEPROP_SHAPES, SPARSITIES, bench_linear_shapes
+    from synapses_study.bench import SPARSEPROP_SHAPES, SPARSITIES, bench_linear_shapes
 
     threads = torch.get_num_threads()
     monkeypatch.setattr(bench, "sparseprop_linear", lambda dense: None)  # as where SparseProp is not installed

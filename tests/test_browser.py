@@ -45,7 +45,7 @@ def jupyter_lab_set_mlp_missing_seed(tmp_path):
     seed 2 (links to the committed run folders of the others)."""
     import json
 
-    from synapses.study.results import run_dir_of, select_runs
+    from synapses_study.results import run_dir_of, select_runs
 
     results = tmp_path / "results"
     results.mkdir()
@@ -70,7 +70,7 @@ def _serve(tmp_path: Path):
     ]
     log = open(tmp_path / "jupyter.log", "w")
     # the notebook copy lives outside the checkout: the study finds the checkout through
-    # SYNAPSES_ROOT (synapses.study.paths), as a user's copy elsewhere would
+    # SYNAPSES_ROOT (synapses_study.paths), as a user's copy elsewhere would
     env = os.environ | {"SYNAPSES_ROOT": str(ROOT)}
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from synapses.study import run as cli
-from synapses.study.config import ExperimentConfig
+from synapses_study import run as cli
+from synapses_study.config import ExperimentConfig
 
 
 def test_every_config_field_is_an_option():
@@ -51,7 +51,7 @@ def test_bad_config_file(tmp_path, capsys):
 def test_cli_runs_and_says_where_the_results_are(tmp_path):
     # one epoch on the full data set through the real command line
     proc = subprocess.run(
-        [sys.executable, "-m", "synapses.run", "--epochs", "1", "--results-dir", str(tmp_path), "--no-progress"],
+        [sys.executable, "-m", "synapses_study.run", "--epochs", "1", "--results-dir", str(tmp_path), "--no-progress"],
         capture_output=True, text=True, check=True,
     )
     run_id = ExperimentConfig(epochs=1).run_id()
@@ -126,7 +126,6 @@ def test_unusable_results_folder_is_a_one_line_error(tmp_path, capsys):
 
 def test_read_only_results_folder_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     # As root (CI) a chmod'ed folder stays writable, so the refusal is simulated where it happens.
-    from pathlib import Path
 
     def refuse(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(self))
@@ -140,24 +139,10 @@ def test_read_only_results_folder_is_a_one_line_error(tmp_path, capsys, monkeypa
 
 
 def test_help_gives_every_fields_meaning_from_the_config_docstring():
-    from synapses.study.config import field_help
+    from synapses_study.config import field_help
 
     meanings = field_help()
     assert set(meanings) == set(ExperimentConfig.__dataclass_fields__)
     assert meanings["dropout"].startswith("probability of dropping each hidden unit") and "``" not in meanings["model"]
     help_text = " ".join(cli._parser().format_help().split())
     assert "--dropout DROPOUT probability of dropping each hidden unit after its ReLU in training. (default: 0.0)" in help_text
-
-
-@pytest.mark.parametrize("command,args,missing", [
-    ("run", [], "pandas"), ("sweep", ["configs/reproduction.yaml", "--dry-run"], "yaml"), ("report", ["regularization.md", "--check"], "pandas"), ("bench", [], "pandas"),
-])
-def test_a_study_command_without_the_study_packages_says_what_to_install(command, args, missing):
-    import subprocess
-    import sys
-
-    # a package of the study's extra absent, as in a library-only install
-    script = f"import runpy, sys; sys.modules[{missing!r}] = None; sys.argv = ['x', *{args!r}]; runpy.run_module('synapses.{command}', run_name='__main__')"
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[1])
-    assert out.returncode == 2, out.stderr
-    assert out.stderr.strip().splitlines() == [f"python -m synapses.{command} is the study's command and needs its packages ({missing}): pip install '.[study]' from a checkout of this repository"]

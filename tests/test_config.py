@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from synapses.study.config import ConfigError, ExperimentConfig
+from synapses_study.config import ConfigError, ExperimentConfig
 
 
 def test_defaults_are_the_original_protocol():
@@ -83,7 +83,7 @@ def test_run_id_is_stable_readable_and_unique():
 
 def test_linear_weight_decay_schedule():
     c = ExperimentConfig(epochs=11, weight_decay=1e-3, weight_decay_end=1e-2)
-    from synapses.study.decay import WeightDecayPolicy
+    from synapses_study.decay import WeightDecayPolicy
 
     policy = WeightDecayPolicy.of(c)
     assert policy.at(1) == pytest.approx(1e-3)

@@ -8,13 +8,22 @@ import pytest
 import tomllib
 
 ROOT = Path(__file__).parents[1]
-STUDY_ONLY = ("pandas", "yaml", "submitit", "torchvision", "tqdm", "scipy", "matplotlib", "synapses.study")
+STUDY_ONLY = ("pandas", "yaml", "submitit", "torchvision", "tqdm", "scipy", "matplotlib", "synapses_study")
 
 
 def test_the_core_declares_torch_and_numpy_only():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert sorted(dep.split(">")[0].split("=")[0] for dep in project["dependencies"]) == ["numpy", "torch"]
-    assert "pandas" in " ".join(project["optional-dependencies"]["study"])
+    study = tomllib.loads((ROOT / "src" / "synapses_study" / "pyproject.toml").read_text())["project"]
+    assert "synapses-set" in study["dependencies"] and "pandas" in study["dependencies"]
+
+
+def test_the_library_wheel_holds_the_library_alone():
+    import setuptools
+
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = setuptools.find_packages(where=str(ROOT / find["where"][0]), include=find["include"])
+    assert "synapses" in packages and all(p == "synapses" or p.startswith("synapses.") for p in packages), packages
 
 
 def test_the_core_imports_and_trains_without_the_study_packages():
@@ -26,7 +35,7 @@ import sys
 import torch
 from torch import nn
 def study_modules():
-    return {{m for m in sys.modules if m.split(".")[0] in {STUDY_ONLY[:-1]!r} or m.startswith("synapses.study")}}
+    return {{m for m in sys.modules if m.split(".")[0] in {STUDY_ONLY[:-1]!r} or m.startswith("synapses_study")}}
 torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9).step()
 torch_alone = study_modules()
 import synapses
@@ -85,6 +94,8 @@ def test_a_clean_venv_installs_as_readme_says_and_runs_the_library_example(tmp_p
         subprocess.run([python, "-m", *command[:2], "--quiet", *command[2:]], check=True, cwd=ROOT)
     listed = subprocess.run([python, "-m", "pip", "list"], capture_output=True, text=True, check=True).stdout.lower()
     assert "synapses-set" in listed and not any(name in listed.split() for name in ("pandas", "pyyaml", "submitit", "torchvision", "tqdm", "scipy", "matplotlib"))
+    study = subprocess.run([python, "-c", "import synapses_study"], capture_output=True, text=True, cwd=tmp_path)
+    assert study.returncode == 1 and "No module named 'synapses_study'" in study.stderr  # not in the library's wheel
     example = [python, str(ROOT / "examples" / "your_model.py"), "--epochs", "1", "--train-size", "1000", "--test-size", "200", "--data", str(ROOT / "data" / "mnist")]
     out = subprocess.run(example, capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from synapses.study.data import MEAN, MNIST_MD5, STD, MNISTFileError, default_source, load_mnist, packed_file, prepare_raw_files
+from synapses_study.data import MEAN, MNIST_MD5, STD, MNISTFileError, default_source, load_mnist, packed_file, prepare_raw_files
 
 TRAIN_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -76,7 +76,7 @@ def test_other_roots_by_argument_and_environment(tmp_path, monkeypatch, mnist):
 def test_runs_preparing_the_cache_together_do_not_collide(tmp_path, monkeypatch):
     """Two jobs of a sweep on a fresh checkout both decompress MNIST: while this call checks
     its copy of a file, another one (simulated by a nested call) completes the same file."""
-    import synapses.study.data as data
+    import synapses_study.data as data
 
     source, cache = _copy_sources(tmp_path), tmp_path / "cache"
     real_md5, interrupted = data._md5, []

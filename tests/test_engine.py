@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synapses.study.build import build_model, build_optimizer
-from synapses.study.config import ConfigError, ExperimentConfig
-from synapses.study.data import MEAN, STD, prepare_data
-from synapses.study.decay import WeightDecayPolicy
-from synapses.study.engine import evaluate, run_experiment, train_epoch
-from synapses.study.run_dir import METRIC_COLUMNS, RunDir
-from synapses.study.run_files import load_model_state, read_pruning, read_topology
-from synapses.study.topology import center_ratio, trend
+from synapses_study.build import build_model, build_optimizer
+from synapses_study.config import ConfigError, ExperimentConfig
+from synapses_study.data import MEAN, STD, prepare_data
+from synapses_study.decay import WeightDecayPolicy
+from synapses_study.engine import evaluate, run_experiment, train_epoch
+from synapses_study.run_dir import METRIC_COLUMNS, RunDir
+from synapses_study.run_files import load_model_state, read_pruning, read_topology
+from synapses_study.topology import center_ratio, trend
 
 
 def _read(run_dir):

@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from synapses.study.explorer import MEAN, Selection, SweepRuns, TopologyExplorer  # noqa: E402
-from synapses.study.results import load_topology, run_dir_of, select_runs  # noqa: E402
-from synapses.study.topology import as_image  # noqa: E402
+from synapses_study.explorer import MEAN, Selection, SweepRuns, TopologyExplorer  # noqa: E402
+from synapses_study.results import load_topology, run_dir_of, select_runs  # noqa: E402
+from synapses_study.topology import as_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_a_missing_run_is_a_message_not_a_traceback(tmp_path):
     assert explorer.seed_a.options == (("mean over 1 seeds", MEAN), ("seed 0", 0))
     assert explorer.figure is not None and explorer.message.value == ""
     explorer.config_a.value = "weight_decay=0.01"
-    assert "no finished run of any seed" in explorer.message.value and "python -m synapses.sweep configs/reproduction.yaml" in explorer.message.value
+    assert "no finished run of any seed" in explorer.message.value and "python -m synapses_study.sweep configs/reproduction.yaml" in explorer.message.value
     assert explorer.figure is None and explorer.image.layout.display == "none"
     assert SweepRuns("reproduction", tmp_path).problem(Selection("weight_decay=0.01")).startswith("reproduction / weight_decay=0.01: no finished run of any seed")
 
@@ -77,7 +77,7 @@ def test_a_missing_run_is_a_message_not_a_traceback(tmp_path):
 def test_animation_frames_follow_the_epochs(tmp_path):
     from PIL import Image
 
-    from synapses.study.animate import animate
+    from synapses_study.animate import animate
 
     rng = np.random.default_rng(0)
     counts = {"a": rng.integers(0, 30, (21, 784)).astype(float), "b": rng.integers(0, 30, (21, 784)).astype(float)}
@@ -90,7 +90,7 @@ def test_animation_frames_follow_the_epochs(tmp_path):
 
 
 def test_the_command_line_prints_help_and_times_nothing_unless_asked(capsys, monkeypatch):
-    from synapses.study import explorer
+    from synapses_study import explorer
 
     monkeypatch.setattr(explorer, "slider_redraw_ms", lambda **kwargs: (_ for _ in ()).throw(AssertionError("timed")))
     with pytest.raises(SystemExit) as info:
@@ -115,7 +115,7 @@ def test_compare_mode_reads_at_a_glance(sweep):
     """No overlapping titles, no title over another plot, no raw column name on an axis, no
     legend over the data or under 6 pt (bounding boxes of the drawn figure), and the A and B
     heatmaps on one colour scale that spans their counts."""
-    from synapses.study.plotting import legibility_problems
+    from synapses_study.plotting import legibility_problems
 
     explorer = TopologyExplorer(sweep)
     explorer.compare.value = True
@@ -133,7 +133,7 @@ def test_a_figure_with_overlapping_titles_is_reported():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from synapses.study.plotting import legibility_problems
+    from synapses_study.plotting import legibility_problems
 
     fig, axes = plt.subplots(1, 2, figsize=(4, 2))
     axes[0].set_title("a long title that runs into the next plot's title " * 2)

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from synapses.study import figure_runs as fr
-from synapses.study.config import ConfigError
-from synapses.study.sweep import load_sweep_spec
+from synapses_study import figure_runs as fr
+from synapses_study.config import ConfigError
+from synapses_study.sweep import load_sweep_spec
 
 ROOT = Path(__file__).parents[1]
 
@@ -47,7 +47,7 @@ def test_prerequisites_are_the_files_that_change_a_run_output():
     files = fr.prerequisites(run)
     assert files[:3] == ["notebooks/runs/pruning_mechanism@mechanism.yaml", "notebooks/pruning_mechanism.ipynb", "configs/mechanism.yaml"]
     assert "configs/reproduction.yaml" not in files  # only the sweep it reads
-    assert "src/synapses/study/plotting.py" in files
+    assert "src/synapses_study/plotting.py" in files
     metrics = [f for f in files if f.endswith("metrics.csv.xz")]
     assert len(metrics) == 6 and all((ROOT / f).exists() for f in metrics)  # 3 decays x 2 seeds, committed
     assert sorted(f.replace("pruning.npz", "metrics.csv.xz") for f in files if f.endswith("pruning.npz")) == sorted(metrics)  # all recorded

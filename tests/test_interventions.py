@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-from synapses.study.augment import Augmentation, shift_images
-from synapses.study.build import build_model, build_optimizer
-from synapses.study.config import ConfigError, ExperimentConfig
-from synapses.study.engine import run_experiment
-from synapses.study.lifetimes import read_lifetimes
-from synapses.study.run_dir import RunDir
-from synapses.study.run_files import DamagedFileError, load_model_state, read_pruning, read_topology
+from synapses_study.augment import Augmentation, shift_images
+from synapses_study.build import build_model, build_optimizer
+from synapses_study.config import ConfigError, ExperimentConfig
+from synapses_study.engine import run_experiment
+from synapses_study.lifetimes import read_lifetimes
+from synapses_study.run_dir import RunDir
+from synapses_study.run_files import DamagedFileError, load_model_state, read_pruning, read_topology
 
 INTERVENTIONS = dict(input_regrowth_scale=0.05, input_lr_factor=10.5, blank_noise=0.1, random_shift=2)
 

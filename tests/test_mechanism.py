@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from synapses.study import stats
-from synapses.study.config import ExperimentConfig
-from synapses.study.demography import demography, predicted_rho, rates, simulate, windowed
-from synapses.study.engine import run_experiment
-from synapses.study.lifetimes import read_lifetimes
-from synapses.study.run_dir import RunDir
-from synapses.study.run_files import load_model_state, read_pruning, read_topology
-from synapses.study.survivors import (
+from synapses_study import stats
+from synapses_study.config import ExperimentConfig
+from synapses_study.demography import demography, predicted_rho, rates, simulate, windowed
+from synapses_study.engine import run_experiment
+from synapses_study.lifetimes import read_lifetimes
+from synapses_study.run_dir import RunDir
+from synapses_study.run_files import load_model_state, read_pruning, read_topology
+from synapses_study.survivors import (
     BAND_NAMES,
     band_density,
     band_tipping_epoch,
@@ -138,7 +138,7 @@ def test_detectable_difference_has_the_stated_power():
 
 
 def test_explained_fraction_of_the_crossing_gap():
-    from synapses.study.protocol import explained_fraction
+    from synapses_study.protocol import explained_fraction
 
     assert explained_fraction(150, 35, 35) == 1.0 and explained_fraction(150, 150, 35) == 0.0
     assert explained_fraction(150, 20, 35) == pytest.approx(130 / 115)  # overshoot: sooner than the SET net
@@ -146,7 +146,7 @@ def test_explained_fraction_of_the_crossing_gap():
 
 
 def test_claim_8_predictions_are_scored_as_written():
-    from synapses.study.protocol import score
+    from synapses_study.protocol import score
 
     found = {"demo": {0: 160, 1: 150}, "protocol": {0: 80, 1: 75}, "protocol + density": {0: 60, 1: 95}, "SET net": {0: 35, 1: 35}}
     rho = {"demo": {0: -0.1, 1: -0.2}, "protocol": {0: -0.3, 1: -0.2}}

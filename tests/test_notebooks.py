@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.end_to_end
 
-from synapses.study.figure_runs import figure_runs, figure_table
+from synapses_study.figure_runs import figure_runs, figure_table
 
 ROOT = Path(__file__).parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -23,7 +23,7 @@ def test_every_notebook_has_a_figure_run_or_is_interactive():
 
 def test_readme_figure_table_is_generated_from_the_runs():
     readme = (ROOT / "docs" / "figures.md").read_text()
-    assert figure_table(RUNS) in readme, "python -m synapses.study.figure_runs table docs/figures.md"
+    assert figure_table(RUNS) in readme, "python -m synapses_study.figure_runs table docs/figures.md"
 
 
 def test_no_run_set_restated_in_the_makefile():
@@ -97,7 +97,7 @@ SMOKE_RUNS = [pytest.param(r, id=r.name, marks=() if FIRST_RUN[r.notebook] == r.
 def test_figure_run_executes_headlessly_with_the_smoke_profile(run, tmp_path):
     """Each run of notebooks/runs/, as `make figures PROFILE=smoke` executes it, writes every
     figure its run file lists."""
-    from synapses.study.figure_runs import execute
+    from synapses_study.figure_runs import execute
 
     figures = tmp_path / "figures"
     extra = {"figures_dir": str(figures)} | ({"results_dir": str(tmp_path / "results")} if run.notebook != "benchmark" else {})
@@ -156,7 +156,7 @@ def test_committed_figures_are_exactly_those_the_write_up_and_readme_show():
 
 
 def test_a_misspelt_parameter_is_refused_before_the_notebook_runs(tmp_path, capsys):
-    from synapses.study import figure_runs
+    from synapses_study import figure_runs
 
     run = next(r for r in RUNS if r.notebook == "regularization_study")
     with pytest.raises(ValueError, match="regularization_study.ipynb has no parameter\\(s\\) heatmap_epoch; its parameters: profile, sweep, heatmap_epochs"):

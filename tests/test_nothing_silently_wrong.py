@@ -8,21 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from synapses.study import report, run_files
-from synapses.study.config import ConfigError, ExperimentConfig
-from synapses.study.engine import run_experiment
-from synapses.study.markers import MarkerError, parse_markers
-from synapses.study.results import load_runs
-from synapses.study.run_dir import RunDir
-from synapses.study.run_files import DamagedFileError, save_checkpoint
-from synapses.study.sweep import load_sweep
-from synapses.study.sweep import main as sweep_main
+from synapses_study import report, run_files
+from synapses_study.config import ConfigError, ExperimentConfig
+from synapses_study.engine import run_experiment
+from synapses_study.markers import MarkerError, parse_markers
+from synapses_study.results import load_runs
+from synapses_study.run_dir import RunDir
+from synapses_study.run_files import DamagedFileError, save_checkpoint
+from synapses_study.sweep import load_sweep
+from synapses_study.sweep import main as sweep_main
 
 
 # ---------------------------------------------------------------------------- finished runs
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, mnist):
-    from synapses.study.data import MNISTTensors
+    from synapses_study.data import MNISTTensors
 
     small = MNISTTensors(mnist.train_x[:1000], mnist.train_y[:1000], mnist.test_x[:200], mnist.test_y[:200])
     root = tmp_path_factory.mktemp("finished")
@@ -127,7 +127,7 @@ def test_sweep_time_limit_must_be_positive(tmp_path, capsys):
 def test_the_committed_results_are_all_sealed_and_verify():
     # every committed folder is a finished run whose files verify, or a run stopped at a
     # session's end (its checkpoint committed for the next to resume): never damaged
-    from synapses.study.paths import RESULTS
+    from synapses_study.paths import RESULTS
 
     folders = [p for p in RESULTS.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert folders
@@ -362,7 +362,7 @@ def test_resuming_under_another_environment_is_said_and_recorded(partial_run):
 
 
 def test_a_diverged_run_stops_with_a_status_and_is_never_done(tmp_path, finished_run, capsys):
-    from synapses.study.engine import DivergedError
+    from synapses_study.engine import DivergedError
 
     _, _, small = finished_run
     config = ExperimentConfig(epochs=3, lr=1e12)
@@ -402,7 +402,7 @@ def test_config_values_that_were_silently_bent_are_refused(fields, problem):
 
 
 def test_the_run_command_refuses_a_training_set_larger_than_mnist_in_one_line(tmp_path, capsys):
-    from synapses.study import run as cli
+    from synapses_study import run as cli
 
     with pytest.raises(SystemExit) as info:
         cli.main(["--epochs", "1", "--train-size", "100000", "--results-dir", str(tmp_path)])
@@ -411,7 +411,7 @@ def test_the_run_command_refuses_a_training_set_larger_than_mnist_in_one_line(tm
 
 
 def test_a_full_cache_disk_is_not_reported_as_a_damaged_mnist(tmp_path, monkeypatch):
-    from synapses.study import data
+    from synapses_study import data
 
     real_open = open
 
@@ -446,7 +446,7 @@ def test_the_kernel_build_is_keyed_by_torch_and_the_source(monkeypatch):
 
 
 def test_a_seed_out_of_range_fails_the_first_cell():
-    from synapses.study.params import check_parameters, seed_value
+    from synapses_study.params import check_parameters, seed_value
 
     check_parameters(seed=(2**32 - 1, seed_value))
     with pytest.raises(ValueError, match="seed"):
@@ -477,7 +477,7 @@ def test_the_study_finds_its_checkout_from_the_working_directory_never_from_the_
     import subprocess
     import sys
 
-    probe = "from synapses.study.paths import RESULTS, MNIST_DIR; print(RESULTS); print(MNIST_DIR)"
+    probe = "from synapses_study.paths import RESULTS, MNIST_DIR; print(RESULTS); print(MNIST_DIR)"
 
     def where(cwd: Path, **env: str) -> list[str]:
         environ = {k: v for k, v in __import__("os").environ.items() if k != "SYNAPSES_ROOT"} | env
@@ -487,7 +487,7 @@ def test_the_study_finds_its_checkout_from_the_working_directory_never_from_the_
     assert where(root / "notebooks") == [str(root / "results"), str(root / "data" / "mnist")]
     assert where(tmp_path) == [str(tmp_path.resolve() / "results"), str(tmp_path.resolve() / "data" / "mnist")]
     assert where(tmp_path, SYNAPSES_ROOT=str(root)) == [str(root / "results"), str(root / "data" / "mnist")]
-    missing = subprocess.run([sys.executable, "-c", "from synapses.study.data import load_mnist; load_mnist()"], cwd=tmp_path,
+    missing = subprocess.run([sys.executable, "-c", "from synapses_study.data import load_mnist; load_mnist()"], cwd=tmp_path,
                              env={k: v for k, v in __import__("os").environ.items() if k not in ("SYNAPSES_ROOT", "SYNAPSES_MNIST_DIR")},
                              capture_output=True, text=True)
     assert missing.returncode != 0 and "set SYNAPSES_ROOT or SYNAPSES_MNIST_DIR" in missing.stderr

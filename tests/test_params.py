@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from synapses.study.params import (
+from synapses_study.params import (
     ParameterError,
     check_parameters,
     list_of,

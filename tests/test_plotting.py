@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synapses.study.plotting import dose_response
+from synapses_study.plotting import dose_response
 
 
 def test_dose_response_draws_means_with_zero_on_a_log_axis():
@@ -22,7 +22,7 @@ def test_dose_response_draws_means_with_zero_on_a_log_axis():
 
 
 def test_band_draws_the_mean_and_the_chosen_spread():
-    from synapses.study.plotting import band
+    from synapses_study.plotting import band
 
     runs = pd.DataFrame({"epoch": [1, 2, 1, 2, 1, 2], "seed": [0, 0, 1, 1, 2, 2], "wd": 0.0, "y": [1.0, 2.0, 3.0, 4.0, 2.0, 6.0]})
     fig, ax = plt.subplots()
@@ -37,7 +37,7 @@ def test_band_draws_the_mean_and_the_chosen_spread():
 
 
 def test_groups_get_human_labels_and_one_colour_per_condition():
-    from synapses.study.plotting import CONFIG_COLOURS, axis_label, group_colours, group_label
+    from synapses_study.plotting import CONFIG_COLOURS, axis_label, group_colours, group_label
 
     assert axis_label("test_acc") == "test accuracy (%)" and axis_label("ink_rho") == "ink ρ (Spearman)"
     assert group_label("weight_decay", 0.001) == "L2 1e-3" and group_label("entry", "inverted") == "inverted" and group_label("inputs", "scaled") == "inputs: scaled"
@@ -52,7 +52,7 @@ def test_groups_get_human_labels_and_one_colour_per_condition():
 def test_accuracy_is_drawn_in_percent_and_zoomed_past_the_first_epochs():
     import matplotlib.pyplot as plt
 
-    from synapses.study.plotting import metric_panel
+    from synapses_study.plotting import metric_panel
 
     epochs = np.arange(1, 101)
     runs = pd.DataFrame({"epoch": np.tile(epochs, 2), "seed": np.repeat([0, 1], 100), "weight_decay": 0.0,
@@ -67,7 +67,7 @@ def test_accuracy_is_drawn_in_percent_and_zoomed_past_the_first_epochs():
 def test_save_figure_refuses_a_figure_hard_to_read(tmp_path):
     import matplotlib.pyplot as plt
 
-    from synapses.study.plotting import save_figure
+    from synapses_study.plotting import save_figure
 
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])

@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synapses.study.engine import run_experiment
-from synapses.study.report import main, refresh
-from synapses.study.sweep import load_sweep
+from synapses_study.engine import run_experiment
+from synapses_study.report import main, refresh
+from synapses_study.sweep import load_sweep
 
 SWEEP = """
 base: {epochs: 3, train_size: 1000, test_size: 200}
@@ -39,9 +39,9 @@ def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
     single = [m for m, r in zip(metrics, runs) if r.config.weight_decay == 1e-3][0]
     assert rows[1][6] == f"{single['test_acc'] * 100:.2f}"
     # ink correlation and peak of center_ratio, from the run's own files
-    from synapses.study.analysis import ink_correlation, ink_frequency
-    from synapses.study.data import load_mnist
-    from synapses.study.results import load_topology
+    from synapses_study.analysis import ink_correlation, ink_frequency
+    from synapses_study.data import load_mnist
+    from synapses_study.results import load_topology
 
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
     rho = ink_correlation(load_topology(tmp / "results" / one.config.run_id())[-1], ink_frequency(load_mnist().train_x))
@@ -65,8 +65,8 @@ def test_overfitting_view_finds_the_minimum_test_loss(finished):
 
 
 def test_overfitting_summary_on_a_known_curve(tmp_path):
-    from synapses.study.config import ExperimentConfig
-    from synapses.study.report import overfitting_summary
+    from synapses_study.config import ExperimentConfig
+    from synapses_study.report import overfitting_summary
 
     epochs = np.arange(1, 101)
     loss = (epochs - 40) ** 2 / 1e4 + 0.1  # bottoms out at epoch 40
@@ -126,13 +126,13 @@ def test_a_table_can_show_one_entry_of_a_sweep(finished):
     ],
 )
 def test_topology_verdict_thresholds(rhos, verdict):
-    from synapses.study.report import topology_verdict
+    from synapses_study.report import topology_verdict
 
     assert topology_verdict(np.array(rhos)) == verdict
 
 
 def test_value_range_leaves_out_runs_without_the_value():
-    from synapses.study.report import value_range
+    from synapses_study.report import value_range
 
     assert value_range(np.array([0.2, float("nan"), -0.1])) == "-0.100 to 0.200"
     assert value_range(np.array([float("nan")] * 2)) == "–"
@@ -145,8 +145,8 @@ def test_topology_view_over_several_sweeps(finished):
     text = refresh("<!-- table: tiny+single:topology -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "configuration" not in line]
     assert [r[0] for r in rows] == ["| tiny: weight_decay=0.0", "| tiny: weight_decay=0.001", "| single"]
-    from synapses.study.analysis import ink_correlation
-    from synapses.study.results import load_topology, training_ink
+    from synapses_study.analysis import ink_correlation
+    from synapses_study.results import load_topology, training_ink
 
     rhos = [ink_correlation(load_topology(tmp / "results" / r.config.run_id())[-1], training_ink()) for r in runs[:2]]
     assert rows[0][5] == f"{min(rhos):.3f} to {max(rhos):.3f}"
@@ -167,7 +167,7 @@ def test_errors_view_reevaluates_the_saved_network(finished):
 
 def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):
     tmp, _ = finished
-    import synapses.study.report as report
+    import synapses_study.report as report
 
     monkeypatch.setattr(report, "CONFIGS", tmp / "configs")
     doc = tmp_path / "doc.md"
@@ -182,7 +182,7 @@ def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):
 
 def test_a_missing_run_is_named_and_never_silently_dropped(finished, tmp_path, monkeypatch, capsys):
     tmp, runs = finished
-    import synapses.study.report as report
+    import synapses_study.report as report
 
     monkeypatch.setattr(report, "CONFIGS", tmp / "configs")
     doc = tmp_path / "doc.md"
@@ -199,8 +199,8 @@ def test_a_missing_run_is_named_and_never_silently_dropped(finished, tmp_path, m
 def test_incomplete_runs_say_what_is_missing(finished, tmp_path):
     import shutil
 
-    from synapses.study.results import run_problem
-    from synapses.study.run_files import read_text
+    from synapses_study.results import run_problem
+    from synapses_study.run_files import read_text
 
     tmp, runs = finished
     config = runs[0].config
@@ -220,7 +220,7 @@ def test_incomplete_runs_say_what_is_missing(finished, tmp_path):
 def test_truncated_topology_is_named(finished, tmp_path):
     import shutil
 
-    from synapses.study.run_files import DamagedFileError
+    from synapses_study.run_files import DamagedFileError
 
     tmp, runs = finished
     shutil.copytree(tmp / "results", tmp_path / "results")
@@ -241,9 +241,9 @@ def test_drift_view_reads_the_topology_at_given_epochs(finished):
     """``drift`` gives ink ρ after chosen epochs, from the run's own topology; epochs past
     the end of a run have no value."""
     tmp, runs = finished
-    from synapses.study.analysis import ink_correlation
-    from synapses.study.report import drift_summary
-    from synapses.study.results import load_topology, training_ink
+    from synapses_study.analysis import ink_correlation
+    from synapses_study.report import drift_summary
+    from synapses_study.results import load_topology, training_ink
 
     run_dir = tmp / "results" / runs[0].config.run_id()
     drift = drift_summary(run_dir, epochs=(0, 2, 3, 4))
@@ -259,7 +259,7 @@ def test_drift_view_reads_the_topology_at_given_epochs(finished):
 
 
 def test_mean_std_skips_missing_values():
-    from synapses.study.report import mean_std
+    from synapses_study.report import mean_std
 
     assert mean_std(2)(np.array([1.0, np.nan, 3.0])) == "2.00 ± 1.41"
     assert mean_std(2)(np.array([np.nan])) == "–"
@@ -269,8 +269,8 @@ def test_pruning_views_read_the_recorded_pruning(finished, small_mnist):
     """``pruning`` rows are :func:`pruning_by_region` averaged over the last epochs; ``pruning_never_inked``
     counts only never-inked pixels as blank; unrecorded runs are refused by name."""
     tmp, runs = finished
-    from synapses.study.analysis import pruning_by_region
-    from synapses.study.results import load_pruning, load_topology, training_ink
+    from synapses_study.analysis import pruning_by_region
+    from synapses_study.results import load_pruning, load_topology, training_ink
 
     (tmp / "configs" / "recorded.yaml").write_text("base: {epochs: 2, train_size: 1000, test_size: 200, record_pruning: true}\n")
     config = load_sweep(tmp / "configs" / "recorded.yaml").runs[0].config
@@ -290,7 +290,7 @@ def test_pruning_views_read_the_recorded_pruning(finished, small_mnist):
 
 def test_values_in_the_prose_are_filled_from_tables_and_facts(finished, monkeypatch):
     tmp, runs = finished
-    import synapses.study.facts as facts
+    import synapses_study.facts as facts
 
     monkeypatch.setitem(facts.FACTS, "answer", lambda results: f"{len(list(results.iterdir()))} folders")
     table = refresh("<!-- table: tiny -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
@@ -299,7 +299,7 @@ def test_values_in_the_prose_are_filled_from_tables_and_facts(finished, monkeypa
     fresh = refresh(text, tmp / "results", tmp / "configs", allow_missing=True)
     count = len(list((tmp / "results").iterdir()))
     assert fresh == f"acc <!--v tiny | weight_decay=0.0 | test acc (%) -->{cell}<!--/v--> and <!--v fact:answer -->{count} folders<!--/v-->."
-    from synapses.study.report import stale_markers
+    from synapses_study.report import stale_markers
 
     assert stale_markers(text, fresh) == ["tiny | weight_decay=0.0 | test acc (%)", "fact:answer"]
     assert stale_markers(fresh, fresh) == []
@@ -347,7 +347,7 @@ def test_numbers_in_the_summary_and_conclusions_are_generated():
 
 def test_runs_the_write_up_calls_shared_trajectories_repeat_each_other():
     """The Method section says which runs are prefixes or repeats of others, bit for bit."""
-    from synapses.study.results import load_metrics, run_dir_of, select_runs
+    from synapses_study.results import load_metrics, run_dir_of, select_runs
 
     columns = ["train_loss", "train_acc", "test_loss", "test_acc", "center_ratio"]
 
@@ -368,8 +368,8 @@ def test_runs_the_write_up_calls_shared_trajectories_repeat_each_other():
 def test_selection_table_pools_seeds_per_ranking_and_weight_decay(tmp_path, monkeypatch):
     import pandas as pd
 
-    from synapses.study import selection
-    from synapses.study.report import IncompleteResultsError, refresh
+    from synapses_study import selection
+    from synapses_study.report import IncompleteResultsError, refresh
 
     monkeypatch.setattr(selection, "missing_scores", lambda table, configs, rank_epochs: 0)  # a table of two rankings, complete as such
 
@@ -385,15 +385,15 @@ def test_selection_table_pools_seeds_per_ranking_and_weight_decay(tmp_path, monk
     assert lines[1] == "| ranking | seeds | extra trees, K=50 (%) | linear svm, K=50 (%) | extra trees, K=100 (%) | linear svm, K=100 (%) |"
     assert lines[3] == "| connections@1000, weight_decay=0.001 | 2 | 91.50 ± 1.41 | 91.50 ± 1.41 | 92.00 ± 1.41 | 92.00 ± 1.41 |"
     assert lines[4] == "| ink | 1 | 80.00 | 80.00 | 80.00 | 80.00 |"
-    with pytest.raises(IncompleteResultsError, match="python -m synapses.study.selection"):
+    with pytest.raises(IncompleteResultsError, match="python -m synapses_study.selection"):
         refresh("<!-- table: selection -->\n<!-- /table -->\n", results_dir=tmp_path / "nowhere")
 
 
 def test_selection_table_refuses_a_table_with_scores_missing(tmp_path):
     import pandas as pd
 
-    from synapses.study import selection
-    from synapses.study.report import IncompleteResultsError, selection_table
+    from synapses_study import selection
+    from synapses_study.report import IncompleteResultsError, selection_table
 
     rows = [dict(ranking=name, weight_decay=wd, seed=seed, k=k, classifier=c, test_acc=0.5)
             for name, wd, seed, _ in selection.rankings([]) for k in selection.BUDGETS for c in selection.CLASSIFIERS]
@@ -417,7 +417,7 @@ def test_selection_table_refuses_a_table_with_scores_missing(tmp_path):
     ],
 )
 def test_settles_below_zero(values, window, epoch):
-    from synapses.study.facts import settles_below_zero
+    from synapses_study.facts import settles_below_zero
 
     assert settles_below_zero(np.array(values, dtype=float), window) == epoch
 

@@ -12,9 +12,9 @@ evolves within the epoch). A change to the evolution code that moves any draw br
 import numpy as np
 import pytest
 
-from synapses.study.engine import run_experiment
-from synapses.study.results import run_dir_of, select_runs
-from synapses.study.run_dir import RunDir, read_metric_rows
+from synapses_study.engine import run_experiment
+from synapses_study.results import run_dir_of, select_runs
+from synapses_study.run_dir import RunDir, read_metric_rows
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synapses.study.config import ExperimentConfig
-from synapses.study.engine import run_experiment
-from synapses.study.results import ensure_runs, final_table, load_metrics, load_runs, load_topology
+from synapses_study.config import ExperimentConfig
+from synapses_study.engine import run_experiment
+from synapses_study.results import ensure_runs, final_table, load_metrics, load_runs, load_topology
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,8 @@ def test_load_topology(runs_dir):
 
 
 def test_sweep_runs_carry_entry_label_and_chained_epochs(tmp_path, small_mnist):
-    from synapses.study.results import load_sweep_runs
-    from synapses.study.sweep import load_sweep
+    from synapses_study.results import load_sweep_runs
+    from synapses_study.sweep import load_sweep
 
     path = tmp_path / "chain.yaml"
     path.write_text(
@@ -75,8 +75,8 @@ def test_sweep_runs_carry_entry_label_and_chained_epochs(tmp_path, small_mnist):
 
 
 def test_ink_correlation_history_per_run_and_epoch(runs_dir):
-    from synapses.study.analysis import ink_correlation
-    from synapses.study.results import load_ink_correlation, training_ink
+    from synapses_study.analysis import ink_correlation
+    from synapses_study.results import load_ink_correlation, training_ink
 
     root, configs = runs_dir
     rho = load_ink_correlation([root / c.run_id() for c in configs[:2]])
@@ -91,10 +91,10 @@ def test_ensure_runs_waits_for_a_run_another_process_is_training(tmp_path, small
     for the first to finish it instead of failing on its lock."""
     import threading
 
-    from synapses.study.engine import train
-    from synapses.study.run_dir import RunDir
+    from synapses_study.engine import train
+    from synapses_study.run_dir import RunDir
 
-    monkeypatch.setattr("synapses.study.data.load_mnist", lambda: small_mnist)
+    monkeypatch.setattr("synapses_study.data.load_mnist", lambda: small_mnist)
     config = ExperimentConfig(epochs=2, train_size=1000, test_size=200)
     folder = RunDir.of(config, tmp_path)
     locked = threading.Event()
@@ -113,7 +113,7 @@ def test_ensure_runs_waits_for_a_run_another_process_is_training(tmp_path, small
 
 
 def test_startable_holds_back_runs_whose_source_is_missing(runs_dir):
-    from synapses.study.results import startable
+    from synapses_study.results import startable
 
     root, configs = runs_dir
     finished = next(c for c in configs if (root / c.run_id() / "model.pt").exists())

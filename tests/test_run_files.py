@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from synapses.study import run_files
-from synapses.study.config import ExperimentConfig
-from synapses.study.engine import run_experiment
-from synapses.study.run_dir import RunDir
-from synapses.study.run_files import (
+from synapses_study import run_files
+from synapses_study.config import ExperimentConfig
+from synapses_study.engine import run_experiment
+from synapses_study.run_dir import RunDir
+from synapses_study.run_files import (
     DamagedFileError,
     load_checkpoint,
     load_model_state,

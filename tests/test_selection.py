@@ -5,7 +5,7 @@ import torch
 
 pytest.importorskip("sklearn")
 
-from synapses.study.selection import (  # noqa: E402
+from synapses_study.selection import (  # noqa: E402
     baseline_scores,
     random_scores,
     selection_accuracy,
@@ -47,7 +47,7 @@ def test_informative_pixels_beat_random_ones(small_mnist):
 def test_score_table_has_a_row_per_choice_and_resumes(tmp_path, monkeypatch, small_mnist):
     import pandas as pd
 
-    from synapses.study import selection
+    from synapses_study import selection
 
     calls = []
     monkeypatch.setattr(selection, "rankings", lambda configs, results_dir, rank_epochs: [("ink", float("nan"), -1, lambda: np.arange(784.0)), ("random", float("nan"), 0, lambda: -np.arange(784.0))])
@@ -64,10 +64,10 @@ def test_score_table_has_a_row_per_choice_and_resumes(tmp_path, monkeypatch, sma
 
 
 def test_rankings_read_the_topology_and_network_of_each_run(tmp_path, small_mnist):
-    from synapses.study import selection
-    from synapses.study.config import ExperimentConfig
-    from synapses.study.engine import run_experiment
-    from synapses.study.results import load_final_state, load_topology
+    from synapses_study import selection
+    from synapses_study.config import ExperimentConfig
+    from synapses_study.engine import run_experiment
+    from synapses_study.results import load_final_state, load_topology
 
     config = ExperimentConfig(epochs=2, train_size=500, test_size=100)
     run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)

@@ -102,7 +102,7 @@ PartitionName=test Nodes={node} Default=YES MaxTime=INFINITE State=UP
 
 
 def _sweep(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "synapses.sweep", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "synapses_study.sweep", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _files(results: Path) -> dict[str, bytes]:

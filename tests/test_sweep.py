@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synapses.study.config import ConfigError
-from synapses.study.run_files import read_text, read_topology
-from synapses.study.sweep import CONFIGS, load_sweep, main, run_labels
+from synapses_study.config import ConfigError
+from synapses_study.run_files import read_text, read_topology
+from synapses_study.sweep import CONFIGS, load_sweep, main, run_labels
 
 TINY = """
 description: tiny sweep for the tests
@@ -74,7 +74,7 @@ runs:
 
 
 def test_run_labels_name_the_entry_and_what_varies_within_it(tmp_path):
-    from synapses.study.sweep import run_labels
+    from synapses_study.sweep import run_labels
 
     one_entry = load_sweep(_write(tmp_path, TINY))
     assert sorted(set(run_labels(one_entry).values())) == ["weight_decay=0.0", "weight_decay=0.001"]
@@ -189,7 +189,7 @@ def job_alive(results: Path):
 def test_interrupted_sweep_completes_with_identical_results(finished_sweep, tmp_path):
     path, reference = finished_sweep
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "synapses.sweep", str(path), "--jobs", "1", "--results-dir", str(results)]
+    command = [sys.executable, "-m", "synapses_study.sweep", str(path), "--jobs", "1", "--results-dir", str(results)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not list(results.glob("*/checkpoint.pt")) and time.time() < deadline:
@@ -262,7 +262,7 @@ runs:
 
 def test_slurm_executor_submits_one_job_array(tmp_path, monkeypatch):
     # A stand-in sbatch records what would reach Slurm.
-    from synapses.study import sweep as sweep_module
+    from synapses_study import sweep as sweep_module
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from synapses.study.topology import as_image, center_ratio, pixel_counts, trend
+from synapses_study.topology import as_image, center_ratio, pixel_counts, trend
 
 
 def test_pixel_counts_keep_pixels_without_connections():

@@ -31,7 +31,7 @@ from .sparse_ops import DENSE_MAX_ELEMENTS, CSRIndex, dense_linear, sparse_linea
 Kernel = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", CSRIndex], torch.Tensor]
 KERNELS: dict[str, Kernel] = {"dense": dense_linear, "sparse": sparse_linear, "native": native.native_linear}
 
-# The fixed rule: the CSR kernels below this density (measured once by synapses.bench, at
+# The fixed rule: the CSR kernels below this density (measured once by synapses_study.bench, at
 # the thread count of a laptop), the dense ones above it, for layers small enough to densify.
 DENSE_MIN_DENSITY = 0.06
 REPEATS = 5  # timed steps per path; the fastest counts

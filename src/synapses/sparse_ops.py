@@ -27,7 +27,7 @@ DENSE_MAX_ELEMENTS = 1 << 20
 # weights that reuse them. Cutting the batch into tiles of SPMM_TILE columns (SDDMM_TILE for
 # the weight gradient, whose per-call work is smaller) keeps them there: at 768 -> 3072,
 # batch 2048, 90% sparse, one thread, this took forward, input gradient and weight gradient
-# from 0.71 to 0.48 of the dense layer's time here (python -m synapses.bench). Small batches
+# from 0.71 to 0.48 of the dense layer's time here (python -m synapses_study.bench). Small batches
 # gain nothing and pay the extra calls, so they are not tiled.
 TILE_MIN_BATCH = 512
 SPMM_TILE = 32

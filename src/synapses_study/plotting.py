@@ -231,7 +231,7 @@ def difference_heatmap(ax: plt.Axes, counts: np.ndarray, limit: float, title: st
 
 def benchmark_chart(table: pd.DataFrame) -> matplotlib.figure.Figure:
     """The benchmark's timings (``ours_ms`` against ``baseline_ms``, log scale) and speedups,
-    one row per ``benchmark`` of ``table`` (as :func:`synapses.study.bench.run_all` gives)."""
+    one row per ``benchmark`` of ``table`` (as :func:`synapses_study.bench.run_all` gives)."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.7 * len(table) + 1.5), gridspec_kw=dict(width_ratios=[3, 2]))
     y = np.arange(len(table))
     axes[0].barh(y + 0.2, table["baseline_ms"], height=0.4, color="#999999", label="baseline")
@@ -254,7 +254,7 @@ def selection_panel(ax: plt.Axes, table: pd.DataFrame, k: int, classifier: str) 
     and a dash at the mean, one column per ranking, the learned rankings coloured by weight
     decay (grey: the rankings that need no training). No bars: the axis does not start at 0.
 
-    ``table``: the rows of :func:`synapses.study.selection.score_table`.
+    ``table``: the rows of :func:`synapses_study.selection.score_table`.
     """
     rows = table[(table["k"] == k) & (table["classifier"] == classifier)]
     learned = rows[rows["weight_decay"].notna()]

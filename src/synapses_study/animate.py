@@ -1,6 +1,6 @@
 """Animations of the first layer's topology over training, as GIFs (GitHub plays them inline).
 
-    python -m synapses.study.animate          # make animations: both GIFs into figures/
+    python -m synapses_study.animate          # make animations: both GIFs into figures/
 
 ``topology_1000ep.gif``: weight decay 0, 1e-3 and 1e-2 side by side over the 1000 epochs of
 the reproduction; ``topology_inputs_1000ep.gif``: inputs in [0, 1] against standardised
@@ -80,7 +80,7 @@ def _on_one_palette(rendered: list[np.ndarray], colors: int = 32) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synapses.study.animate", description="Write the topology GIFs into figures/.")
+    parser = argparse.ArgumentParser(prog="python -m synapses_study.animate", description="Write the topology GIFs into figures/.")
     parser.add_argument("--figures-dir", type=Path, default=FIGURES)
     parser.add_argument("--every", type=int, default=20, help="epochs per frame (default 20)")
     args = parser.parse_args(argv)

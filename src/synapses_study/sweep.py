@@ -1,8 +1,8 @@
 """Sweeps: many runs from one file, on this machine or on a Slurm cluster, through submitit.
 
-    python -m synapses.sweep configs/sweep155.yaml --jobs 2
-    python -m synapses.sweep configs/sweep155.yaml --dry-run
-    python -m synapses.sweep configs/reproduction.yaml --executor slurm --partition gpu --time 720
+    python -m synapses_study.sweep configs/sweep155.yaml --jobs 2
+    python -m synapses_study.sweep configs/sweep155.yaml --dry-run
+    python -m synapses_study.sweep configs/reproduction.yaml --executor slurm --partition gpu --time 720
 
 A sweep file (YAML or JSON) holds a ``base`` config, an optional ``grid`` of axes to expand
 (their product) and an optional list of ``runs``, each a set of overrides that may carry its
@@ -85,7 +85,7 @@ def load_sweep_spec(spec: str, override: dict[str, Any] | None = None, configs_d
 
 def sweep_spec(value: Any) -> str | None:
     """Rule for a notebook parameter naming a sweep (``"name"`` or ``"name/entry"``), for
-    :func:`synapses.study.params.check_parameters`."""
+    :func:`synapses_study.params.check_parameters`."""
     expected = f'a sweep of configs/ as "name" or "name/entry" (names: {", ".join(sweep_names())})'
     if not isinstance(value, str):
         return expected
@@ -495,7 +495,7 @@ def _stop_on_terminate() -> None:
 def main(argv: list[str] | None = None) -> int:
     from .paths import RESULTS
 
-    parser = argparse.ArgumentParser(prog="python -m synapses.sweep", description="Run the configurations of a sweep file.")
+    parser = argparse.ArgumentParser(prog="python -m synapses_study.sweep", description="Run the configurations of a sweep file.")
     parser.add_argument("sweep", type=Path, nargs="+", help="sweep file(s), YAML or JSON")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2: one per core here)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run and what is done (epochs and hours recorded), run nothing")

@@ -42,7 +42,7 @@ def run_problem(run_dir: Path, config: ExperimentConfig) -> str | None:
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """``metrics.csv`` of one run (:data:`~synapses.study.run_dir.METRIC_COLUMNS`) with its
+    """``metrics.csv`` of one run (:data:`~synapses_study.run_dir.METRIC_COLUMNS`) with its
     config fields as leading columns (``weight_decay`` is the config's; the coefficient in
     force each epoch is the metric ``decay_in_force``)."""
     folder = RunDir(run_dir)
@@ -95,7 +95,7 @@ def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: st
 
 def load_sweep_runs(sweep: Sweep, results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:
     """:func:`load_runs` for the runs of a sweep, with three more columns: ``entry`` (the
-    sweep file's entry), ``label`` (:func:`synapses.study.sweep.run_labels`, seeds pooled) and
+    sweep file's entry), ``label`` (:func:`synapses_study.sweep.run_labels`, seeds pooled) and
     ``chained_epoch``: the epoch counted from the start of the chain of ``after:`` runs, so
     that a run continuing another one is drawn after it on one axis."""
     from .sweep import run_labels
@@ -116,7 +116,7 @@ def load_sweep_runs(sweep: Sweep, results_dir: str | Path | None = None, *, fini
 
 @functools.lru_cache(maxsize=1)
 def mnist():
-    """MNIST from :func:`synapses.study.data.load_mnist`, loaded once per process."""
+    """MNIST from :func:`synapses_study.data.load_mnist`, loaded once per process."""
     from .data import load_mnist
 
     return load_mnist()
@@ -125,7 +125,7 @@ def mnist():
 @functools.lru_cache(maxsize=1)
 def training_ink() -> np.ndarray:
     """``(784,)`` ink frequency of the MNIST training images (see
-    :func:`synapses.study.analysis.ink_frequency`), computed once per process."""
+    :func:`synapses_study.analysis.ink_frequency`), computed once per process."""
     return ink_frequency(mnist().train_x)
 
 
@@ -169,7 +169,7 @@ def ensure_runs(configs: Iterable[ExperimentConfig], results_dir: str | Path | N
 
     A run that another process is training is waited for. Returns the run folders of all
     ``configs``. For many long runs, prefer
-    ``python -m synapses.sweep``, which uses every core.
+    ``python -m synapses_study.sweep``, which uses every core.
     """
     from .data import load_mnist
 
@@ -209,7 +209,7 @@ def format_final_table(table: pd.DataFrame, metrics: Iterable[str] = ("train_los
 
 def select_runs(sweep: str, entry: str | None = None, overrides: dict | None = None, **fields: object) -> list[ExperimentConfig]:
     """The configs of ``configs/<sweep>.yaml`` (one ``entry`` of it if given) whose fields
-    equal ``fields``; ``overrides`` scales the file down as :func:`synapses.study.sweep.load_sweep` does."""
+    equal ``fields``; ``overrides`` scales the file down as :func:`synapses_study.sweep.load_sweep` does."""
     from .sweep import CONFIGS, load_sweep
 
     runs = load_sweep(CONFIGS / f"{sweep}.yaml", override=overrides).runs
@@ -253,7 +253,7 @@ def excess_pruning(groups: dict[str, list[ExperimentConfig]], results_dir: str |
 
 def labelled_runs(sweeps: Iterable[str], overrides: dict | None = None) -> dict[str, list[ExperimentConfig]]:
     """Configs of several sweep files grouped as the report's tables group them (seeds
-    pooled), labelled ``"<sweep>: <label>"`` (:func:`synapses.study.sweep.run_labels`)."""
+    pooled), labelled ``"<sweep>: <label>"`` (:func:`synapses_study.sweep.run_labels`)."""
     from .sweep import CONFIGS, load_sweep, run_labels
 
     groups: dict[str, list[ExperimentConfig]] = {}

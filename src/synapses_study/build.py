@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..layer import Regrowth
-from ..models import DenseNet, EvolNet, SparseNet
+from synapses.layer import Regrowth
+from synapses.models import DenseNet, EvolNet, SparseNet
+
 from .config import INPUT_SIZE, ExperimentConfig
 from .decay import WeightDecayPolicy
 from .run_dir import RunDir
@@ -46,7 +47,7 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network
 
 def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """SGD (with ``momentum``) or Adam at ``lr``; the coupled decay of epoch 1, which
-    :class:`~synapses.study.decay.WeightDecayPolicy` updates each epoch. With
+    :class:`~synapses_study.decay.WeightDecayPolicy` updates each epoch. With
     ``input_lr_factor`` the first SET layer's weight is a parameter group of its own, at
     ``lr * input_lr_factor`` (without it, one group: the optimizer state of the runs made
     before the factor existed)."""

@@ -109,7 +109,7 @@ def loss_breakdown(log_probs: torch.Tensor, targets: torch.Tensor) -> dict[str, 
         targets: ``(n,)`` class indices.
 
     Returns:
-        ``loss`` (mean NLL, what :func:`synapses.study.engine.evaluate` reports), ``errors`` (the
+        ``loss`` (mean NLL, what :func:`synapses_study.engine.evaluate` reports), ``errors`` (the
         fraction misclassified), ``error_share`` (the fraction of the summed NLL that the
         misclassified samples carry), ``nll_wrong`` and ``nll_right`` (mean NLL of each
         group; NaN for an empty one) and ``confidence_wrong`` (mean probability the net gives

@@ -1,7 +1,7 @@
 """Explore the committed topologies in JupyterLab: a sweep, a configuration, a seed or the
 mean over seeds, and an epoch slider that moves every view at once.
 
-    from synapses.study.explorer import TopologyExplorer
+    from synapses_study.explorer import TopologyExplorer
     TopologyExplorer("reproduction").widget      # the last expression of a cell shows it
 
 Views: connections per input pixel (counts, or difference from the uniform share), the
@@ -76,7 +76,7 @@ class SweepRuns:
         if not configs:
             wanted = "any seed" if selection.seed == MEAN else f"seed {selection.seed}"
             return (f"{self.sweep} / {selection.label}: no finished run of {wanted} in {self.results_dir} "
-                    f"(python -m synapses.sweep configs/{self.sweep}.yaml trains it)")
+                    f"(python -m synapses_study.sweep configs/{self.sweep}.yaml trains it)")
         return None
 
     def seeds(self, label: str) -> list[int]:
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m synapses.study.explorer",
+        prog="python -m synapses_study.explorer",
         description="The topology explorer runs in JupyterLab (notebooks/explore.ipynb; make lab). "
         "From the command line this only times its redraw: one slider step, one configuration and compare mode.",
     )

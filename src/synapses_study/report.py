@@ -21,8 +21,8 @@ whether each configuration ends with a positive, negative or no topology, seed b
 who got pruned after the last epoch: blank against inked pixels (blank: ink in fewer than
 1% of the training images, or in none).
 
-    python -m synapses.report regularization.md           # rewrite the tables
-    python -m synapses.report regularization.md --check   # exit 1 if any table is stale
+    python -m synapses_study.report regularization.md           # rewrite the tables
+    python -m synapses_study.report regularization.md --check   # exit 1 if any table is stale
 """
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS) -> dict
 
 
 def pruning_summary(run_dir: Path, blank_below: float = 0.01) -> dict[str, float]:
-    """:func:`synapses.study.analysis.pruning_by_region` of a recorded run over its last
+    """:func:`synapses_study.analysis.pruning_by_region` of a recorded run over its last
     :data:`WINDOW` epochs (means): the blank pixels' share of the connections, and per
     region the fraction of its connections pruned and their mean ``|weight|`` just before
     pruning; with the blank pixels' share of all pixels, the share of connections uniform
@@ -196,7 +196,7 @@ PRUNING_COLUMNS = (
 
 
 def errors_summary(run_dir: Path) -> dict[str, float]:
-    """:func:`synapses.study.analysis.loss_breakdown` of a finished run's final network on its
+    """:func:`synapses_study.analysis.loss_breakdown` of a finished run's final network on its
     test images."""
     config = RunDir(run_dir).config()
     data = prepare_data(mnist(), config.train_size, config.test_size, config.inputs)
@@ -318,7 +318,7 @@ def sweep_table(
     if problems and not allow_missing:
         raise IncompleteResultsError(
             f"table {name!r}: {len(problems)} run(s) missing or unfinished in {root}: {'; '.join(problems)} "
-            "(finish them with python -m synapses.sweep, or pass --allow-missing to pool the finished seeds only)"
+            "(finish them with python -m synapses_study.sweep, or pass --allow-missing to pool the finished seeds only)"
         )
     header = ["configuration", "epochs", "seeds done", *[title for _, title, _ in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -331,7 +331,7 @@ def sweep_table(
 
 
 def selection_table(path: Path, configs: list[ExperimentConfig] | None = None, rank_epochs: tuple[int, ...] | None = None) -> str:
-    """The feature-selection table (:mod:`synapses.study.selection`) from its CSV: one row
+    """The feature-selection table (:mod:`synapses_study.selection`) from its CSV: one row
     per ranking (and weight decay, for the learned ones), one column per pixel budget and
     classifier, test accuracy in % as mean ± sd over seeds (n in the row). It must hold
     every score of the rankings of ``configs`` after ``rank_epochs`` (default: the
@@ -341,10 +341,10 @@ def selection_table(path: Path, configs: list[ExperimentConfig] | None = None, r
     from .selection import BUDGETS, CLASSIFIERS, RANK_EPOCHS, missing_scores
 
     if not path.exists():
-        raise IncompleteResultsError(f"table 'selection': no {path} (python -m synapses.study.selection computes it)")
+        raise IncompleteResultsError(f"table 'selection': no {path} (python -m synapses_study.selection computes it)")
     table = pd.read_csv(path)
     if missing := missing_scores(table, configs, rank_epochs or RANK_EPOCHS):
-        raise IncompleteResultsError(f"table 'selection': {missing} score(s) missing from {path} (python -m synapses.study.selection resumes it)")
+        raise IncompleteResultsError(f"table 'selection': {missing} score(s) missing from {path} (python -m synapses_study.selection resumes it)")
     table["configuration"] = [r if wd != wd else f"{r}, weight_decay={wd:g}" for r, wd in zip(table.ranking, table.weight_decay)]
     header = ["ranking", "seeds", *[f"{c.replace('_', ' ')}, K={k} (%)" for k in BUDGETS for c in CLASSIFIERS]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -419,7 +419,7 @@ def stale_markers(text: str, fresh: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synapses.report", description="Regenerate the marked tables of a markdown file from results/.")
+    parser = argparse.ArgumentParser(prog="python -m synapses_study.report", description="Regenerate the marked tables of a markdown file from results/.")
     parser.add_argument("markdown", type=Path)
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table differs from the results")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_markers(text, fresh)
         if stale:
-            print(f"{args.markdown}: stale table(s) or value(s): {', '.join(stale)} (run python -m synapses.report {args.markdown})")
+            print(f"{args.markdown}: stale table(s) or value(s): {', '.join(stale)} (run python -m synapses_study.report {args.markdown})")
             return 1
         kinds = [span.kind for span in parse_markers(text)]
         print(f"{args.markdown}: {kinds.count('table')} table(s) and {kinds.count('value')} value(s) match the results")

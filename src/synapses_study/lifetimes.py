@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..layer import SETLayer
+from synapses.layer import SETLayer
+
 from .run_files import DamagedFileError, _read_npz, npz_bytes, to_bytes, write_atomic
 
 

@@ -1,7 +1,7 @@
 """Speed of SETLayer against the dense masked reference, measured side by side.
 
-    python -m synapses.bench [--repeats N] [--threads T] [--device cpu|cuda] [--json FILE] [--no-shapes]
-    python -m synapses.bench --scale [--hidden N] [--layers L] [--steps S] [--device cpu|cuda]
+    python -m synapses_study.bench [--repeats N] [--threads T] [--device cpu|cuda] [--json FILE] [--no-shapes]
+    python -m synapses_study.bench --scale [--hidden N] [--layers L] [--steps S] [--device cpu|cuda]
 
 Every comparison times both sides in this process, interleaved, and reports the ratio of
 medians; absolute times depend on the machine, the ratios much less.
@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layer import SETLayer
-from ..models import SparseNet
-from ..reference import MaskedLinear
+from synapses.layer import SETLayer
+from synapses.models import SparseNet
+from synapses.reference import MaskedLinear
+
 from .decay import WeightDecayPolicy
 
 
@@ -310,7 +311,7 @@ def format_table(results: list[Comparison]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m synapses.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m synapses_study.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=200, help="timed calls per measurement (default 200)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-epoch", action="store_true", help="skip the whole-epoch comparison (loads MNIST)")
     parser.add_argument("--no-shapes", action="store_true", help="skip SparseProp's six layer shapes against nn.Linear")
     parser.add_argument("--shapes-only", action="store_true", help="only SparseProp's six layer shapes against nn.Linear")
-    scale = parser.add_argument_group("--scale: train a large SET-MLP on MNIST instead (synapses.study.scale)")
+    scale = parser.add_argument_group("--scale: train a large SET-MLP on MNIST instead (synapses_study.scale)")
     scale.add_argument("--scale", action="store_true", help="time steps, an evolution and an epoch of a 784-N x L-10 SET-MLP; report peak memory")
     scale.add_argument("--hidden", type=int, default=250_000, help="neurons per hidden layer (default 250,000)")
     scale.add_argument("--layers", type=int, default=4, help="hidden layers (default 4)")

@@ -1,9 +1,9 @@
 """Command line for one training run.
 
-    python -m synapses.run --weight-decay 1e-3 --epochs 155 --seed 0
-    python -m synapses.run --config my_run.json --epochs 10
+    python -m synapses_study.run --weight-decay 1e-3 --epochs 155 --seed 0
+    python -m synapses_study.run --config my_run.json --epochs 10
 
-Every field of :class:`synapses.study.config.ExperimentConfig` is an option (``--weight-decay``
+Every field of :class:`synapses_study.config.ExperimentConfig` is an option (``--weight-decay``
 for ``weight_decay``); options override the ``--config`` file. An interrupted run picks up
 from its last finished epoch when the same command is given again.
 """
@@ -21,7 +21,7 @@ from .config import ConfigError, ExperimentConfig, field_help
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m synapses.run",
+        prog="python -m synapses_study.run",
         description="Train one SET configuration on MNIST; results go to results/<run_id>/.",
     )
     parser.add_argument("--config", type=Path, help="JSON file with config fields (options override it)")

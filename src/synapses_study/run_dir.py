@@ -3,7 +3,7 @@
 The engine writes a run through :class:`RunDir`, the sweep asks it for a run's state, and
 the analysis reads results back through it; nobody else names a file of a run folder.
 How each file is encoded (sealed ``.pt`` files, compact topology steps) is
-:mod:`synapses.study.run_files`' business.
+:mod:`synapses_study.run_files`' business.
 
 Files:
 
@@ -16,7 +16,7 @@ Files:
 * ``pruning.npz`` (runs with ``record_pruning``): ``pruned_counts`` and ``abs_weight_sum``,
   each ``(epochs, 784)``, the sums rounded to float16;
 * ``lifetimes.npz`` (runs with ``record_lifetimes``): every first-layer connection's life
-  (:mod:`synapses.study.lifetimes`);
+  (:mod:`synapses_study.lifetimes`);
 * ``model.pt``: the final network, once the run is finished;
 * ``checkpoint.pt`` while it is not: network, optimizer and random states;
 * ``manifest.json``, written last: the run id and every result file's size and SHA-256;

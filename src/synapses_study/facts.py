@@ -1,10 +1,10 @@
 """Numbers the write-up quotes in its prose that no table holds, computed from results/.
 
 Each fact is a function of the results folder that returns the text the write-up shows;
-``python -m synapses.report`` fills ``<!--v fact:NAME -->...<!--/v-->`` markers with it
+``python -m synapses_study.report`` fills ``<!--v fact:NAME -->...<!--/v-->`` markers with it
 and ``--check`` fails when one differs, so these numbers cannot go stale either.
 
-    python -m synapses.study.facts          # print every fact
+    python -m synapses_study.facts          # print every fact
 """
 from __future__ import annotations
 

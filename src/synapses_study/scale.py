@@ -1,4 +1,4 @@
-"""How large a SET-MLP trains here: ``python -m synapses.bench --scale``.
+"""How large a SET-MLP trains here: ``python -m synapses_study.bench --scale``.
 
 Trains a 784 - N x L - 10 SparseNet (``--hidden N`` neurons in each of ``--layers L``
 hidden layers, epsilon 20, SGD with momentum 0.9, batch 128) on MNIST and reports its
@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ..models import SparseNet
+from synapses.models import SparseNet
+
 from .data import load_mnist
 
 BATCH = 128

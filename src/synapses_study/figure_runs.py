@@ -13,10 +13,10 @@ The run sets themselves stay in ``configs/`` (a notebook takes a ``sweep`` param
 list is what ``make figures`` executes, what docs/figures.md's figure table is generated from and
 what the notebook tests run with the smoke profile. Commands::
 
-    python -m synapses.study.figure_runs list
-    python -m synapses.study.figure_runs execute NAME [--profile smoke] --output OUT.ipynb
-    python -m synapses.study.figure_runs deps --executed DIR   # make prerequisites (figures.mk)
-    python -m synapses.study.figure_runs table docs/figures.md [--check]
+    python -m synapses_study.figure_runs list
+    python -m synapses_study.figure_runs execute NAME [--profile smoke] --output OUT.ipynb
+    python -m synapses_study.figure_runs deps --executed DIR   # make prerequisites (figures.mk)
+    python -m synapses_study.figure_runs table docs/figures.md [--check]
 """
 from __future__ import annotations
 
@@ -117,12 +117,12 @@ def execute(run: FigureRun, output: Path, profile: str = "default", **extra: Any
 
 def prerequisites(run: FigureRun, with_results: bool = True) -> list[str]:
     """What an executed copy depends on, relative to the repository: its run file and
-    notebook, the sweep files it reads, the package's study code, and (``with_results``)
+    notebook, the sweep files it reads, the library's and the study's code, and (``with_results``)
     the metrics and pruning files of each of those sweeps' runs that exist and the other
     files it ``reads``, so that a run that finishes or changes makes it out of date."""
     names = run.sweeps() or sweep_names()
     files = [RUNS_DIR / f"{run.name}.yaml", run.notebook_path, *(CONFIGS / f"{n}.yaml" for n in names)]
-    files += sorted((REPO_ROOT / "src" / "synapses").rglob("*.py"))
+    files += sorted(path for package in ("synapses", "synapses_study") for path in (REPO_ROOT / "src" / package).rglob("*.py"))
     if with_results:
         for name in names:
             sweep = load_sweep_spec(name)
@@ -159,7 +159,7 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synapses.study.figure_runs", description="The notebook runs that make the figures (notebooks/runs/).")
+    parser = argparse.ArgumentParser(prog="python -m synapses_study.figure_runs", description="The notebook runs that make the figures (notebooks/runs/).")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="name, notebook, parameters and figures of each run")
     run_cmd = commands.add_parser("execute", help="execute one run's notebook with papermill")
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         updated = TABLE.sub(lambda m: m.group(1) + figure_table(runs) + m.group(3), text, count=1)
         if args.check:
             if updated != text:
-                print(f"{args.markdown}: the figure table is stale (python -m synapses.study.figure_runs table {args.markdown})", file=sys.stderr)
+                print(f"{args.markdown}: the figure table is stale (python -m synapses_study.figure_runs table {args.markdown})", file=sys.stderr)
                 return 1
             return 0
         _write_if_changed(args.markdown, updated)

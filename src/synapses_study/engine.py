@@ -1,7 +1,7 @@
 """Training runs with results on disk: deterministic, checkpointed every epoch, resumable.
 
 ``run_experiment(config)`` trains the configured network on MNIST into
-``results/<run_id>/`` (the files: :mod:`synapses.study.run_dir`). Every file is written to a
+``results/<run_id>/`` (the files: :mod:`synapses_study.run_dir`). Every file is written to a
 temporary name and renamed, so an interrupted run leaves either the previous version or the
 new one; a run resumed from its checkpoint ends with the same files, bit for bit, as an
 uninterrupted one (except the ``seconds`` column). A damaged or foreign checkpoint stops the
@@ -22,8 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models import EvolNet, SparseNet
-from ..schedule import Evolution
+from synapses.models import EvolNet, SparseNet
+from synapses.schedule import Evolution
+
 from .analysis import abs_weight_sum
 from .augment import Augmentation
 from .build import Network, build_model, build_optimizer, first_layer_counts, fix_topology

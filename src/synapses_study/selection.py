@@ -190,12 +190,12 @@ def _key(ranking: str, weight_decay: float, seed: int, k: int, classifier: str) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m synapses.study.selection [--out FILE]``: compute the feature-selection table."""
+    """``python -m synapses_study.selection [--out FILE]``: compute the feature-selection table."""
     import argparse
 
     from .data import load_mnist
 
-    parser = argparse.ArgumentParser(prog="python -m synapses.study.selection", description="Feature selection by the learned topology: the table (resumable).")
+    parser = argparse.ArgumentParser(prog="python -m synapses_study.selection", description="Feature selection by the learned topology: the table (resumable).")
     parser.add_argument("--out", type=Path, default=RESULTS / "feature_selection.csv")
     parser.add_argument("--sweep", default="reproduction", help="the 1000-epoch runs whose topologies rank the pixels")
     args = parser.parse_args(argv)
