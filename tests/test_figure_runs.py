@@ -5,7 +5,7 @@ import pytest
 
 from synapses_study import figure_runs as fr
 from synapses_study.config import ConfigError
-from synapses_study.sweep import load_sweep_spec
+from synapses_study.sweep_file import load_sweep_spec
 
 ROOT = Path(__file__).parents[1]
 

@@ -15,8 +15,8 @@ from synapses_study.markers import MarkerError, parse_markers
 from synapses_study.results import load_runs
 from synapses_study.run_dir import RunDir
 from synapses_study.run_files import DamagedFileError, save_checkpoint
-from synapses_study.sweep import load_sweep
 from synapses_study.sweep import main as sweep_main
+from synapses_study.sweep_file import load_sweep
 
 
 # ---------------------------------------------------------------------------- finished runs

@@ -5,7 +5,8 @@ import pytest
 
 from synapses_study.engine import run_experiment
 from synapses_study.report import main, refresh
-from synapses_study.sweep import load_sweep
+from synapses_study.run_dir import RunDir
+from synapses_study.sweep_file import load_sweep
 
 SWEEP = """
 base: {epochs: 3, train_size: 1000, test_size: 200}
@@ -199,22 +200,21 @@ def test_a_missing_run_is_named_and_never_silently_dropped(finished, tmp_path, m
 def test_incomplete_runs_say_what_is_missing(finished, tmp_path):
     import shutil
 
-    from synapses_study.results import run_problem
     from synapses_study.run_files import read_text
 
     tmp, runs = finished
     config = runs[0].config
     run_dir = tmp_path / config.run_id()
     shutil.copytree(tmp / "results" / config.run_id(), run_dir)
-    assert run_problem(run_dir, config) is None
+    assert RunDir(run_dir).problem(config) is None
     (run_dir / "metrics.csv.xz").unlink()  # a run stopped one epoch short keeps its metrics plain
     (run_dir / "metrics.csv").write_text("".join(read_text(tmp / "results" / config.run_id() / "metrics.csv.xz").splitlines(True)[:-1]))
-    assert run_problem(run_dir, config) == "metrics.csv.xz is missing"  # the manifest names what the finished run held
+    assert RunDir(run_dir).problem(config) == "metrics.csv.xz is missing"  # the manifest names what the finished run held
     (run_dir / "manifest.json").unlink()
-    assert run_problem(run_dir, config) == "not finished (no manifest.json)"
+    assert RunDir(run_dir).problem(config) == "not finished (no manifest.json)"
     (run_dir / "checkpoint.pt").write_bytes(b"stands for a checkpoint")
-    assert run_problem(run_dir, config) == "unfinished: a checkpoint is there"
-    assert run_problem(tmp_path / "nowhere", config) == "no run folder"
+    assert RunDir(run_dir).problem(config) == "unfinished: a checkpoint is there"
+    assert RunDir(tmp_path / "nowhere").problem(config) == "no run folder"
 
 
 def test_truncated_topology_is_named(finished, tmp_path):

@@ -5,7 +5,8 @@ import pytest
 
 from synapses_study.config import ExperimentConfig
 from synapses_study.engine import run_experiment
-from synapses_study.results import ensure_runs, final_table, load_metrics, load_runs, load_topology
+from synapses_study.results import final_table, load_metrics, load_runs, load_topology
+from synapses_study.sweep import ensure_runs
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_load_topology(runs_dir):
 
 def test_sweep_runs_carry_entry_label_and_chained_epochs(tmp_path, small_mnist):
     from synapses_study.results import load_sweep_runs
-    from synapses_study.sweep import load_sweep
+    from synapses_study.sweep_file import load_sweep
 
     path = tmp_path / "chain.yaml"
     path.write_text(
@@ -113,7 +114,7 @@ def test_ensure_runs_waits_for_a_run_another_process_is_training(tmp_path, small
 
 
 def test_startable_holds_back_runs_whose_source_is_missing(runs_dir):
-    from synapses_study.results import startable
+    from synapses_study.sweep import startable
 
     root, configs = runs_dir
     finished = next(c for c in configs if (root / c.run_id() / "model.pt").exists())

@@ -12,7 +12,8 @@ import pytest
 
 from synapses_study.config import ConfigError
 from synapses_study.run_files import read_text, read_topology
-from synapses_study.sweep import CONFIGS, load_sweep, main, run_labels
+from synapses_study.sweep import main
+from synapses_study.sweep_file import CONFIGS, load_sweep, run_labels
 
 TINY = """
 description: tiny sweep for the tests
@@ -74,7 +75,7 @@ runs:
 
 
 def test_run_labels_name_the_entry_and_what_varies_within_it(tmp_path):
-    from synapses_study.sweep import run_labels
+    from synapses_study.sweep_file import run_labels
 
     one_entry = load_sweep(_write(tmp_path, TINY))
     assert sorted(set(run_labels(one_entry).values())) == ["weight_decay=0.0", "weight_decay=0.001"]

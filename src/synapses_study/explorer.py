@@ -27,8 +27,9 @@ from matplotlib.figure import Figure
 from .analysis import ink_correlation
 from .config import ExperimentConfig
 from .paths import RESULTS
-from .results import load_metrics, load_topology, run_problem, training_ink
-from .sweep import CONFIGS, load_sweep, run_labels, sweep_names
+from .results import load_metrics, load_topology, training_ink
+from .run_dir import RunDir
+from .sweep_file import CONFIGS, load_sweep, run_labels, sweep_names
 from .topology import SIDE, as_image, trend
 
 MEAN = "mean over seeds"
@@ -66,7 +67,7 @@ class SweepRuns:
         return list(self.groups)
 
     def finished(self, label: str) -> list[ExperimentConfig]:
-        return [c for c in self.groups[label] if run_problem(self.results_dir / c.run_id(), c) is None]
+        return [c for c in self.groups[label] if RunDir(self.results_dir / c.run_id()).problem(c) is None]
 
     def problem(self, selection: Selection) -> str | None:
         """Why ``selection`` cannot be shown (``None`` when it can)."""

@@ -34,7 +34,7 @@ from .config import ConfigError
 from .paths import CONFIGS, NOTEBOOKS, REPO_ROOT, RESULTS
 from .run_dir import RunDir
 from .run_files import write_atomic
-from .sweep import load_sweep_spec, sweep_names
+from .sweep_file import load_sweep_spec, sweep_names
 
 RUNS_DIR = NOTEBOOKS / "runs"
 RUN_KEYS = {"parameters", "figures", "reads"}

@@ -21,7 +21,7 @@ import matplotlib.figure
 from .config import ExperimentConfig
 from .paths import FIGURES, RESULTS, SMOKE_OUTPUT
 from .plotting import save_figure
-from .sweep import SMOKE_OVERRIDE, Sweep, load_sweep_spec
+from .sweep_file import SMOKE_OVERRIDE, Sweep, load_sweep_spec
 
 
 @dataclass(frozen=True)

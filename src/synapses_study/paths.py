@@ -34,3 +34,8 @@ CACHE = REPO_ROOT / ".cache"
 NOTEBOOKS = REPO_ROOT / "notebooks"
 # smoke-profile notebook runs: their executed copies, figures and tiny runs, never in figures/ or results/
 SMOKE_OUTPUT = NOTEBOOKS / "executed" / "smoke"
+
+
+def results_root(results_dir: str | Path | None = None) -> Path:
+    """``results_dir`` as a path, or the checkout's ``results/`` when it is ``None``."""
+    return Path(results_dir) if results_dir is not None else RESULTS

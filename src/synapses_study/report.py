@@ -41,10 +41,10 @@ from .config import ExperimentConfig
 from .data import prepare_data
 from .markers import parse_markers, replace_marked
 from .paths import RESULTS
-from .results import load_metrics, load_pruning, load_topology, mnist, run_problem, training_ink
+from .results import load_metrics, load_pruning, load_topology, mnist, training_ink
 from .run_dir import RunDir
 from .run_files import DamagedFileError, write_atomic
-from .sweep import CONFIGS, load_sweep, run_labels
+from .sweep_file import CONFIGS, load_sweep, run_labels
 
 Formatter = Callable[[np.ndarray], str]  # one value per finished seed -> table cell
 
@@ -309,7 +309,7 @@ def sweep_table(
                 if "+" in targets:  # say which sweep a row comes from, once
                     label = target if label in (sweep_name, entry, "all") else f"{target}: {label}"
                 groups.setdefault(label, []).append(run.config)
-    why_not = {c.run_id(): run_problem(root / c.run_id(), c) for members in groups.values() for c in members}
+    why_not = {c.run_id(): RunDir(root / c.run_id()).problem(c) for members in groups.values() for c in members}
     for members in groups.values():  # damage is never pooled away, whatever allow_missing says
         for c in members:
             if RunDir(root / c.run_id()).state(c) == "damaged":

@@ -10,35 +10,24 @@ import functools
 import io
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .analysis import ink_correlation, ink_frequency
+from .analysis import ink_correlation, ink_frequency, pruning_by_region
 from .config import ExperimentConfig
-from .engine import run_experiment
-from .paths import RESULTS
+from .data import load_mnist
+from .paths import results_root
 from .run_dir import METRIC_COLUMNS, RunDir
-from .run_files import DamagedFileError, RunInProgressError, read_text
-
-if TYPE_CHECKING:
-    from .sweep import Sweep
+from .run_files import DamagedFileError, read_text
+from .sweep_file import CONFIGS, Sweep, load_sweep, run_labels
 
 CONFIG_COLUMNS = ("run_id", "model", "seed", "weight_decay", "weight_decay_end", "decay_mode", "l1", "regrowth", "optimizer", "evolution", "evolution_proba", "epochs")
 
 
-def _results_dir(results_dir: str | Path | None) -> Path:
-    return Path(results_dir) if results_dir is not None else RESULTS
-
-
 def run_dir_of(config: ExperimentConfig, results_dir: str | Path | None = None) -> Path:
-    return _results_dir(results_dir) / config.run_id()
-
-
-def run_problem(run_dir: Path, config: ExperimentConfig) -> str | None:
-    """Why ``run_dir`` is not a finished run of ``config`` (``None`` when it is)."""
-    return RunDir(run_dir).problem(config)
+    return results_root(results_dir) / config.run_id()
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
@@ -75,7 +64,7 @@ def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: st
 
     Runs that are missing (or unfinished, with ``finished_only``) are skipped.
     """
-    root = _results_dir(results_dir)
+    root = results_root(results_dir)
     if configs is None:
         pairs = [(ExperimentConfig.from_json(path), path.parent) for path in sorted(root.glob("*/config.json"))]
     else:
@@ -95,11 +84,9 @@ def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: st
 
 def load_sweep_runs(sweep: Sweep, results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:
     """:func:`load_runs` for the runs of a sweep, with three more columns: ``entry`` (the
-    sweep file's entry), ``label`` (:func:`synapses_study.sweep.run_labels`, seeds pooled) and
+    sweep file's entry), ``label`` (:func:`synapses_study.sweep_file.run_labels`, seeds pooled) and
     ``chained_epoch``: the epoch counted from the start of the chain of ``after:`` runs, so
     that a run continuing another one is drawn after it on one axis."""
-    from .sweep import run_labels
-
     labels = run_labels(sweep)
     by_id = {run.config.run_id(): run for run in sweep.runs}
 
@@ -117,8 +104,6 @@ def load_sweep_runs(sweep: Sweep, results_dir: str | Path | None = None, *, fini
 @functools.lru_cache(maxsize=1)
 def mnist():
     """MNIST from :func:`synapses_study.data.load_mnist`, loaded once per process."""
-    from .data import load_mnist
-
     return load_mnist()
 
 
@@ -143,49 +128,9 @@ def load_ink_correlation(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
 def with_ink_rho(runs: pd.DataFrame, results_dir: str | Path | None = None) -> pd.DataFrame:
     """``runs`` (from :func:`load_runs`) with the column ``ink_rho`` of
     :func:`load_ink_correlation` for each run and epoch."""
-    root = _results_dir(results_dir)
+    root = results_root(results_dir)
     rho = load_ink_correlation(root / run_id for run_id in runs["run_id"].unique())
     return runs.merge(rho, on=["run_id", "epoch"], how="left")
-
-
-def startable(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None) -> tuple[list[ExperimentConfig], list[ExperimentConfig]]:
-    """``(startable, blocked)``: the configs whose source runs (``init_from``,
-    ``topology_from``) are finished in ``results_dir`` or come earlier in ``configs``, and
-    the others (a smoke profile's scaled-down sweep that links to another sweep's long runs)."""
-    root = _results_dir(results_dir)
-    ready, blocked, produced = [], [], set()
-    for config in configs:
-        sources = [s for s in (config.init_from, config.topology_from) if s is not None]
-        if all(s in produced or (root / s / "config.json").exists() and RunDir(root / s).is_finished(RunDir(root / s).config()) for s in sources):
-            ready.append(config)
-            produced.add(config.run_id())
-        else:
-            blocked.append(config)
-    return ready, blocked
-
-
-def ensure_runs(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None, progress: bool = True) -> list[Path]:
-    """Run the configs that have no finished results yet (resuming partial ones), in order.
-
-    A run that another process is training is waited for. Returns the run folders of all
-    ``configs``. For many long runs, prefer
-    ``python -m synapses_study.sweep``, which uses every core.
-    """
-    from .data import load_mnist
-
-    configs = list(configs)
-    root = _results_dir(results_dir)
-    missing = [c for c in configs if not RunDir.of(c, root).is_finished(c)]
-    if missing:
-        data = load_mnist()
-        for config in missing:
-            try:
-                run_experiment(config, root, data=data, progress=progress)
-            except RunInProgressError:
-                # another notebook (make -j2 figures) trains it: wait, then take its result
-                RunDir.of(config, root).wait_while_in_progress()
-                run_experiment(config, root, data=data, progress=progress)
-    return [root / c.run_id() for c in configs]
 
 
 def final_table(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -209,9 +154,7 @@ def format_final_table(table: pd.DataFrame, metrics: Iterable[str] = ("train_los
 
 def select_runs(sweep: str, entry: str | None = None, overrides: dict | None = None, **fields: object) -> list[ExperimentConfig]:
     """The configs of ``configs/<sweep>.yaml`` (one ``entry`` of it if given) whose fields
-    equal ``fields``; ``overrides`` scales the file down as :func:`synapses_study.sweep.load_sweep` does."""
-    from .sweep import CONFIGS, load_sweep
-
+    equal ``fields``; ``overrides`` scales the file down as :func:`synapses_study.sweep_file.load_sweep` does."""
     runs = load_sweep(CONFIGS / f"{sweep}.yaml", override=overrides).runs
     return [r.config for r in runs if (entry is None or r.entry == entry) and all(getattr(r.config, k) == v for k, v in fields.items())]
 
@@ -220,7 +163,7 @@ def configuration_runs(groups: dict[str, list[ExperimentConfig]], results_dir: s
     """One row per (run, epoch) of labelled groups of finished runs: ``configuration`` (the
     group's label), ``seed``, ``epoch`` (0: initialisation), ``ink_rho``, ``center_ratio``,
     ``test_loss`` and ``test_acc`` (NaN at epoch 0)."""
-    root = _results_dir(results_dir)
+    root = results_root(results_dir)
     frames = []
     for label, configs in groups.items():
         for config in configs:
@@ -236,9 +179,7 @@ def excess_pruning(groups: dict[str, list[ExperimentConfig]], results_dir: str |
     blank pixels' connections minus that of inked pixels' (``excess``; above 0: blank
     pixels pruned more), as a trailing ``window``-epoch mean, and the blank pixels' share
     of the connections over their share of the pixels (``blank_share_ratio``)."""
-    from .analysis import pruning_by_region
-
-    root = _results_dir(results_dir)
+    root = results_root(results_dir)
     ink = training_ink()
     frames = []
     for label, configs in groups.items():
@@ -253,9 +194,7 @@ def excess_pruning(groups: dict[str, list[ExperimentConfig]], results_dir: str |
 
 def labelled_runs(sweeps: Iterable[str], overrides: dict | None = None) -> dict[str, list[ExperimentConfig]]:
     """Configs of several sweep files grouped as the report's tables group them (seeds
-    pooled), labelled ``"<sweep>: <label>"`` (:func:`synapses_study.sweep.run_labels`)."""
-    from .sweep import CONFIGS, load_sweep, run_labels
-
+    pooled), labelled ``"<sweep>: <label>"`` (:func:`synapses_study.sweep_file.run_labels`)."""
     groups: dict[str, list[ExperimentConfig]] = {}
     for name in sweeps:
         sweep = load_sweep(CONFIGS / f"{name}.yaml", override=overrides)
@@ -269,7 +208,7 @@ def labelled_runs(sweeps: Iterable[str], overrides: dict | None = None) -> dict[
 def final_values(groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None) -> pd.DataFrame:
     """One row per finished run of labelled groups: ``configuration``, ``seed``, and at the
     last epoch ``ink_rho`` and ``center_ratio``."""
-    root = _results_dir(results_dir)
+    root = results_root(results_dir)
     rows = []
     for label, configs in groups.items():
         for config in configs:

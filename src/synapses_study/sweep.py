@@ -1,297 +1,34 @@
-"""Sweeps: many runs from one file, on this machine or on a Slurm cluster, through submitit.
+"""Launching sweeps: a sweep file's runs on this machine or on a Slurm cluster, through
+submitit, and the runs a notebook needs (:func:`ensure_runs`).
 
     python -m synapses_study.sweep configs/sweep155.yaml --jobs 2
     python -m synapses_study.sweep configs/sweep155.yaml --dry-run
     python -m synapses_study.sweep configs/reproduction.yaml --executor slurm --partition gpu --time 720
 
-A sweep file (YAML or JSON) holds a ``base`` config, an optional ``grid`` of axes to expand
-(their product) and an optional list of ``runs``, each a set of overrides that may carry its
-own ``grid`` and ``zip`` (axes taken in lockstep, such as each seed with the run it takes
-its topology from). A run may name another entry of the same file with ``after: <name>``:
-it then starts from that entry's final network (same grid values; see ``init_from``) and
-runs once that one is done; ``compare_with:`` names plain runs drawn beside an entry. Every run lands in ``results/<run_id>/`` whatever the executor, finished
-runs are skipped and interrupted ones resume from their checkpoints.
+Every run lands in ``results/<run_id>/`` whatever the executor; finished runs are skipped
+and interrupted ones resume from their checkpoints. What a sweep file holds:
+:mod:`synapses_study.sweep_file`.
 """
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import os
 import re
 import signal
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from dataclasses import fields as dataclass_fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .config import ConfigError, ExperimentConfig
-from .paths import CONFIGS  # the study's sweep files
+from .data import load_mnist
+from .engine import run_experiment
+from .paths import RESULTS, results_root
 from .run_dir import RunDir
-from .run_files import DamagedFileError
-
-SWEEP_KEYS = {"description", "base", "grid", "runs"}
-ENTRY_KEYS = {"name", "grid", "zip", "after", "compare_with"}
-
-
-@dataclass(frozen=True)
-class SweepRun:
-    """One run of a sweep: its config and the run it starts after (if any)."""
-
-    config: ExperimentConfig
-    entry: str
-    after: str | None = None  # run_id of the run whose final network it starts from
-
-
-@dataclass
-class Sweep:
-    """A sweep file, expanded: its runs in file order, and per entry the plain runs it is
-    compared with (``compare_with:``, runs of other sweep files; not run by this one)."""
-
-    path: Path
-    description: str
-    runs: list[SweepRun] = field(default_factory=list)
-    baselines: dict[str, list[ExperimentConfig]] = field(default_factory=dict)
-
-    def entries(self) -> list[str]:
-        return list(dict.fromkeys(run.entry for run in self.runs))
-
-    def only(self, entry: str) -> Sweep:
-        """The runs of one entry (and its baselines)."""
-        if entry not in self.entries():
-            raise ConfigError(f"{self.path.name} has no entry {entry!r} (entries: {', '.join(self.entries())})")
-        return Sweep(self.path, self.description, [r for r in self.runs if r.entry == entry], {entry: self.baselines.get(entry, [])})
-
-
-# What a notebook's smoke profile changes in the sweep files it reads: every run for three
-# epochs on 2,000 training and 500 test images, seeds 0 and 1 only.
-SMOKE_OVERRIDE: dict[str, Any] = {"epochs": 3, "train_size": 2000, "test_size": 500, "seed": [0, 1]}
-
-
-def load_sweep_spec(spec: str, override: dict[str, Any] | None = None, configs_dir: Path | None = None) -> Sweep:
-    """The sweep ``"name"`` (``configs/<name>.yaml``) or one entry of it, ``"name/entry"``."""
-    name, _, entry = spec.partition("/")
-    folder = configs_dir if configs_dir is not None else CONFIGS
-    if name not in sweep_names(folder):
-        raise ConfigError(f"no sweep file {name!r} in {folder} (known: {', '.join(sweep_names(folder))})")
-    sweep = load_sweep(folder / f"{name}.yaml", override=override)
-    return sweep.only(entry) if entry else sweep
-
-
-def sweep_spec(value: Any) -> str | None:
-    """Rule for a notebook parameter naming a sweep (``"name"`` or ``"name/entry"``), for
-    :func:`synapses_study.params.check_parameters`."""
-    expected = f'a sweep of configs/ as "name" or "name/entry" (names: {", ".join(sweep_names())})'
-    if not isinstance(value, str):
-        return expected
-    try:
-        load_sweep_spec(value)
-    except ConfigError as err:
-        return f"{expected}; {err}"
-    return None
-
-
-def sweep_names(configs_dir: Path = CONFIGS) -> list[str]:
-    """The study's sweep files, by name (``configs/<name>.yaml``)."""
-    return sorted(path.stem for path in configs_dir.glob("*.yaml"))
-
-
-class _SweepLoader(yaml.SafeLoader):
-    """Safe YAML with three of YAML 1.1's surprises taken out: ``1e-3`` (no dot) is the
-    number, not a string; a key given twice in one mapping is refused (YAML keeps the last
-    silently); an integer with a leading zero (``010``, which YAML reads as octal 8) is
-    refused."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping; keep one", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
-        text = str(node.value).replace("_", "").lstrip("+-")
-        if len(text) > 1 and text.startswith("0") and text[1:2].isdigit():
-            raise yaml.constructor.ConstructorError(
-                None, None, f"{node.value!r} has a leading zero, which YAML reads as octal; write {int(text, 10)} (or quote it)", node.start_mark
-            )
-        return super().construct_yaml_int(node)
-
-
-_SweepLoader.add_constructor("tag:yaml.org,2002:int", _SweepLoader.construct_yaml_int)
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object's pairs as a dict, refusing a key given twice (JSON keeps the last)."""
-    keys = [key for key, _ in pairs]
-    if twice := sorted({key for key in keys if keys.count(key) > 1}):
-        raise json.JSONDecodeError(f"key(s) {twice} appear twice in one object; keep one", "", 0)
-    return dict(pairs)
-
-
-_SweepLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-# ---------------------------------------------------------------------------- loading
-def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Sweep:
-    """Read and validate a sweep file; every config is checked before anything runs.
-
-    ``override`` changes the file's runs without editing it, for a scaled-down check of a
-    sweep: a list replaces the grid axis of that name wherever it appears (``{"seed": [0]}``),
-    any other value replaces that field in every run (``{"epochs": 2}``). ``after:`` links
-    follow, so a chained run starts from the overridden run before it.
-
-    Raises:
-        ConfigError: naming the file, the entry and the key of the first problem.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-        spec = yaml.load(text, Loader=_SweepLoader) if path.suffix in (".yaml", ".yml") else json.loads(text, object_pairs_hook=_unique_keys)
-    except yaml.MarkedYAMLError as err:  # one line: the problem and where (YAML's own text spans several)
-        mark = err.problem_mark or err.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: cannot read the sweep file: {err.problem or err.context}{where}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the sweep file ({err})") from None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{path}: expected a mapping with keys {sorted(SWEEP_KEYS)}")
-    if unknown := sorted(set(spec) - SWEEP_KEYS):
-        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; expected {sorted(SWEEP_KEYS)}")
-    base = _mapping(spec.get("base", {}), f"{path}: base")
-    top_grid = _grid(spec.get("grid", {}), f"{path}: grid")
-    override = dict(override or {})
-    axis_override = {k: v for k, v in override.items() if isinstance(v, list)}
-    field_override = {k: v for k, v in override.items() if not isinstance(v, list)}
-    entries = spec.get("runs", [{}])
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{path}: runs must be a non-empty list of mappings")
-
-    sweep = Sweep(path, str(spec.get("description", "")))
-    names: dict[str, dict[tuple, str]] = {}
-    for number, raw in enumerate(entries):
-        entry = _mapping(raw, f"{path}: runs[{number}]")
-        name = str(entry.get("name", f"runs[{number}]"))
-        where = f"{path}: {name}"
-        if name in names:
-            raise ConfigError(f"{path}: two entries are named {name!r}; entry names must be unique (after: refers to them)")
-        grid = {**top_grid, **_grid(entry.get("grid", {}), f"{where}: grid")}
-        grid = {k: axis_override.get(k, v) for k, v in grid.items() if k not in field_override}
-        after = entry.get("after")
-        if after is not None and after not in names:
-            raise ConfigError(f"{where}: after={after!r} names no earlier entry (known: {sorted(names)})")
-        zipped = _zipped(entry.get("zip", {}), f"{where}: zip", set(grid))
-        zipped = [
-            {k: v for k, v in z.items() if k not in field_override} for z in zipped
-            if all(v in axis_override[k] for k, v in z.items() if k in axis_override)
-        ]
-        overrides = {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
-        names[name] = {}
-        for values, linked in itertools.product(itertools.product(*grid.values()), zipped):
-            point = {**dict(zip(grid, values)), **linked}
-            fields = {**base, **overrides, **point, **field_override}
-            after_id = None
-            if after is not None:
-                after_id = names[after].get(tuple(sorted(point.items())))
-                if after_id is None:
-                    raise ConfigError(f"{where}: entry {after!r} has no run with grid values {point}")
-                fields["init_from"] = after_id
-            config = ExperimentConfig.from_dict(fields, where=f"{where} {point}" if point else where)
-            names[name][tuple(sorted(point.items()))] = config.run_id()
-            sweep.runs.append(SweepRun(config, name, after_id))
-        if "compare_with" in entry:
-            sweep.baselines[name] = _baselines(entry["compare_with"], [r.config for r in sweep.runs if r.entry == name], f"{where}: compare_with")
-    ids = [r.config.run_id() for r in sweep.runs]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"{path}: some entries expand to the same config twice")
-    return sweep
-
-
-def _zipped(value: Any, where: str, grid_keys: set[str]) -> list[dict[str, Any]]:
-    """An entry's ``zip:`` axes, taken in lockstep: ``{seed: [0, 1], topology_from: [a, b]}``
-    gives ``[{seed: 0, topology_from: a}, {seed: 1, topology_from: b}]`` (``[{}]`` without one)."""
-    axes = _grid(value, where) if value else {}
-    if clash := sorted(set(axes) & grid_keys):
-        raise ConfigError(f"{where}: {clash} also in grid; an axis is either zipped or crossed")
-    if len({len(v) for v in axes.values()}) > 1:
-        raise ConfigError(f"{where}: zipped axes must have equal lengths, got " + ", ".join(f"{k}: {len(v)}" for k, v in axes.items()))
-    return [dict(zip(axes, values)) for values in zip(*axes.values())] if axes else [{}]
-
-
-def _baselines(value: Any, members: list[ExperimentConfig], where: str) -> list[ExperimentConfig]:
-    """The plain runs an entry is compared with: each point of the ``compare_with`` grid at
-    the entry's epochs, data subset and seeds, every other field at its default."""
-    grid = _grid(value, where)
-    first = members[0]
-    return [
-        ExperimentConfig.from_dict({"epochs": first.epochs, "train_size": first.train_size, "test_size": first.test_size, "seed": seed, **dict(zip(grid, values))}, where=where)
-        for values in itertools.product(*grid.values())
-        for seed in sorted({c.seed for c in members})
-    ]
-
-
-# Fields that tell seeds apart rather than configurations: the seed and the links to the
-# run a run starts from (its network, or its topology), which follow the seed.
-RUN_LINKS = ("seed", "init_from", "topology_from")
-
-
-def varying_fields(configs: list[ExperimentConfig]) -> list[str]:
-    """Config fields other than :data:`RUN_LINKS` that differ between ``configs``, in the
-    config's field order."""
-    return [f.name for f in dataclass_fields(ExperimentConfig) if f.name not in RUN_LINKS and len({getattr(c, f.name) for c in configs}) > 1]
-
-
-def grouping(sweep: Sweep) -> str:
-    """The column that groups a sweep's runs into configurations, seeds pooled: the one
-    field that varies (``"weight_decay"`` for a decay sweep), else ``"label"``."""
-    varying = varying_fields([run.config for run in sweep.runs])
-    return varying[0] if len(varying) == 1 else "label"
-
-
-def run_labels(sweep: Sweep) -> dict[str, str]:
-    """A short label per run id, seeds pooled: the entry's name when the file has several
-    entries, followed by the fields that vary within the entry (``"l1 (l1=1e-05)"``); the
-    varying fields alone for a file with one entry (``"weight_decay=0.001"``; its name, or
-    ``"all"`` for an unnamed one, when nothing varies)."""
-    entries: dict[str, list[SweepRun]] = {}
-    for run in sweep.runs:
-        entries.setdefault(run.entry, []).append(run)
-    labels = {}
-    for entry, runs in entries.items():
-        configs = [run.config for run in runs]
-        varying = varying_fields(configs)
-        for config in configs:
-            values = ", ".join(f"{name}={getattr(config, name)}" for name in varying)
-            if len(entries) == 1:
-                labels[config.run_id()] = values or ("all" if entry.startswith("runs[") else entry)
-            else:
-                labels[config.run_id()] = f"{entry} ({values})" if values else entry
-    return labels
-
-
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-    return value
-
-
-def _grid(value: Any, where: str) -> dict[str, list[Any]]:
-    grid = _mapping(value, where)
-    for key, axis in grid.items():
-        if not isinstance(axis, list) or not axis:
-            raise ConfigError(f"{where}: axis {key!r} must be a non-empty list, got {axis!r}")
-    return grid
+from .run_files import DamagedFileError, RunInProgressError
+from .sweep_file import Sweep, SweepRun, load_sweep
 
 
 # ---------------------------------------------------------------------------- state
@@ -331,12 +68,48 @@ def state_note(run: SweepRun, results_dir: Path, state: str, sweep: Sweep | None
     return f"after {run.after}" if run.after else ""
 
 
+def startable(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None) -> tuple[list[ExperimentConfig], list[ExperimentConfig]]:
+    """``(startable, blocked)``: the configs whose source runs (``init_from``,
+    ``topology_from``) are finished in ``results_dir`` or come earlier in ``configs``, and
+    the others (a smoke profile's scaled-down sweep that links to another sweep's long runs)."""
+    root = results_root(results_dir)
+    ready, blocked, produced = [], [], set()
+    for config in configs:
+        sources = [s for s in (config.init_from, config.topology_from) if s is not None]
+        if all(s in produced or (root / s / "config.json").exists() and RunDir(root / s).is_finished(RunDir(root / s).config()) for s in sources):
+            ready.append(config)
+            produced.add(config.run_id())
+        else:
+            blocked.append(config)
+    return ready, blocked
+
+
+def ensure_runs(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None, progress: bool = True) -> list[Path]:
+    """Run the configs that have no finished results yet (resuming partial ones), in order.
+
+    A run that another process is training is waited for. Returns the run folders of all
+    ``configs``. For many long runs, prefer
+    ``python -m synapses_study.sweep``, which uses every core.
+    """
+    configs = list(configs)
+    root = results_root(results_dir)
+    missing = [c for c in configs if not RunDir.of(c, root).is_finished(c)]
+    if missing:
+        data = load_mnist()
+        for config in missing:
+            try:
+                run_experiment(config, root, data=data, progress=progress)
+            except RunInProgressError:
+                # another notebook (make -j2 figures) trains it: wait, then take its result
+                RunDir.of(config, root).wait_while_in_progress()
+                run_experiment(config, root, data=data, progress=progress)
+    return [root / c.run_id() for c in configs]
+
+
 def run_job(config: dict[str, Any], results_dir: str, cores: list[int] | None = None) -> str:
     """What each submitit job executes: one run, pinned to ``cores`` when given."""
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
-    from .engine import run_experiment
-
     return str(run_experiment(ExperimentConfig.from_dict(config), results_dir, progress=False))
 
 
@@ -493,8 +266,6 @@ def _stop_on_terminate() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .paths import RESULTS
-
     parser = argparse.ArgumentParser(prog="python -m synapses_study.sweep", description="Run the configurations of a sweep file.")
     parser.add_argument("sweep", type=Path, nargs="+", help="sweep file(s), YAML or JSON")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2: one per core here)")
