@@ -67,7 +67,7 @@ def test_overfitting_view_finds_the_minimum_test_loss(finished):
 
 def test_overfitting_summary_on_a_known_curve(tmp_path):
     from synapses_study.config import ExperimentConfig
-    from synapses_study.report import overfitting_summary
+    from synapses_study.metrics import overfitting_summary
 
     epochs = np.arange(1, 101)
     loss = (epochs - 40) ** 2 / 1e4 + 0.1  # bottoms out at epoch 40
@@ -127,13 +127,13 @@ def test_a_table_can_show_one_entry_of_a_sweep(finished):
     ],
 )
 def test_topology_verdict_thresholds(rhos, verdict):
-    from synapses_study.report import topology_verdict
+    from synapses_study.tables import topology_verdict
 
     assert topology_verdict(np.array(rhos)) == verdict
 
 
 def test_value_range_leaves_out_runs_without_the_value():
-    from synapses_study.report import value_range
+    from synapses_study.tables import value_range
 
     assert value_range(np.array([0.2, float("nan"), -0.1])) == "-0.100 to 0.200"
     assert value_range(np.array([float("nan")] * 2)) == "–"
@@ -168,9 +168,9 @@ def test_errors_view_reevaluates_the_saved_network(finished):
 
 def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):
     tmp, _ = finished
-    import synapses_study.report as report
+    import synapses_study.tables as tables
 
-    monkeypatch.setattr(report, "CONFIGS", tmp / "configs")
+    monkeypatch.setattr(tables, "CONFIGS", tmp / "configs")
     doc = tmp_path / "doc.md"
     doc.write_text("Numbers:\n<!-- table: tiny -->\n| made up |\n<!-- /table -->\nThe end.\n")
     results = ["--results-dir", str(tmp / "results"), "--allow-missing"]
@@ -183,9 +183,9 @@ def test_check_detects_stale_tables(finished, tmp_path, monkeypatch, capsys):
 
 def test_a_missing_run_is_named_and_never_silently_dropped(finished, tmp_path, monkeypatch, capsys):
     tmp, runs = finished
-    import synapses_study.report as report
+    import synapses_study.tables as tables
 
-    monkeypatch.setattr(report, "CONFIGS", tmp / "configs")
+    monkeypatch.setattr(tables, "CONFIGS", tmp / "configs")
     doc = tmp_path / "doc.md"
     doc.write_text("<!-- table: tiny -->\n| old |\n<!-- /table -->\n")
     for argv in ([str(doc), "--check"], [str(doc)]):
@@ -242,7 +242,7 @@ def test_drift_view_reads_the_topology_at_given_epochs(finished):
     the end of a run have no value."""
     tmp, runs = finished
     from synapses_study.analysis import ink_correlation
-    from synapses_study.report import drift_summary
+    from synapses_study.metrics import drift_summary
     from synapses_study.results import load_topology, training_ink
 
     run_dir = tmp / "results" / runs[0].config.run_id()
@@ -259,7 +259,7 @@ def test_drift_view_reads_the_topology_at_given_epochs(finished):
 
 
 def test_mean_std_skips_missing_values():
-    from synapses_study.report import mean_std
+    from synapses_study.tables import mean_std
 
     assert mean_std(2)(np.array([1.0, np.nan, 3.0])) == "2.00 ± 1.41"
     assert mean_std(2)(np.array([np.nan])) == "–"
@@ -368,10 +368,11 @@ def test_runs_the_write_up_calls_shared_trajectories_repeat_each_other():
 def test_selection_table_pools_seeds_per_ranking_and_weight_decay(tmp_path, monkeypatch):
     import pandas as pd
 
-    from synapses_study import selection
-    from synapses_study.report import IncompleteResultsError, refresh
+    from synapses_study import tables
+    from synapses_study.report import refresh
+    from synapses_study.tables import IncompleteResultsError
 
-    monkeypatch.setattr(selection, "missing_scores", lambda table, configs, rank_epochs: 0)  # a table of two rankings, complete as such
+    monkeypatch.setattr(tables, "missing_scores", lambda table, configs, rank_epochs: 0)  # a table of two rankings, complete as such
 
     rows = []
     for seed, accuracy in ((0, 0.90), (1, 0.92)):
@@ -393,7 +394,7 @@ def test_selection_table_refuses_a_table_with_scores_missing(tmp_path):
     import pandas as pd
 
     from synapses_study import selection
-    from synapses_study.report import IncompleteResultsError, selection_table
+    from synapses_study.tables import IncompleteResultsError, selection_table
 
     rows = [dict(ranking=name, weight_decay=wd, seed=seed, k=k, classifier=c, test_acc=0.5)
             for name, wd, seed, _ in selection.rankings([]) for k in selection.BUDGETS for c in selection.CLASSIFIERS]
@@ -417,7 +418,7 @@ def test_selection_table_refuses_a_table_with_scores_missing(tmp_path):
     ],
 )
 def test_settles_below_zero(values, window, epoch):
-    from synapses_study.facts import settles_below_zero
+    from synapses_study.analysis import settles_below_zero
 
     assert settles_below_zero(np.array(values, dtype=float), window) == epoch
 

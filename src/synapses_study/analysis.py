@@ -20,6 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+# A pixel is blank when it carries ink in fewer than 1% of the training images.
+BLANK_BELOW = 0.01
+# Per-epoch values move by about 0.02 from one epoch to the next, so a number quoted at a
+# point in training is the mean of the TRAILING_WINDOW epochs ending there (chosen after a
+# single-epoch reading was found to flip a comparison; the window was not tuned).
+TRAILING_WINDOW = 20
+
 
 def ink_frequency(images: torch.Tensor) -> np.ndarray:
     """``(n, 784)`` images -> ``(784,)`` fraction of images where each pixel is above the
@@ -58,7 +65,7 @@ def ink_correlation(counts: np.ndarray, ink: np.ndarray) -> np.ndarray | float:
     return float(rho[0]) if np.ndim(counts) == 1 else rho
 
 
-def region_summary(connections: torch.Tensor, weight: torch.Tensor, ink: np.ndarray, blank_below: float = 0.01) -> pd.DataFrame:
+def region_summary(connections: torch.Tensor, weight: torch.Tensor, ink: np.ndarray, blank_below: float = BLANK_BELOW) -> pd.DataFrame:
     """Per region (``blank``: ink in fewer than ``blank_below`` of the images; ``inked``: the
     rest): pixels, connections per pixel, and mean ``|weight|`` per connection."""
     inputs = connections[:, 0].cpu().numpy()
@@ -71,7 +78,7 @@ def region_summary(connections: torch.Tensor, weight: torch.Tensor, ink: np.ndar
     return pd.DataFrame(rows).set_index("region")
 
 
-def pruning_by_region(pruned_counts: np.ndarray, abs_weight_sum: np.ndarray, pixel_counts: np.ndarray, ink: np.ndarray, blank_below: float = 0.01) -> pd.DataFrame:
+def pruning_by_region(pruned_counts: np.ndarray, abs_weight_sum: np.ndarray, pixel_counts: np.ndarray, ink: np.ndarray, blank_below: float = BLANK_BELOW) -> pd.DataFrame:
     """Per epoch, for blank and inked pixels: share of the connections, share of the pruned
     ones, fraction of the region's connections pruned, and mean ``|weight|`` before pruning.
 
@@ -128,3 +135,12 @@ def loss_breakdown(log_probs: torch.Tensor, targets: torch.Tensor) -> dict[str, 
         "confidence_wrong": float(confidence[wrong].mean()) if wrong.any() else nan,
     }
 
+
+def settles_below_zero(values: np.ndarray, window: int = TRAILING_WINDOW) -> int | None:
+    """The first index from which the trailing ``window`` mean of ``values`` (fewer at the
+    start) stays below 0 to the end, or ``None`` if it ends at or above 0."""
+    trailing = pd.Series(values).rolling(window, min_periods=1).mean().to_numpy()  # as excess_pruning's
+    at_or_above = np.flatnonzero(trailing >= 0)
+    if len(at_or_above) and at_or_above[-1] == len(values) - 1:
+        return None
+    return int(at_or_above[-1]) + 1 if len(at_or_above) else 0

@@ -24,7 +24,10 @@ from synapses.layer import SETLayer
 from synapses.models import SparseNet
 from synapses.reference import MaskedLinear
 
+from .config import ExperimentConfig
+from .data import MNISTTensors, load_mnist
 from .decay import WeightDecayPolicy
+from .engine import evaluate, train_epoch
 
 
 @dataclass
@@ -181,10 +184,6 @@ def _reference_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data, b
 def bench_epoch(repeats: int, device: torch.device, train_size: int | None = None) -> Comparison:
     """One SparseNet epoch of the engine (train, zero, evaluate, evolve) on MNIST against
     the straightforward loop over the dense masked net (which does no evolution)."""
-    from .config import ExperimentConfig
-    from .data import MNISTTensors, load_mnist
-    from .engine import evaluate, train_epoch
-
     data = load_mnist()
     if train_size is not None:
         data = MNISTTensors(data.train_x[:train_size], data.train_y[:train_size], data.test_x[: train_size // 6], data.test_y[: train_size // 6])

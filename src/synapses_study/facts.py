@@ -11,15 +11,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from scipy import stats
 
-from .analysis import ink_correlation
-from .results import load_metrics, load_topology, select_runs, training_ink
+from .analysis import TRAILING_WINDOW, ink_correlation, settles_below_zero
+from .paths import RESULTS
+from .protocol import crossings
+from .results import excess_pruning, load_metrics, load_topology, select_runs, training_ink
+from .run_dir import RunDir
+from .stats import Comparison, describe, holm, paired
+from .survivors import ink_band
 
 # Windows (epochs, inclusive) chosen after the first draft quoted single epochs, which an
 # epoch-to-epoch sd of about 0.02 in center_ratio made unreliable; 20 epochs end each run.
@@ -38,9 +42,6 @@ def empty_pixels(results: Path) -> str:
             hits.append(f"{run_dir.name}: pixel {pixels[0]} after epoch {epochs[0]}, {len(epochs)} pixel-epoch(s) in all")
     return f"{len(hits)} of {len(run_dirs)} runs" + (f" ({'; '.join(hits)})" if hits else "")
 
-
-if TYPE_CHECKING:
-    from .stats import Comparison
 
 
 
@@ -119,9 +120,8 @@ def fixed_topology_decay(results: Path) -> str:
 
 
 
-# The trailing window of the excess-pruning curves, the report's WINDOW, fixed before the
-# 1000-epoch recorded runs were made.
-PRUNING_WINDOW = 20
+# The excess-pruning curves' trailing window is TRAILING_WINDOW, fixed before the 1000-epoch
+# recorded runs were made.
 
 
 def mechanism_1000_repeats(results: Path) -> str:
@@ -145,26 +145,14 @@ def pruning_crossing(results: Path) -> str:
     """Per input scaling and seed of mechanism_1000: the first epoch from which blank pixels
     are pruned no more than inked ones (pruned fraction, trailing 20-epoch mean) until epoch
     1000, or "never"."""
-    from .results import excess_pruning
-
     groups = {inputs: select_runs("mechanism_1000", inputs=inputs) for inputs in ("standardized", "scaled")}
-    excess = excess_pruning(groups, results, window=PRUNING_WINDOW)
+    excess = excess_pruning(groups, results, window=TRAILING_WINDOW)
     parts = []
     for (inputs, seed), run in excess.groupby(["configuration", "seed"], sort=False):
         above = run.loc[run["excess"] > 0, "epoch"]
         crossing = "never" if len(above) and above.max() == run["epoch"].max() else f"epoch {int(above.max()) + 1 if len(above) else 1}"
         parts.append(f"{inputs} seed {seed}: {crossing}")
     return "; ".join(parts)
-
-
-def settles_below_zero(values: np.ndarray, window: int = 20) -> int | None:
-    """The first index from which the trailing ``window`` mean of ``values`` (fewer at the
-    start) stays below 0 to the end, or ``None`` if it ends at or above 0."""
-    trailing = pd.Series(values).rolling(window, min_periods=1).mean().to_numpy()  # as excess_pruning's
-    at_or_above = np.flatnonzero(trailing >= 0)
-    if len(at_or_above) and at_or_above[-1] == len(values) - 1:
-        return None
-    return int(at_or_above[-1]) + 1 if len(at_or_above) else 0
 
 
 def turns_negative(results: Path) -> str:
@@ -202,9 +190,6 @@ def _p_value(p: float) -> str:
 def idle_sign_skew(results: Path) -> str:
     """Share of positive weights among the never-inked pixels' surviving first-layer
     connections at the last epoch, undecayed: the demo net and the SET paper's (seed range)."""
-    from .run_dir import RunDir
-    from .survivors import ink_band
-
     never = ink_band(training_ink()) == 0
     parts = []
     for label, sweep, entry in (("demo net", "reproduction", None), ("SET paper's net", "set_mlp", "set")):
@@ -223,8 +208,6 @@ def _accuracy_family(results: Path) -> dict[str, Comparison]:
     write-up makes, tested together (paired t, Holm over the family), in points:
     decay 1e-3 against none over 1000 epochs (reproduction, seeds paired), and, per learned
     layer and decay, the positive against the inverted fixed topology (fixed_layers)."""
-    from .stats import holm, paired
-
     def last(sweep: str, entry: str | None, **fields: object) -> dict[int, float]:
         return {c.seed: 100 * load_metrics(results / c.run_id())["test_acc"].iloc[-1] for c in select_runs(sweep, entry, None, **fields)}
 
@@ -241,16 +224,12 @@ def _accuracy_family(results: Path) -> dict[str, Comparison]:
 
 def decay_accuracy_paired(results: Path) -> str:
     """Test accuracy at epoch 1000, decay 1e-3 minus none, paired by seed (accuracy family)."""
-    from .stats import describe
-
     return describe(_accuracy_family(results)["decay_1000"], 2, " points")
 
 
 def fixed_layers_paired(results: Path) -> str:
     """Positive minus inverted fixed topology per learned layer and decay, paired by seed
     (accuracy family, Holm over its five tests)."""
-    from .stats import describe
-
     family = _accuracy_family(results)
     return "; ".join(f"{layer} layer, {'no decay' if decay == '0' else 'decay ' + decay}: {describe(family[f'{layer}_{decay}'], 2, ' points')}"
                      for layer in ("first", "second") for decay in ("0.001", "0"))
@@ -260,8 +239,6 @@ def protocol_crossings(results: Path) -> str:
     """Claim 8: the epoch from which recorded ink ρ stays below 0, per seed, of the demo net
     trained with the SET paper's protocol, at its own and at the SET net's connections per
     pixel (configs/protocol_matched.yaml; the instrument of turns_negative)."""
-    from .protocol import crossings
-
     found = crossings(results)
     own, dense = (", ".join(str(v) for _, v in sorted(found[name].items())) for name in ("protocol", "protocol + density"))
     return f"epochs {own}; at the SET net's connections per pixel {dense}"
@@ -292,8 +269,6 @@ def fact(name: str, results: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .paths import RESULTS
-
     for name, compute in FACTS.items():
         print(f"{name}: {compute(RESULTS)}  ({(compute.__doc__ or '').strip().splitlines()[0]})")
     return 0

@@ -34,7 +34,7 @@ import torch
 
 from synapses.layer import SETLayer
 
-from .run_files import DamagedFileError, _read_npz, npz_bytes, to_bytes, write_atomic
+from .run_files import DamagedFileError, npz_bytes, read_npz, to_bytes, write_atomic
 
 
 @dataclass
@@ -136,7 +136,7 @@ def read_lifetimes(path: Path) -> LifetimeRecord:
     Raises:
         DamagedFileError: a damaged file, or arrays whose shapes do not fit together.
     """
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     try:
         n = len(arrays["initial_keys"])
         epochs = len(arrays["weights"])

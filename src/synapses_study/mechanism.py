@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .analysis import ink_correlation
 from .demography import demography, predicted_crossing, rates, simulate, windowed
 from .lifetimes import read_lifetimes
 from .results import select_runs, training_ink
 from .run_dir import RunDir
-from .survivors import BAND_NAMES, band_density, band_tipping_epoch, crossing_epoch, ink_band, survivor_counts, survivor_rho
+from .survivors import BAND_NAMES, band_density, band_tipping_epoch, crossing_epoch, final_survivors, ink_band, survivor_counts, survivor_rho
+from .topology import center_ratio
 
 SEEDS = (0, 1)
 MODEL_WINDOW = 10  # epochs over which E2's rates are averaged for the account
@@ -57,7 +59,9 @@ def _bands() -> tuple[np.ndarray, np.ndarray]:
 
 
 @cache
-def _survivors(run_dir: Path) -> Survivors:
+def survivors_of(run_dir: Path) -> Survivors:
+    """A recorded run's survivors (connections never pruned since birth): their ink ρ and
+    band densities per epoch, read once per process."""
     folder = RunDir(run_dir)
     folder.verified_config()
     pruned, _ = folder.pruning()
@@ -67,13 +71,11 @@ def _survivors(run_dir: Path) -> Survivors:
 
 
 def _recorded_rho(run_dir: Path) -> np.ndarray:
-    from .analysis import ink_correlation
-
     ink, _ = _bands()
     return np.asarray(ink_correlation(RunDir(run_dir).topology()[1:], ink))
 
 
-def _runs(results: Path, sweep: str, entry: str | None = None, **fields: object) -> dict[int, Path]:
+def finished_runs(results: Path, sweep: str, entry: str | None = None, **fields: object) -> dict[int, Path]:
     """Seed -> run folder of the finished runs of a sweep entry (fields narrow it)."""
     found = {}
     for config in select_runs(sweep, entry, None, **fields):
@@ -83,10 +85,10 @@ def _runs(results: Path, sweep: str, entry: str | None = None, **fields: object)
     return found
 
 
-def _baseline(results: Path, inputs: str) -> dict[int, Path]:
+def undecayed_baseline(results: Path, inputs: str) -> dict[int, Path]:
     """The committed undecayed 1000-epoch runs with pruning recorded, by seed."""
     sweep, entry = ("extensions_1000", "unit_inputs") if inputs == "unit" else ("mechanism_1000", None)
-    return _runs(results, sweep, entry, inputs=inputs, weight_decay=0.0)
+    return finished_runs(results, sweep, entry, inputs=inputs, weight_decay=0.0)
 
 
 def _count(flags: list[bool]) -> str:
@@ -103,7 +105,7 @@ def _band(values: np.ndarray) -> str:
 
 @cache
 def e2_demography(results: Path) -> pd.DataFrame:
-    runs = _runs(results, "why_it_inverts", "e2_lifetimes")
+    runs = finished_runs(results, "why_it_inverts", "e2_lifetimes")
     if 0 not in runs:
         raise FileNotFoundError("the E2 run (why_it_inverts/e2_lifetimes, seed 0) is not finished in " + str(results))
     _, band = _bands()
@@ -123,8 +125,8 @@ def score_e2(results: Path) -> list[Scored]:
     order_ok = [bool(np.all(np.diff(row) > 0)) for row in h150]
     wide = table.pivot(index="epoch", columns="band")
     lottery = (wide["survivor_w0"] > wide["newborn_w0"]).iloc[50:][list(BAND_NAMES)]
-    run = _runs(results, "why_it_inverts", "e2_lifetimes")[0]
-    surv = _survivors(run)
+    run = finished_runs(results, "why_it_inverts", "e2_lifetimes")[0]
+    surv = survivors_of(run)
     crossing, tipping = crossing_epoch(surv.rho), band_tipping_epoch(surv.density)
     s150 = _window_means(s, 150)
     core_over_rare = s150[:, BAND_NAMES.index("core")] / s150[:, BAND_NAMES.index("rare")]
@@ -152,8 +154,8 @@ def _paired_rows(results: Path, name: str, runs: dict[int, Path], baseline: dict
         raise _Pending(f"{name}: {len(seeds)} of {len(SEEDS)} seeds finished")
     rho, base, density, base_density = [], [], [], []
     for seed in seeds:
-        r, d = _survivors(runs[seed]).at(epoch)
-        b, bd = _survivors(baseline[seed]).at(epoch)
+        r, d = survivors_of(runs[seed]).at(epoch)
+        b, bd = survivors_of(baseline[seed]).at(epoch)
         rho.append(r)
         base.append(b)
         density.append(d)
@@ -170,37 +172,37 @@ def _guarded(name: str, prediction: str, score) -> Scored:
 
 
 def score_interventions(results: Path) -> list[Scored]:
-    standard, unit, scaled = (_baseline(results, inputs) for inputs in ("standardized", "unit", "scaled"))
+    standard, unit, scaled = (undecayed_baseline(results, inputs) for inputs in ("standardized", "unit", "scaled"))
     core, rare, never = (BAND_NAMES.index(n) for n in ("core", "rare", "never"))
     rows = []
 
     def e1(scale: float) -> Scored:
-        runs = _runs(results, "why_it_inverts", "e1_small_newborns", input_regrowth_scale=scale)
+        runs = finished_runs(results, "why_it_inverts", "e1_small_newborns", input_regrowth_scale=scale)
         rho, base, density, _, seeds = _paired_rows(results, "E1", runs, standard, 400)
-        crossings = [crossing_epoch(_survivors(runs[s]).rho[:400]) for s in seeds]
+        crossings = [crossing_epoch(survivors_of(runs[s]).rho[:400]) for s in seeds]
         bands_ok = [int(np.argmax(d)) == core and int(np.argmin(d)) == never for d in density]
         return Scored(f"E1 ({scale:g}σ)", E1_TEXT, f"ρ {_fmt(rho)} (baseline {_fmt(base)}); bands at 400: {_band(np.mean(density, axis=0))}; "
                       f"core densest and never sparsest in {_count(bands_ok)}; crossings {crossings}",
                       all(r > 0 for r in rho) and all(bands_ok) and all(c is None for c in crossings))
 
     def e3_fast() -> Scored:
-        fast = _runs(results, "why_it_inverts", "e3_fast_unit")
+        fast = finished_runs(results, "why_it_inverts", "e3_fast_unit")
         rho, base, density, base_density, seeds = _paired_rows(results, "E3", fast, unit, 400)
-        crossings = [crossing_epoch(_survivors(fast[s]).rho[:400]) for s in seeds]
+        crossings = [crossing_epoch(survivors_of(fast[s]).rho[:400]) for s in seeds]
         shifted = [d[core] < b[core] and d[rare] > b[rare] for d, b in zip(density, base_density)]
         return Scored("E3 (unit, lr × 10.53)", E3_FAST_TEXT,
                       f"ρ {_fmt(rho)} (unit baseline {_fmt(base)}); crossings {crossings}; core down and rare up in {_count(shifted)} seeds",
                       all(r < 0 for r in rho) and all(c is not None and 80 <= c <= 250 for c in crossings) and all(shifted))
 
     def e3_slow() -> Scored:
-        slow = _runs(results, "why_it_inverts", "e3_slow_scaled")
+        slow = finished_runs(results, "why_it_inverts", "e3_slow_scaled")
         rho, base, _, _, seeds = _paired_rows(results, "E3", slow, scaled, 400)
-        crossings = [crossing_epoch(_survivors(slow[s]).rho[:400]) for s in seeds]
+        crossings = [crossing_epoch(survivors_of(slow[s]).rho[:400]) for s in seeds]
         return Scored("E3 (scaled, lr ÷ 10.53)", E3_SLOW_TEXT, f"ρ {_fmt(rho)} (scaled baseline {_fmt(base)}); crossings {crossings}",
                       all(r > 0 for r in rho) and all(c is None for c in crossings))
 
     def e5_noise() -> Scored:
-        noise = _runs(results, "why_it_inverts", "e5_blank_noise")
+        noise = finished_runs(results, "why_it_inverts", "e5_blank_noise")
         rho, base, density, base_density, _ = _paired_rows(results, "E5", noise, scaled, 400)
         periphery_lost = [d[never] < b[never] and d[rare] < b[rare] for d, b in zip(density, base_density)]
         return Scored("E5 (noise on blank pixels)", E5_NOISE_TEXT,
@@ -208,21 +210,21 @@ def score_interventions(results: Path) -> list[Scored]:
                       all(r - b >= 0.1 for r, b in zip(rho, base)) and all(periphery_lost))
 
     def e5_noise_sign() -> Scored:
-        rho = _paired_rows(results, "E5", _runs(results, "why_it_inverts", "e5_blank_noise"), scaled, 400)[0]
+        rho = _paired_rows(results, "E5", finished_runs(results, "why_it_inverts", "e5_blank_noise"), scaled, 400)[0]
         return Scored("E5 (noise), sign", "ρ at 400 ≥ 0 (weak)", f"ρ {_fmt(rho)}", all(r >= 0 for r in rho))
 
     def e5_shifts() -> Scored:
-        shifts = _runs(results, "why_it_inverts", "e5_shifts")
+        shifts = finished_runs(results, "why_it_inverts", "e5_shifts")
         rho, base, _, _, seeds = _paired_rows(results, "E5", shifts, scaled, 400)
-        crossings = [crossing_epoch(_survivors(shifts[s]).rho[:400]) for s in seeds]
-        base_crossings = [crossing_epoch(_survivors(scaled[s]).rho[:400]) for s in seeds]
+        crossings = [crossing_epoch(survivors_of(shifts[s]).rho[:400]) for s in seeds]
+        base_crossings = [crossing_epoch(survivors_of(scaled[s]).rho[:400]) for s in seeds]
         later = [c is not None and b is not None and c > b for c, b in zip(crossings, base_crossings)]
         return Scored("E5 (shifts ±2 px)", E5_SHIFT_TEXT, f"ρ {_fmt(rho)} (baseline {_fmt(base)}); crossings {crossings} against {base_crossings}",
                       all(r < 0 for r in rho) and all(later))
 
     def e4() -> Scored:
-        scaled_net = _runs(results, "why_it_inverts", "e4_set_mlp_scaled")
-        standard_net = _runs(results, "set_mlp", "set", weight_decay=0.0)
+        scaled_net = finished_runs(results, "why_it_inverts", "e4_set_mlp_scaled")
+        standard_net = finished_runs(results, "set_mlp", "set", weight_decay=0.0)
         seeds = sorted(set(scaled_net) & set(standard_net))
         if len(seeds) < len(SEEDS):
             raise _Pending(f"E4: {len(seeds)} of {len(SEEDS)} seeds finished")
@@ -252,12 +254,12 @@ def score_headline(results: Path) -> list[Scored]:
     rows = []
     core = BAND_NAMES.index("core")
     for decay in (1e-3, 1e-2):
-        runs = _runs(results, "why_it_inverts", "survivors_decay", weight_decay=decay)
+        runs = finished_runs(results, "why_it_inverts", "survivors_decay", weight_decay=decay)
         if len(runs) < len(SEEDS):
             rows.append(Scored(f"L2 {decay:g}, 1000 epochs", "ρ > 0 at every epoch; core densest from epoch 50", f"{len(runs)} of {len(SEEDS)} seeds finished", None))
             continue
-        lowest = [float(_survivors(p).rho.min()) for p in runs.values()]
-        core_first = [bool((np.argmax(_survivors(p).density[49:], axis=1) == core).all()) for p in runs.values()]
+        lowest = [float(survivors_of(p).rho.min()) for p in runs.values()]
+        core_first = [bool((np.argmax(survivors_of(p).density[49:], axis=1) == core).all()) for p in runs.values()]
         rows.append(Scored(f"L2 {decay:g}, 1000 epochs", "ρ > 0 at every epoch; core densest from epoch 50",
                            f"lowest ρ {_fmt(lowest)}; core densest throughout in {_count(core_first)} seeds",
                            all(v > 0 for v in lowest) and all(core_first)))
@@ -271,13 +273,13 @@ def score_model(results: Path) -> list[Scored]:
     s, h = windowed(s, MODEL_WINDOW), windowed(h, MODEL_WINDOW)
     ink, band = _bands()
     pixels = np.bincount(band, minlength=len(BAND_NAMES))
-    targets = {f"scaled, seed {k}": v for k, v in _baseline(results, "scaled").items() if k == 1}
-    targets |= {f"standardised, seed {k}": v for k, v in _baseline(results, "standardized").items()}
-    targets |= {f"E5 shifts, seed {k}": v for k, v in _runs(results, "why_it_inverts", "e5_shifts").items()}
-    targets |= {f"unit, seed {k} (not a committed target)": v for k, v in _baseline(results, "unit").items()}
+    targets = {f"scaled, seed {k}": v for k, v in undecayed_baseline(results, "scaled").items() if k == 1}
+    targets |= {f"standardised, seed {k}": v for k, v in undecayed_baseline(results, "standardized").items()}
+    targets |= {f"E5 shifts, seed {k}": v for k, v in finished_runs(results, "why_it_inverts", "e5_shifts").items()}
+    targets |= {f"unit, seed {k} (not a committed target)": v for k, v in undecayed_baseline(results, "unit").items()}
     rows = []
     for name, path in targets.items():
-        surv = _survivors(path)
+        surv = survivors_of(path)
         epochs = min(len(surv.rho), len(s))
         start = np.array([surv.counts[0][band == b].sum() for b in range(len(BAND_NAMES))])
         predicted = predicted_crossing(simulate(start, surv.pruned_total[:epochs], s[:epochs], h[:epochs], pixels), band, ink)
@@ -305,7 +307,7 @@ def survivor_frame(groups: dict[str, list[Path]]) -> pd.DataFrame:
     frames = []
     for label, run_dirs in groups.items():
         for path in run_dirs:
-            surv, seed = _survivors(Path(path)), RunDir(path).config().seed
+            surv, seed = survivors_of(Path(path)), RunDir(path).config().seed
             epochs = np.arange(1, len(surv.rho) + 1)
             for b, name in enumerate(BAND_NAMES):
                 frames.append(pd.DataFrame({"configuration": label, "seed": seed, "epoch": epochs, "band": name, "density": surv.density[:, b], "rho": np.nan}))
@@ -334,7 +336,7 @@ def account_frame(rate_run: Path, targets: dict[str, Path], window: int = MODEL_
     pixels = np.bincount(band, minlength=len(BAND_NAMES))
     frames = []
     for name, path in targets.items():
-        surv = _survivors(Path(path))
+        surv = survivors_of(Path(path))
         epochs = min(len(surv.rho), len(s))
         account = simulate(surv.density[0] * pixels, surv.pruned_total[:epochs], s[:epochs], h[:epochs], pixels) / pixels
         for b, band_name in enumerate(BAND_NAMES):
@@ -364,9 +366,6 @@ def final_survivor_table(results: Path) -> str:
     """Each committed 1000-epoch configuration at its last epoch, read on the survivors of
     its final network (``pruned`` off) beside the recorded topology: ink ρ, the centre's
     density over the mean, and survivors per pixel by ink band (mean ± sd over seeds)."""
-    from .analysis import ink_correlation
-    from .topology import center_ratio
-
     ink, band = _bands()
     lines = ["| configuration | n | ink ρ, recorded | ink ρ, survivors | centre ratio, survivors | never | rare | medium | core |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -384,8 +383,6 @@ def final_survivor_table(results: Path) -> str:
 
 
 def final_survivors_of(folder: RunDir) -> np.ndarray:
-    from .survivors import final_survivors
-
     return final_survivors(folder.model_state())
 
 

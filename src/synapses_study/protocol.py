@@ -6,7 +6,7 @@ predictions of ``docs/protocol_predictions.md``, committed before those runs. Ev
 paired by seed with the demo net under its own protocol (``mechanism_1000``, standardised,
 no decay) and with the SET paper's net (``set_mlp``, no decay).
 
-The crossing is :func:`facts.settles_below_zero` on recorded ink ρ (20-epoch trailing mean)
+The crossing is :func:`analysis.settles_below_zero` on recorded ink ρ (20-epoch trailing mean)
 over the first :data:`EPOCHS` epochs, the instrument of the write-up's "turns negative"
 fact, because the SET paper's net did not record its pruning; the survivors' crossing
 (:func:`survivors.crossing_epoch`) is given beside it for the demo-net runs.
@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import ink_correlation
-from .facts import settles_below_zero
-from .mechanism import SEEDS, Scored, _baseline, _runs, _survivors
+from .analysis import ink_correlation, settles_below_zero
+from .mechanism import SEEDS, Scored, finished_runs, survivors_of, undecayed_baseline
 from .results import training_ink
 from .run_dir import RunDir
 from .survivors import crossing_epoch
@@ -55,8 +54,8 @@ def explained_fraction(baseline: int | None, arm: int | None, set_net: int | Non
 def run_sets(results: Path) -> dict[str, dict[int, Path]]:
     """Seed -> run folder (seeds of :data:`SEEDS` only) of each run set: ``"demo"``,
     ``"SET net"`` and each arm of :data:`ARMS`."""
-    sets = {"demo": _baseline(results, "standardized"), "SET net": _runs(results, "set_mlp", "set", weight_decay=0.0)}
-    sets |= {name: _runs(results, "protocol_matched", entry) for name, entry in ARMS.items()}
+    sets = {"demo": undecayed_baseline(results, "standardized"), "SET net": finished_runs(results, "set_mlp", "set", weight_decay=0.0)}
+    sets |= {name: finished_runs(results, "protocol_matched", entry) for name, entry in ARMS.items()}
     return {name: {seed: path for seed, path in runs.items() if seed in SEEDS} for name, runs in sets.items()}
 
 
@@ -78,7 +77,7 @@ def protocol_table(results: Path) -> str:
     rho_300 = {name: {s: float(r[EPOCHS]) for s, r in runs.items()} for name, runs in rho.items()}
     lines = ["| runs (seeds 0, 1) | crossing, recorded ρ | crossing, survivors | recorded ρ at epoch 300 |", "|---|---|---|---|"]
     for name in ("demo", *ARMS, "SET net"):
-        on_survivors = "not recorded" if name == "SET net" else ", ".join(str(crossing_epoch(_survivors(paths[name][s]).rho[:EPOCHS])) for s in SEEDS)
+        on_survivors = "not recorded" if name == "SET net" else ", ".join(str(crossing_epoch(survivors_of(paths[name][s]).rho[:EPOCHS])) for s in SEEDS)
         lines.append(f"| {name} | {', '.join(str(found[name][s]) for s in SEEDS)} | {on_survivors} | {', '.join(f'{rho_300[name][s]:+.3f}' for s in SEEDS)} |")
     lines += ["", "| prediction | measured | held |", "|---|---|---|"]
     lines += [f"| {r.name}: {r.prediction} | {r.measured} | {'yes' if r.held else '**no**'} |" for r in score(found, rho_300)]

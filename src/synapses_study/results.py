@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .analysis import ink_correlation, ink_frequency, pruning_by_region
+from .analysis import BLANK_BELOW, TRAILING_WINDOW, ink_correlation, ink_frequency, pruning_by_region
 from .config import ExperimentConfig
 from .data import load_mnist
 from .paths import results_root
@@ -174,7 +174,7 @@ def configuration_runs(groups: dict[str, list[ExperimentConfig]], results_dir: s
     return pd.concat(frames, ignore_index=True)
 
 
-def excess_pruning(groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None, blank_below: float = 0.01, window: int = 20) -> pd.DataFrame:
+def excess_pruning(groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None, blank_below: float = BLANK_BELOW, window: int = TRAILING_WINDOW) -> pd.DataFrame:
     """Per (run, epoch) of runs recorded with ``record_pruning``: the pruned fraction of
     blank pixels' connections minus that of inked pixels' (``excess``; above 0: blank
     pixels pruned more), as a trailing ``window``-epoch mean, and the blank pixels' share

@@ -268,7 +268,7 @@ def write_topology(path: Path, counts: np.ndarray, final: bool = False) -> None:
 
 def read_topology(path: Path) -> np.ndarray:
     """``(epochs + 1, n_inputs)`` int64 counts from :func:`write_topology`."""
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     if "pixel_count_steps" not in arrays:
         raise DamagedFileError(f"{path} holds no pixel_count_steps; delete {path.parent} to rerun that run")
     return np.cumsum(arrays["pixel_count_steps"].astype(np.int64), axis=0)
@@ -292,7 +292,7 @@ def write_pruning(path: Path, pruned: np.ndarray, weight_mass: np.ndarray | None
 
 def read_pruning(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """``(pruned_counts int64, abs_weight_sum float64 or None)`` from :func:`write_pruning`."""
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     if "pruned_counts" not in arrays:
         raise DamagedFileError(f"{path} holds no pruned_counts; delete {path.parent} to rerun that run")
     mass = next((_from_byte_planes(arrays[key], dtype) for key, dtype in WEIGHT_MASS_PLANES.items() if key in arrays), None)
@@ -345,7 +345,7 @@ def _smallest_array(values: np.ndarray) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an .npz, read now, so that a damaged file fails here, naming itself."""
     try:
         with np.load(path) as z:

@@ -10,22 +10,27 @@ scikit-learn, on pixels in [0, 1].
 """
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .analysis import abs_weight_sum
-from .data import MEAN, STD, MNISTTensors
+from .config import ExperimentConfig
+from .data import MEAN, STD, MNISTTensors, load_mnist
 from .paths import RESULTS
+from .results import load_final_state, load_topology, mnist, select_runs
+from .run_files import write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .config import ExperimentConfig
 
 Classifier = Literal["extra_trees", "linear_svm"]
 
@@ -117,20 +122,14 @@ def rankings(configs: list[ExperimentConfig], results_dir: Path | None = None, r
 
 
 def _connections_after(run_dir: Path, epoch: int) -> np.ndarray:
-    from .results import load_topology
-
     return load_topology(run_dir)[epoch]
 
 
 def _final_weights(run_dir: Path) -> np.ndarray:
-    from .results import load_final_state
-
     return weight_scores(load_final_state(run_dir))
 
 
 def _training_baseline(kind: Literal["ink", "variance"]) -> np.ndarray:
-    from .results import mnist
-
     return baseline_scores(kind, mnist().train_x)
 
 
@@ -145,12 +144,6 @@ def score_table(
     ``configs``: the runs whose topologies rank the pixels (default: the 1000-epoch
     reproduction's), read from ``results_dir`` (default ``results/``); the classifiers train
     on ``data``'s training images and are scored on its test images."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from .results import select_runs
-    from .run_files import write_atomic
-
     configs = select_runs("reproduction") if configs is None else configs
     done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=COLUMNS)
     keys = {_key(*row) for row in done[list(COLUMNS[:5])].itertuples(index=False)}
@@ -175,8 +168,6 @@ def score_table(
 def missing_scores(table: pd.DataFrame, configs: list[ExperimentConfig] | None = None, rank_epochs: tuple[int, ...] = RANK_EPOCHS) -> int:
     """How many rows of the full table (the rankings of ``configs``, default the
     reproduction's, after ``rank_epochs``, x budgets x classifiers) ``table`` lacks."""
-    from .results import select_runs
-
     configs = select_runs("reproduction") if configs is None else configs
     present = {_key(*row) for row in table[list(COLUMNS[:5])].itertuples(index=False)}
     expected = {_key(name, wd, seed, k, c) for name, wd, seed, _ in rankings(configs, rank_epochs=rank_epochs) for k in BUDGETS for c in CLASSIFIERS}
@@ -191,16 +182,10 @@ def _key(ranking: str, weight_decay: float, seed: int, k: int, classifier: str) 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m synapses_study.selection [--out FILE]``: compute the feature-selection table."""
-    import argparse
-
-    from .data import load_mnist
-
     parser = argparse.ArgumentParser(prog="python -m synapses_study.selection", description="Feature selection by the learned topology: the table (resumable).")
     parser.add_argument("--out", type=Path, default=RESULTS / "feature_selection.csv")
     parser.add_argument("--sweep", default="reproduction", help="the 1000-epoch runs whose topologies rank the pixels")
     args = parser.parse_args(argv)
-    from .results import select_runs
-
     table = score_table(args.out, load_mnist(), select_runs(args.sweep))
     print(f"{len(table)} rows in {args.out}")
     return 0
