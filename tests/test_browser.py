@@ -45,13 +45,14 @@ def jupyter_lab_set_mlp_missing_seed(tmp_path):
     seed 2 (links to the committed run folders of the others)."""
     import json
 
-    from synapses_study.results import run_dir_of, select_runs
+    from synapses_study.results import select_runs
+    from synapses_study.run_dir import RunDir
 
     results = tmp_path / "results"
     results.mkdir()
     for config in select_runs("set_mlp"):
         if not (config.model != "Dense" and config.seed == 2):
-            (results / config.run_id()).symlink_to(run_dir_of(config))
+            (results / config.run_id()).symlink_to(RunDir.of(config).path)
     nb = json.loads((ROOT / "notebooks" / "explore.ipynb").read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     cell["source"] = f'sweep = "set_mlp"\nresults_dir = "{results}"\n'

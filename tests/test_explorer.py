@@ -7,7 +7,8 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 from synapses_study.explorer import MEAN, Selection, SweepRuns, TopologyExplorer  # noqa: E402
-from synapses_study.results import load_topology, run_dir_of, select_runs  # noqa: E402
+from synapses_study.results import select_runs
+from synapses_study.run_dir import RunDir  # noqa: E402
 from synapses_study.topology import as_image  # noqa: E402
 
 
@@ -21,7 +22,7 @@ def test_the_heatmap_shows_the_slider_epochs_counts(explorer):
     explorer.seed_a.value = 1
     explorer.view.value = "counts"
     explorer.epoch.value = 400
-    expected = load_topology(run_dir_of(select_runs("reproduction", weight_decay=1e-3, seed=1)[0]))[400]
+    expected = RunDir.of(select_runs("reproduction", weight_decay=1e-3, seed=1)[0]).topology()[400]
     assert np.array_equal(explorer.figure.shown()["A"], as_image(expected))
     assert explorer.image.value[:8] == b"\x89PNG\r\n\x1a\n" and explorer.message.value == ""
     explorer.epoch.value = 0
@@ -33,7 +34,7 @@ def test_mean_over_seeds_and_difference_from_uniform(explorer):
     explorer.seed_a.value = MEAN
     explorer.view.value = "difference from uniform"
     explorer.epoch.value = 1000
-    mean = np.mean([load_topology(run_dir_of(c))[1000] for c in select_runs("reproduction", weight_decay=0.0)], axis=0)
+    mean = np.mean([RunDir.of(c).topology()[1000] for c in select_runs("reproduction", weight_decay=0.0)], axis=0)
     np.testing.assert_allclose(explorer.figure.shown()["A"], as_image(mean - mean.mean()))
     assert explorer.epoch.max == 1000 and explorer.play.max == 1000
 
@@ -45,7 +46,7 @@ def test_compare_mode_shows_a_b_and_their_difference(explorer):
     explorer.epoch.value = 400
     shown = explorer.figure.shown()
     assert set(shown) == {"A", "B", "A − B"}
-    a, b = (np.mean([load_topology(run_dir_of(c))[400] for c in select_runs("reproduction", weight_decay=wd)], axis=0) for wd in (0.0, 1e-3))
+    a, b = (np.mean([RunDir.of(c).topology()[400] for c in select_runs("reproduction", weight_decay=wd)], axis=0) for wd in (0.0, 1e-3))
     np.testing.assert_allclose(shown["A"], as_image(a))
     np.testing.assert_allclose(shown["B"], as_image(b))
     np.testing.assert_allclose(shown["A − B"], as_image(a - b))
@@ -62,7 +63,7 @@ def test_every_committed_sweep_opens(explorer):
 def test_a_missing_run_is_a_message_not_a_traceback(tmp_path):
     # a results folder holding one of the three seeds: the others are reported as missing
     config = select_runs("reproduction", weight_decay=0.0, seed=0)[0]
-    shutil.copytree(run_dir_of(config), tmp_path / config.run_id())
+    shutil.copytree(RunDir.of(config).path, tmp_path / config.run_id())
     explorer = TopologyExplorer("reproduction", results_dir=tmp_path)
     explorer.config_a.value = "weight_decay=0.0"
     # only the finished seed is offered, and the mean says over how many seeds it is

@@ -42,10 +42,10 @@ def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
     # ink correlation and peak of center_ratio, from the run's own files
     from synapses_study.analysis import ink_correlation, ink_frequency
     from synapses_study.data import load_mnist
-    from synapses_study.results import load_topology
+
 
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
-    rho = ink_correlation(load_topology(tmp / "results" / one.config.run_id())[-1], ink_frequency(load_mnist().train_x))
+    rho = ink_correlation(RunDir(tmp / "results" / one.config.run_id()).topology()[-1], ink_frequency(load_mnist().train_x))
     assert rows[1][8] == f"{rho:.3f}"
     history = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv.xz")
     peak = history["center_ratio"].idxmax()
@@ -147,9 +147,9 @@ def test_topology_view_over_several_sweeps(finished):
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "configuration" not in line]
     assert [r[0] for r in rows] == ["| tiny: weight_decay=0.0", "| tiny: weight_decay=0.001", "| single"]
     from synapses_study.analysis import ink_correlation
-    from synapses_study.results import load_topology, training_ink
+    from synapses_study.results import training_ink
 
-    rhos = [ink_correlation(load_topology(tmp / "results" / r.config.run_id())[-1], training_ink()) for r in runs[:2]]
+    rhos = [ink_correlation(RunDir(tmp / "results" / r.config.run_id()).topology()[-1], training_ink()) for r in runs[:2]]
     assert rows[0][5] == f"{min(rhos):.3f} to {max(rhos):.3f}"
     assert rows[2][1:3] == ["3", "1 of 1"]  # seed 0 at 1e-3: the run tiny's sweep finished
     assert rows[2][4:6] == rows[1][4:6]
@@ -243,11 +243,11 @@ def test_drift_view_reads_the_topology_at_given_epochs(finished):
     tmp, runs = finished
     from synapses_study.analysis import ink_correlation
     from synapses_study.metrics import drift_summary
-    from synapses_study.results import load_topology, training_ink
+    from synapses_study.results import training_ink
 
     run_dir = tmp / "results" / runs[0].config.run_id()
     drift = drift_summary(run_dir, epochs=(0, 2, 3, 4))
-    topology = load_topology(run_dir)
+    topology = RunDir(run_dir).topology()
     rho = ink_correlation(topology, training_ink())
     assert drift["rho@0"] == rho[0]
     assert drift["rho@2"] == pytest.approx(rho[:3].mean()) and drift["rho@3"] == pytest.approx(rho.mean())  # windows clipped at the start
@@ -270,7 +270,7 @@ def test_pruning_views_read_the_recorded_pruning(finished, small_mnist):
     counts only never-inked pixels as blank; unrecorded runs are refused by name."""
     tmp, runs = finished
     from synapses_study.analysis import pruning_by_region
-    from synapses_study.results import load_pruning, load_topology, training_ink
+    from synapses_study.results import training_ink
 
     (tmp / "configs" / "recorded.yaml").write_text("base: {epochs: 2, train_size: 1000, test_size: 200, record_pruning: true}\n")
     config = load_sweep(tmp / "configs" / "recorded.yaml").runs[0].config
@@ -278,7 +278,7 @@ def test_pruning_views_read_the_recorded_pruning(finished, small_mnist):
     run_dir = tmp / "results" / config.run_id()
     tables = {view: refresh(f"<!-- table: recorded:{view} -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True) for view in ("pruning", "pruning_never_inked")}
     for view, blank_below in (("pruning", 0.01), ("pruning_never_inked", 1e-6)):
-        regions = pruning_by_region(*load_pruning(run_dir), load_topology(run_dir), training_ink(), blank_below=blank_below)
+        regions = pruning_by_region(*RunDir(run_dir).pruning(), RunDir(run_dir).topology(), training_ink(), blank_below=blank_below)
         last = regions.groupby("region")[["share_of_connections", "pruned_fraction", "mean_abs_weight"]].mean()  # both epochs: inside the window
         row = [line for line in tables[view].splitlines() if line.startswith("| all |")][0].rstrip(" |").split(" | ")
         expected = [(training_ink() < blank_below).mean(), last.loc["blank", "share_of_connections"], last.loc["blank", "pruned_fraction"], last.loc["inked", "pruned_fraction"], last.loc["blank", "mean_abs_weight"], last.loc["inked", "mean_abs_weight"]]
@@ -347,12 +347,13 @@ def test_numbers_in_the_summary_and_conclusions_are_generated():
 
 def test_runs_the_write_up_calls_shared_trajectories_repeat_each_other():
     """The Method section says which runs are prefixes or repeats of others, bit for bit."""
-    from synapses_study.results import load_metrics, run_dir_of, select_runs
+    from synapses_study.results import load_metrics, select_runs
+    from synapses_study.run_dir import RunDir
 
     columns = ["train_loss", "train_acc", "test_loss", "test_acc", "center_ratio"]
 
     def prefix_of(short, long):
-        a, b = load_metrics(run_dir_of(short))[columns], load_metrics(run_dir_of(long))[columns]
+        a, b = load_metrics(RunDir.of(short).path)[columns], load_metrics(RunDir.of(long).path)[columns]
         return a.equals(b.iloc[: len(a)])
 
     for wd in (0.0, 1e-3, 1e-2):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from synapses_study.engine import run_experiment
-from synapses_study.results import run_dir_of, select_runs
+from synapses_study.results import select_runs
 from synapses_study.run_dir import RunDir, read_metric_rows
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ CASES = {
 @pytest.mark.parametrize("sweep,entry,fields,epochs", CASES.values(), ids=list(CASES))
 def test_the_first_epochs_of_a_committed_run_reproduce(sweep, entry, fields, epochs, tmp_path):
     config = select_runs(sweep, entry, **fields)[0]
-    committed = RunDir(run_dir_of(config))
+    committed = RunDir.of(config)
     folder = RunDir(run_experiment(config, tmp_path, progress=False, stop_after=epochs))
     np.testing.assert_array_equal(folder.topology()[: epochs + 1], committed.topology()[: epochs + 1])
     if committed.pruning_file.exists():

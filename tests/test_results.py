@@ -5,7 +5,8 @@ import pytest
 
 from synapses_study.config import ExperimentConfig
 from synapses_study.engine import run_experiment
-from synapses_study.results import final_table, load_metrics, load_runs, load_topology
+from synapses_study.results import final_table, load_metrics, load_runs
+from synapses_study.run_dir import RunDir
 from synapses_study.sweep import ensure_runs
 
 
@@ -46,9 +47,9 @@ def test_final_table_mean_and_std_over_seeds(runs_dir):
     assert (table["seeds"] == 2).all()
 
 
-def test_load_topology(runs_dir):
+def test_a_run_folder_gives_its_topology(runs_dir):
     root, configs = runs_dir
-    counts = load_topology(root / configs[0].run_id())
+    counts = RunDir(root / configs[0].run_id()).topology()
     assert counts.shape == (3, 784) and counts.dtype == np.int64 and (counts.sum(1) == 14256).all()
 
 
@@ -82,7 +83,7 @@ def test_ink_correlation_history_per_run_and_epoch(runs_dir):
     root, configs = runs_dir
     rho = load_ink_correlation([root / c.run_id() for c in configs[:2]])
     assert len(rho) == 2 * 3 and list(rho.epoch[:3]) == [0, 1, 2]
-    topology = load_topology(root / configs[1].run_id())
+    topology = RunDir(root / configs[1].run_id()).topology()
     one = rho[rho.run_id == configs[1].run_id()].set_index("epoch").ink_rho
     assert one[2] == pytest.approx(ink_correlation(topology[2], training_ink()))
 

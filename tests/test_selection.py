@@ -67,7 +67,7 @@ def test_rankings_read_the_topology_and_network_of_each_run(tmp_path, small_mnis
     from synapses_study import selection
     from synapses_study.config import ExperimentConfig
     from synapses_study.engine import run_experiment
-    from synapses_study.results import load_final_state, load_topology
+    from synapses_study.run_dir import RunDir
 
     config = ExperimentConfig(epochs=2, train_size=500, test_size=100)
     run_dir = run_experiment(config, tmp_path, data=small_mnist, progress=False)
@@ -75,5 +75,5 @@ def test_rankings_read_the_topology_and_network_of_each_run(tmp_path, small_mnis
     names = [name for name, *_ in items]
     assert names == ["connections@1", "connections@2", "weights@2", "ink", "variance", "random", "random", "random"]
     scores = {name: fn() for name, _, _, fn in items[:3]}
-    assert np.array_equal(scores["connections@2"], load_topology(run_dir)[2])
-    assert np.allclose(scores["weights@2"], selection.weight_scores(load_final_state(run_dir)))
+    assert np.array_equal(scores["connections@2"], RunDir(run_dir).topology()[2])
+    assert np.allclose(scores["weights@2"], selection.weight_scores(RunDir(run_dir).model_state()))

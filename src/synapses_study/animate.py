@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 
 from .config import ExperimentConfig
 from .paths import FIGURES
-from .results import load_topology, run_dir_of, select_runs
+from .results import select_runs
+from .run_dir import RunDir
 from .topology import SIDE, as_image
 
 ANIMATIONS: dict[str, dict[str, tuple[str, str | None, dict]]] = {
@@ -36,7 +37,7 @@ ANIMATIONS: dict[str, dict[str, tuple[str, str | None, dict]]] = {
 
 def mean_counts(configs: list[ExperimentConfig], results_dir: Path | None = None) -> np.ndarray:
     """``(epochs + 1, 784)`` mean over runs of the connections per pixel."""
-    return np.mean([load_topology(run_dir_of(c, results_dir)) for c in configs], axis=0)
+    return np.mean([RunDir.of(c, results_dir).topology() for c in configs], axis=0)
 
 
 def animate(panels: dict[str, np.ndarray], path: Path, every: int = 20, frame_ms: int = 100) -> Path:

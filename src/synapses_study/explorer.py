@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from .analysis import ink_correlation
 from .config import ExperimentConfig
 from .paths import RESULTS
-from .results import load_metrics, load_topology, training_ink
+from .results import load_metrics, training_ink
 from .run_dir import RunDir
 from .sweep_file import CONFIGS, load_sweep, run_labels, sweep_names
 from .topology import SIDE, as_image, trend
@@ -108,7 +108,7 @@ class SweepRuns:
 
 @lru_cache(maxsize=64)
 def _topology(run_dir: Path) -> np.ndarray:
-    return load_topology(run_dir).astype(float)
+    return RunDir(run_dir).topology().astype(float)
 
 
 @lru_cache(maxsize=64)

@@ -20,7 +20,7 @@ from scipy import stats
 from .analysis import TRAILING_WINDOW, ink_correlation, settles_below_zero
 from .paths import RESULTS
 from .protocol import crossings
-from .results import excess_pruning, load_metrics, load_topology, select_runs, training_ink
+from .results import excess_pruning, load_metrics, select_runs, training_ink
 from .run_dir import RunDir
 from .stats import Comparison, describe, holm, paired
 from .survivors import ink_band
@@ -36,7 +36,7 @@ def empty_pixels(results: Path) -> str:
     run_dirs = sorted(p.parent for p in results.glob("*/model.pt"))
     hits = []
     for run_dir in run_dirs:
-        counts = load_topology(run_dir)
+        counts = RunDir(run_dir).topology()
         epochs, pixels = np.nonzero(counts == 0)
         if len(epochs):
             hits.append(f"{run_dir.name}: pixel {pixels[0]} after epoch {epochs[0]}, {len(epochs)} pixel-epoch(s) in all")
@@ -71,8 +71,8 @@ def decoupled_paired(results: Path) -> str:
     coupled = {c.seed: c for c in select_runs("reproduction", weight_decay=1e-3)}
     seeds, means, shares = [], [], []
     for config in select_runs("extensions_1000", entry="decoupled"):
-        decoupled_rho = np.asarray(ink_correlation(load_topology(results / config.run_id()), ink))
-        coupled_rho = np.asarray(ink_correlation(load_topology(results / coupled[config.seed].run_id()), ink))
+        decoupled_rho = np.asarray(ink_correlation(RunDir(results / config.run_id()).topology(), ink))
+        coupled_rho = np.asarray(ink_correlation(RunDir(results / coupled[config.seed].run_id()).topology(), ink))
         difference = (decoupled_rho - coupled_rho)[1:]
         seeds.append(str(config.seed))
         means.append(f"{difference.mean():+.3f}")
@@ -133,7 +133,7 @@ def mechanism_1000_repeats(results: Path) -> str:
     reference = {c.seed: c for c in select_runs("reproduction", weight_decay=0.0)}
     parts = []
     for config in select_runs("mechanism_1000", inputs="standardized"):
-        recorded, original = (load_topology(results / c.run_id()) for c in (config, reference[config.seed]))
+        recorded, original = (RunDir(results / c.run_id()).topology() for c in (config, reference[config.seed]))
         same = [np.array_equal(a, b) for a, b in zip(recorded, original)]
         agree = len(same) if all(same) else same.index(False)
         rho = [float(ink_correlation(t[-1], ink)) for t in (recorded, original)]
@@ -164,7 +164,7 @@ def turns_negative(results: Path) -> str:
     for name, sweep, entry in (("SET paper's network", "set_mlp", "set"), ("demo net", "reproduction", None)):
         epochs = []
         for config in select_runs(sweep, entry, weight_decay=0.0):
-            epoch = settles_below_zero(np.asarray(ink_correlation(load_topology(results / config.run_id()), ink)))
+            epoch = settles_below_zero(np.asarray(ink_correlation(RunDir(results / config.run_id()).topology(), ink)))
             epochs.append("never" if epoch is None else str(epoch))  # row e of topology.npz: after epoch e
         parts.append(f"{name}: epochs {', '.join(epochs)}")
     return "; ".join(parts)

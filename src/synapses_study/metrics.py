@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import BLANK_BELOW, TRAILING_WINDOW, ink_correlation, pruning_by_region
-from .results import load_metrics, load_pruning, load_topology, training_ink
+from .results import load_metrics, training_ink
+from .run_dir import RunDir
 
 
 def run_summary(run_dir: Path) -> dict[str, float]:
@@ -19,7 +20,7 @@ def run_summary(run_dir: Path) -> dict[str, float]:
     last = metrics.iloc[-1]
     peak = int(metrics["center_ratio"].to_numpy().argmax())
     summary = {key: float(last[key]) for key in ("train_loss", "train_acc", "test_loss", "test_acc", "center_ratio")}
-    summary["ink_rho"] = float(ink_correlation(load_topology(run_dir)[-1], training_ink()))
+    summary["ink_rho"] = float(ink_correlation(RunDir(run_dir).topology()[-1], training_ink()))
     summary["peak_center_ratio"] = float(metrics["center_ratio"].iloc[peak])
     summary["peak_epoch"] = float(metrics["epoch"].iloc[peak])
     return summary
@@ -68,7 +69,7 @@ def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS) -> dict
     """A run's Spearman correlation of connections with ink, averaged over the
     :data:`WINDOW` epochs ending at each of ``epochs`` (keys ``"rho@<epoch>"``; fewer near
     the start), NaN for epochs past its end."""
-    topology = load_topology(run_dir)  # (epochs + 1, 784): row e after epoch e
+    topology = RunDir(run_dir).topology()  # (epochs + 1, 784): row e after epoch e
     rho = np.asarray(ink_correlation(topology, training_ink()))
     return {f"rho@{e}": float(np.mean(rho[max(0, e - WINDOW + 1) : e + 1])) if e < len(topology) else float("nan") for e in epochs}
 
@@ -80,7 +81,7 @@ def pruning_summary(run_dir: Path, blank_below: float = BLANK_BELOW) -> dict[str
     pruning; with the blank pixels' share of all pixels, the share of connections uniform
     placement would give."""
     ink = training_ink()
-    regions = pruning_by_region(*load_pruning(run_dir), load_topology(run_dir), ink, blank_below=blank_below)
+    regions = pruning_by_region(*RunDir(run_dir).pruning(), RunDir(run_dir).topology(), ink, blank_below=blank_below)
     window = regions[regions["epoch"] > regions["epoch"].max() - WINDOW]
     last = window.groupby("region")[["share_of_connections", "pruned_fraction", "mean_abs_weight"]].mean()
     summary = {"blank_pixels": float((ink < blank_below).mean()), "blank_share": float(last.loc["blank", "share_of_connections"])}

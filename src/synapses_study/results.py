@@ -2,7 +2,7 @@
 
 ``load_runs`` gives one row per (run, epoch) with the run's config fields as columns, the
 form seaborn and ``groupby`` want. Topologies (per-pixel counts per epoch) are arrays and
-come from :func:`load_topology`.
+come from :meth:`RunDir.topology <synapses_study.run_dir.RunDir.topology>`.
 """
 from __future__ import annotations
 
@@ -26,10 +26,6 @@ from .sweep_file import CONFIGS, Sweep, load_sweep, run_labels
 CONFIG_COLUMNS = ("run_id", "model", "seed", "weight_decay", "weight_decay_end", "decay_mode", "l1", "regrowth", "optimizer", "evolution", "evolution_proba", "epochs")
 
 
-def run_dir_of(config: ExperimentConfig, results_dir: str | Path | None = None) -> Path:
-    return results_root(results_dir) / config.run_id()
-
-
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     """``metrics.csv`` of one run (:data:`~synapses_study.run_dir.METRIC_COLUMNS`) with its
     config fields as leading columns (``weight_decay`` is the config's; the coefficient in
@@ -41,22 +37,6 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     for column in reversed(CONFIG_COLUMNS):
         metrics.insert(0, column, fields[column])
     return metrics
-
-
-def load_topology(run_dir: str | Path) -> np.ndarray:
-    """``(epochs + 1, 784)`` connections per input pixel, row 0 at initialisation."""
-    return RunDir(run_dir).topology()
-
-
-def load_final_state(run_dir: str | Path) -> dict:
-    """The state dict of a finished run's final network (``model.pt``)."""
-    return RunDir(run_dir).model_state()
-
-
-def load_pruning(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(pruned_counts, abs_weight_sum)``, each ``(epochs, 784)``, of a run recorded with
-    ``record_pruning``."""
-    return RunDir(run_dir).pruning()
 
 
 def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:
@@ -120,7 +100,7 @@ def load_ink_correlation(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     initialisation. Merge it into :func:`load_runs` on ``run_id`` and ``epoch``."""
     frames = []
     for run_dir in map(Path, run_dirs):
-        rho = np.atleast_1d(ink_correlation(load_topology(run_dir), training_ink()))
+        rho = np.atleast_1d(ink_correlation(RunDir(run_dir).topology(), training_ink()))
         frames.append(pd.DataFrame({"run_id": run_dir.name, "epoch": np.arange(len(rho)), "ink_rho": rho}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "epoch", "ink_rho"])
 
@@ -185,7 +165,7 @@ def excess_pruning(groups: dict[str, list[ExperimentConfig]], results_dir: str |
     for label, configs in groups.items():
         for config in configs:
             run_dir = root / config.run_id()
-            regions = pruning_by_region(*load_pruning(run_dir), load_topology(run_dir), ink, blank_below=blank_below).pivot(index="epoch", columns="region")
+            regions = pruning_by_region(*RunDir(run_dir).pruning(), RunDir(run_dir).topology(), ink, blank_below=blank_below).pivot(index="epoch", columns="region")
             excess = (regions["pruned_fraction"]["blank"] - regions["pruned_fraction"]["inked"]).rolling(window, min_periods=1).mean()
             share = regions["share_of_connections"]["blank"] / (ink < blank_below).mean()
             frames.append(pd.DataFrame({"epoch": excess.index, "excess": excess.values, "blank_share_ratio": share.values, "configuration": label, "seed": config.seed}))
@@ -213,6 +193,6 @@ def final_values(groups: dict[str, list[ExperimentConfig]], results_dir: str | P
     for label, configs in groups.items():
         for config in configs:
             run_dir = root / config.run_id()
-            rows.append(dict(configuration=label, seed=config.seed, ink_rho=float(ink_correlation(load_topology(run_dir)[-1], training_ink())),
+            rows.append(dict(configuration=label, seed=config.seed, ink_rho=float(ink_correlation(RunDir(run_dir).topology()[-1], training_ink())),
                              center_ratio=float(load_metrics(run_dir)["center_ratio"].iloc[-1])))
     return pd.DataFrame(rows)

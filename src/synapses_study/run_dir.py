@@ -38,6 +38,7 @@ import torch
 
 from .config import ExperimentConfig
 from .lifetimes import LifetimeRecord, read_lifetimes, write_lifetimes
+from .paths import results_root
 from .run_files import (
     DamagedFileError,
     file_digest,
@@ -128,8 +129,9 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def of(cls, config: ExperimentConfig, results_dir: str | Path) -> RunDir:
-        return cls(Path(results_dir) / config.run_id())
+    def of(cls, config: ExperimentConfig, results_dir: str | Path | None = None) -> RunDir:
+        """The folder of ``config``'s run in ``results_dir`` (default: the checkout's ``results/``)."""
+        return cls(results_root(results_dir) / config.run_id())
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"

@@ -25,7 +25,8 @@ from .analysis import abs_weight_sum
 from .config import ExperimentConfig
 from .data import MEAN, STD, MNISTTensors, load_mnist
 from .paths import RESULTS
-from .results import load_final_state, load_topology, mnist, select_runs
+from .results import mnist, select_runs
+from .run_dir import RunDir
 from .run_files import write_atomic
 
 if TYPE_CHECKING:
@@ -122,11 +123,11 @@ def rankings(configs: list[ExperimentConfig], results_dir: Path | None = None, r
 
 
 def _connections_after(run_dir: Path, epoch: int) -> np.ndarray:
-    return load_topology(run_dir)[epoch]
+    return RunDir(run_dir).topology()[epoch]
 
 
 def _final_weights(run_dir: Path) -> np.ndarray:
-    return weight_scores(load_final_state(run_dir))
+    return weight_scores(RunDir(run_dir).model_state())
 
 
 def _training_baseline(kind: Literal["ink", "variance"]) -> np.ndarray:
