@@ -9,6 +9,7 @@ and ``evolution.step()`` (after each optimizer step). The rest is a plain PyTorc
 needs torch and synapses only; MNIST is read from the repository's ``data/mnist`` (or
 ``--data``), the four idx files as ``.xz`` or ``.gz``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,18 +47,26 @@ def load_mnist(folder: Path) -> MNIST:
     def file(name: str) -> Path:
         found = [folder / f"{name}{suffix}" for suffix in (".xz", ".gz") if (folder / f"{name}{suffix}").exists()]
         if not found:
-            raise SystemExit(f"error: no {name}.xz or .gz in {folder}; give the folder of MNIST's idx files with --data")
+            raise SystemExit(
+                f"error: no {name}.xz or .gz in {folder}; give the folder of MNIST's idx files with --data"
+            )
         return found[0]
 
     def images(name: str) -> torch.Tensor:
         return (read_idx(file(name)).reshape(-1, 784).float() / 255 - 0.1307) / 0.3081
 
-    return MNIST(images("train-images-idx3-ubyte"), read_idx(file("train-labels-idx1-ubyte")).long(),
-                 images("t10k-images-idx3-ubyte"), read_idx(file("t10k-labels-idx1-ubyte")).long())
+    return MNIST(
+        images("train-images-idx3-ubyte"),
+        read_idx(file("train-labels-idx1-ubyte")).long(),
+        images("t10k-images-idx3-ubyte"),
+        read_idx(file("t10k-labels-idx1-ubyte")).long(),
+    )
 
 
 def mlp() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 1000), nn.ReLU(), nn.Linear(1000, 10))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 1000), nn.ReLU(), nn.Linear(1000, 10)
+    )
 
 
 class SmallCNN(nn.Module):
@@ -65,7 +74,15 @@ class SmallCNN(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
         self.classifier = nn.Sequential(nn.Linear(32 * 4 * 4, 512), nn.ReLU(), nn.Linear(512, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,18 +115,27 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser.add_argument("--train-size", type=int, default=None, help="first N training images (default: all)")
     parser.add_argument("--test-size", type=int, default=None, help="first N test images (default: all)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=Path("data/mnist"), help="folder of MNIST's idx files (default: data/mnist)")
+    parser.add_argument(
+        "--data", type=Path, default=Path("data/mnist"), help="folder of MNIST's idx files (default: data/mnist)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # sparsify says what it replaced
     torch.manual_seed(args.seed)
     full = load_mnist(args.data)
-    data = MNIST(full.train_x[: args.train_size], full.train_y[: args.train_size], full.test_x[: args.test_size], full.test_y[: args.test_size])
+    data = MNIST(
+        full.train_x[: args.train_size],
+        full.train_y[: args.train_size],
+        full.test_x[: args.test_size],
+        full.test_y[: args.test_size],
+    )
 
     results = {}
     print("MLP 784-1000-1000-10, hidden layers sparsified (epsilon 20), output dense:")
     results["sparse MLP"] = train(synapses.sparsify(mlp(), epsilon=20), data, args.epochs)
     print("CNN, classifier's first layer sparsified to 90% (the output layer stays dense):")
-    results["CNN, sparse classifier"] = train(synapses.sparsify(SmallCNN(), sparsity=0.9, distribution="uniform"), data, args.epochs)
+    results["CNN, sparse classifier"] = train(
+        synapses.sparsify(SmallCNN(), sparsity=0.9, distribution="uniform"), data, args.epochs
+    )
     for name, accuracies in results.items():
         print(f"{name}: test accuracy per epoch {', '.join(f'{100 * a:.2f}%' for a in accuracies)}")
     return results

@@ -1,4 +1,5 @@
 """Shared fixtures: MNIST loaded once, and a small slice of it for fast training tests."""
+
 from __future__ import annotations
 
 import pytest

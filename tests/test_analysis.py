@@ -86,7 +86,9 @@ def test_loss_breakdown_splits_the_nll_between_right_and_wrong():
     assert out["loss"] == pytest.approx(sum(nll) / 4)
     assert out["errors"] == 0.25
     assert out["error_share"] == pytest.approx(nll[2] / sum(nll))
-    assert out["nll_wrong"] == pytest.approx(nll[2]) and out["nll_right"] == pytest.approx((nll[0] + nll[1] + nll[3]) / 3)
+    assert out["nll_wrong"] == pytest.approx(nll[2]) and out["nll_right"] == pytest.approx(
+        (nll[0] + nll[1] + nll[3]) / 3
+    )
     assert out["confidence_wrong"] == pytest.approx(0.6)
     perfect = loss_breakdown(probs.log()[:2], targets[:2])
     assert perfect["errors"] == 0.0 and perfect["error_share"] == 0.0 and math.isnan(perfect["nll_wrong"])

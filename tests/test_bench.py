@@ -1,4 +1,5 @@
 """synapses_study.bench: structure of the results (tiny repeats) and the masked reference net."""
+
 from __future__ import annotations
 
 import copy
@@ -56,9 +57,7 @@ def test_main_writes_json(monkeypatch, tmp_path, capsys):
     assert data == [{"name": "x", "ours_ms": 1.0, "baseline_ms": 3.0, "baseline": "b", "target": "t", "speedup": 3.0}]
 
 
-@pytest.mark.parametrize(
-    "sizes, epsilon", [((784, 512, 128, 10), 11), ((20, 16, 12, 3), 2)], ids=["mnist", "small"]
-)
+@pytest.mark.parametrize("sizes, epsilon", [((784, 512, 128, 10), 11), ((20, 16, 12, 3), 2)], ids=["mnist", "small"])
 def test_masked_copy_equivalent_in_float64(sizes, epsilon):
     torch.manual_seed(0)
     net = SparseNet(sizes, epsilon=epsilon).double()
@@ -99,8 +98,16 @@ def test_sparseprop_shapes_compare_the_same_weights(monkeypatch):
     results = bench_linear_shapes(1, torch.device("cpu"), quick=True)
     assert torch.get_num_threads() == threads  # measured at one thread, then restored
     assert len(results) == len(SPARSEPROP_SHAPES) * len(SPARSITIES) == 6
-    assert results[0].name == "768->3072, batch 256, 98% sparse" and results[0].target.startswith("SparseProp 0.18 of dense (as reported), ours ")
-    assert all(r.baseline == "dense nn.Linear, 1 thread" and re.search(r"\((dense|sparse|native) kernels\)$", r.target) and r.ours_ms > 0 and r.baseline_ms > 0 for r in results)
+    assert results[0].name == "768->3072, batch 256, 98% sparse" and results[0].target.startswith(
+        "SparseProp 0.18 of dense (as reported), ours "
+    )
+    assert all(
+        r.baseline == "dense nn.Linear, 1 thread"
+        and re.search(r"\((dense|sparse|native) kernels\)$", r.target)
+        and r.ours_ms > 0
+        and r.baseline_ms > 0
+        for r in results
+    )
 
 
 def test_an_installed_sparseprop_is_timed_alongside_on_the_same_weights(monkeypatch):
@@ -118,7 +125,14 @@ def test_an_installed_sparseprop_is_timed_alongside_on_the_same_weights(monkeypa
     assert len(peers) == 6
     for peer, weight in peers:  # the peer got the SETLayer's weights, zeros included
         assert torch.equal(peer.weight, weight) and (weight == 0).float().mean() >= 0.89
-    assert all(re.fullmatch(r"SparseProp \d+\.\d\d of dense \(timed alongside\), ours \d+\.\d\d: \d+\.\d\dx faster \((dense|sparse|native) kernels\)", r.target) for r in results)
+    assert all(
+        re.fullmatch(
+            r"SparseProp \d+\.\d\d of dense \(timed alongside\), ours \d+\.\d\d: \d+\.\d\dx faster "
+            r"\((dense|sparse|native) kernels\)",
+            r.target,
+        )
+        for r in results
+    )
 
 
 def test_sparseprop_where_installed_computes_what_dense_does():

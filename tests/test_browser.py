@@ -5,6 +5,7 @@ browser download) opens a copy of ``notebooks/explore.ipynb``, runs all cells, m
 epoch slider and checks that the heatmap's pixels change and that no cell shows an error.
 A screenshot lands in ``screenshots/`` (ignored by git) for a person to look at.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +24,11 @@ import pytest
 ROOT = Path(__file__).parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
-pytestmark = [pytest.mark.slow, pytest.mark.end_to_end, pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.end_to_end,
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)"),
+]
 
 
 def _free_port() -> int:
@@ -64,9 +69,18 @@ def _serve(tmp_path: Path):
     """Start JupyterLab on ``tmp_path``; yields the explorer notebook's URL."""
     port, token = _free_port(), secrets.token_hex(16)
     command = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--allow-root",  # CI runs as root
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--ServerApp.token={token}",
+        f"--ServerApp.root_dir={tmp_path}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--allow-root",  # CI runs as root
         "--LabApp.extension_manager=readonly",
     ]
     log = open(tmp_path / "jupyter.log", "w")
@@ -93,8 +107,16 @@ def _serve(tmp_path: Path):
         log.close()
 
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _run_all(page, url: str):

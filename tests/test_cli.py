@@ -18,7 +18,9 @@ def test_every_config_field_is_an_option():
 def test_options_override_the_config_file(tmp_path):
     path = tmp_path / "c.json"
     path.write_text('{"epochs": 3, "weight_decay": 0.01}')
-    args = cli._parser().parse_args(["--config", str(path), "--weight-decay", "1e-3", "--seed", "4", "--weight-decay-end", "none"])
+    args = cli._parser().parse_args(
+        ["--config", str(path), "--weight-decay", "1e-3", "--seed", "4", "--weight-decay-end", "none"]
+    )
     assert cli.config_from_args(args) == ExperimentConfig(epochs=3, weight_decay=1e-3, seed=4)
 
 
@@ -52,7 +54,9 @@ def test_cli_runs_and_says_where_the_results_are(tmp_path):
     # one epoch on the full data set through the real command line
     proc = subprocess.run(
         [sys.executable, "-m", "synapses_study.run", "--epochs", "1", "--results-dir", str(tmp_path), "--no-progress"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     run_id = ExperimentConfig(epochs=1).run_id()
     assert proc.stdout.strip().splitlines()[-1] == f"results: {tmp_path / run_id}"
@@ -145,4 +149,7 @@ def test_help_gives_every_fields_meaning_from_the_config_docstring():
     assert set(meanings) == set(ExperimentConfig.__dataclass_fields__)
     assert meanings["dropout"].startswith("probability of dropping each hidden unit") and "``" not in meanings["model"]
     help_text = " ".join(cli._parser().format_help().split())
-    assert "--dropout DROPOUT probability of dropping each hidden unit after its ReLU in training. (default: 0.0)" in help_text
+    assert (
+        "--dropout DROPOUT probability of dropping each hidden unit after its ReLU in training. (default: 0.0)"
+        in help_text
+    )

@@ -56,7 +56,10 @@ def test_unknown_keys_are_rejected_naming_them():
         ({"topology_from": "some_run"}, "topology_from keeps the connections fixed"),
         ({"topology_layers": [0]}, "topology_layers applies with topology_from only"),
         ({"evolution": "off", "topology_from": "r", "topology_layers": [2]}, r"each in 0\.\.1; got \[2\]"),
-        ({"evolution": "off", "topology_from": "r", "topology_layers": [1, 0]}, "distinct SET layer indices in increasing order"),
+        (
+            {"evolution": "off", "topology_from": "r", "topology_layers": [1, 0]},
+            "distinct SET layer indices in increasing order",
+        ),
         ({"evolution": "off", "topology_from": "r", "topology_layers": []}, "distinct SET layer indices"),
         ({"evolution": "off", "topology_from": "r", "topology_layers": [0.5]}, "topology_layers must be"),
         ({"evolution": "pass"}, "evolution='pass' goes with model='EvolNet'"),
@@ -77,7 +80,10 @@ def test_run_id_is_stable_readable_and_unique():
     assert a.run_id() == ExperimentConfig(weight_decay=0.001, seed=2).run_id()
     assert a.run_id().startswith("sparsenet_e155_wd0.001_s2_")
     assert ExperimentConfig(weight_decay=0).run_id() == ExperimentConfig(weight_decay=0.0).run_id()
-    others = {ExperimentConfig(weight_decay=1e-3, seed=2, lr=0.02).run_id(), ExperimentConfig(weight_decay=1e-3, seed=3).run_id()}
+    others = {
+        ExperimentConfig(weight_decay=1e-3, seed=2, lr=0.02).run_id(),
+        ExperimentConfig(weight_decay=1e-3, seed=3).run_id(),
+    }
     assert a.run_id() not in others and len(others) == 2
 
 
@@ -96,7 +102,10 @@ def test_linear_weight_decay_schedule():
 
 def test_new_fields_keep_every_committed_run_id():
     # Fields added later must not move existing results: their defaults stay out of the id.
-    assert ExperimentConfig(weight_decay=1e-3, seed=2).run_id() == ExperimentConfig(weight_decay=1e-3, seed=2, hidden=[512, 128], dropout=0).run_id()
+    assert (
+        ExperimentConfig(weight_decay=1e-3, seed=2).run_id()
+        == ExperimentConfig(weight_decay=1e-3, seed=2, hidden=[512, 128], dropout=0).run_id()
+    )
     big = ExperimentConfig(hidden=[1000, 1000, 1000], epsilon=20, dropout=0.3)
     assert big.run_id().startswith("sparsenet-1000-1000-1000_e155_wd0_drop0.3_s0_")
 

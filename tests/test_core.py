@@ -1,4 +1,5 @@
 """The library half depends on torch alone and leaves the process as it found it."""
+
 import os
 import subprocess
 import sys
@@ -74,17 +75,26 @@ def readme_install_commands() -> list[list[str]]:
 
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", readme, re.DOTALL)
-    lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines() if line.strip().startswith("pip install")]
+    lines = [
+        line.split("#")[0].strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip().startswith("pip install")
+    ]
     return [shlex.split(lines[0])]
 
 
 def test_readme_installs_this_package_not_the_upstream_of_the_same_name():
     for command in readme_install_commands():
-        assert command[:2] == ["pip", "install"] and command[2:] == ["."], command  # from the checkout, never "synapses"
+        assert command[:2] == ["pip", "install"] and command[2:] == ["."], (
+            command
+        )  # from the checkout, never "synapses"
     assert 'name = "synapses-set"' in (ROOT / "pyproject.toml").read_text()
 
 
-@pytest.mark.skipif(not os.environ.get("CI"), reason="installs torch into a fresh virtual environment (2 minutes, 5 GB); CI runs it")
+@pytest.mark.skipif(
+    not os.environ.get("CI"), reason="installs torch into a fresh virtual environment (2 minutes, 5 GB); CI runs it"
+)
 def test_a_clean_venv_installs_as_readme_says_and_runs_the_library_example(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -93,10 +103,24 @@ def test_a_clean_venv_installs_as_readme_says_and_runs_the_library_example(tmp_p
     for command in readme_install_commands():
         subprocess.run([python, "-m", *command[:2], "--quiet", *command[2:]], check=True, cwd=ROOT)
     listed = subprocess.run([python, "-m", "pip", "list"], capture_output=True, text=True, check=True).stdout.lower()
-    assert "synapses-set" in listed and not any(name in listed.split() for name in ("pandas", "pyyaml", "submitit", "torchvision", "tqdm", "scipy", "matplotlib"))
+    assert "synapses-set" in listed and not any(
+        name in listed.split()
+        for name in ("pandas", "pyyaml", "submitit", "torchvision", "tqdm", "scipy", "matplotlib")
+    )
     study = subprocess.run([python, "-c", "import synapses_study"], capture_output=True, text=True, cwd=tmp_path)
     assert study.returncode == 1 and "No module named 'synapses_study'" in study.stderr  # not in the library's wheel
-    example = [python, str(ROOT / "examples" / "your_model.py"), "--epochs", "1", "--train-size", "1000", "--test-size", "200", "--data", str(ROOT / "data" / "mnist")]
+    example = [
+        python,
+        str(ROOT / "examples" / "your_model.py"),
+        "--epochs",
+        "1",
+        "--train-size",
+        "1000",
+        "--test-size",
+        "200",
+        "--data",
+        str(ROOT / "data" / "mnist"),
+    ]
     out = subprocess.run(example, capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "SETLayer with" in out.stderr and "sparse MLP: test accuracy per epoch" in out.stdout

@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from synapses_study.data import MEAN, MNIST_MD5, STD, MNISTFileError, default_source, load_mnist, packed_file, prepare_raw_files
+from synapses_study.data import (
+    MEAN,
+    MNIST_MD5,
+    STD,
+    MNISTFileError,
+    default_source,
+    load_mnist,
+    packed_file,
+    prepare_raw_files,
+)
 
 TRAIN_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -33,7 +42,13 @@ def _copy_sources(tmp_path: Path) -> Path:
 def test_missing_file_names_file_and_checksum(tmp_path):
     source = _copy_sources(tmp_path)
     packed_file(source, "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(MNISTFileError, match=r"t10k-labels-idx1-ubyte is missing from .*looked for t10k-labels-idx1-ubyte\.xz and .*\.gz; expected md5 27ae3e4e09519cfbb04c329615203637"):
+    with pytest.raises(
+        MNISTFileError,
+        match=(
+            r"t10k-labels-idx1-ubyte is missing from .*looked for t10k-labels-idx1-ubyte\.xz and .*\.gz; expected md5 "
+            r"27ae3e4e09519cfbb04c329615203637"
+        ),
+    ):
         prepare_raw_files(source, tmp_path / "cache")
 
 
@@ -57,7 +72,7 @@ def test_truncated_file_is_rejected(tmp_path, suffix):
     if suffix == ".gz":  # the usual gzip files are read too
         images.write_bytes(gzip.compress(lzma.decompress((source / "t10k-images-idx3-ubyte.xz").read_bytes())))
         (source / "t10k-images-idx3-ubyte.xz").unlink()
-    images.write_bytes(images.read_bytes()[: 10_000])
+    images.write_bytes(images.read_bytes()[:10_000])
     with pytest.raises(MNISTFileError, match="t10k-images-idx3-ubyte"):
         prepare_raw_files(source, tmp_path / "cache")
 

@@ -1,4 +1,5 @@
 """The experiment engine on a small real slice of MNIST."""
+
 import json
 
 import numpy as np
@@ -71,8 +72,19 @@ def test_seeds_differ(tmp_path, small_mnist):
     "config",
     [
         ExperimentConfig(epochs=3, weight_decay=1e-3),
-        ExperimentConfig(epochs=3, model="EvolNet", evolution="pass", evolution_proba=0.05, reset_optimizer_state=False),
-        ExperimentConfig(epochs=3, optimizer="adam", lr=1e-3, regrowth="near_parents", decay_mode="decoupled", weight_decay=1e-4, weight_decay_end=1e-3, record_pruning=True),
+        ExperimentConfig(
+            epochs=3, model="EvolNet", evolution="pass", evolution_proba=0.05, reset_optimizer_state=False
+        ),
+        ExperimentConfig(
+            epochs=3,
+            optimizer="adam",
+            lr=1e-3,
+            regrowth="near_parents",
+            decay_mode="decoupled",
+            weight_decay=1e-4,
+            weight_decay_end=1e-3,
+            record_pruning=True,
+        ),
     ],
     ids=["sparsenet", "evolnet", "adam-parents-decoupled"],
 )
@@ -87,8 +99,6 @@ def test_interrupted_run_resumes_to_identical_files(tmp_path, small_mnist, confi
     assert all(np.array_equal(ta[k], tb[k]) for k in ta)
     for name in ("config.json", "model.pt") + (("pruning.npz",) if config.record_pruning else ()):
         assert (straight / name).read_bytes() == (resumed / name).read_bytes(), name
-
-
 
 
 def test_finished_run_is_a_no_op(tmp_path, small_mnist):
@@ -143,10 +153,16 @@ def test_record_pruning(tmp_path, small_mnist):
     state = load_model_state(run_dir / "model.pt")
     first_pruned = state["set_layers.0.pruned"]
     assert pruned[-1].sum() == first_pruned.sum() > 0.25 * 14256
-    assert np.array_equal(pruned[-1], np.bincount(state["set_layers.0.connections"][first_pruned, 0].long(), minlength=784))
+    assert np.array_equal(
+        pruned[-1], np.bincount(state["set_layers.0.connections"][first_pruned, 0].long(), minlength=784)
+    )
     # after pruning, the pruned weights are zero: the mass that is left is the mass of the kept ones
     weights = state["set_layers.0.weight"].double().abs()
-    left = torch.zeros(784, dtype=torch.float64).index_add_(0, state["set_layers.0.connections"][:, 0].long(), weights).numpy()
+    left = (
+        torch.zeros(784, dtype=torch.float64)
+        .index_add_(0, state["set_layers.0.connections"][:, 0].long(), weights)
+        .numpy()
+    )
     untouched = pruned[-1] == 0
     assert np.allclose(mass[-1][untouched], left[untouched], rtol=2.0**-11)  # kept as float16
     assert (mass[-1] >= left * (1 - 2.0**-11) - 1e-5).all()
@@ -191,7 +207,9 @@ def test_scaled_inputs_are_standardised_scale_with_blank_at_zero(small_mnist):
     assert (scaled.train_x[blank] == 0).all()
     # the same spread as the standardised inputs: one inked step is the same size
     torch.testing.assert_close(scaled.train_x, (small_mnist.train_x * STD + MEAN).clamp(0, 1) / STD)
-    torch.testing.assert_close(scaled.train_x - small_mnist.train_x, torch.full_like(scaled.train_x, MEAN / STD), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        scaled.train_x - small_mnist.train_x, torch.full_like(scaled.train_x, MEAN / STD), atol=1e-5, rtol=0
+    )
 
 
 def test_dense_baseline_trains_through_the_engine_with_a_uniform_topology(tmp_path, small_mnist):
@@ -224,7 +242,11 @@ def test_topology_layers_take_only_the_named_layers_from_the_source(tmp_path, sm
     source_dir = run_experiment(ExperimentConfig(epochs=2), tmp_path, data=small_mnist, progress=False)
     source = load_model_state(source_dir / "model.pt")
     config = ExperimentConfig(epochs=2, seed=1, evolution="off", topology_from=source_dir.name, topology_layers=(0,))
-    assert "_fixed-l0_" in config.run_id() and config.run_id() != ExperimentConfig(epochs=2, seed=1, evolution="off", topology_from=source_dir.name).run_id()
+    assert (
+        "_fixed-l0_" in config.run_id()
+        and config.run_id()
+        != ExperimentConfig(epochs=2, seed=1, evolution="off", topology_from=source_dir.name).run_id()
+    )
     fresh = build_model(config, torch.Generator().manual_seed(config.seed))
     trained = load_model_state(run_experiment(config, tmp_path, data=small_mnist, progress=False) / "model.pt")
     assert torch.equal(trained["set_layers.0.connections"], source["set_layers.0.connections"])
@@ -270,7 +292,9 @@ def test_epoch_and_evaluation_sums_are_the_float_sums_of_the_batches_bit_for_bit
     config = ExperimentConfig(epochs=1, train_size=1000, test_size=500)
     data = prepare_data(small_mnist, config.train_size, config.test_size)
     model, optimizer = _fresh_trainee(config)
-    loss, acc = train_epoch(model, optimizer, data, 128, WeightDecayPolicy.of(config), 1, torch.Generator().manual_seed(7))
+    loss, acc = train_epoch(
+        model, optimizer, data, 128, WeightDecayPolicy.of(config), 1, torch.Generator().manual_seed(7)
+    )
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y, 128)
 
     model, optimizer = _fresh_trainee(config)
@@ -340,8 +364,24 @@ def test_the_cuda_tests_are_selected_by_their_marker():
 
     root = Path(__file__).resolve().parent.parent
     listed = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "cuda", "tests/test_engine.py", "-p", "no:cacheprovider"],
-        cwd=root, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-m",
+            "cuda",
+            "tests/test_engine.py",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
     ).stdout
     selected = {line.split("::")[1].split("[")[0] for line in listed.splitlines() if "::" in line}
-    assert selected == {"test_a_cuda_run_starts_from_the_cpu_runs_network_and_writes_the_same_files", "test_an_interrupted_cuda_run_resumes_to_identical_results"}
+    assert selected == {
+        "test_a_cuda_run_starts_from_the_cpu_runs_network_and_writes_the_same_files",
+        "test_an_interrupted_cuda_run_resumes_to_identical_results",
+    }

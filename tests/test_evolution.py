@@ -1,4 +1,5 @@
 """SET evolution: pruning, regrowth, uniformity of the new pairs, and the networks."""
+
 from __future__ import annotations
 
 import math

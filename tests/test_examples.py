@@ -1,4 +1,5 @@
 """The example for your own model runs end to end (smoke settings) and learns."""
+
 import importlib.util
 from pathlib import Path
 
@@ -14,7 +15,18 @@ def test_your_model_example_trains_both_models(capsys, caplog):
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     with caplog.at_level("INFO", logger="synapses"):
-        results = example.main(["--epochs", "2", "--train-size", "3000", "--test-size", "500", "--data", str(EXAMPLE.parents[1] / "data" / "mnist")])
+        results = example.main(
+            [
+                "--epochs",
+                "2",
+                "--train-size",
+                "3000",
+                "--test-size",
+                "500",
+                "--data",
+                str(EXAMPLE.parents[1] / "data" / "mnist"),
+            ]
+        )
     out = capsys.readouterr().out + "\n".join(r.getMessage() for r in caplog.records)
     assert "1: Linear(784, 1000) -> SETLayer with 35,680 connections" in out
     assert "classifier.0: Linear(512, 512) -> SETLayer with 26,214 connections (10.00%)" in out

@@ -1,4 +1,5 @@
 """The topology explorer: widget values drive what is drawn (no browser needed here)."""
+
 import shutil
 
 import numpy as np
@@ -46,7 +47,10 @@ def test_compare_mode_shows_a_b_and_their_difference(explorer):
     explorer.epoch.value = 400
     shown = explorer.figure.shown()
     assert set(shown) == {"A", "B", "A − B"}
-    a, b = (np.mean([RunDir.of(c).topology()[400] for c in select_runs("reproduction", weight_decay=wd)], axis=0) for wd in (0.0, 1e-3))
+    a, b = (
+        np.mean([RunDir.of(c).topology()[400] for c in select_runs("reproduction", weight_decay=wd)], axis=0)
+        for wd in (0.0, 1e-3)
+    )
     np.testing.assert_allclose(shown["A"], as_image(a))
     np.testing.assert_allclose(shown["B"], as_image(b))
     np.testing.assert_allclose(shown["A − B"], as_image(a - b))
@@ -70,9 +74,16 @@ def test_a_missing_run_is_a_message_not_a_traceback(tmp_path):
     assert explorer.seed_a.options == (("mean over 1 seeds", MEAN), ("seed 0", 0))
     assert explorer.figure is not None and explorer.message.value == ""
     explorer.config_a.value = "weight_decay=0.01"
-    assert "no finished run of any seed" in explorer.message.value and "python -m synapses_study.sweep configs/reproduction.yaml" in explorer.message.value
+    assert (
+        "no finished run of any seed" in explorer.message.value
+        and "python -m synapses_study.sweep configs/reproduction.yaml" in explorer.message.value
+    )
     assert explorer.figure is None and explorer.image.layout.display == "none"
-    assert SweepRuns("reproduction", tmp_path).problem(Selection("weight_decay=0.01")).startswith("reproduction / weight_decay=0.01: no finished run of any seed")
+    assert (
+        SweepRuns("reproduction", tmp_path)
+        .problem(Selection("weight_decay=0.01"))
+        .startswith("reproduction / weight_decay=0.01: no finished run of any seed")
+    )
 
 
 def test_animation_frames_follow_the_epochs(tmp_path):
@@ -124,7 +135,9 @@ def test_compare_mode_reads_at_a_glance(sweep):
     assert legibility_problems(figure.figure) == []
     figure.set_epoch(figure.last_epoch)
     low, high = figure.images["A"].get_clim()
-    assert low == 0 and high == max(float(c.max()) for c in figure.counts.values()) < 200  # sparse counts, no dense baseline
+    assert (
+        low == 0 and high == max(float(c.max()) for c in figure.counts.values()) < 200
+    )  # sparse counts, no dense baseline
     assert figure.images["B"].get_clim() == (low, high)
 
 
@@ -143,5 +156,9 @@ def test_a_figure_with_overlapping_titles_is_reported():
     axes[0].legend(loc="center")
     axes[1].set_ylabel("ink_rho")
     problems = legibility_problems(fig)
-    assert any("overlap" in p for p in problems) and any("legend over the data" in p for p in problems) and any("raw name 'ink_rho'" in p for p in problems)
+    assert (
+        any("overlap" in p for p in problems)
+        and any("legend over the data" in p for p in problems)
+        and any("raw name 'ink_rho'" in p for p in problems)
+    )
     plt.close(fig)

@@ -1,5 +1,6 @@
 """The mechanism's interventions (regrowth scale, first-layer learning rate, blank-pixel
 noise, random shifts) and the lifetime record, through the engine on real MNIST."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,8 +54,16 @@ def test_shift_images_moves_content_and_fills_the_border():
     shifted = shift_images(image.repeat(3, 1), torch.tensor([[0, 0], [2, -1], [-3, 3]]), blank=-5.0).reshape(3, 28, 28)
     original = image.reshape(28, 28)
     assert torch.equal(shifted[0], original)
-    assert torch.equal(shifted[1, 2:, :27], original[:26, 1:]) and (shifted[1, :2] == -5).all() and (shifted[1, :, 27] == -5).all()
-    assert torch.equal(shifted[2, :25, 3:], original[3:, :25]) and (shifted[2, 25:] == -5).all() and (shifted[2, :, :3] == -5).all()
+    assert (
+        torch.equal(shifted[1, 2:, :27], original[:26, 1:])
+        and (shifted[1, :2] == -5).all()
+        and (shifted[1, :, 27] == -5).all()
+    )
+    assert (
+        torch.equal(shifted[2, :25, 3:], original[3:, :25])
+        and (shifted[2, 25:] == -5).all()
+        and (shifted[2, :, :3] == -5).all()
+    )
 
 
 def test_blank_noise_touches_only_blank_pixels_and_is_zero_mean(small_mnist):
@@ -147,7 +156,9 @@ def test_interrupted_intervention_runs_resume_to_identical_files(tmp_path, small
 
 def test_augmentation_changes_training_but_not_data_order_or_topology_draws(tmp_path, small_mnist):
     plain = run_experiment(ExperimentConfig(epochs=1, inputs="scaled"), tmp_path, data=small_mnist, progress=False)
-    noisy = run_experiment(ExperimentConfig(epochs=1, inputs="scaled", blank_noise=0.1), tmp_path, data=small_mnist, progress=False)
+    noisy = run_experiment(
+        ExperimentConfig(epochs=1, inputs="scaled", blank_noise=0.1), tmp_path, data=small_mnist, progress=False
+    )
     a, b = load_model_state(plain / "model.pt"), load_model_state(noisy / "model.pt")
     assert np.array_equal(read_topology(plain / "topology.npz")[0], read_topology(noisy / "topology.npz")[0])
     assert not torch.equal(a["set_layers.0.weight"], b["set_layers.0.weight"])

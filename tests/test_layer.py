@@ -1,4 +1,5 @@
 """SETLayer: equivalence to a dense reference, invariants, errors, state and scale."""
+
 from __future__ import annotations
 
 import io
@@ -94,13 +95,17 @@ def test_measure_takes_the_path_measured_fastest_and_remembers_it(fresh_measurem
 
 def test_measure_does_without_the_compiled_kernels_where_they_cannot_be_built(fresh_measurements, monkeypatch):
     monkeypatch.setattr(dispatch.native, "available", lambda: False)
-    monkeypatch.setattr(dispatch, "_fastest_steps", lambda names, key: {name: {"dense": 2.0, "sparse": 1.0}[name] for name in names})
+    monkeypatch.setattr(
+        dispatch, "_fastest_steps", lambda names, key: {name: {"dense": 2.0, "sparse": 1.0}[name] for name in names}
+    )
     assert make_layer(400, 300, compute="measure").kernel_for(64) == "sparse"
 
 
 def test_measure_measures_again_at_another_thread_count(fresh_measurements, monkeypatch):
     calls = []
-    monkeypatch.setattr(dispatch, "_fastest_steps", lambda names, key: calls.append(key[-1]) or dict.fromkeys(names, 1.0))
+    monkeypatch.setattr(
+        dispatch, "_fastest_steps", lambda names, key: calls.append(key[-1]) or dict.fromkeys(names, 1.0)
+    )
     layer = make_layer(400, 300, compute="measure")
     threads = torch.get_num_threads()
     layer.uses_dense_kernels(64)
@@ -189,7 +194,9 @@ def test_gradients_match_dense(compute, bias):
         torch.testing.assert_close(layer.bias.grad, b_dense.grad, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("batch", [sparse_ops.TILE_MIN_BATCH, 2 * sparse_ops.TILE_MIN_BATCH + 77], ids=["one_tile_size", "ragged_tiles"])
+@pytest.mark.parametrize(
+    "batch", [sparse_ops.TILE_MIN_BATCH, 2 * sparse_ops.TILE_MIN_BATCH + 77], ids=["one_tile_size", "ragged_tiles"]
+)
 def test_batch_tiled_products_match_dense(batch, monkeypatch):
     """Large batches run the CSR products one tile of the batch at a time: the output and
     both gradients, first and second order, are still the dense layer's."""
@@ -687,7 +694,10 @@ def test_gradgradcheck(compute):
 
 def _gradient_penalty(compute: str) -> tuple[torch.Tensor, ...]:
     torch.manual_seed(1)
-    first, second = SETLayer(30, 20, epsilon=3, compute=compute, dtype=F64), SETLayer(20, 10, epsilon=3, compute=compute, dtype=F64)
+    first, second = (
+        SETLayer(30, 20, epsilon=3, compute=compute, dtype=F64),
+        SETLayer(20, 10, epsilon=3, compute=compute, dtype=F64),
+    )
     x = torch.randn(8, 30, dtype=F64, requires_grad=True)
     (grad_x,) = torch.autograd.grad(second(torch.tanh(first(x))).pow(2).sum(), x, create_graph=True)
     penalty = grad_x.pow(2).sum()

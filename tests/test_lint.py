@@ -1,4 +1,5 @@
 """The code and the notebooks pass ruff (pyflakes, import order, bugbear, pyupgrade) and mypy; CI installs both."""
+
 import shutil
 import subprocess
 import sys
@@ -13,12 +14,16 @@ def test_ruff_is_clean():
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is in the dev extra")
-    result = subprocess.run([ruff, "check", "src", "tests", "examples", "notebooks"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [ruff, "check", "src", "tests", "examples", "notebooks"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_mypy_is_clean():
     if shutil.which("mypy", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("mypy is in the dev extra")
-    result = subprocess.run([sys.executable, "-m", "mypy", "--ignore-missing-imports", "src"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--ignore-missing-imports", "src"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,5 +1,6 @@
 """The mechanism's instruments: survivors, ink bands, births and deaths, the birth-death
 account, and the write-up's statistics, against hand-made cases and a real recorded run."""
+
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
@@ -142,13 +143,22 @@ def test_explained_fraction_of_the_crossing_gap():
 
     assert explained_fraction(150, 35, 35) == 1.0 and explained_fraction(150, 150, 35) == 0.0
     assert explained_fraction(150, 20, 35) == pytest.approx(130 / 115)  # overshoot: sooner than the SET net
-    assert explained_fraction(None, 35, 35) is None and explained_fraction(150, None, 35) is None and explained_fraction(35, 35, 35) is None
+    assert (
+        explained_fraction(None, 35, 35) is None
+        and explained_fraction(150, None, 35) is None
+        and explained_fraction(35, 35, 35) is None
+    )
 
 
 def test_claim_8_predictions_are_scored_as_written():
     from synapses_study.protocol import score
 
-    found = {"demo": {0: 160, 1: 150}, "protocol": {0: 80, 1: 75}, "protocol + density": {0: 60, 1: 95}, "SET net": {0: 35, 1: 35}}
+    found = {
+        "demo": {0: 160, 1: 150},
+        "protocol": {0: 80, 1: 75},
+        "protocol + density": {0: 60, 1: 95},
+        "SET net": {0: 35, 1: 35},
+    }
     rho = {"demo": {0: -0.1, 1: -0.2}, "protocol": {0: -0.3, 1: -0.2}}
     held = {r.name: r.held for r in score(found, rho)}
     # 80 <= 160 / 2 and 75 <= 150 / 2: held at the boundary; 95 is 20 past 75 (held), 60 is 20 before 80 (held)

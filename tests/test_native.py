@@ -1,5 +1,6 @@
 """The compiled CPU kernels (synapses.native): exact against dense references in every
 layout, batch and dtype they meet, and refused with a reason where they cannot run."""
+
 from __future__ import annotations
 
 import pytest
@@ -114,7 +115,9 @@ def test_without_an_input_gradient_the_weight_gradient_is_still_exact():
     (weight_grad,) = torch.autograd.grad(layer(x), layer.weight, grad_y)
     dense = layer.to_dense().detach().requires_grad_()
     (x @ dense.T).backward(grad_y)
-    torch.testing.assert_close(weight_grad, dense.grad[layer.connections[:, 1], layer.connections[:, 0]], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        weight_grad, dense.grad[layer.connections[:, 1], layer.connections[:, 0]], rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (8, 8), (13, 29), (128, 512), (300, 17)])
@@ -157,7 +160,12 @@ def test_the_explicit_build_step_says_ready_or_why_not():
     import subprocess
     import sys
 
-    off = subprocess.run([sys.executable, "-m", "synapses.compile_kernels"], env=os.environ | {"SYNAPSES_NO_NATIVE": "1"}, capture_output=True, text=True)
+    off = subprocess.run(
+        [sys.executable, "-m", "synapses.compile_kernels"],
+        env=os.environ | {"SYNAPSES_NO_NATIVE": "1"},
+        capture_output=True,
+        text=True,
+    )
     assert off.returncode == 1 and "unavailable: SYNAPSES_NO_NATIVE is set" in off.stdout
     if native.available():
         ready = subprocess.run([sys.executable, "-m", "synapses.compile_kernels"], capture_output=True, text=True)

@@ -1,4 +1,5 @@
 """The notebooks: committed clean, parameterized, and runnable headlessly (smoke profile)."""
+
 import json
 import subprocess
 import sys
@@ -38,8 +39,15 @@ def jupyterlab_save(text: str) -> str:
 
     nb = nbformat.reads(text, as_version=4)
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-    nb.metadata["language_info"] = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py", "mimetype": "text/x-python",
-                                    "name": "python", "nbconvert_exporter": "python", "pygments_lexer": "ipython3", "version": "3.11.7"}
+    nb.metadata["language_info"] = {
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "file_extension": ".py",
+        "mimetype": "text/x-python",
+        "name": "python",
+        "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3",
+        "version": "3.11.7",
+    }
     return nbformat.writes(nbformat.validator.normalize(nb)[1] if hasattr(nbformat.validator, "normalize") else nb)
 
 
@@ -48,7 +56,13 @@ def git_clean_filter(text: str) -> str:
     runs it on ``git status`` and ``git add``."""
     makefile = (ROOT / "Makefile").read_text()
     keys = makefile.split("filter.nbstripout.extrakeys ", 1)[1].split()[0]
-    return subprocess.run([sys.executable, "-m", "nbstripout", "--extra-keys", keys], input=text, capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "nbstripout", "--extra-keys", keys],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -76,10 +90,16 @@ def test_committed_clean_with_one_parameters_cell(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_help_lists_every_parameter_with_its_meaning(path):
-    out = subprocess.run([sys.executable, "-m", "papermill", "--help-notebook", str(path)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "papermill", "--help-notebook", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     nb = json.loads(path.read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    names = [line.split(":")[0].split("=")[0].strip() for line in "".join(cell["source"]).splitlines() if line and not line.startswith("#")]
+    names = [
+        line.split(":")[0].split("=")[0].strip()
+        for line in "".join(cell["source"]).splitlines()
+        if line and not line.startswith("#")
+    ]
     for name in names:
         assert f"  {name}: " in out, name
     assert "Unknown type" not in out
@@ -90,7 +110,10 @@ def test_help_lists_every_parameter_with_its_meaning(path):
 FIRST_RUN = {}
 for _run in RUNS:
     FIRST_RUN.setdefault(_run.notebook, _run.name)
-SMOKE_RUNS = [pytest.param(r, id=r.name, marks=() if FIRST_RUN[r.notebook] == r.name else pytest.mark.figure_variant) for r in RUNS]
+SMOKE_RUNS = [
+    pytest.param(r, id=r.name, marks=() if FIRST_RUN[r.notebook] == r.name else pytest.mark.figure_variant)
+    for r in RUNS
+]
 
 
 @pytest.mark.parametrize("run", SMOKE_RUNS)
@@ -100,11 +123,15 @@ def test_figure_run_executes_headlessly_with_the_smoke_profile(run, tmp_path):
     from synapses_study.figure_runs import execute
 
     figures = tmp_path / "figures"
-    extra = {"figures_dir": str(figures)} | ({"results_dir": str(tmp_path / "results")} if run.notebook != "benchmark" else {})
+    extra = {"figures_dir": str(figures)} | (
+        {"results_dir": str(tmp_path / "results")} if run.notebook != "benchmark" else {}
+    )
     execute(run, tmp_path / f"{run.name}.ipynb", "smoke", **extra)
     for name in run.figures:
         written = (figures / name).read_bytes()
-        assert written[:8] == PNG_MAGIC and len(written) > 5000 if name.endswith(".png") else written.startswith(b"|"), name
+        assert (
+            written[:8] == PNG_MAGIC and len(written) > 5000 if name.endswith(".png") else written.startswith(b"|")
+        ), name
 
 
 def test_explore_runs_headlessly_on_an_empty_results_folder(tmp_path):
@@ -112,11 +139,22 @@ def test_explore_runs_headlessly_on_an_empty_results_folder(tmp_path):
     import papermill
 
     out = tmp_path / "explore.ipynb"
-    papermill.execute_notebook(str(ROOT / "notebooks" / "explore.ipynb"), str(out), parameters={"results_dir": str(tmp_path / "results")}, kernel_name="python3", cwd=str(ROOT / "notebooks"), progress_bar=False)
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "explore.ipynb"),
+        str(out),
+        parameters={"results_dir": str(tmp_path / "results")},
+        kernel_name="python3",
+        cwd=str(ROOT / "notebooks"),
+        progress_bar=False,
+    )
 
 
 BAD_PARAMETERS = [
-    ("regularization_study", {"profile": "nonsense"}, "parameter profile must be one of 'smoke', 'default', got 'nonsense'"),
+    (
+        "regularization_study",
+        {"profile": "nonsense"},
+        "parameter profile must be one of 'smoke', 'default', got 'nonsense'",
+    ),
     ("regularization_study", {"sweep": "sweep155/nope"}, "sweep155.yaml has no entry 'nope' (entries: runs[0])"),
     ("evolnet_triplet", {"sweep": 3}, 'parameter sweep must be a sweep of configs/ as "name" or "name/entry"'),
     ("pruning_mechanism", {"blank_below": -1}, r"parameter blank_below must be a number in (0, 1], got -1"),
@@ -124,8 +162,11 @@ BAD_PARAMETERS = [
     ("extensions", {"sweep": "nope"}, "no sweep file 'nope' in"),
     ("mnist_demo", {"epochs": -2}, "parameter epochs must be an integer >= 1 or None, got -2"),
     ("mnist_demo", {"seed": 2**32}, "parameter seed must be an integer in [0, 2**32), got 4294967296"),
-    ("regularization_study", {"profile": "smoke", "heatmap_epochs": [1, 50], "results_dir": "unused"},
-     "parameter heatmap_epochs must list epochs in 0..3 (the runs have 3 epochs), got [50]"),
+    (
+        "regularization_study",
+        {"profile": "smoke", "heatmap_epochs": [1, 50], "results_dir": "unused"},
+        "parameter heatmap_epochs must list epochs in 0..3 (the runs have 3 epochs), got [50]",
+    ),
 ]
 
 
@@ -136,7 +177,9 @@ def test_bad_parameters_stop_in_the_first_cell_with_the_allowed_values(name, par
 
     path = NOTEBOOKS[0].parent / f"{name}.ipynb"
     with pytest.raises(PapermillExecutionError) as info:
-        papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), parameters=parameters, kernel_name="python3", progress_bar=False)
+        papermill.execute_notebook(
+            str(path), str(tmp_path / "out.ipynb"), parameters=parameters, kernel_name="python3", progress_bar=False
+        )
     assert info.value.ename == "ParameterError" and message in info.value.evalue
     assert info.value.exec_count <= 3  # stopped before any work: parameters, injected parameters, checks
 
@@ -151,7 +194,11 @@ def test_committed_figures_are_exactly_those_the_write_up_and_readme_show():
         pytest.skip("needs a git checkout")
     pages = [ROOT / "README.md", ROOT / "regularization.md", *sorted((ROOT / "docs").glob("*.md"))]
     shown = {m for page in pages for m in re.findall(r"!\[.*?\]\((?:\.\./)?(figures/[^)]+)\)", page.read_text())}
-    tracked = set(subprocess.run(["git", "ls-files", "figures"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split())
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files", "figures"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
     assert tracked == shown
 
 
@@ -159,6 +206,12 @@ def test_a_misspelt_parameter_is_refused_before_the_notebook_runs(tmp_path, caps
     from synapses_study import figure_runs
 
     run = next(r for r in RUNS if r.notebook == "regularization_study")
-    with pytest.raises(ValueError, match="regularization_study.ipynb has no parameter\\(s\\) heatmap_epoch; its parameters: profile, sweep, heatmap_epochs"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            "regularization_study.ipynb has no parameter\\(s\\) heatmap_epoch; its parameters: profile, sweep, "
+            "heatmap_epochs"
+        ),
+    ):
         figure_runs.execute(run, tmp_path / "out.ipynb", "smoke", heatmap_epoch=[1])
     assert not (tmp_path / "out.ipynb").exists()

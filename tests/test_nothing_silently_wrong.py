@@ -1,6 +1,7 @@
 """Damage and misuse that used to pass silently: each becomes a correct result or a
 one-line refusal that names the value and the way out. Grouped by class: finished runs
 are verified, the write-up's markers are parsed strictly, sweep files mean what they say."""
+
 import errno
 import json
 import shutil
@@ -47,12 +48,22 @@ def _truncate(path, keep=0.5):
     [
         (lambda d: _truncate(d.topology_file), "topology.npz does not match manifest.json"),
         (lambda d: _truncate(d.pruning_file), "pruning.npz does not match manifest.json"),
-        (lambda d: d.config_file.write_text(d.config_file.read_text().replace('"lr": 0.01', '"lr": 0.02')), "config.json does not match manifest.json"),
+        (
+            lambda d: d.config_file.write_text(d.config_file.read_text().replace('"lr": 0.01', '"lr": 0.02')),
+            "config.json does not match manifest.json",
+        ),
         (lambda d: _truncate(d.metrics_file, 0.9), "metrics.csv.xz does not match manifest.json"),
         (lambda d: d.model_file.unlink(), "model.pt is missing"),
         (lambda d: d.manifest_file.write_text("{not json"), "manifest.json is damaged"),
     ],
-    ids=["truncated-topology", "truncated-pruning", "edited-config", "missing-metrics-row", "no-model", "damaged-manifest"],
+    ids=[
+        "truncated-topology",
+        "truncated-pruning",
+        "edited-config",
+        "missing-metrics-row",
+        "no-model",
+        "damaged-manifest",
+    ],
 )
 def test_a_damaged_finished_run_is_never_done_nor_retrained(run_copy, damage, problem):
     config, folder, small = run_copy
@@ -83,7 +94,9 @@ def test_a_run_killed_between_sealing_and_dropping_its_checkpoint_is_done_and_ti
 def test_sweep_dry_run_reports_a_damaged_run_and_goes_on(run_copy, tmp_path, capsys):
     config, folder, _ = run_copy
     sweep = tmp_path / "s.yaml"
-    sweep.write_text("base: {epochs: 2, record_pruning: true, record_weight_mass: false, train_size: 1000}\ngrid: {seed: [0, 1]}\n")
+    sweep.write_text(
+        "base: {epochs: 2, record_pruning: true, record_weight_mass: false, train_size: 1000}\ngrid: {seed: [0, 1]}\n"
+    )
     # the sweep's seed-0 run is the damaged copy under the sweep's run id
     sweep_config = load_sweep(sweep).runs[0].config
     damaged = folder.path.parent / sweep_config.run_id()
@@ -140,26 +153,45 @@ def test_the_committed_results_are_all_sealed_and_verify():
 
 
 # ---------------------------------------------------------------------------- the write-up's markers
-GOOD = "Intro <!--v fact:x -->1<!--/v--> and\n<!-- table: sweep155 -->\n| a |\n<!-- /table -->\nend `<!--v not a marker -->` done\n"
+GOOD = (
+    "Intro <!--v fact:x -->1<!--/v--> and\n<!-- table: sweep155 -->\n| a |\n<!-- /table -->\nend `<!--v not a marker "
+    "-->` done\n"
+)
 
 
 def test_markers_pair_up_and_code_spans_are_text():
     spans = parse_markers(GOOD)
     assert [(s.kind, s.name) for s in spans] == [("value", "fact:x"), ("table", "sweep155")]
-    assert GOOD[spans[0].body_start : spans[0].body_end] == "1" and GOOD[spans[1].body_start : spans[1].body_end] == "| a |\n"
+    assert (
+        GOOD[spans[0].body_start : spans[0].body_end] == "1"
+        and GOOD[spans[1].body_start : spans[1].body_end] == "| a |\n"
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("a <!--v fact:x -->1 and more prose\n<!--v fact:y -->2<!--/v-->", "line 2: .* opens a marker inside the value 'fact:x' opened at line 1"),
+        (
+            "a <!--v fact:x -->1 and more prose\n<!--v fact:y -->2<!--/v-->",
+            "line 2: .* opens a marker inside the value 'fact:x' opened at line 1",
+        ),
         ("<!-- table: sweep155 -->\n| a |\nprose that must survive\n", "line 1: the table 'sweep155' is never closed"),
         ("prose <!--/v--> more", "line 1: '<!--/v-->' closes a value, but nothing is open"),
-        ("<!-- tabel: sweep155 -->\n| a |\n<!-- /table -->\n", "line 1: '<!-- tabel: sweep155 -->' looks like a marker"),
+        (
+            "<!-- tabel: sweep155 -->\n| a |\n<!-- /table -->\n",
+            "line 1: '<!-- tabel: sweep155 -->' looks like a marker",
+        ),
         ("x <!--v fact:x -->1<!--/ v-->", "looks like a marker"),
         ("<!-- table: sweep155 --> trailing\n<!-- /table -->\n", "must end its line"),
     ],
-    ids=["value-unclosed", "table-unclosed", "close-without-open", "mistyped-table", "mistyped-close", "table-not-on-own-line"],
+    ids=[
+        "value-unclosed",
+        "table-unclosed",
+        "close-without-open",
+        "mistyped-table",
+        "mistyped-close",
+        "table-not-on-own-line",
+    ],
 )
 def test_bad_markers_are_refused_with_the_line(text, problem):
     with pytest.raises(MarkerError, match=problem):
@@ -227,7 +259,11 @@ def test_connections_edited_behind_the_version_counter_are_seen():
     layer = SETLayer(20, 10, epsilon=2, generator=torch.Generator().manual_seed(0), compute="sparse")
     x = torch.randn(3, 20)
     layer(x)  # builds the cached index
-    free = next(i for i in range(20) if not bool(((layer.connections[:, 0] == i) & (layer.connections[:, 1] == layer.connections[0, 1])).any()))
+    free = next(
+        i
+        for i in range(20)
+        if not bool(((layer.connections[:, 0] == i) & (layer.connections[:, 1] == layer.connections[0, 1])).any())
+    )
     layer.connections.data[0, 0] = free  # .data bypasses the version counter
     torch.testing.assert_close(layer(x), _dense_output(layer, x))
 
@@ -239,7 +275,10 @@ def test_gradient_regrowth_pairs_each_input_with_its_own_gradient():
 
     def trained(extra_forward: bool):
         layer = SETLayer(30, 20, epsilon=3, regrowth="gradient", generator=torch.Generator().manual_seed(1))
-        a, b = torch.randn(8, 30, generator=torch.Generator().manual_seed(2)), torch.randn(8, 30, generator=torch.Generator().manual_seed(3))
+        a, b = (
+            torch.randn(8, 30, generator=torch.Generator().manual_seed(2)),
+            torch.randn(8, 30, generator=torch.Generator().manual_seed(3)),
+        )
         layer(a).square().sum().backward()
         if extra_forward:
             layer(b)  # a training forward whose backward never comes (e.g. a logged loss)
@@ -252,7 +291,10 @@ def test_gradient_regrowth_pairs_each_input_with_its_own_gradient():
 @pytest.mark.parametrize(
     ("build", "problem"),
     [
-        (lambda: __import__("synapses").SETLayer(784, 10, input_grid=(-28, -28)), "input_grid must be \\(height, width\\), two positive integers"),
+        (
+            lambda: __import__("synapses").SETLayer(784, 10, input_grid=(-28, -28)),
+            "input_grid must be \\(height, width\\), two positive integers",
+        ),
         (lambda: __import__("synapses").SETLayer(784, 10, input_grid=(28, 28.0)), "two positive integers"),
     ],
 )
@@ -267,7 +309,9 @@ def test_misused_inputs_and_devices_get_one_line_that_names_the_fix():
     from synapses import SETLayer
 
     layer = SETLayer(20, 10, epsilon=2)
-    with pytest.raises(TypeError, match=r"input is torch.float16 but the layer's weight is torch.float32; convert one of them"):
+    with pytest.raises(
+        TypeError, match=r"input is torch.float16 but the layer's weight is torch.float32; convert one of them"
+    ):
         layer(torch.randn(2, 20).half())
     with pytest.raises(TypeError, match=r"input is torch.int64 but the layer's weight is torch.float32"):
         layer(torch.ones(2, 20, dtype=torch.int64))
@@ -308,15 +352,20 @@ def test_evolution_schedule_arguments_and_state_are_checked():
 
     import synapses
 
-    model = synapses.sparsify(torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 5)), epsilon=2)
+    model = synapses.sparsify(
+        torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 5)), epsilon=2
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     assert synapses.Evolution(model, optimizer, every=np.int64(5)).every == 5
     for total in (0, -3):
         with pytest.raises(ValueError, match="total_steps must be a positive whole number of steps"):
             synapses.Evolution(model, optimizer, every=5, total_steps=total)
     evolution = synapses.Evolution(model, optimizer, every=5)
-    for state, problem in [({"steps": 3}, "expects \\{'steps', 'evolutions'\\}"), ({"steps": -1, "evolutions": 0}, "steps must be a non-negative"),
-                           ({"steps": 4, "evolutions": 2}, "2 evolutions cannot have happened in 4 steps")]:
+    for state, problem in [
+        ({"steps": 3}, "expects \\{'steps', 'evolutions'\\}"),
+        ({"steps": -1, "evolutions": 0}, "steps must be a non-negative"),
+        ({"steps": 4, "evolutions": 2}, "2 evolutions cannot have happened in 4 steps"),
+    ]:
         with pytest.raises(ValueError, match=problem):
             evolution.load_state_dict(state)
     evolution.load_state_dict({"steps": 10, "evolutions": 2})
@@ -381,8 +430,14 @@ def test_a_diverged_run_stops_with_a_status_and_is_never_done(tmp_path, finished
 def test_a_source_run_of_another_shape_is_refused_before_a_folder_is_made(tmp_path, finished_run):
     _, _, small = finished_run
     source = run_experiment(ExperimentConfig(epochs=1, hidden=(64, 32)), tmp_path, data=small, progress=False)
-    for config in (ExperimentConfig(epochs=1, init_from=source.name), ExperimentConfig(epochs=1, evolution="off", topology_from=source.name)):
-        with pytest.raises(ConfigError, match="is a SparseNet with hidden \\[64, 32\\] .*; this run needs SparseNet with hidden \\[512, 128\\]"):
+    for config in (
+        ExperimentConfig(epochs=1, init_from=source.name),
+        ExperimentConfig(epochs=1, evolution="off", topology_from=source.name),
+    ):
+        with pytest.raises(
+            ConfigError,
+            match="is a SparseNet with hidden \\[64, 32\\] .*; this run needs SparseNet with hidden \\[512, 128\\]",
+        ):
             run_experiment(config, tmp_path, data=small, progress=False)
         assert not (tmp_path / config.run_id()).exists()
 
@@ -390,7 +445,10 @@ def test_a_source_run_of_another_shape_is_refused_before_a_folder_is_made(tmp_pa
 @pytest.mark.parametrize(
     ("fields", "problem"),
     [
-        (dict(init_from="../elsewhere/run"), "init_from must be a run id \\(a folder name in the results directory, no path\\)"),
+        (
+            dict(init_from="../elsewhere/run"),
+            "init_from must be a run id \\(a folder name in the results directory, no path\\)",
+        ),
         (dict(evolution="off", topology_from="/abs/run"), "topology_from must be a run id"),
         (dict(train_size=100_000), "train_size must be in 1..60000"),
         (dict(test_size=20_000), "test_size must be in 1..10000"),
@@ -418,8 +476,10 @@ def test_a_full_cache_disk_is_not_reported_as_a_damaged_mnist(tmp_path, monkeypa
     def full_disk_open(path, mode="r", *args, **kwargs):
         handle = real_open(path, mode, *args, **kwargs)
         if "w" in mode and str(path).endswith(".partial"):
+
             def write(_):
                 raise OSError(errno.ENOSPC, "No space left on device")
+
             handle.write = write
         return handle
 
@@ -481,13 +541,19 @@ def test_the_study_finds_its_checkout_from_the_working_directory_never_from_the_
 
     def where(cwd: Path, **env: str) -> list[str]:
         environ = {k: v for k, v in __import__("os").environ.items() if k != "SYNAPSES_ROOT"} | env
-        return subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=environ, capture_output=True, text=True, check=True).stdout.split()
+        return subprocess.run(
+            [sys.executable, "-c", probe], cwd=cwd, env=environ, capture_output=True, text=True, check=True
+        ).stdout.split()
 
     root = Path(__file__).parents[1]
     assert where(root / "notebooks") == [str(root / "results"), str(root / "data" / "mnist")]
     assert where(tmp_path) == [str(tmp_path.resolve() / "results"), str(tmp_path.resolve() / "data" / "mnist")]
     assert where(tmp_path, SYNAPSES_ROOT=str(root)) == [str(root / "results"), str(root / "data" / "mnist")]
-    missing = subprocess.run([sys.executable, "-c", "from synapses_study.data import load_mnist; load_mnist()"], cwd=tmp_path,
-                             env={k: v for k, v in __import__("os").environ.items() if k not in ("SYNAPSES_ROOT", "SYNAPSES_MNIST_DIR")},
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, "-c", "from synapses_study.data import load_mnist; load_mnist()"],
+        cwd=tmp_path,
+        env={k: v for k, v in __import__("os").environ.items() if k not in ("SYNAPSES_ROOT", "SYNAPSES_MNIST_DIR")},
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode != 0 and "set SYNAPSES_ROOT or SYNAPSES_MNIST_DIR" in missing.stderr

@@ -1,4 +1,5 @@
 """Optimizer state of moved weights: reset to a fresh parameter's, everything else untouched."""
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """Notebook parameter checks."""
+
 import math
 
 import pytest
@@ -47,5 +48,10 @@ def test_rules(value, rule, ok):
 
 def test_every_bad_parameter_is_named_once_in_one_error():
     with pytest.raises(ParameterError) as info:
-        check_parameters(profile=("x", one_of("smoke")), seeds=([1], optional(list_of(non_negative_int))), epochs=(0, positive_int))
-    assert str(info.value) == "parameter profile must be one of 'smoke', got 'x'; parameter epochs must be an integer >= 1, got 0"
+        check_parameters(
+            profile=("x", one_of("smoke")), seeds=([1], optional(list_of(non_negative_int))), epochs=(0, positive_int)
+        )
+    assert (
+        str(info.value)
+        == "parameter profile must be one of 'smoke', got 'x'; parameter epochs must be an integer >= 1, got 0"
+    )

@@ -1,4 +1,5 @@
 """Plotting helpers that compute what they draw."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -24,11 +25,16 @@ def test_dose_response_draws_means_with_zero_on_a_log_axis():
 def test_band_draws_the_mean_and_the_chosen_spread():
     from synapses_study.plotting import band
 
-    runs = pd.DataFrame({"epoch": [1, 2, 1, 2, 1, 2], "seed": [0, 0, 1, 1, 2, 2], "wd": 0.0, "y": [1.0, 2.0, 3.0, 4.0, 2.0, 6.0]})
+    runs = pd.DataFrame(
+        {"epoch": [1, 2, 1, 2, 1, 2], "seed": [0, 0, 1, 1, 2, 2], "wd": 0.0, "y": [1.0, 2.0, 3.0, 4.0, 2.0, 6.0]}
+    )
     fig, ax = plt.subplots()
     band(ax, runs, "y", by="wd", spread="range")
     assert list(ax.lines[0].get_ydata()) == [2.0, 4.0]
-    low, high = ax.collections[0].get_paths()[0].vertices[:, 1].min(), ax.collections[0].get_paths()[0].vertices[:, 1].max()
+    low, high = (
+        ax.collections[0].get_paths()[0].vertices[:, 1].min(),
+        ax.collections[0].get_paths()[0].vertices[:, 1].max(),
+    )
     assert (low, high) == (1.0, 6.0)
     assert ax.get_legend_handles_labels()[1] == ["wd: 0"]
     with pytest.raises(ValueError, match="spread must be"):
@@ -40,13 +46,21 @@ def test_groups_get_human_labels_and_one_colour_per_condition():
     from synapses_study.plotting import CONFIG_COLOURS, axis_label, group_colours, group_label
 
     assert axis_label("test_acc") == "test accuracy (%)" and axis_label("ink_rho") == "ink ρ (Spearman)"
-    assert group_label("weight_decay", 0.001) == "L2 1e-3" and group_label("entry", "inverted") == "inverted" and group_label("inputs", "scaled") == "inputs: scaled"
+    assert (
+        group_label("weight_decay", 0.001) == "L2 1e-3"
+        and group_label("entry", "inverted") == "inverted"
+        and group_label("inputs", "scaled") == "inputs: scaled"
+    )
     # a decay has the same colour whatever else is in the figure
     for values in ([0.0, 0.001], [0.001, 0.01], [0.0, 0.001, 0.01]):
         colours = group_colours("weight_decay", values)
         assert all(colours[v] == CONFIG_COLOURS[group_label("weight_decay", v)] for v in values)
     other = group_colours("entry", ["inverted", "positive", "random", "set"])
-    assert len(set(other.values())) == 4 and not set(other.values()) & {CONFIG_COLOURS["no decay"], CONFIG_COLOURS["L2 1e-3"], CONFIG_COLOURS["L2 1e-2"]}
+    assert len(set(other.values())) == 4 and not set(other.values()) & {
+        CONFIG_COLOURS["no decay"],
+        CONFIG_COLOURS["L2 1e-3"],
+        CONFIG_COLOURS["L2 1e-2"],
+    }
 
 
 def test_accuracy_is_drawn_in_percent_and_zoomed_past_the_first_epochs():
@@ -55,8 +69,17 @@ def test_accuracy_is_drawn_in_percent_and_zoomed_past_the_first_epochs():
     from synapses_study.plotting import metric_panel
 
     epochs = np.arange(1, 101)
-    runs = pd.DataFrame({"epoch": np.tile(epochs, 2), "seed": np.repeat([0, 1], 100), "weight_decay": 0.0,
-                         "test_acc": np.tile(np.r_[0.5, np.full(99, 0.97)], 2), "center_ratio": 1.0, "ink_rho": 0.0, "test_loss": 0.1})
+    runs = pd.DataFrame(
+        {
+            "epoch": np.tile(epochs, 2),
+            "seed": np.repeat([0, 1], 100),
+            "weight_decay": 0.0,
+            "test_acc": np.tile(np.r_[0.5, np.full(99, 0.97)], 2),
+            "center_ratio": 1.0,
+            "ink_rho": 0.0,
+            "test_loss": 0.1,
+        }
+    )
     fig, axes = plt.subplots(4, 1)
     metric_panel(axes, runs, by="weight_decay")
     assert axes[3].get_ylabel() == "test accuracy (%)" and axes[3].lines[0].get_ydata()[-1] == 97.0

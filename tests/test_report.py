@@ -1,4 +1,5 @@
 """Generated tables of the write-up: regenerated from results, checked for staleness."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,9 +44,10 @@ def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
     from synapses_study.analysis import ink_correlation, ink_frequency
     from synapses_study.data import load_mnist
 
-
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
-    rho = ink_correlation(RunDir(tmp / "results" / one.config.run_id()).topology()[-1], ink_frequency(load_mnist().train_x))
+    rho = ink_correlation(
+        RunDir(tmp / "results" / one.config.run_id()).topology()[-1], ink_frequency(load_mnist().train_x)
+    )
     assert rows[1][8] == f"{rho:.3f}"
     history = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv.xz")
     peak = history["center_ratio"].idxmax()
@@ -55,7 +57,9 @@ def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
 
 def test_overfitting_view_finds_the_minimum_test_loss(finished):
     tmp, runs = finished
-    text = refresh("<!-- table: tiny:overfitting -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
+    text = refresh(
+        "<!-- table: tiny:overfitting -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True
+    )
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     assert "min test loss | at epoch | test loss at end" in text
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
@@ -75,7 +79,18 @@ def test_overfitting_summary_on_a_known_curve(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(ExperimentConfig(epochs=100).to_json())
-    pd.DataFrame({"epoch": epochs, "train_loss": loss, "train_acc": acc, "test_loss": loss, "test_acc": acc, "center_ratio": 1.0, "decay_in_force": 0.0, "seconds": 1.0}).to_csv(run / "metrics.csv", index=False)
+    pd.DataFrame(
+        {
+            "epoch": epochs,
+            "train_loss": loss,
+            "train_acc": acc,
+            "test_loss": loss,
+            "test_acc": acc,
+            "center_ratio": 1.0,
+            "decay_in_force": 0.0,
+            "seconds": 1.0,
+        }
+    ).to_csv(run / "metrics.csv", index=False)
     summary = overfitting_summary(run, window=5)
     assert summary["min_epoch"] == 40 and summary["min_test_loss"] == pytest.approx(0.1 + 2 * (1 + 4) / 5 / 1e4)
     assert summary["test_acc"] == pytest.approx(0.9 + 98 / 1e4)  # centred on epoch 98
@@ -85,8 +100,12 @@ def test_overfitting_summary_on_a_known_curve(tmp_path):
 
 def test_outcome_view_joins_the_last_epoch_and_the_smoothed_peak(finished):
     tmp, runs = finished
-    text = refresh("<!-- table: tiny:outcome -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
-    assert "| test loss | test acc (%) | best test acc, smoothed (%) | at epoch | ink ρ, lowest to highest seed |" in text
+    text = refresh(
+        "<!-- table: tiny:outcome -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True
+    )
+    assert (
+        "| test loss | test acc (%) | best test acc, smoothed (%) | at epoch | ink ρ, lowest to highest seed |" in text
+    )
     row = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay=0.001")][0]
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
     metrics = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv.xz")
@@ -103,13 +122,20 @@ def test_a_table_can_show_one_entry_of_a_sweep(finished):
         "runs:\n  - {name: plain, weight_decay: 0.0}\n  - {name: decayed, weight_decay: 1.0e-3}\n"
     )
     whole = refresh("<!-- table: tiny -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
-    one = refresh("<!-- table: entries/decayed -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
+    one = refresh(
+        "<!-- table: entries/decayed -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True
+    )
     rows = [line for line in one.splitlines() if line.startswith("| ") and not line.startswith("| configuration")]
     assert len(rows) == 1 and rows[0].startswith("| decayed |")
     decayed_in_whole = [line for line in whole.splitlines() if line.startswith("| weight_decay=0.001")][0]
     assert rows[0].split(" | ")[1:] == decayed_in_whole.split(" | ")[1:]
     with pytest.raises(ValueError, match="no entry 'nope' in entries; known: \\['decayed', 'plain'\\]"):
-        refresh("<!-- table: entries/nope:overfitting -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
+        refresh(
+            "<!-- table: entries/nope:overfitting -->\n<!-- /table -->\n",
+            tmp / "results",
+            tmp / "configs",
+            allow_missing=True,
+        )
 
 
 @pytest.mark.parametrize(
@@ -142,14 +168,20 @@ def test_value_range_leaves_out_runs_without_the_value():
 def test_topology_view_over_several_sweeps(finished):
     """Rows of ``a+b:topology`` are those of each sweep, named after it, with the per-seed range."""
     tmp, runs = finished
-    (tmp / "configs" / "single.yaml").write_text("base: {epochs: 3, train_size: 1000, test_size: 200, weight_decay: 0.001}\n")
-    text = refresh("<!-- table: tiny+single:topology -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
+    (tmp / "configs" / "single.yaml").write_text(
+        "base: {epochs: 3, train_size: 1000, test_size: 200, weight_decay: 0.001}\n"
+    )
+    text = refresh(
+        "<!-- table: tiny+single:topology -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True
+    )
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "configuration" not in line]
     assert [r[0] for r in rows] == ["| tiny: weight_decay=0.0", "| tiny: weight_decay=0.001", "| single"]
     from synapses_study.analysis import ink_correlation
     from synapses_study.results import training_ink
 
-    rhos = [ink_correlation(RunDir(tmp / "results" / r.config.run_id()).topology()[-1], training_ink()) for r in runs[:2]]
+    rhos = [
+        ink_correlation(RunDir(tmp / "results" / r.config.run_id()).topology()[-1], training_ink()) for r in runs[:2]
+    ]
     assert rows[0][5] == f"{min(rhos):.3f} to {max(rhos):.3f}"
     assert rows[2][1:3] == ["3", "1 of 1"]  # seed 0 at 1e-3: the run tiny's sweep finished
     assert rows[2][4:6] == rows[1][4:6]
@@ -158,7 +190,9 @@ def test_topology_view_over_several_sweeps(finished):
 def test_errors_view_reevaluates_the_saved_network(finished):
     """The final network, rebuilt from its files, gives back the test loss the run logged."""
     tmp, runs = finished
-    text = refresh("<!-- table: tiny:errors -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
+    text = refresh(
+        "<!-- table: tiny:errors -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True
+    )
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
     last = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv.xz").iloc[-1]
@@ -208,8 +242,12 @@ def test_incomplete_runs_say_what_is_missing(finished, tmp_path):
     shutil.copytree(tmp / "results" / config.run_id(), run_dir)
     assert RunDir(run_dir).problem(config) is None
     (run_dir / "metrics.csv.xz").unlink()  # a run stopped one epoch short keeps its metrics plain
-    (run_dir / "metrics.csv").write_text("".join(read_text(tmp / "results" / config.run_id() / "metrics.csv.xz").splitlines(True)[:-1]))
-    assert RunDir(run_dir).problem(config) == "metrics.csv.xz is missing"  # the manifest names what the finished run held
+    (run_dir / "metrics.csv").write_text(
+        "".join(read_text(tmp / "results" / config.run_id() / "metrics.csv.xz").splitlines(True)[:-1])
+    )
+    assert (
+        RunDir(run_dir).problem(config) == "metrics.csv.xz is missing"
+    )  # the manifest names what the finished run held
     (run_dir / "manifest.json").unlink()
     assert RunDir(run_dir).problem(config) == "not finished (no manifest.json)"
     (run_dir / "checkpoint.pt").write_bytes(b"stands for a checkpoint")
@@ -250,9 +288,13 @@ def test_drift_view_reads_the_topology_at_given_epochs(finished):
     topology = RunDir(run_dir).topology()
     rho = ink_correlation(topology, training_ink())
     assert drift["rho@0"] == rho[0]
-    assert drift["rho@2"] == pytest.approx(rho[:3].mean()) and drift["rho@3"] == pytest.approx(rho.mean())  # windows clipped at the start
+    assert drift["rho@2"] == pytest.approx(rho[:3].mean()) and drift["rho@3"] == pytest.approx(
+        rho.mean()
+    )  # windows clipped at the start
     assert np.isnan(drift["rho@4"]) and set(drift) == {"rho@0", "rho@2", "rho@3", "rho@4"}
-    text = refresh("<!-- table: tiny:drift -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True)
+    text = refresh(
+        "<!-- table: tiny:drift -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True
+    )
     assert "| ink ρ, epochs 31-50 |" in text  # the default epochs all lie past a 3-epoch run
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     assert all(cell.rstrip(" |") == "–" for row in rows for cell in row[3:])
@@ -272,16 +314,34 @@ def test_pruning_views_read_the_recorded_pruning(finished, small_mnist):
     from synapses_study.analysis import pruning_by_region
     from synapses_study.results import training_ink
 
-    (tmp / "configs" / "recorded.yaml").write_text("base: {epochs: 2, train_size: 1000, test_size: 200, record_pruning: true}\n")
+    (tmp / "configs" / "recorded.yaml").write_text(
+        "base: {epochs: 2, train_size: 1000, test_size: 200, record_pruning: true}\n"
+    )
     config = load_sweep(tmp / "configs" / "recorded.yaml").runs[0].config
     run_experiment(config, tmp / "results", data=small_mnist, progress=False)
     run_dir = tmp / "results" / config.run_id()
-    tables = {view: refresh(f"<!-- table: recorded:{view} -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True) for view in ("pruning", "pruning_never_inked")}
+    tables = {
+        view: refresh(
+            f"<!-- table: recorded:{view} -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True
+        )
+        for view in ("pruning", "pruning_never_inked")
+    }
     for view, blank_below in (("pruning", 0.01), ("pruning_never_inked", 1e-6)):
-        regions = pruning_by_region(*RunDir(run_dir).pruning(), RunDir(run_dir).topology(), training_ink(), blank_below=blank_below)
-        last = regions.groupby("region")[["share_of_connections", "pruned_fraction", "mean_abs_weight"]].mean()  # both epochs: inside the window
+        regions = pruning_by_region(
+            *RunDir(run_dir).pruning(), RunDir(run_dir).topology(), training_ink(), blank_below=blank_below
+        )
+        last = regions.groupby("region")[
+            ["share_of_connections", "pruned_fraction", "mean_abs_weight"]
+        ].mean()  # both epochs: inside the window
         row = [line for line in tables[view].splitlines() if line.startswith("| all |")][0].rstrip(" |").split(" | ")
-        expected = [(training_ink() < blank_below).mean(), last.loc["blank", "share_of_connections"], last.loc["blank", "pruned_fraction"], last.loc["inked", "pruned_fraction"], last.loc["blank", "mean_abs_weight"], last.loc["inked", "mean_abs_weight"]]
+        expected = [
+            (training_ink() < blank_below).mean(),
+            last.loc["blank", "share_of_connections"],
+            last.loc["blank", "pruned_fraction"],
+            last.loc["inked", "pruned_fraction"],
+            last.loc["blank", "mean_abs_weight"],
+            last.loc["inked", "mean_abs_weight"],
+        ]
         assert row[3:] == [f"{value:.3f}" for value in expected]
     assert tables["pruning"] != tables["pruning_never_inked"]
     with pytest.raises(FileNotFoundError, match="has no pruning.npz: only runs made with record_pruning have one"):
@@ -298,13 +358,21 @@ def test_values_in_the_prose_are_filled_from_tables_and_facts(finished, monkeypa
     text = "acc <!--v tiny | weight_decay=0.0 | test acc (%) -->old<!--/v--> and <!--v fact:answer -->?<!--/v-->."
     fresh = refresh(text, tmp / "results", tmp / "configs", allow_missing=True)
     count = len(list((tmp / "results").iterdir()))
-    assert fresh == f"acc <!--v tiny | weight_decay=0.0 | test acc (%) -->{cell}<!--/v--> and <!--v fact:answer -->{count} folders<!--/v-->."
+    assert fresh == (
+        f"acc <!--v tiny | weight_decay=0.0 | test acc (%) -->{cell}<!--/v--> and <!--v fact:answer -->{count} "
+        "folders<!--/v-->."
+    )
     from synapses_study.report import stale_markers
 
     assert stale_markers(text, fresh) == ["tiny | weight_decay=0.0 | test acc (%)", "fact:answer"]
     assert stale_markers(fresh, fresh) == []
     with pytest.raises(ValueError, match="no row 'weight_decay=5'"):
-        refresh("<!--v tiny | weight_decay=5 | test acc (%) -->?<!--/v-->", tmp / "results", tmp / "configs", allow_missing=True)
+        refresh(
+            "<!--v tiny | weight_decay=5 | test acc (%) -->?<!--/v-->",
+            tmp / "results",
+            tmp / "configs",
+            allow_missing=True,
+        )
 
 
 # ---------------------------------------------------------------------------- the write-up itself
@@ -328,7 +396,9 @@ def test_the_write_up_opens_with_the_answer_and_keeps_its_main_text_short():
     summary = _section(text, "Summary")
     prose = re.sub(r"<!--v [^>]*-->|<!--/v-->", "", summary.split("![")[0])
     assert len(prose.split()) <= 250
-    assert "figures/summary_topology.png" in summary and "<!-- table: reproduction+extensions_1000:verdict -->" in summary
+    assert (
+        "figures/summary_topology.png" in summary and "<!-- table: reproduction+extensions_1000:verdict -->" in summary
+    )
     assert len(text[: text.index("\n## Appendix\n")]) <= 25_000
 
 
@@ -358,12 +428,26 @@ def test_runs_the_write_up_calls_shared_trajectories_repeat_each_other():
 
     for wd in (0.0, 1e-3, 1e-2):
         for seed in (0, 1, 2):
-            assert prefix_of(select_runs("sweep155", weight_decay=wd, seed=seed)[0], select_runs("reproduction", weight_decay=wd, seed=seed)[0])
+            assert prefix_of(
+                select_runs("sweep155", weight_decay=wd, seed=seed)[0],
+                select_runs("reproduction", weight_decay=wd, seed=seed)[0],
+            )
         for seed in (0, 1):
-            assert prefix_of(select_runs("mechanism", weight_decay=wd, seed=seed)[0], select_runs("sweep155", weight_decay=wd, seed=seed)[0])
-    for entry, fields in (("unit_inputs", dict(weight_decay=0.0)), ("near_parents", dict(weight_decay=0.0)), ("decoupled", dict(weight_decay=2e-5)), ("l1", dict(l1=1e-4))):
+            assert prefix_of(
+                select_runs("mechanism", weight_decay=wd, seed=seed)[0],
+                select_runs("sweep155", weight_decay=wd, seed=seed)[0],
+            )
+    for entry, fields in (
+        ("unit_inputs", dict(weight_decay=0.0)),
+        ("near_parents", dict(weight_decay=0.0)),
+        ("decoupled", dict(weight_decay=2e-5)),
+        ("l1", dict(l1=1e-4)),
+    ):
         for seed in (0, 1):
-            assert prefix_of(select_runs("extensions", entry=entry, seed=seed, **fields)[0], select_runs("extensions_1000", entry=entry, seed=seed)[0])
+            assert prefix_of(
+                select_runs("extensions", entry=entry, seed=seed, **fields)[0],
+                select_runs("extensions_1000", entry=entry, seed=seed)[0],
+            )
 
 
 def test_selection_table_pools_seeds_per_ranking_and_weight_decay(tmp_path, monkeypatch):
@@ -373,19 +457,40 @@ def test_selection_table_pools_seeds_per_ranking_and_weight_decay(tmp_path, monk
     from synapses_study.report import refresh
     from synapses_study.tables import IncompleteResultsError
 
-    monkeypatch.setattr(tables, "missing_scores", lambda table, configs, rank_epochs: 0)  # a table of two rankings, complete as such
+    monkeypatch.setattr(
+        tables, "missing_scores", lambda table, configs, rank_epochs: 0
+    )  # a table of two rankings, complete as such
 
     rows = []
     for seed, accuracy in ((0, 0.90), (1, 0.92)):
         for k in (50, 100):
             for classifier in ("extra_trees", "linear_svm"):
-                rows.append(dict(ranking="connections@1000", weight_decay=0.001, seed=seed, k=k, classifier=classifier, test_acc=accuracy + k / 10000))
-    rows += [dict(ranking="ink", weight_decay=float("nan"), seed=-1, k=k, classifier=c, test_acc=0.8) for k in (50, 100) for c in ("extra_trees", "linear_svm")]
+                rows.append(
+                    dict(
+                        ranking="connections@1000",
+                        weight_decay=0.001,
+                        seed=seed,
+                        k=k,
+                        classifier=classifier,
+                        test_acc=accuracy + k / 10000,
+                    )
+                )
+    rows += [
+        dict(ranking="ink", weight_decay=float("nan"), seed=-1, k=k, classifier=c, test_acc=0.8)
+        for k in (50, 100)
+        for c in ("extra_trees", "linear_svm")
+    ]
     pd.DataFrame(rows).to_csv(tmp_path / "feature_selection.csv", index=False)
     text = refresh("<!-- table: selection -->\n<!-- /table -->\n", results_dir=tmp_path)
     lines = text.splitlines()
-    assert lines[1] == "| ranking | seeds | extra trees, K=50 (%) | linear svm, K=50 (%) | extra trees, K=100 (%) | linear svm, K=100 (%) |"
-    assert lines[3] == "| connections@1000, weight_decay=0.001 | 2 | 91.50 ± 1.41 | 91.50 ± 1.41 | 92.00 ± 1.41 | 92.00 ± 1.41 |"
+    assert lines[1] == (
+        "| ranking | seeds | extra trees, K=50 (%) | linear svm, K=50 (%) | extra trees, K=100 (%) | linear svm, "
+        "K=100 (%) |"
+    )
+    assert (
+        lines[3]
+        == "| connections@1000, weight_decay=0.001 | 2 | 91.50 ± 1.41 | 91.50 ± 1.41 | 92.00 ± 1.41 | 92.00 ± 1.41 |"
+    )
     assert lines[4] == "| ink | 1 | 80.00 | 80.00 | 80.00 | 80.00 |"
     with pytest.raises(IncompleteResultsError, match="python -m synapses_study.selection"):
         refresh("<!-- table: selection -->\n<!-- /table -->\n", results_dir=tmp_path / "nowhere")
@@ -397,8 +502,12 @@ def test_selection_table_refuses_a_table_with_scores_missing(tmp_path):
     from synapses_study import selection
     from synapses_study.tables import IncompleteResultsError, selection_table
 
-    rows = [dict(ranking=name, weight_decay=wd, seed=seed, k=k, classifier=c, test_acc=0.5)
-            for name, wd, seed, _ in selection.rankings([]) for k in selection.BUDGETS for c in selection.CLASSIFIERS]
+    rows = [
+        dict(ranking=name, weight_decay=wd, seed=seed, k=k, classifier=c, test_acc=0.5)
+        for name, wd, seed, _ in selection.rankings([])
+        for k in selection.BUDGETS
+        for c in selection.CLASSIFIERS
+    ]
     table = pd.DataFrame(rows)
     assert len(table) == 5 * 4 and selection.missing_scores(table, []) == 0  # ink, variance, three random draws
     assert selection.missing_scores(table.iloc[1:], []) == 1

@@ -9,6 +9,7 @@ ranks: where two weights are that close, one run keeps what the other prunes. So
 topology is compared over the epochs that are exact today: three for SET, two for
 near-parents (whose parents are drawn in proportion to |weight|), one for EvolNet (which
 evolves within the epoch). A change to the evolution code that moves any draw breaks them."""
+
 import numpy as np
 import pytest
 
@@ -21,7 +22,12 @@ pytestmark = pytest.mark.slow
 CASES = {
     "plain SET": ("reproduction", None, dict(weight_decay=0.0, seed=0), 3),
     "near-parents regrowth": ("extensions", "near_parents", dict(seed=0), 2),
-    "E1: newborns at 0.05 sd, pruning recorded": ("why_it_inverts", "e1_small_newborns", dict(seed=0, input_regrowth_scale=0.05), 3),
+    "E1: newborns at 0.05 sd, pruning recorded": (
+        "why_it_inverts",
+        "e1_small_newborns",
+        dict(seed=0, input_regrowth_scale=0.05),
+        3,
+    ),
     "EvolNet phase 1": ("evolnet_triplet", "phase1", dict(seed=0, weight_decay=0.0), 1),
 }
 

@@ -1,4 +1,5 @@
 """Reading runs back into tidy tables."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,10 +14,20 @@ from synapses_study.sweep import ensure_runs
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory, small_mnist):
     root = tmp_path_factory.mktemp("runs")
-    configs = [ExperimentConfig(epochs=2, seed=s, weight_decay=wd, train_size=1000, test_size=200) for wd in (0.0, 1e-3) for s in (0, 1)]
+    configs = [
+        ExperimentConfig(epochs=2, seed=s, weight_decay=wd, train_size=1000, test_size=200)
+        for wd in (0.0, 1e-3)
+        for s in (0, 1)
+    ]
     for config in configs:
         run_experiment(config, root, data=small_mnist, progress=False)
-    run_experiment(ExperimentConfig(epochs=3, seed=9, train_size=1000, test_size=200), root, data=small_mnist, progress=False, stop_after=1)
+    run_experiment(
+        ExperimentConfig(epochs=3, seed=9, train_size=1000, test_size=200),
+        root,
+        data=small_mnist,
+        progress=False,
+        stop_after=1,
+    )
     return root, configs
 
 
@@ -119,8 +130,12 @@ def test_startable_holds_back_runs_whose_source_is_missing(runs_dir):
 
     root, configs = runs_dir
     finished = next(c for c in configs if (root / c.run_id() / "model.pt").exists())
-    from_finished = ExperimentConfig(epochs=1, train_size=1000, test_size=200, evolution="off", topology_from=finished.run_id())
-    from_missing = ExperimentConfig(epochs=1, train_size=1000, test_size=200, evolution="off", topology_from="sparsenet_e1000_nowhere")
+    from_finished = ExperimentConfig(
+        epochs=1, train_size=1000, test_size=200, evolution="off", topology_from=finished.run_id()
+    )
+    from_missing = ExperimentConfig(
+        epochs=1, train_size=1000, test_size=200, evolution="off", topology_from="sparsenet_e1000_nowhere"
+    )
     first = ExperimentConfig(epochs=1, train_size=1000, test_size=200, seed=7)
     chained = ExperimentConfig(epochs=1, train_size=1000, test_size=200, seed=7, init_from=first.run_id())
     ready, blocked = startable([from_finished, from_missing, first, chained], root)

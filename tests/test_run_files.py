@@ -1,4 +1,5 @@
 """Run files: sealed checkpoints and models, compact arrays, damage and full disks."""
+
 import errno
 import io
 import os
@@ -38,8 +39,6 @@ def test_model_round_trip_with_compact_indices(tmp_path):
         assert loaded[key].dtype == state[key].dtype and torch.equal(loaded[key], state[key])
 
 
-
-
 def test_topology_and_pruning_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 300, (6, 784))  # steps beyond int8: stored wider, still exact
@@ -67,8 +66,6 @@ def test_weight_mass_beyond_float16_normal_range_stays_float32(tmp_path, outside
     assert np.array_equal(read_pruning(tmp_path / "pruning.npz")[1], mass.astype(np.float32).astype(np.float64))
 
 
-
-
 def _checkpoint(tmp_path):
     path = tmp_path / "run_a" / "checkpoint.pt"
     path.parent.mkdir()
@@ -91,7 +88,11 @@ def test_damaged_checkpoint_names_the_file_and_the_way_out(tmp_path, damage, mat
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(DamagedFileError, match=match) as info:
         load_checkpoint(path, "run_a")
-    assert str(path) in str(info.value) and "delete" in str(info.value) and "to restart the run from scratch" in str(info.value)
+    assert (
+        str(path) in str(info.value)
+        and "delete" in str(info.value)
+        and "to restart the run from scratch" in str(info.value)
+    )
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
@@ -160,17 +161,19 @@ def test_truncated_topology_names_the_file(tmp_path):
         read_topology(path)
 
 
-
-
 def test_an_unsealed_checkpoint_is_refused_not_resumed(tmp_path):
     # a plain torch.save file carries no run id and no checksum: it could be any run's
     path = tmp_path / "run_a" / "checkpoint.pt"
     path.parent.mkdir()
     torch.save({"model": _state(), "epoch": 2}, path)
-    with pytest.raises(DamagedFileError, match="checkpoint.pt is damaged \\(no checksum: not a sealed file.*; delete .*run_a to restart the run from scratch"):
+    with pytest.raises(
+        DamagedFileError,
+        match=(
+            "checkpoint.pt is damaged \\(no checksum: not a sealed file.*; delete .*run_a to restart the run from "
+            "scratch"
+        ),
+    ):
         load_checkpoint(path, "run_a")
-
-
 
 
 def _compressions(path) -> set[int]:
@@ -193,7 +196,9 @@ def test_a_finished_run_is_written_with_xz_and_reads_back_what_training_wrote(tm
     # the same arrays as the zlib files of the same run (written again, unfinished)
     fast = tmp_path / "fast.npz"
     write_topology(fast, read_topology(run_dir / "topology.npz"))
-    assert _compressions(fast) == {zipfile.ZIP_DEFLATED} and np.array_equal(read_topology(fast), read_topology(run_dir / "topology.npz"))
+    assert _compressions(fast) == {zipfile.ZIP_DEFLATED} and np.array_equal(
+        read_topology(fast), read_topology(run_dir / "topology.npz")
+    )
 
 
 def test_final_arrays_are_byte_identical_whenever_written(tmp_path, monkeypatch):
@@ -204,8 +209,6 @@ def test_final_arrays_are_byte_identical_whenever_written(tmp_path, monkeypatch)
     monkeypatch.setattr(time, "time", lambda: 2_000_000_000.0)  # another day, another zip timestamp
     write_topology(tmp_path / "b.npz", counts, final=True)
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
-
-
 
 
 def test_a_run_that_keeps_no_network_finishes_without_one(tmp_path, small_mnist):
@@ -242,7 +245,9 @@ def test_a_finished_run_keeps_its_metrics_as_xz_text_and_a_run_in_progress_as_pl
     assert not (run_dir / "metrics.csv").exists() and RunDir(run_dir).metrics_file.name == "metrics.csv.xz"
     finished = run_files.read_text(run_dir / "metrics.csv.xz")
     assert finished.startswith(in_progress) and finished.count("\n") == 3  # header and two epochs
-    assert pd.read_csv(run_dir / "metrics.csv.xz").equals(pd.read_csv(io.StringIO(finished)))  # pandas reads it as it is
+    assert pd.read_csv(run_dir / "metrics.csv.xz").equals(
+        pd.read_csv(io.StringIO(finished))
+    )  # pandas reads it as it is
     assert RunDir(run_dir).epochs_recorded() == 2 and RunDir(run_dir).is_finished(config)
 
 
@@ -270,9 +275,9 @@ def test_a_crash_inside_finish_resumes_from_the_packed_metrics(tmp_path, small_m
     assert RunDir(run_dir).state(config) == "partial"
     run_experiment(config, tmp_path / "crashed", data=small_mnist, progress=False)
     strip = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731 (wall-clock seconds differ)
-    assert strip(run_files.read_text(run_dir / "metrics.csv.xz")) == strip(run_files.read_text(reference / "metrics.csv.xz"))
-
-
+    assert strip(run_files.read_text(run_dir / "metrics.csv.xz")) == strip(
+        run_files.read_text(reference / "metrics.csv.xz")
+    )
 
 
 def test_a_plain_torch_save_file_is_refused(tmp_path):

@@ -1,4 +1,5 @@
 """synapses.Evolution: SET (and RigL) on a schedule, from the user's training loop."""
+
 import math
 import subprocess
 import sys
@@ -49,9 +50,13 @@ def test_evolves_every_k_steps_and_resets_moved_momentum():
     before_buffer = optimizer.state[layer.weight]["momentum_buffer"].clone()
     evolution.evolve()
     buffer = optimizer.state[layer.weight]["momentum_buffer"]
-    moved = (layer.connections != before_connections).any(dim=1)  # (a weight regrown onto its own pair is missed, not miscounted)
+    moved = (layer.connections != before_connections).any(
+        dim=1
+    )  # (a weight regrown onto its own pair is missed, not miscounted)
     assert moved.sum() >= 0.9 * 2 * int(layer.zeta * layer.n_params / 2)
-    assert (buffer[moved] == 0).all() and torch.equal(buffer[~moved & (before_buffer != 0)], before_buffer[~moved & (before_buffer != 0)])
+    assert (buffer[moved] == 0).all() and torch.equal(
+        buffer[~moved & (before_buffer != 0)], before_buffer[~moved & (before_buffer != 0)]
+    )
 
 
 def test_constant_and_cosine_zeta():
@@ -62,7 +67,11 @@ def test_constant_and_cosine_zeta():
     for _ in range(10):
         factors.append(cosine.zeta_factor())
         cosine.steps += 1
-    assert factors[0] == 1.0 and factors[5] == pytest.approx(0.5) and factors[-1] == pytest.approx((1 + math.cos(math.pi * 0.9)) / 2)
+    assert (
+        factors[0] == 1.0
+        and factors[5] == pytest.approx(0.5)
+        and factors[-1] == pytest.approx((1 + math.cos(math.pi * 0.9)) / 2)
+    )
 
 
 def test_cosine_stops_at_total_steps_and_state_round_trips():
@@ -87,11 +96,26 @@ def test_zeta_zero_moves_nothing():
 @pytest.mark.parametrize(
     "build, match",
     [
-        (lambda m: Evolution(nn.Linear(3, 3), torch.optim.SGD(nn.Linear(3, 3).parameters(), lr=1), every=1), "has no SETLayer"),
-        (lambda m: Evolution(m, torch.optim.SGD(m[4].parameters(), lr=1), every=1), "does not update the weight of SETLayer '0'"),
-        (lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=0), "every must be a positive whole number"),
-        (lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=1, schedule="cosine"), "needs total_steps"),
-        (lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=1, regrowth="gradient"), "needs SETLayers built with regrowth='gradient'"),
+        (
+            lambda m: Evolution(nn.Linear(3, 3), torch.optim.SGD(nn.Linear(3, 3).parameters(), lr=1), every=1),
+            "has no SETLayer",
+        ),
+        (
+            lambda m: Evolution(m, torch.optim.SGD(m[4].parameters(), lr=1), every=1),
+            "does not update the weight of SETLayer '0'",
+        ),
+        (
+            lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=0),
+            "every must be a positive whole number",
+        ),
+        (
+            lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=1, schedule="cosine"),
+            "needs total_steps",
+        ),
+        (
+            lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=1, regrowth="gradient"),
+            "needs SETLayers built with regrowth='gradient'",
+        ),
         (lambda m: Evolution(m, "sgd", every=1), "must be a torch.optim.Optimizer"),
     ],
 )
@@ -174,7 +198,11 @@ def _trained_pair():
     import copy
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(synapses.SETLayer(20, 16, epsilon=2, generator=torch.Generator().manual_seed(1)), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    model = torch.nn.Sequential(
+        synapses.SETLayer(20, 16, epsilon=2, generator=torch.Generator().manual_seed(1)),
+        torch.nn.ReLU(),
+        torch.nn.Linear(16, 3),
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(torch.randn(4, 20)).sum().backward()
     optimizer.step()
@@ -195,7 +223,11 @@ def test_prune_then_regrow_is_one_evolution_with_the_pruned_network_in_between()
     assert bool(layer.pruned.any()) and bool((layer.weight[layer.pruned] == 0).all())  # zeroed in place, not moved yet
     pruned_connections = layer.connections[layer.pruned].clone()
     moved = halves.regrow()
-    assert torch.equal(moved[0], whole[0]) and torch.equal(twin[0].connections, model[0].connections) and torch.equal(twin[0].weight, model[0].weight)
+    assert (
+        torch.equal(moved[0], whole[0])
+        and torch.equal(twin[0].connections, model[0].connections)
+        and torch.equal(twin[0].weight, model[0].weight)
+    )
     assert not torch.equal(layer.connections[moved[0]], pruned_connections) and halves.evolutions == 1
 
 
@@ -209,15 +241,23 @@ def test_without_optimizer_state_reset_moved_weights_keep_their_momentum():
 
 def test_per_pass_evolution_flips_a_coin_per_layer_and_training_pass():
     torch.manual_seed(0)
-    model = nn.Sequential(SETLayer(20, 16, epsilon=2, generator=torch.Generator().manual_seed(3)), nn.ReLU(), SETLayer(16, 8, epsilon=2, generator=torch.Generator().manual_seed(4)))
+    model = nn.Sequential(
+        SETLayer(20, 16, epsilon=2, generator=torch.Generator().manual_seed(3)),
+        nn.ReLU(),
+        SETLayer(16, 8, epsilon=2, generator=torch.Generator().manual_seed(4)),
+    )
     evolution = Evolution(model, None, per_pass=1.0, reset_optimizer_state=False)
     before = [m.connections.clone() for m in (model[0], model[2])]
     model.eval()
     model(torch.randn(4, 20))
-    assert evolution.evolutions == 0 and all(torch.equal(m.connections, c) for m, c in zip((model[0], model[2]), before))
+    assert evolution.evolutions == 0 and all(
+        torch.equal(m.connections, c) for m, c in zip((model[0], model[2]), before)
+    )
     model.train()
     model(torch.randn(4, 20))
-    assert evolution.evolutions == 2 and not any(torch.equal(m.connections, c) for m, c in zip((model[0], model[2]), before))
+    assert evolution.evolutions == 2 and not any(
+        torch.equal(m.connections, c) for m, c in zip((model[0], model[2]), before)
+    )
     evolution.per_pass = 0.0
     model(torch.randn(4, 20))
     assert evolution.evolutions == 2

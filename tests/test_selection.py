@@ -1,4 +1,5 @@
 """The topology as feature selection: rankings and the classifiers on the chosen pixels."""
+
 import numpy as np
 import pytest
 import torch
@@ -30,7 +31,10 @@ def test_baselines_and_weight_scores(small_mnist):
     assert ink.shape == (784,) and ink[0] == 0 and ink.max() <= 1  # a corner pixel is never inked
     variance = baseline_scores("variance", small_mnist.train_x)
     assert variance[0] == 0 and variance.argmax() == unit_pixels(small_mnist.train_x).var(0).argmax()
-    state = {"set_layers.0.connections": torch.tensor([[3, 0], [3, 1], [7, 0]]), "set_layers.0.weight": torch.tensor([0.5, -2.0, 1.0])}
+    state = {
+        "set_layers.0.connections": torch.tensor([[3, 0], [3, 1], [7, 0]]),
+        "set_layers.0.weight": torch.tensor([0.5, -2.0, 1.0]),
+    }
     scores = weight_scores(state)
     assert scores[3] == 2.5 and scores[7] == 1.0 and scores.sum() == 3.5
     assert not np.array_equal(random_scores(0), random_scores(1))
@@ -50,8 +54,19 @@ def test_score_table_has_a_row_per_choice_and_resumes(tmp_path, monkeypatch, sma
     from synapses_study import selection
 
     calls = []
-    monkeypatch.setattr(selection, "rankings", lambda configs, results_dir, rank_epochs: [("ink", float("nan"), -1, lambda: np.arange(784.0)), ("random", float("nan"), 0, lambda: -np.arange(784.0))])
-    monkeypatch.setattr(selection, "selection_accuracy", lambda pixels, data, classifier: calls.append((len(pixels), classifier)) or float(pixels[0]) / 1000)
+    monkeypatch.setattr(
+        selection,
+        "rankings",
+        lambda configs, results_dir, rank_epochs: [
+            ("ink", float("nan"), -1, lambda: np.arange(784.0)),
+            ("random", float("nan"), 0, lambda: -np.arange(784.0)),
+        ],
+    )
+    monkeypatch.setattr(
+        selection,
+        "selection_accuracy",
+        lambda pixels, data, classifier: calls.append((len(pixels), classifier)) or float(pixels[0]) / 1000,
+    )
     out = tmp_path / "selection.csv"
     table = selection.score_table(out, small_mnist, [], progress=False)
     assert len(table) == 2 * len(selection.BUDGETS) * len(selection.CLASSIFIERS) == len(calls)

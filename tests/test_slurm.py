@@ -1,5 +1,6 @@
 """A sweep through a real Slurm: a one-node cluster on localhost (Debian's slurm-wlm and
 munge, which .ci/run installs), against the local executor's results, file for file."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.end_to_end, pytest.mark.skipif(
-    not all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "munged", "sbatch", "sinfo")),
-    reason="Slurm (slurm-wlm, munge) is not installed; .ci/run installs it",
-)]
+pytestmark = [
+    pytest.mark.end_to_end,
+    pytest.mark.skipif(
+        not all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "munged", "sbatch", "sinfo")),
+        reason="Slurm (slurm-wlm, munge) is not installed; .ci/run installs it",
+    ),
+]
 
 ROOT = Path(__file__).parents[1]
 SWEEP = """description: two tiny runs through Slurm
@@ -35,7 +39,9 @@ def _free_port() -> int:
 
 def _munge_works() -> bool:
     encode = subprocess.run(["munge", "-n"], capture_output=True)
-    return encode.returncode == 0 and subprocess.run(["unmunge"], input=encode.stdout, capture_output=True).returncode == 0
+    return (
+        encode.returncode == 0 and subprocess.run(["unmunge"], input=encode.stdout, capture_output=True).returncode == 0
+    )
 
 
 def _wait(condition, what: str, timeout: float = 60) -> None:
@@ -67,12 +73,12 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
-StateSaveLocation={folder / 'state'}
-SlurmdSpoolDir={folder / 'spool'}
-SlurmctldPidFile={folder / 'slurmctld.pid'}
-SlurmdPidFile={folder / 'slurmd.pid'}
-SlurmctldLogFile={folder / 'slurmctld.log'}
-SlurmdLogFile={folder / 'slurmd.log'}
+StateSaveLocation={folder / "state"}
+SlurmdSpoolDir={folder / "spool"}
+SlurmctldPidFile={folder / "slurmctld.pid"}
+SlurmdPidFile={folder / "slurmd.pid"}
+SlurmctldLogFile={folder / "slurmctld.log"}
+SlurmdLogFile={folder / "slurmd.log"}
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
 ReturnToService=2
@@ -87,9 +93,17 @@ PartitionName=test Nodes={node} Default=YES MaxTime=INFINITE State=UP
         subprocess.run(["munged", "--force"], check=True, capture_output=True)
         started_munge = True
         _wait(_munge_works, "munged")
-    daemons = [subprocess.Popen([daemon, "-D"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT) for daemon in ("slurmctld", "slurmd")]
+    daemons = [
+        subprocess.Popen([daemon, "-D"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        for daemon in ("slurmctld", "slurmd")
+    ]
     try:
-        _wait(lambda: "idle" in subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True).stdout, "the node to be idle")
+        _wait(
+            lambda: (
+                "idle" in subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True).stdout
+            ),
+            "the node to be idle",
+        )
         yield env
     finally:
         for daemon in daemons:
@@ -102,7 +116,14 @@ PartitionName=test Nodes={node} Default=YES MaxTime=INFINITE State=UP
 
 
 def _sweep(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "synapses_study.sweep", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "synapses_study.sweep", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _files(results: Path) -> dict[str, bytes]:
@@ -125,7 +146,20 @@ def _files(results: Path) -> dict[str, bytes]:
 def test_a_sweep_through_slurm_matches_the_local_executor_and_reruns_as_a_no_op(cluster, tmp_path):
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(SWEEP)
-    through_slurm = _sweep([str(sweep), "--executor", "slurm", "--partition", "test", "--time", "10", "--results-dir", str(tmp_path / "slurm")], cluster)
+    through_slurm = _sweep(
+        [
+            str(sweep),
+            "--executor",
+            "slurm",
+            "--partition",
+            "test",
+            "--time",
+            "10",
+            "--results-dir",
+            str(tmp_path / "slurm"),
+        ],
+        cluster,
+    )
     assert through_slurm.returncode == 0, through_slurm.stdout + through_slurm.stderr
     assert "2 finished" in through_slurm.stdout
     logs = list((tmp_path / "slurm" / ".sweep-logs" / "tiny").glob("*_log.out"))
@@ -138,6 +172,8 @@ def test_a_sweep_through_slurm_matches_the_local_executor_and_reruns_as_a_no_op(
     assert slurm_files == local_files
 
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "slurm").glob("*/*")}
-    again = _sweep([str(sweep), "--executor", "slurm", "--partition", "test", "--results-dir", str(tmp_path / "slurm")], cluster)
+    again = _sweep(
+        [str(sweep), "--executor", "slurm", "--partition", "test", "--results-dir", str(tmp_path / "slurm")], cluster
+    )
     assert again.returncode == 0 and "2 done" in again.stdout, again.stdout + again.stderr
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "slurm").glob("*/*")} == stamps

@@ -1,4 +1,5 @@
 """synapses.sparsify: any model's Linear layers become SETLayers."""
+
 import pytest
 import torch
 from torch import nn
@@ -32,7 +33,8 @@ def test_erdos_renyi_replaces_every_linear_but_the_output(caplog, capsys):
     assert [r.getMessage() for r in caplog.records] == [
         f"0: Linear(784, 300) -> SETLayer with {model[0].n_params:,} connections (9.22%)",
         f"2: Linear(300, 100) -> SETLayer with {model[2].n_params:,} connections (26.67%)",
-        "4: kept dense (the output layer: the last registered; name output_layer= or give example_input= if another is the output)",
+        "4: kept dense (the output layer: the last registered; name output_layer= or give example_input= if another "
+        "is the output)",
     ]
 
 
@@ -90,11 +92,27 @@ def test_device_dtype_and_a_shared_layer_are_kept():
         (nn.Sequential(nn.Conv2d(1, 2, 3)), dict(epsilon=20), "has no nn.Linear layer to replace"),
         (nn.Sequential(nn.Linear(10, 2)), dict(epsilon=20), "has no nn.Linear layer to replace"),
         (nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)), dict(), "takes epsilon"),
-        (nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)), dict(epsilon=2, sparsity=0.5), "takes epsilon \\(and no sparsity\\)"),
-        (nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)), dict(sparsity=0.5, distribution="erk", epsilon=3), "takes sparsity"),
-        (nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)), dict(sparsity=1.0, distribution="erk"), "sparsity must be in"),
+        (
+            nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)),
+            dict(epsilon=2, sparsity=0.5),
+            "takes epsilon \\(and no sparsity\\)",
+        ),
+        (
+            nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)),
+            dict(sparsity=0.5, distribution="erk", epsilon=3),
+            "takes sparsity",
+        ),
+        (
+            nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)),
+            dict(sparsity=1.0, distribution="erk"),
+            "sparsity must be in",
+        ),
         (nn.Sequential(nn.Linear(10, 10).half(), nn.Linear(10, 2)), dict(epsilon=2), "layer '0' is torch.float16"),
-        (nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)), dict(epsilon=2, regrowth="magic"), "regrowth must be one of"),
+        (
+            nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)),
+            dict(epsilon=2, regrowth="magic"),
+            "regrowth must be one of",
+        ),
     ],
 )
 def test_what_it_cannot_handle_is_one_clear_error(model, kwargs, match):
@@ -155,14 +173,20 @@ def test_linear_subclasses_are_kept_dense_and_said(caplog):
     with caplog.at_level("WARNING", logger="synapses"):
         sparsify(attention, epsilon=2, keep_output_dense=False)
     assert type(attention.self_attn.out_proj) is not synapses.SETLayer
-    assert any("self_attn.out_proj: kept dense (a subclass of nn.Linear (NonDynamicallyQuantizableLinear)" in r.getMessage() for r in caplog.records)
+    assert any(
+        "self_attn.out_proj: kept dense (a subclass of nn.Linear (NonDynamicallyQuantizableLinear)" in r.getMessage()
+        for r in caplog.records
+    )
     assert attention(torch.randn(2, 5, 16)).shape == (2, 5, 16)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(epsilon=2, exclude=["encoder.*"]), "exclude pattern 'encoder.\\*' matches no linear layer; their names: 0, 1"),
+        (
+            dict(epsilon=2, exclude=["encoder.*"]),
+            "exclude pattern 'encoder.\\*' matches no linear layer; their names: 0, 1",
+        ),
         (dict(sparsity=0.9), "sparsity=0.9 needs distribution='erk' or 'uniform'"),
         (dict(epsilon=2, output_layer="nope"), "output_layer='nope' is not a linear layer"),
     ],

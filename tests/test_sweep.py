@@ -1,4 +1,5 @@
 """Sweep files and the submitit-based runner (local executor: real subprocesses)."""
+
 import shutil
 import signal
 import subprocess
@@ -110,21 +111,32 @@ def test_zipped_axes_expand_in_lockstep_and_shrink_with_an_override(tmp_path):
 
 def test_the_link_to_a_topology_is_pooled_like_the_seed():
     labels = set(run_labels(load_sweep(CONFIGS / "fixed_topology.yaml")).values())
-    assert {"inverted (weight_decay=0.0)", "positive (weight_decay=0.001)", "set (weight_decay=0.0)"} <= labels and len(labels) == 8
+    assert {"inverted (weight_decay=0.0)", "positive (weight_decay=0.001)", "set (weight_decay=0.0)"} <= labels and len(
+        labels
+    ) == 8
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("base: {epochs: 2}\ngrid: {wieght_decay: [0.0]}", r"sweep.yaml: runs\[0\] \{'wieght_decay': 0.0\}: unknown key\(s\) 'wieght_decay'"),
+        (
+            "base: {epochs: 2}\ngrid: {wieght_decay: [0.0]}",
+            r"sweep.yaml: runs\[0\] \{'wieght_decay': 0.0\}: unknown key\(s\) 'wieght_decay'",
+        ),
         ("base: {epochs: -1}", r"sweep.yaml: runs\[0\]: epochs must be > 0"),
         ("grid: {seed: 3}", "axis 'seed' must be a non-empty list"),
         ("runs:\n  - {name: a, zeta: 2.0}", r"sweep.yaml: a: zeta must be in \[0, 1\]"),
         ("runs:\n  - {name: b, after: a}", "after='a' names no earlier entry"),
         ("bas: {}", r"unknown top-level key\(s\) \['bas'\]"),
         ("grid: {seed: [0, 0]}", "same config twice"),
-        ("grid: {seed: [0, 1]}\nruns:\n  - {name: z, zip: {seed: [0, 1], l1: [0.0, 1.0e-4]}}", r"z: zip: \['seed'\] also in grid"),
-        ("runs:\n  - {name: z, zip: {seed: [0, 1], l1: [0.0]}}", "zipped axes must have equal lengths, got seed: 2, l1: 1"),
+        (
+            "grid: {seed: [0, 1]}\nruns:\n  - {name: z, zip: {seed: [0, 1], l1: [0.0, 1.0e-4]}}",
+            r"z: zip: \['seed'\] also in grid",
+        ),
+        (
+            "runs:\n  - {name: z, zip: {seed: [0, 1], l1: [0.0]}}",
+            "zipped axes must have equal lengths, got seed: 2, l1: 1",
+        ),
     ],
 )
 def test_bad_sweep_files_are_rejected_before_anything_runs(tmp_path, text, message):
@@ -217,7 +229,10 @@ def test_dry_run_lists_states(finished_sweep, tmp_path, capsys):
     rows = [line.split() for line in out.splitlines() if line.startswith("sparsenet")]
     assert len(rows) == 4 and all(row[1:5] == ["done", "2", "of", "2"] for row in rows)
     seconds = sum(pd.read_csv(results / row[0] / "metrics.csv.xz")["seconds"].sum() for row in rows)
-    assert out.splitlines()[-1] == f"4 done; 8 of 8 epochs recorded, {seconds / 3600:.1f} hours of training (summed over runs)"
+    assert (
+        out.splitlines()[-1]
+        == f"4 done; 8 of 8 epochs recorded, {seconds / 3600:.1f} hours of training (summed over runs)"
+    )
     # a run stopped part way (in a copy: the fixture is shared): resumable, its epochs counted
     shutil.copytree(results, tmp_path / "results")
     results = tmp_path / "results"
@@ -279,7 +294,13 @@ def test_slurm_executor_submits_one_job_array(tmp_path, monkeypatch):
     jobs = sweep_module.submit_array(executor, load_sweep(path).runs, tmp_path / "results")
     assert [job.job_id for job in jobs] == [f"4242_{i}" for i in range(4)]
     script = (tmp_path / "submitted.sh").read_text()
-    for line in ("#SBATCH --array=0-3%2", "#SBATCH --partition=cpu", "#SBATCH --time=90", "#SBATCH --cpus-per-task=1", "#SBATCH --gpus-per-node=1"):
+    for line in (
+        "#SBATCH --array=0-3%2",
+        "#SBATCH --partition=cpu",
+        "#SBATCH --time=90",
+        "#SBATCH --cpus-per-task=1",
+        "#SBATCH --gpus-per-node=1",
+    ):
         assert line in script, line
 
 

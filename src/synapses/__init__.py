@@ -1,4 +1,5 @@
 """Sparse Evolutionary Training (SET) for PyTorch with truly sparse layers."""
+
 from .layer import SETLayer, erdos_renyi_n_params
 from .models import DenseNet, EvolNet, SparseNet
 from .optim_state import UnknownOptimizerStateError, register_reset_rule, reset_state

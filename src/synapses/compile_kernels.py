@@ -4,6 +4,7 @@ The explicit step that ``make setup`` runs, so that the first training step does
 for a build (about a minute, once per environment); where they cannot be built it says why
 (the library then uses torch's CSR kernels). Exit status 0 when the kernels are ready.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,10 @@ from .native import NativeKernelsUnavailable, load
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m synapses.compile_kernels", description="Build synapses' compiled CPU kernels now (once per environment).").parse_args(argv)
+    argparse.ArgumentParser(
+        prog="python -m synapses.compile_kernels",
+        description="Build synapses' compiled CPU kernels now (once per environment).",
+    ).parse_args(argv)
     logging.basicConfig(format="%(message)s")
     start = time.perf_counter()
     try:

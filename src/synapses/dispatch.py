@@ -18,6 +18,7 @@ Measuring costs seconds per new batch size and is opt-in, as ``torch.backends.cu
 is. The default, ``"auto"``, decides by a rule at no cost: the fixed rule's dense path where
 it applies, else the compiled kernels on the CPU where they are built, else the CSR kernels.
 """
+
 from __future__ import annotations
 
 import time
@@ -70,7 +71,9 @@ def candidates(in_features: int, out_features: int, device: torch.device) -> lis
     return names
 
 
-def measured_kernel(in_features: int, out_features: int, n_params: int, batch: int, device: torch.device, dtype: torch.dtype) -> str:
+def measured_kernel(
+    in_features: int, out_features: int, n_params: int, batch: int, device: torch.device, dtype: torch.dtype
+) -> str:
     """The path (a key of :data:`KERNELS`) that ran a training step fastest for this layer
     and batch, measured on the first call, then remembered. Layers of more than
     ``MEASURE_MAX_PARAMS`` connections are not measured (see there)."""

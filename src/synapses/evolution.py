@@ -7,6 +7,7 @@ A pair is handled as its flat key ``out_index * in_features + in_index``. Member
 are a ``searchsorted`` in the sorted keys of the taken pairs, so a step costs
 O(n log n) in the number of connections n, whatever ``in_features * out_features`` is.
 """
+
 from __future__ import annotations
 
 import torch
@@ -187,7 +188,9 @@ def largest_gradient_pairs(
         stop = min(start + rows, out_features)
         scores = (grad_outputs[:, start:stop].t() @ inputs).abs().flatten()  # (rows * in,)
         # taken pairs inside this block of outputs cannot be chosen
-        low, high = torch.searchsorted(taken, torch.tensor([start * in_features, stop * in_features], device=taken.device))
+        low, high = torch.searchsorted(
+            taken, torch.tensor([start * in_features, stop * in_features], device=taken.device)
+        )
         scores[taken[low:high] - start * in_features] = -1.0
         top = torch.topk(scores, min(k, scores.numel()), sorted=False)
         best_scores = torch.cat([best_scores, top.values])

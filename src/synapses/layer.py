@@ -1,4 +1,5 @@
 """SETLayer: a truly sparse linear layer whose connections evolve (Mocanu et al., 2018)."""
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,9 @@ def erdos_renyi_n_params(in_features: int, out_features: int, epsilon: float, sp
     when ``sparsity`` is given. Computed exactly as synapses 0.0.13 did, float rounding
     included, so the parameter counts match the original.
     """
-    density = 1 - sparsity if sparsity is not None else epsilon * (in_features + out_features) / (in_features * out_features)
+    density = (
+        1 - sparsity if sparsity is not None else epsilon * (in_features + out_features) / (in_features * out_features)
+    )
     return int(in_features * out_features * density)
 
 
@@ -63,8 +66,8 @@ class SETLayer(nn.Module):
             once per environment), else CSR; ``"measure"``: whichever of the dense, the CSR
             and (on the CPU) the compiled kernels runs a training step fastest for this
             layer, batch size, dtype and thread count, timed on first use (seconds;
-            :mod:`synapses.dispatch`; large layers never timed); ``"fixed"``: dense for small layers of density >= 6%, CSR
-            otherwise, a rule that is the same on every machine (for bit-identical reruns);
+            :mod:`synapses.dispatch`; large layers never timed); ``"fixed"``: dense for small
+            layers of density >= 6%, CSR otherwise, a rule that is the same on every machine (for bit-identical reruns);
             ``"sparse"`` (torch's CSR kernels), ``"native"`` (the compiled CPU kernels of
             :mod:`synapses.native`, built on first use; refused where they cannot be built
             or off the CPU) or ``"dense"``. Only the compute path changes; storage is sparse
@@ -125,16 +128,24 @@ class SETLayer(nn.Module):
         input_grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
-        in_features, out_features = _positive_int("in_features", in_features), _positive_int("out_features", out_features)
+        in_features, out_features = (
+            _positive_int("in_features", in_features),
+            _positive_int("out_features", out_features),
+        )
         if in_features * out_features > MAX_PAIRS:
-            raise ValueError(f"a {in_features} x {out_features} layer has more than 2**62 pairs; connections are addressed by int64 keys")
+            raise ValueError(
+                f"a {in_features} x {out_features} layer has more than 2**62 pairs; connections are addressed by "
+                "int64 keys"
+            )
         if not 0 <= zeta <= 1:
             raise ValueError(f"zeta must be in [0, 1], got {zeta!r}")
         if sparsity is None and not (epsilon > 0 and math.isfinite(epsilon)):
             raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
         _check_dtype(dtype if dtype is not None else torch.get_default_dtype())
         if torch.empty(0, device=device).device.type == "meta":
-            raise ValueError("SETLayer cannot live on the meta device: its connections are drawn (data-dependent) at construction")
+            raise ValueError(
+                "SETLayer cannot live on the meta device: its connections are drawn (data-dependent) at construction"
+            )
         if sparsity is not None and not 0 <= sparsity < 1:
             raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
         if compute not in COMPUTE_MODES:
@@ -143,7 +154,9 @@ class SETLayer(nn.Module):
         if not 0 <= parent_fraction <= 1:
             raise ValueError(f"parent_fraction must be in [0, 1], got {parent_fraction!r}")
         if input_grid is not None:
-            if len(input_grid) != 2 or any(isinstance(side, bool) or not isinstance(side, int) or side < 1 for side in input_grid):
+            if len(input_grid) != 2 or any(
+                isinstance(side, bool) or not isinstance(side, int) or side < 1 for side in input_grid
+            ):
                 raise ValueError(f"input_grid must be (height, width), two positive integers, got {input_grid!r}")
             if input_grid[0] * input_grid[1] != in_features:
                 raise ValueError(f"input_grid {input_grid!r} does not have in_features={in_features} pixels")
@@ -160,7 +173,10 @@ class SETLayer(nn.Module):
             raise ValueError(f"compute='dense' would allocate {in_features} x {out_features} weights per call")
         if compute == "native":
             if torch.empty(0, device=device).device.type != "cpu":
-                raise ValueError(f"compute='native' runs on the CPU only, not on {torch.device(device) if device is not None else 'this device'}")
+                raise ValueError(
+                    "compute='native' runs on the CPU only, not on "
+                    f"{torch.device(device) if device is not None else 'this device'}"
+                )
             native.load()  # NativeKernelsUnavailable (with the cause) here, not at the first call
 
         self.in_features = in_features
@@ -244,7 +260,9 @@ class SETLayer(nn.Module):
         if stale:
             self._index = CSRIndex.build(conn, self.in_features, self.out_features)
             self._index_key = key
-            self._index_source = conn.clone() if conn.device.type == "cpu" and self.n_params <= CONTENT_CHECK_MAX else None
+            self._index_source = (
+                conn.clone() if conn.device.type == "cpu" and self.n_params <= CONTENT_CHECK_MAX else None
+            )
         assert self._index is not None
         return self._index
 
@@ -254,10 +272,16 @@ class SETLayer(nn.Module):
         if self.compute in ("sparse", "native", "dense"):
             return self.compute
         if self.compute == "fixed":
-            return "dense" if fixed_rule_is_dense(self.in_features, self.out_features, self.n_params, self.weight.device) else "sparse"
+            return (
+                "dense"
+                if fixed_rule_is_dense(self.in_features, self.out_features, self.n_params, self.weight.device)
+                else "sparse"
+            )
         if self.compute == "auto":
             return auto_kernel(self.in_features, self.out_features, self.n_params, self.weight.device)
-        return measured_kernel(self.in_features, self.out_features, self.n_params, batch, self.weight.device, self.weight.dtype)
+        return measured_kernel(
+            self.in_features, self.out_features, self.n_params, batch, self.weight.device, self.weight.dtype
+        )
 
     def uses_dense_kernels(self, batch: int = 1) -> bool:
         """Whether :meth:`forward` runs the dense path for a ``batch`` of inputs (see ``compute``)."""
@@ -268,13 +292,19 @@ class SETLayer(nn.Module):
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
         if self.weight.device.type == "meta":
-            raise RuntimeError("this SETLayer is on the meta device and holds no connections to compute with; build it on a real device")
+            raise RuntimeError(
+                "this SETLayer is on the meta device and holds no connections to compute with; build it on a real "
+                "device"
+            )
         if torch.is_autocast_enabled(x.device.type) and x.dtype != self.weight.dtype:
             # the sparse kernels have no reduced-precision path: compute in the layer's dtype
             with torch.autocast(x.device.type, enabled=False):
                 return self.forward(x.to(self.weight.dtype))
         if x.dtype != self.weight.dtype:
-            raise TypeError(f"input is {x.dtype} but the layer's weight is {self.weight.dtype}; convert one of them (x.to({self.weight.dtype}) or layer.to({x.dtype}))")
+            raise TypeError(
+                f"input is {x.dtype} but the layer's weight is {self.weight.dtype}; convert one of them "
+                f"(x.to({self.weight.dtype}) or layer.to({x.dtype}))"
+            )
         batch_shape = x.shape[:-1]
         # a (batch, in) input goes in as it is: a reshape would add a node to the graph
         x2d = x if x.dim() == 2 else x.reshape(-1, self.in_features)
@@ -291,7 +321,10 @@ class SETLayer(nn.Module):
         self._last_input, self._last_grad_output = inputs, grad.detach()
 
     def __prepare_scriptable__(self) -> SETLayer:
-        raise TypeError("SETLayer cannot be compiled by torch.jit.script (its kernels are Python autograd functions); use it eagerly or with torch.compile")
+        raise TypeError(
+            "SETLayer cannot be compiled by torch.jit.script (its kernels are Python autograd functions); use it "
+            "eagerly or with torch.compile"
+        )
 
     def to_dense(self) -> torch.Tensor:
         """The weight as a dense ``(out_features, in_features)`` tensor (differentiable)."""
@@ -346,7 +379,10 @@ class SETLayer(nn.Module):
         # Checked before anything moves: unknown optimizer state leaves the layer untouched.
         for candidate in optimizers:
             if not any(p is self.weight for group in candidate.param_groups for p in group["params"]):
-                raise ValueError(f"the {type(candidate).__name__} given to evolve_connections does not hold this layer's weight: nothing of it could be reset")
+                raise ValueError(
+                    f"the {type(candidate).__name__} given to evolve_connections does not hold this layer's weight: "
+                    "nothing of it could be reset"
+                )
         reset_plan = [entry for candidate in optimizers for entry in plan_reset(candidate, self.weight)]
         if not bool(self.pruned.any()):
             self.zero_connections()
@@ -363,7 +399,9 @@ class SETLayer(nn.Module):
         return moved
 
     # ------------------------------------------------------------------ plumbing
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         # A connection out of range would make the CSR kernels (built without invariant
         # checks, for speed) read out of bounds; a duplicate pair would count twice.
         connections = state_dict.get(prefix + "connections")
@@ -372,7 +410,9 @@ class SETLayer(nn.Module):
             if problem:
                 error_msgs.append(f"{prefix}connections: {problem}")
                 return
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def _connections_problem(self, connections: torch.Tensor) -> str | None:
         """Why ``connections`` cannot be this layer's, or ``None``."""
@@ -415,4 +455,6 @@ def _positive_int(name: str, value: object) -> int:
 
 def _check_dtype(dtype: torch.dtype) -> None:
     if dtype not in SUPPORTED_DTYPES:
-        raise ValueError(f"SETLayer supports dtype float32 and float64, got {dtype} (half precision has no sparse CPU kernels)")
+        raise ValueError(
+            f"SETLayer supports dtype float32 and float64, got {dtype} (half precision has no sparse CPU kernels)"
+        )

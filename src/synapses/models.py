@@ -1,4 +1,5 @@
 """The MNIST networks of the original demo, built from SETLayers."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -61,8 +62,14 @@ class SparseNet(nn.Module):
         self.dropout = dropout
         self.set_layers = nn.ModuleList(
             SETLayer(
-                a, b, epsilon=eps, zeta=zeta, generator=generator, compute=compute,
-                regrowth=input_regrowth if i == 0 else "uniform", parent_fraction=parent_fraction,
+                a,
+                b,
+                epsilon=eps,
+                zeta=zeta,
+                generator=generator,
+                compute=compute,
+                regrowth=input_regrowth if i == 0 else "uniform",
+                parent_fraction=parent_fraction,
                 input_grid=input_grid if i == 0 else None,
             )
             for i, (a, b, eps) in enumerate(zip(sizes[:-2], sizes[1:-1], epsilons))
@@ -84,7 +91,9 @@ class SparseNet(nn.Module):
         for layer in self.sparse_layers():
             layer.zero_connections()
 
-    def evolve_connections(self, init: bool = True, optimizer: torch.optim.Optimizer | None = None) -> list[torch.Tensor]:
+    def evolve_connections(
+        self, init: bool = True, optimizer: torch.optim.Optimizer | None = None
+    ) -> list[torch.Tensor]:
         """Move each SET layer's marked weights to new connections; returns each layer's
         ``(k,)`` moved slots (see :meth:`SETLayer.evolve_connections`)."""
         return [layer.evolve_connections(init=init, optimizer=optimizer) for layer in self.sparse_layers()]
@@ -125,8 +134,15 @@ class EvolNet(SparseNet):
         input_grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(
-            sizes, epsilon, zeta, generator=generator, compute=compute, dropout=dropout,
-            input_regrowth=input_regrowth, parent_fraction=parent_fraction, input_grid=input_grid,
+            sizes,
+            epsilon,
+            zeta,
+            generator=generator,
+            compute=compute,
+            dropout=dropout,
+            input_regrowth=input_regrowth,
+            parent_fraction=parent_fraction,
+            input_grid=input_grid,
         )
         if not 0 <= evolution_proba <= 1:
             raise ValueError(f"evolution_proba must be in [0, 1], got {evolution_proba!r}")

@@ -14,6 +14,7 @@ Without a compiler they are simply unavailable: :func:`available` says so, ``com
 does without them and ``compute="native"`` raises :class:`NativeKernelsUnavailable` naming
 the cause. CPU only, float32 and float64.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -86,13 +87,19 @@ def _build() -> tuple[ModuleType | None, str | None]:
 
         compiler = os.environ.get("CXX", "c++")
         if shutil.which(compiler) is None:
-            return None, f"no C++ compiler ({compiler!r} is not on PATH): install one (e.g. apt-get install g++) or use compute='sparse'"
+            return (
+                None,
+                f"no C++ compiler ({compiler!r} is not on PATH): install one (e.g. apt-get install g++) or use "
+                "compute='sparse'",
+            )
         if not cpp_extension.is_ninja_available():
             return None, "ninja is not installed (pip install ninja), or use compute='sparse'"
         name = f"synapses_sparse_linear_{build_tag()}"
         built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
         if not built.exists():
-            log.warning("synapses: compiling the CPU kernels for this environment, once (about a minute) into %s", built.parent)
+            log.warning(
+                "synapses: compiling the CPU kernels for this environment, once (about a minute) into %s", built.parent
+            )
         module = cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, verbose=False)
     except Exception as error:  # a missing compiler shows as OSError, RuntimeError or CalledProcessError
         return None, f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
@@ -112,7 +119,14 @@ def build_tag() -> str:
             features += next((line for line in cpuinfo if line.startswith(("flags", "Features"))), "")
     except OSError:
         features += platform.processor()
-    parts = [features, torch.__version__, str(torch._C._GLIBCXX_USE_CXX11_ABI), platform.python_version(), " ".join(CFLAGS), SOURCE.read_text()]
+    parts = [
+        features,
+        torch.__version__,
+        str(torch._C._GLIBCXX_USE_CXX11_ABI),
+        platform.python_version(),
+        " ".join(CFLAGS),
+        SOURCE.read_text(),
+    ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
 
 
@@ -150,7 +164,9 @@ class _NativeLinear(torch.autograd.Function):
         x, x_t, weight = ctx.saved_tensors
         index = ctx.index
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
-            grad_x, grad_w = differentiable_grads(grad_y, x, weight, index, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+            grad_x, grad_w = differentiable_grads(
+                grad_y, x, weight, index, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            )
             grad_b = grad_y.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
             return grad_x, grad_w, grad_b, None
         kernels = load()
@@ -162,7 +178,9 @@ class _NativeLinear(torch.autograd.Function):
         need_bias = ctx.has_bias and ctx.needs_input_grad[2]
         grad_w = grad_b = None
         if ctx.needs_input_grad[1]:  # the bias gradient comes with it, from the same reads
-            grad_w, grad_b = kernels.sampled(grad_y_t, x_t, index.crow, index.col, index.order, index.shape[1], need_bias)
+            grad_w, grad_b = kernels.sampled(
+                grad_y_t, x_t, index.crow, index.col, index.order, index.shape[1], need_bias
+            )
         elif need_bias:
             grad_b = grad_y_t.sum(1)
         return grad_x, grad_w, grad_b, None
@@ -175,4 +193,3 @@ def native_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if x.device.type != "cpu":
         raise NativeKernelsUnavailable(f"synapses' compiled kernels run on the CPU; this input is on {x.device}")
     return _NativeLinear.apply(x, weight, bias, index)
-

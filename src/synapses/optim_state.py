@@ -10,6 +10,7 @@ reset for a subset of elements and are left as they are. State this module does 
 raises :class:`UnknownOptimizerStateError` rather than being silently kept or corrupted;
 :func:`register_reset_rule` teaches it a new optimizer.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

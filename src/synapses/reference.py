@@ -1,4 +1,5 @@
 """The dense masked layer a user would otherwise write: the baseline for tests and benchmarks."""
+
 from __future__ import annotations
 
 import torch
@@ -26,7 +27,9 @@ class MaskedLinear(nn.Module):
     def __init__(self, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         super().__init__()
         if weight.shape != mask.shape or weight.dim() != 2:
-            raise ValueError(f"weight and mask must be equal 2-d shapes, got {tuple(weight.shape)} and {tuple(mask.shape)}")
+            raise ValueError(
+                f"weight and mask must be equal 2-d shapes, got {tuple(weight.shape)} and {tuple(mask.shape)}"
+            )
         self.out_features, self.in_features = weight.shape
         self.weight = nn.Parameter(weight * mask)
         self.register_buffer("mask", mask.to(weight.dtype))

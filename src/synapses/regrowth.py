@@ -9,6 +9,7 @@ uniformly among the free pairs, so that every step moves exactly ``n`` weights.
 
 Pairs are flat keys ``out_index * in_features + in_index`` (as in :mod:`synapses.evolution`).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -55,13 +56,20 @@ class RegrowthRule:
         placed = self.place(layer, kept_keys, kept_weights, n)
         if self._checked:
             self._check(placed, kept_keys, n, layer.in_features * layer.out_features)
-        rest = sample_free_pairs(torch.cat([kept_keys, placed]), n - placed.numel(), layer.in_features * layer.out_features, generator=layer.generator)
+        rest = sample_free_pairs(
+            torch.cat([kept_keys, placed]),
+            n - placed.numel(),
+            layer.in_features * layer.out_features,
+            generator=layer.generator,
+        )
         return torch.cat([placed, rest])
 
     def _check(self, placed: torch.Tensor, kept_keys: torch.Tensor, n: int, n_pairs: int) -> None:
         where = f"{type(self).__name__}.place"
         if placed.dtype != torch.int64 or placed.dim() != 1:
-            raise ValueError(f"{where} must return a 1-d int64 tensor of keys, got {placed.dtype} of shape {tuple(placed.shape)}")
+            raise ValueError(
+                f"{where} must return a 1-d int64 tensor of keys, got {placed.dtype} of shape {tuple(placed.shape)}"
+            )
         if placed.numel() > n:
             raise ValueError(f"{where} returned {placed.numel()} keys for {n} connections to place")
         if placed.numel() and (int(placed.min()) < 0 or int(placed.max()) >= n_pairs):
@@ -99,10 +107,20 @@ class NearParents(RegrowthRule):
 
     def place(self, layer: SETLayer, kept_keys: torch.Tensor, kept_weights: torch.Tensor, n: int) -> torch.Tensor:
         grid = self.input_grid if self.input_grid is not None else layer.input_grid
-        return sample_near_parents(kept_keys, kept_weights, round(self.fraction * n), layer.in_features, kept_keys, input_grid=grid, generator=layer.generator)
+        return sample_near_parents(
+            kept_keys,
+            kept_weights,
+            round(self.fraction * n),
+            layer.in_features,
+            kept_keys,
+            input_grid=grid,
+            generator=layer.generator,
+        )
 
     def __repr__(self) -> str:
-        return f"NearParents(fraction={self.fraction}" + (f", input_grid={self.input_grid})" if self.input_grid else ")")
+        return f"NearParents(fraction={self.fraction}" + (
+            f", input_grid={self.input_grid})" if self.input_grid else ")"
+        )
 
 
 class Gradient(RegrowthRule):

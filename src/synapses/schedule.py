@@ -1,14 +1,15 @@
 """Evolution on a schedule, called from your own training loop.
 
-    model = synapses.sparsify(model, epsilon=20)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    evolution = synapses.Evolution(model, optimizer, every=len(loader))  # once per epoch, as SET
-    for x, y in loader:
-        optimizer.zero_grad()
-        loss_fn(model(x), y).backward()
-        optimizer.step()
-        evolution.step()
+model = synapses.sparsify(model, epsilon=20)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+evolution = synapses.Evolution(model, optimizer, every=len(loader))  # once per epoch, as SET
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    optimizer.step()
+    evolution.step()
 """
+
 from __future__ import annotations
 
 import math
@@ -90,19 +91,29 @@ class Evolution:
     ) -> None:
         self.layers = [m for m in model.modules() if isinstance(m, SETLayer)]
         if not self.layers:
-            raise ValueError(f"Evolution: {type(model).__name__} has no SETLayer (sparsify it first: synapses.sparsify(model, ...))")
+            raise ValueError(
+                f"Evolution: {type(model).__name__} has no SETLayer (sparsify it first: synapses.sparsify(model, ...))"
+            )
         names = {id(m): name for name, m in model.named_modules()}
         if optimizer is not None or reset_optimizer_state:
             if not isinstance(optimizer, torch.optim.Optimizer):
-                raise ValueError(f"Evolution: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+                raise ValueError(
+                    f"Evolution: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+                )
             check_known(optimizer)
             updated = {id(p) for group in optimizer.param_groups for p in group["params"]}
             for layer in self.layers:
                 if id(layer.weight) not in updated:
-                    raise ValueError(f"Evolution: the optimizer does not update the weight of SETLayer {names[id(layer)]!r} (build it after sparsify, from model.parameters())")
+                    raise ValueError(
+                        f"Evolution: the optimizer does not update the weight of SETLayer {names[id(layer)]!r} (build "
+                        "it after sparsify, from model.parameters())"
+                    )
                 plan_reset(optimizer, layer.weight)  # optimizer state of a kind nobody can reset: refuse now
         if (every is None) == (per_pass is None):
-            raise ValueError(f"Evolution: give one of every= (optimizer steps between evolutions) or per_pass= (a probability per forward pass), got every={every!r}, per_pass={per_pass!r}")
+            raise ValueError(
+                "Evolution: give one of every= (optimizer steps between evolutions) or per_pass= (a probability per "
+                f"forward pass), got every={every!r}, per_pass={per_pass!r}"
+            )
         if per_pass is not None and not 0 <= per_pass <= 1:
             raise ValueError(f"per_pass must be a probability in [0, 1], got {per_pass!r}")
         every = _count("every", every) if every is not None else 0
@@ -118,7 +129,10 @@ class Evolution:
         if rule is not None and rule.records_batch:
             uniform = [names[id(layer)] for layer in self.layers if not layer.regrowth_rule.records_batch]
             if uniform:
-                raise ValueError(f"regrowth='gradient' needs SETLayers built with regrowth='gradient' (they record the last batch); not so: {uniform}")
+                raise ValueError(
+                    "regrowth='gradient' needs SETLayers built with regrowth='gradient' (they record the last "
+                    f"batch); not so: {uniform}"
+                )
         self.optimizer = optimizer
         self.every = every
         self.zeta = zeta
@@ -144,7 +158,9 @@ class Evolution:
             with torch.no_grad():
                 layer.zero_connections((self.zeta if self.zeta is not None else layer.zeta) * self.zeta_factor())
                 if bool(layer.pruned.any()):
-                    layer.evolve_connections(init=self.init, optimizer=self._optimizer_to_reset(), regrowth=self.regrowth)
+                    layer.evolve_connections(
+                        init=self.init, optimizer=self._optimizer_to_reset(), regrowth=self.regrowth
+                    )
             self.evolutions += 1
 
     def _optimizer_to_reset(self) -> torch.optim.Optimizer | None:
@@ -160,7 +176,11 @@ class Evolution:
     def step(self) -> bool:
         """Count one optimizer step; evolve when one is due. Returns whether it evolved."""
         self.steps += 1
-        due = self.every > 0 and self.steps % self.every == 0 and (self.total_steps is None or self.steps < self.total_steps)
+        due = (
+            self.every > 0
+            and self.steps % self.every == 0
+            and (self.total_steps is None or self.steps < self.total_steps)
+        )
         if due:
             self.evolve()
         return due
@@ -191,7 +211,11 @@ class Evolution:
         moved = []
         for layer in self.layers:
             if bool(layer.pruned.any()):  # (evolve_connections would otherwise mark the layer's own zeta)
-                moved.append(layer.evolve_connections(init=self.init, optimizer=self._optimizer_to_reset(), regrowth=self.regrowth))
+                moved.append(
+                    layer.evolve_connections(
+                        init=self.init, optimizer=self._optimizer_to_reset(), regrowth=self.regrowth
+                    )
+                )
             else:
                 moved.append(layer.pruned.nonzero().squeeze(1))
         self.evolutions += 1
@@ -210,12 +234,21 @@ class Evolution:
         """
         if not isinstance(state, dict) or set(state) != {"steps", "evolutions"}:
             found = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"Evolution.load_state_dict expects {{'steps', 'evolutions'}} (from Evolution.state_dict()), got {found}")
+            raise ValueError(
+                f"Evolution.load_state_dict expects {{'steps', 'evolutions'}} (from Evolution.state_dict()), got "
+                f"{found}"
+            )
         steps, evolutions = (_count(name, state[name], minimum=0) for name in ("steps", "evolutions"))
         if self.every and evolutions > steps // self.every:
-            raise ValueError(f"Evolution.load_state_dict: {evolutions} evolutions cannot have happened in {steps} steps with every={self.every}")
+            raise ValueError(
+                f"Evolution.load_state_dict: {evolutions} evolutions cannot have happened in {steps} steps with "
+                f"every={self.every}"
+            )
         self.steps, self.evolutions = steps, evolutions
 
     def __repr__(self) -> str:
         when = f"per_pass={self.per_pass}" if self.per_pass is not None else f"every={self.every}"
-        return f"Evolution(layers={len(self.layers)}, {when}, zeta={self.zeta}, schedule={self.schedule!r}, steps={self.steps})"
+        return (
+            f"Evolution(layers={len(self.layers)}, {when}, zeta={self.zeta}, schedule={self.schedule!r}, "
+            f"steps={self.steps})"
+        )

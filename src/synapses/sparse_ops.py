@@ -12,6 +12,7 @@ of shape ``(n, 2)``, column 0 the input index, column 1 the output index):
 The CSR index structures depend only on the connections, which change only when the layer
 evolves, so they are built once per topology (:class:`CSRIndex`) and reused by every call.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -42,7 +43,9 @@ def _consume_beta_warnings() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for check in (True, False):
-            torch.sparse_csr_tensor(torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([1.0]), (1, 1), check_invariants=check)
+            torch.sparse_csr_tensor(
+                torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([1.0]), (1, 1), check_invariants=check
+            )
 
 
 _consume_beta_warnings()
@@ -100,9 +103,15 @@ class CSRIndex:
         out_features, in_features = self.shape
         inputs, outputs = self.flat % in_features, self.flat // in_features
         return CSRIndex(
-            crow=self.crow_t, col=self.col_t, order=self.order_t, inverse=torch.argsort(self.order_t),
-            crow_t=self.crow, col_t=self.col, order_t=self.order,
-            flat=inputs * out_features + outputs, shape=(in_features, out_features),
+            crow=self.crow_t,
+            col=self.col_t,
+            order=self.order_t,
+            inverse=torch.argsort(self.order_t),
+            crow_t=self.crow,
+            col_t=self.col,
+            order_t=self.order,
+            flat=inputs * out_features + outputs,
+            shape=(in_features, out_features),
         )
 
     def matrix(self, weight: torch.Tensor) -> torch.Tensor:
@@ -153,7 +162,10 @@ class _SparseLinear(torch.autograd.Function):
         index: CSRIndex = ctx.index
         if torch.is_grad_enabled():  # create_graph=True: build a graph of the gradients
             ctx.matrix = None
-            return (*differentiable_grads(grad_y, x, weight, index, ctx.needs_input_grad[0], ctx.needs_input_grad[1]), None)
+            return (
+                *differentiable_grads(grad_y, x, weight, index, ctx.needs_input_grad[0], ctx.needs_input_grad[1]),
+                None,
+            )
         grad_x = grad_w = None
         # ctx.matrix is dropped after a first backward; a second one (retain_graph) rebuilds it.
         matrix = ctx.matrix if ctx.matrix is not None else index.matrix(weight)
@@ -199,7 +211,9 @@ def _sampled_values(pattern: torch.Tensor, grad_y_t: torch.Tensor, x_t: torch.Te
     return sampled.values().index_select(0, index.inverse)
 
 
-def _sampled_values_tiles(pattern: torch.Tensor, grad_y: torch.Tensor, x: torch.Tensor, index: CSRIndex) -> torch.Tensor:
+def _sampled_values_tiles(
+    pattern: torch.Tensor, grad_y: torch.Tensor, x: torch.Tensor, index: CSRIndex
+) -> torch.Tensor:
     """:func:`_sampled_values` from ``grad_y`` ``(batch, out)`` and ``x`` ``(batch, in)``,
     summed over tiles of ``SDDMM_TILE`` samples."""
     values = None
@@ -234,17 +248,13 @@ class _SampledProduct(torch.autograd.Function):
         return grad_g, grad_x, None
 
 
-def sparse_linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex
-) -> torch.Tensor:
+def sparse_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex) -> torch.Tensor:
     """Sparse path. ``x``: ``(batch, in)``; ``weight``: ``(n,)``; returns ``(batch, out)``."""
     y = _SparseLinear.apply(x, weight, index)
     return y + bias if bias is not None else y
 
 
-def dense_linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex
-) -> torch.Tensor:
+def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex) -> torch.Tensor:
     """Dense path: scatter into ``(out, in)`` (autograd gathers the gradient back)."""
     out_features, in_features = index.shape
     dense = weight.new_zeros(out_features * in_features).scatter(0, index.flat, weight)

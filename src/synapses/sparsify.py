@@ -1,8 +1,9 @@
 """Turn any model's ``nn.Linear`` layers into truly sparse :class:`SETLayer` s.
 
-    model = synapses.sparsify(model, epsilon=20)                 # SET's Erdős–Rényi density
-    model = synapses.sparsify(model, sparsity=0.9, distribution="erk")  # RigL's ERK, 90% sparse
+model = synapses.sparsify(model, epsilon=20)                 # SET's Erdős–Rényi density
+model = synapses.sparsify(model, sparsity=0.9, distribution="erk")  # RigL's ERK, 90% sparse
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,7 +38,10 @@ class Replacement:
         return self.n_params / (self.in_features * self.out_features)
 
     def __str__(self) -> str:
-        return f"{self.name}: Linear({self.in_features}, {self.out_features}) -> SETLayer with {self.n_params:,} connections ({100 * self.density:.2f}%)"
+        return (
+            f"{self.name}: Linear({self.in_features}, {self.out_features}) -> SETLayer with {self.n_params:,} "
+            f"connections ({100 * self.density:.2f}%)"
+        )
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,10 @@ def sparsify(
             layer in a dtype or on a device SETLayer does not support (named).
     """
     if distribution == "erdos_renyi" and epsilon is None and sparsity is not None:
-        raise ValueError(f"sparsity={sparsity!r} needs distribution='erk' or 'uniform'; distribution='erdos_renyi' (the default) takes epsilon instead")
+        raise ValueError(
+            f"sparsity={sparsity!r} needs distribution='erk' or 'uniform'; distribution='erdos_renyi' (the default) "
+            "takes epsilon instead"
+        )
     if distribution == "erdos_renyi" and (epsilon is None or sparsity is not None):
         raise ValueError("distribution='erdos_renyi' takes epsilon (and no sparsity)")
     if distribution in ("erk", "uniform") and (sparsity is None or epsilon is not None):
@@ -125,16 +132,29 @@ def sparsify(
     model = model if inplace else copy.deepcopy(model)
     targets, kept = _linear_layers(model, tuple(exclude), keep_output_dense, output_layer, example_input)
     if not targets:
-        raise ValueError(f"sparsify: {type(model).__name__} has no nn.Linear layer to replace (after exclude and keep_output_dense)")
+        raise ValueError(
+            f"sparsify: {type(model).__name__} has no nn.Linear layer to replace (after exclude and keep_output_dense)"
+        )
     for name, linear in targets.items():
         if linear.weight.dtype not in SUPPORTED_DTYPES or linear.weight.device.type == "meta":
-            raise ValueError(f"sparsify: layer {name!r} is {linear.weight.dtype} on {linear.weight.device}; SETLayer supports float32 and float64, not on the meta device")
+            raise ValueError(
+                f"sparsify: layer {name!r} is {linear.weight.dtype} on {linear.weight.device}; SETLayer supports "
+                "float32 and float64, not on the meta device"
+            )
     densities = _densities([(l.in_features, l.out_features) for l in targets.values()], distribution, epsilon, sparsity)
     replaced: dict[int, SETLayer] = {}
     report = []
     for (name, linear), density in zip(targets.items(), densities):
         if id(linear) not in replaced:
-            replaced[id(linear)] = _set_layer_for(linear, density, epsilon if distribution == "erdos_renyi" else None, zeta, regrowth, keep_weights, generator)
+            replaced[id(linear)] = _set_layer_for(
+                linear,
+                density,
+                epsilon if distribution == "erdos_renyi" else None,
+                zeta,
+                regrowth,
+                keep_weights,
+                generator,
+            )
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, replaced[id(linear)])
         report.append(Replacement(name, linear.in_features, linear.out_features, replaced[id(linear)].n_params))
@@ -156,28 +176,52 @@ def _linear_layers(
     kept: list[KeptDense] = []
     for pattern in exclude:
         if not any(fnmatch.fnmatchcase(name, pattern) for name in linears):
-            raise ValueError(f"sparsify: exclude pattern {pattern!r} matches no linear layer; their names: {', '.join(linears) or 'none'}")
+            raise ValueError(
+                f"sparsify: exclude pattern {pattern!r} matches no linear layer; their names: "
+                f"{', '.join(linears) or 'none'}"
+            )
     if output_layer is not None and output_layer not in linears:
-        raise ValueError(f"sparsify: output_layer={output_layer!r} is not a linear layer of the model; their names: {', '.join(linears)}")
+        raise ValueError(
+            f"sparsify: output_layer={output_layer!r} is not a linear layer of the model; their names: "
+            f"{', '.join(linears)}"
+        )
     owners: dict[int, list[tuple[int, str]]] = {}  # parameter -> (module, name) of every holder
     for module_name, module in model.named_modules(remove_duplicate=False):
         for param_name, param in module.named_parameters(recurse=False):
-            owners.setdefault(id(param), []).append((id(module), f"{module_name}.{param_name}" if module_name else param_name))
+            owners.setdefault(id(param), []).append(
+                (id(module), f"{module_name}.{param_name}" if module_name else param_name)
+            )
     output = None
     if keep_output_dense and linears:
-        output = output_layer or (_applied_last(model, linears, example_input) if example_input is not None else list(linears)[-1])
+        output = output_layer or (
+            _applied_last(model, linears, example_input) if example_input is not None else list(linears)[-1]
+        )
     found = {}
     for name, module in linears.items():
         sharers = [holder for module_id, holder in owners[id(module.weight)] if module_id != id(module)]
         if name == output:
-            how = "named output_layer" if output_layer else "applied last" if example_input is not None else "the last registered; name output_layer= or give example_input= if another is the output"
+            how = (
+                "named output_layer"
+                if output_layer
+                else "applied last"
+                if example_input is not None
+                else "the last registered; name output_layer= or give example_input= if another is the output"
+            )
             kept.append(KeptDense(name, f"the output layer: {how}"))
         elif any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
             kept.append(KeptDense(name, "excluded"))
         elif type(module) is not nn.Linear:
-            kept.append(KeptDense(name, f"a subclass of nn.Linear ({type(module).__name__}): its owner may read .weight directly"))
+            kept.append(
+                KeptDense(
+                    name, f"a subclass of nn.Linear ({type(module).__name__}): its owner may read .weight directly"
+                )
+            )
         elif sharers:
-            kept.append(KeptDense(name, f"its weight is shared with {', '.join(sharers)} (weight tying): a SETLayer would untie them"))
+            kept.append(
+                KeptDense(
+                    name, f"its weight is shared with {', '.join(sharers)} (weight tying): a SETLayer would untie them"
+                )
+            )
         else:
             found[name] = module
     return found, kept
@@ -187,7 +231,9 @@ def _applied_last(model: nn.Module, linears: dict[str, nn.Linear], example_input
     """The name of the linear layer whose forward ``model(example_input)`` runs last."""
     order: list[str] = []
     names = {id(m): n for n, m in linears.items()}
-    handles = [m.register_forward_hook(lambda module, args, out: order.append(names[id(module)])) for m in linears.values()]
+    handles = [
+        m.register_forward_hook(lambda module, args, out: order.append(names[id(module)])) for m in linears.values()
+    ]
     try:
         with torch.no_grad():
             model(*example_input) if isinstance(example_input, tuple) else model(example_input)
@@ -199,7 +245,9 @@ def _applied_last(model: nn.Module, linears: dict[str, nn.Linear], example_input
     return order[-1]
 
 
-def _densities(shapes: list[tuple[int, int]], distribution: str, epsilon: float | None, sparsity: float | None) -> list[float | None]:
+def _densities(
+    shapes: list[tuple[int, int]], distribution: str, epsilon: float | None, sparsity: float | None
+) -> list[float | None]:
     """Per-layer density (``None``: let SETLayer apply ``epsilon``)."""
     if distribution == "erdos_renyi":
         return [None] * len(shapes)
@@ -221,13 +269,28 @@ def _densities(shapes: list[tuple[int, int]], distribution: str, epsilon: float 
         dense |= over
 
 
-def _set_layer_for(linear: nn.Linear, density: float | None, epsilon: float | None, zeta: float, regrowth: Regrowth, keep_weights: bool, generator: torch.Generator | None) -> SETLayer:
+def _set_layer_for(
+    linear: nn.Linear,
+    density: float | None,
+    epsilon: float | None,
+    zeta: float,
+    regrowth: Regrowth,
+    keep_weights: bool,
+    generator: torch.Generator | None,
+) -> SETLayer:
     # a density that rounds to every pair is asked for as sparsity 0 (SETLayer refuses 1.0)
     sparsity = None if density is None else max(0.0, 1 - density) if not math.isclose(density, 1.0) else 0.0
     layer = SETLayer(
-        linear.in_features, linear.out_features, epsilon=epsilon if epsilon is not None else 11, sparsity=sparsity,
-        zeta=zeta, bias=linear.bias is not None, generator=generator, regrowth=regrowth,
-        device=linear.weight.device, dtype=linear.weight.dtype,
+        linear.in_features,
+        linear.out_features,
+        epsilon=epsilon if epsilon is not None else 11,
+        sparsity=sparsity,
+        zeta=zeta,
+        bias=linear.bias is not None,
+        generator=generator,
+        regrowth=regrowth,
+        device=linear.weight.device,
+        dtype=linear.weight.dtype,
     )
     if keep_weights:
         with torch.no_grad():

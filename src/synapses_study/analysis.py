@@ -14,6 +14,7 @@ measure it directly:
 * :func:`loss_breakdown`: how much of a test loss comes from the misclassified images, and
   how confident the net is about them (the overfitting puzzle).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,6 +55,7 @@ def mean_abs_weight(connections: torch.Tensor, weight: torch.Tensor, n_inputs: i
 def ink_correlation(counts: np.ndarray, ink: np.ndarray) -> np.ndarray | float:
     """Spearman rank correlation of ``counts`` ``(..., 784)`` with ``ink`` ``(784,)``; NaN
     where the counts are all equal (a dense layer: no ranking to correlate)."""
+
     def ranks(values: np.ndarray) -> np.ndarray:
         return pd.DataFrame(np.atleast_2d(values).T).rank().to_numpy().T.copy()  # average ranks for ties
 
@@ -65,7 +67,9 @@ def ink_correlation(counts: np.ndarray, ink: np.ndarray) -> np.ndarray | float:
     return float(rho[0]) if np.ndim(counts) == 1 else rho
 
 
-def region_summary(connections: torch.Tensor, weight: torch.Tensor, ink: np.ndarray, blank_below: float = BLANK_BELOW) -> pd.DataFrame:
+def region_summary(
+    connections: torch.Tensor, weight: torch.Tensor, ink: np.ndarray, blank_below: float = BLANK_BELOW
+) -> pd.DataFrame:
     """Per region (``blank``: ink in fewer than ``blank_below`` of the images; ``inked``: the
     rest): pixels, connections per pixel, and mean ``|weight|`` per connection."""
     inputs = connections[:, 0].cpu().numpy()
@@ -74,11 +78,24 @@ def region_summary(connections: torch.Tensor, weight: torch.Tensor, ink: np.ndar
     rows = []
     for name, pixels in (("blank", ink < blank_below), ("inked", ink >= blank_below)):
         mask = pixels[inputs]
-        rows.append(dict(region=name, pixels=int(pixels.sum()), connections_per_pixel=counts[pixels].mean(), mean_abs_weight=magnitude[mask].mean() if mask.any() else np.nan))
+        rows.append(
+            dict(
+                region=name,
+                pixels=int(pixels.sum()),
+                connections_per_pixel=counts[pixels].mean(),
+                mean_abs_weight=magnitude[mask].mean() if mask.any() else np.nan,
+            )
+        )
     return pd.DataFrame(rows).set_index("region")
 
 
-def pruning_by_region(pruned_counts: np.ndarray, abs_weight_sum: np.ndarray, pixel_counts: np.ndarray, ink: np.ndarray, blank_below: float = BLANK_BELOW) -> pd.DataFrame:
+def pruning_by_region(
+    pruned_counts: np.ndarray,
+    abs_weight_sum: np.ndarray,
+    pixel_counts: np.ndarray,
+    ink: np.ndarray,
+    blank_below: float = BLANK_BELOW,
+) -> pd.DataFrame:
     """Per epoch, for blank and inked pixels: share of the connections, share of the pruned
     ones, fraction of the region's connections pruned, and mean ``|weight|`` before pruning.
 
@@ -96,14 +113,18 @@ def pruning_by_region(pruned_counts: np.ndarray, abs_weight_sum: np.ndarray, pix
     for name, pixels in (("blank", ink < blank_below), ("inked", ink >= blank_below)):
         region_counts = counts[:, pixels].sum(axis=1)
         region_pruned = pruned_counts[:, pixels].sum(axis=1)
-        rows.append(pd.DataFrame({
-            "epoch": np.arange(1, len(counts) + 1),
-            "region": name,
-            "share_of_connections": region_counts / counts.sum(axis=1),
-            "share_of_pruned": region_pruned / np.maximum(pruned_counts.sum(axis=1), 1),
-            "pruned_fraction": region_pruned / np.maximum(region_counts, 1),
-            "mean_abs_weight": abs_weight_sum[:, pixels].sum(axis=1) / np.maximum(region_counts, 1),
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "epoch": np.arange(1, len(counts) + 1),
+                    "region": name,
+                    "share_of_connections": region_counts / counts.sum(axis=1),
+                    "share_of_pruned": region_pruned / np.maximum(pruned_counts.sum(axis=1), 1),
+                    "pruned_fraction": region_pruned / np.maximum(region_counts, 1),
+                    "mean_abs_weight": abs_weight_sum[:, pixels].sum(axis=1) / np.maximum(region_counts, 1),
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 

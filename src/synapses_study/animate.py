@@ -7,6 +7,7 @@ the reproduction; ``topology_inputs_1000ep.gif``: inputs in [0, 1] against stand
 inputs, both without decay. Each panel is the mean over seeds of the connections per pixel
 minus the uniform share, on one colour scale for all panels and frames.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,7 +82,9 @@ def _on_one_palette(rendered: list[np.ndarray], colors: int = 32) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synapses_study.animate", description="Write the topology GIFs into figures/.")
+    parser = argparse.ArgumentParser(
+        prog="python -m synapses_study.animate", description="Write the topology GIFs into figures/."
+    )
     parser.add_argument("--figures-dir", type=Path, default=FIGURES)
     parser.add_argument("--every", type=int, default=20, help="epochs per frame (default 20)")
     args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ connection there stays as it was born. Noise on blank pixels gives every pixel a
 input; shifts move the digits so that no pixel is blank in every image. Test images are
 never changed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

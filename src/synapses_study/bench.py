@@ -6,6 +6,7 @@
 Every comparison times both sides in this process, interleaved, and reports the ratio of
 medians; absolute times depend on the machine, the ratios much less.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,7 +65,9 @@ def time_ms(fn: Callable[[], object], repeats: int, device: torch.device, warmup
     return times
 
 
-def interleaved_medians(a: Callable[[], object], b: Callable[[], object], repeats: int, device: torch.device) -> tuple[float, float]:
+def interleaved_medians(
+    a: Callable[[], object], b: Callable[[], object], repeats: int, device: torch.device
+) -> tuple[float, float]:
     """Median ms of ``a`` and of ``b``, timed in alternating rounds so drift hits both."""
     ms_a, ms_b = interleaved_medians_of([a, b], repeats, device)
     return ms_a, ms_b
@@ -92,7 +95,9 @@ def masked_copy(net: SparseNet) -> nn.Module:
     return dense
 
 
-def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+def _train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> Callable[[], None]:
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         F.nll_loss(model(x), y).backward()
@@ -123,13 +128,23 @@ def bench_compute_choice(repeats: int, device: torch.device, batch: int = 128) -
         nets[compute] = SparseNet(compute=compute).to(device)
     x = torch.randn(batch, 784, device=device)
     y = torch.randint(10, (batch,), device=device)
-    steps = {k: _train_step(net, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.5), x, y) for k, net in nets.items()}
+    steps = {
+        k: _train_step(net, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.5), x, y) for k, net in nets.items()
+    }
     steps["measure"]()  # the first call measures
     threads = torch.get_num_threads()
     results = []
     for other in ("fixed", "sparse"):
         ours_ms, base_ms = interleaved_medians(steps["measure"], steps[other], repeats, device)
-        results.append(Comparison(f"SparseNet step, measured kernels vs {other}, {threads} thr", ours_ms, base_ms, f'compute="{other}"', "ratio <= 1.0"))
+        results.append(
+            Comparison(
+                f"SparseNet step, measured kernels vs {other}, {threads} thr",
+                ours_ms,
+                base_ms,
+                f'compute="{other}"',
+                "ratio <= 1.0",
+            )
+        )
     return results
 
 
@@ -167,7 +182,9 @@ def bench_evolution(repeats: int, device: torch.device) -> list[Comparison]:
     ]
 
 
-def _reference_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data, batch: int, generator: torch.Generator) -> None:
+def _reference_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, data, batch: int, generator: torch.Generator
+) -> None:
     """A straightforward epoch: per-batch indexing, train, then evaluate (no evolution)."""
     model.train()
     order = torch.randperm(len(data.train_y), generator=generator)
@@ -186,7 +203,12 @@ def bench_epoch(repeats: int, device: torch.device, train_size: int | None = Non
     the straightforward loop over the dense masked net (which does no evolution)."""
     data = load_mnist()
     if train_size is not None:
-        data = MNISTTensors(data.train_x[:train_size], data.train_y[:train_size], data.test_x[: train_size // 6], data.test_y[: train_size // 6])
+        data = MNISTTensors(
+            data.train_x[:train_size],
+            data.train_y[:train_size],
+            data.test_x[: train_size // 6],
+            data.test_y[: train_size // 6],
+        )
     torch.manual_seed(0)
     config = ExperimentConfig()
     net = SparseNet()
@@ -205,11 +227,19 @@ def bench_epoch(repeats: int, device: torch.device, train_size: int | None = Non
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        ours_ms, base_ms = interleaved_medians(ours, lambda: _reference_epoch(ref, ref_opt, data, config.batch_size, generator), repeats, device)
+        ours_ms, base_ms = interleaved_medians(
+            ours, lambda: _reference_epoch(ref, ref_opt, data, config.batch_size, generator), repeats, device
+        )
     finally:
         torch.set_num_threads(threads)
     size = len(data.train_y)
-    return Comparison(f"SparseNet epoch ({size // 1000}k images, {config.threads} thread)", ours_ms, base_ms, "plain loop, dense masked net", "<= 1.5 s")
+    return Comparison(
+        f"SparseNet epoch ({size // 1000}k images, {config.threads} thread)",
+        ours_ms,
+        base_ms,
+        "plain loop, dense masked net",
+        "<= 1.5 s",
+    )
 
 
 # SparseProp's benchmark shapes (in, out, batch) and the fractions of dense nn.Linear's
@@ -251,7 +281,9 @@ def sparseprop_linear(dense: nn.Linear) -> nn.Module | None:
     return SparseLinear.from_dense(dense)
 
 
-def _bench_shape(n_in: int, n_out: int, batch: int, fractions: tuple[float, ...], repeats: int, device: torch.device, quick: bool) -> list[Comparison]:
+def _bench_shape(
+    n_in: int, n_out: int, batch: int, fractions: tuple[float, ...], repeats: int, device: torch.device, quick: bool
+) -> list[Comparison]:
     """One of SparseProp's shapes at its three sparsities."""
     results = []
     batch = min(batch, 256) if quick else batch
@@ -284,15 +316,25 @@ def _bench_shape(n_in: int, n_out: int, batch: int, fractions: tuple[float, ...]
             measured = f"SparseProp {peer_ms[0] / base_ms:.2f} of dense (timed alongside), ours {ours_ms / base_ms:.2f}"
             note = f"{measured}: {peer_ms[0] / ours_ms:.2f}x faster ({layer.kernel_for(batch)} kernels)"
         else:
-            note = f"SparseProp {fraction:.2f} of dense (as reported), ours {ours_ms / base_ms:.2f} ({layer.kernel_for(batch)} kernels)"
+            note = (
+                f"SparseProp {fraction:.2f} of dense (as reported), ours {ours_ms / base_ms:.2f} "
+                f"({layer.kernel_for(batch)} kernels)"
+            )
         results.append(Comparison(name, ours_ms, base_ms, "dense nn.Linear, 1 thread", note))
     return results
 
 
-def run_all(repeats: int = 200, device: str = "cpu", quick: bool = False, epochs: bool = True, shapes: bool = True) -> list[Comparison]:
+def run_all(
+    repeats: int = 200, device: str = "cpu", quick: bool = False, epochs: bool = True, shapes: bool = True
+) -> list[Comparison]:
     """Every comparison; ``quick`` shrinks them to seconds (for smoke runs, not for numbers)."""
     dev = torch.device(device)
-    results = [bench_train_step(repeats, dev), *bench_compute_choice(repeats, dev), bench_large_layer(repeats, dev, size=1024 if quick else 4096), *bench_evolution(repeats, dev)]
+    results = [
+        bench_train_step(repeats, dev),
+        *bench_compute_choice(repeats, dev),
+        bench_large_layer(repeats, dev, size=1024 if quick else 4096),
+        *bench_evolution(repeats, dev),
+    ]
     if shapes:
         results += bench_linear_shapes(repeats, dev, quick)
     if epochs and dev.type == "cpu":
@@ -318,12 +360,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, seconds in all (a smoke test, not numbers)")
     parser.add_argument("--no-epoch", action="store_true", help="skip the whole-epoch comparison (loads MNIST)")
     parser.add_argument("--no-shapes", action="store_true", help="skip SparseProp's six layer shapes against nn.Linear")
-    parser.add_argument("--shapes-only", action="store_true", help="only SparseProp's six layer shapes against nn.Linear")
+    parser.add_argument(
+        "--shapes-only", action="store_true", help="only SparseProp's six layer shapes against nn.Linear"
+    )
     scale = parser.add_argument_group("--scale: train a large SET-MLP on MNIST instead (synapses_study.scale)")
-    scale.add_argument("--scale", action="store_true", help="time steps, an evolution and an epoch of a 784-N x L-10 SET-MLP; report peak memory")
+    scale.add_argument(
+        "--scale",
+        action="store_true",
+        help="time steps, an evolution and an epoch of a 784-N x L-10 SET-MLP; report peak memory",
+    )
     scale.add_argument("--hidden", type=int, default=250_000, help="neurons per hidden layer (default 250,000)")
     scale.add_argument("--layers", type=int, default=4, help="hidden layers (default 4)")
-    scale.add_argument("--steps", type=int, default=None, help="time this many steps and extrapolate the epoch (default: a whole epoch)")
+    scale.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="time this many steps and extrapolate the epoch (default: a whole epoch)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -339,8 +392,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.shapes_only:
         results = bench_linear_shapes(args.repeats, torch.device(args.device), args.quick)
     else:
-        results = run_all(args.repeats, args.device, quick=args.quick, epochs=not args.no_epoch, shapes=not args.no_shapes)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {platform.processor() or platform.machine()}")
+        results = run_all(
+            args.repeats, args.device, quick=args.quick, epochs=not args.no_epoch, shapes=not args.no_shapes
+        )
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+        f"{platform.processor() or platform.machine()}"
+    )
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,4 +1,5 @@
 """The network and optimizer a configuration describes, and a finished run's network back."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -36,12 +37,28 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network
     grid = (SIDE, SIDE) if parents else None
     if config.model == "EvolNet":
         return EvolNet(
-            config.evolution_proba, sizes, config.layer_epsilons(), config.zeta, generator=generator, compute="fixed", dropout=config.dropout,
-            per_layer=True, input_regrowth=regrowth, parent_fraction=config.parent_fraction, input_grid=grid,
+            config.evolution_proba,
+            sizes,
+            config.layer_epsilons(),
+            config.zeta,
+            generator=generator,
+            compute="fixed",
+            dropout=config.dropout,
+            per_layer=True,
+            input_regrowth=regrowth,
+            parent_fraction=config.parent_fraction,
+            input_grid=grid,
         )
     return SparseNet(
-        sizes, config.layer_epsilons(), config.zeta, generator=generator, compute="fixed", dropout=config.dropout,
-        input_regrowth=regrowth, parent_fraction=config.parent_fraction, input_grid=grid,
+        sizes,
+        config.layer_epsilons(),
+        config.zeta,
+        generator=generator,
+        compute="fixed",
+        dropout=config.dropout,
+        input_regrowth=regrowth,
+        parent_fraction=config.parent_fraction,
+        input_grid=grid,
     )
 
 
@@ -56,7 +73,10 @@ def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.o
     if config.input_lr_factor != 1:
         assert isinstance(model, SparseNet)  # config validation: the factor is for SET models
         first = model.sparse_layers()[0].weight
-        params = [{"params": [first], "lr": config.lr * config.input_lr_factor}, {"params": [p for p in params if p is not first]}]
+        params = [
+            {"params": [first], "lr": config.lr * config.input_lr_factor},
+            {"params": [p for p in params if p is not first]},
+        ]
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=coupled)
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=coupled)
@@ -71,7 +91,9 @@ def fix_topology(model: SparseNet, source_state: dict[str, torch.Tensor], layers
             continue
         connections = source_state[f"set_layers.{i}.connections"]
         if connections.shape != layer.connections.shape:
-            raise ValueError(f"topology_from: layer {i} has {len(connections)} connections there, {layer.n_params} here")
+            raise ValueError(
+                f"topology_from: layer {i} has {len(connections)} connections there, {layer.n_params} here"
+            )
         layer.connections.copy_(connections)
 
 

@@ -3,6 +3,7 @@
 The run's identity (:meth:`ExperimentConfig.run_id`) is derived from every field, so the
 same configuration always lands in the same ``results/<run_id>/`` folder.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -168,10 +169,19 @@ class ExperimentConfig:
             if not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         positive = {
-            "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "threads": self.threads,
-            "input_regrowth_scale": self.input_regrowth_scale, "input_lr_factor": self.input_lr_factor,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "threads": self.threads,
+            "input_regrowth_scale": self.input_regrowth_scale,
+            "input_lr_factor": self.input_lr_factor,
         }
-        positive.update({f"epsilon[{i}]" if isinstance(self.epsilon, tuple) else "epsilon": e for i, e in enumerate(self.layer_epsilons())})
+        positive.update(
+            {
+                f"epsilon[{i}]" if isinstance(self.epsilon, tuple) else "epsilon": e
+                for i, e in enumerate(self.layer_epsilons())
+            }
+        )
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value!r}")
@@ -181,12 +191,21 @@ class ExperimentConfig:
             raise ConfigError(f"seed must be in [0, 2**32), got {self.seed!r}")
         for name, available in (("train_size", MNIST_TRAIN_IMAGES), ("test_size", MNIST_TEST_IMAGES)):
             if getattr(self, name) is not None and not 1 <= getattr(self, name) <= available:
-                raise ConfigError(f"{name} must be in 1..{available} (MNIST's images) or None for all, got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"{name} must be in 1..{available} (MNIST's images) or None for all, got {getattr(self, name)!r}"
+                )
         for name in ("init_from", "topology_from"):
             source = getattr(self, name)
             if source is not None and not RUN_ID.fullmatch(source):
-                raise ConfigError(f"{name} must be a run id (a folder name in the results directory, no path), got {source!r}")
-        non_negative = {"weight_decay": self.weight_decay, "l1": self.l1, "momentum": self.momentum, "blank_noise": self.blank_noise}
+                raise ConfigError(
+                    f"{name} must be a run id (a folder name in the results directory, no path), got {source!r}"
+                )
+        non_negative = {
+            "weight_decay": self.weight_decay,
+            "l1": self.l1,
+            "momentum": self.momentum,
+            "blank_noise": self.blank_noise,
+        }
         if self.weight_decay_end is not None:
             non_negative["weight_decay_end"] = self.weight_decay_end
         for name, value in non_negative.items():
@@ -200,7 +219,10 @@ class ExperimentConfig:
         if not self.hidden or min(self.hidden) < 1:
             raise ConfigError(f"hidden must be a non-empty list of positive widths, got {list(self.hidden)!r}")
         if isinstance(self.epsilon, tuple) and len(self.epsilon) != len(self.hidden):
-            raise ConfigError(f"epsilon has {len(self.epsilon)} values for {len(self.hidden)} hidden layers; give one per hidden layer or a single number")
+            raise ConfigError(
+                f"epsilon has {len(self.epsilon)} values for {len(self.hidden)} hidden layers; give one per hidden "
+                "layer or a single number"
+            )
         if self.model != "Dense":
             for i, ((n_in, n_out), eps) in enumerate(zip(self.set_layer_shapes(), self.layer_epsilons())):
                 if erdos_renyi_n_params(n_in, n_out, eps, None) > n_in * n_out:
@@ -209,36 +231,59 @@ class ExperimentConfig:
                         f"(at most {n_in * n_out / (n_in + n_out):g} there)"
                     )
         if not 0 <= self.random_shift <= MAX_SHIFT:
-            raise ConfigError(f"random_shift must be a whole number of pixels in 0..{MAX_SHIFT}, got {self.random_shift!r}")
+            raise ConfigError(
+                f"random_shift must be a whole number of pixels in 0..{MAX_SHIFT}, got {self.random_shift!r}"
+            )
         if self.decay_mode == "decoupled" and max(self.weight_decay, self.weight_decay_end or 0.0) >= 1:
-            raise ConfigError(f"decoupled weight_decay shrinks w by wd * w per step and must be < 1, got {self.weight_decay!r}")
+            raise ConfigError(
+                f"decoupled weight_decay shrinks w by wd * w per step and must be < 1, got {self.weight_decay!r}"
+            )
 
     def _check_fields_apply(self) -> None:
         """Refuse settings that the rest of the config would silently ignore."""
         if (self.evolution == "pass") != (self.model == "EvolNet"):
-            raise ConfigError(f"evolution='pass' goes with model='EvolNet' and only with it (got model={self.model!r}, evolution={self.evolution!r})")
+            raise ConfigError(
+                f"evolution='pass' goes with model='EvolNet' and only with it (got model={self.model!r}, "
+                f"evolution={self.evolution!r})"
+            )
         if self.evolution == "pass" and self.evolution_proba == 0:
             raise ConfigError("evolution='pass' needs evolution_proba > 0")
         if self.evolution != "pass" and self.evolution_proba != 0:
-            raise ConfigError(f"evolution_proba applies to model='EvolNet' only (got {self.evolution_proba!r} with model={self.model!r}); remove it")
+            raise ConfigError(
+                f"evolution_proba applies to model='EvolNet' only (got {self.evolution_proba!r} with "
+                f"model={self.model!r}); remove it"
+            )
         if self.record_pruning and self.evolution != "epoch":
             raise ConfigError("record_pruning needs evolution='epoch' (pruning happens between epochs)")
         if self.record_lifetimes and self.evolution != "epoch":
-            raise ConfigError("record_lifetimes needs evolution='epoch' (connections are born and pruned between epochs)")
+            raise ConfigError(
+                "record_lifetimes needs evolution='epoch' (connections are born and pruned between epochs)"
+            )
         if self.input_regrowth_scale != 1 and self.evolution != "epoch":
-            raise ConfigError(f"input_regrowth_scale applies to evolution='epoch' only (got evolution={self.evolution!r}); remove it")
+            raise ConfigError(
+                f"input_regrowth_scale applies to evolution='epoch' only (got evolution={self.evolution!r}); remove it"
+            )
         if not self.record_weight_mass and not self.record_pruning:
             raise ConfigError("record_weight_mass applies with record_pruning only; remove it")
         if self.regrowth == "uniform" and self.parent_fraction != 0.5:
-            raise ConfigError(f"parent_fraction applies to regrowth='near_parents' only (got {self.parent_fraction!r} with uniform regrowth); remove it")
+            raise ConfigError(
+                f"parent_fraction applies to regrowth='near_parents' only (got {self.parent_fraction!r} with uniform "
+                "regrowth); remove it"
+            )
         if self.optimizer == "adam" and self.momentum != 0.5:
             raise ConfigError(f"momentum applies to optimizer='sgd' only (got {self.momentum!r} with adam); remove it")
         if self.model == "Dense":
             if self.evolution != "off":
                 raise ConfigError("model='Dense' has nothing to evolve: set evolution='off'")
             set_only = {
-                "epsilon": 11.0, "zeta": 0.3, "regrowth": "uniform", "topology_from": None, "reset_optimizer_state": True,
-                "input_regrowth_scale": 1.0, "input_lr_factor": 1.0, "record_lifetimes": False,
+                "epsilon": 11.0,
+                "zeta": 0.3,
+                "regrowth": "uniform",
+                "topology_from": None,
+                "reset_optimizer_state": True,
+                "input_regrowth_scale": 1.0,
+                "input_lr_factor": 1.0,
+                "record_lifetimes": False,
             }
             for name, default in set_only.items():
                 if getattr(self, name) != default:
@@ -247,13 +292,18 @@ class ExperimentConfig:
             if self.evolution != "off":
                 raise ConfigError("topology_from keeps the connections fixed: set evolution='off'")
             if self.init_from is not None:
-                raise ConfigError("init_from and topology_from exclude each other (init_from already brings the connections)")
+                raise ConfigError(
+                    "init_from and topology_from exclude each other (init_from already brings the connections)"
+                )
         if self.topology_layers is not None:
             if self.topology_from is None:
                 raise ConfigError("topology_layers applies with topology_from only; remove it")
             layers = list(self.topology_layers)
             if not layers or layers != sorted(set(layers)) or layers[0] < 0 or layers[-1] >= len(self.hidden):
-                raise ConfigError(f"topology_layers must list distinct SET layer indices in increasing order, each in 0..{len(self.hidden) - 1}; got {layers!r}")
+                raise ConfigError(
+                    "topology_layers must list distinct SET layer indices in increasing order, each in "
+                    f"0..{len(self.hidden) - 1}; got {layers!r}"
+                )
 
     # ---------------------------------------------------------------- shapes
     def set_layer_shapes(self) -> list[tuple[int, int]]:
@@ -289,7 +339,9 @@ class ExperimentConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(sorted(known))}"
+            )
         try:
             return cls(**data)
         except ConfigError as err:
@@ -312,7 +364,9 @@ class ExperimentConfig:
         # (with a default) later keeps the identity of every existing run.
         changed = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
         digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
-        decay = f"wd{self.weight_decay:g}" + (f"-{self.weight_decay_end:g}" if self.weight_decay_end is not None else "")
+        decay = f"wd{self.weight_decay:g}" + (
+            f"-{self.weight_decay_end:g}" if self.weight_decay_end is not None else ""
+        )
         parts = [self.model.lower()]
         if self.hidden != (512, 128):
             parts[0] += "-" + "-".join(map(str, self.hidden))
@@ -328,7 +382,9 @@ class ExperimentConfig:
         if self.dropout:
             parts.append(f"drop{self.dropout:g}")
         if self.topology_from is not None:
-            parts.append("fixed" + ("" if self.topology_layers is None else "-l" + "".join(map(str, self.topology_layers))))
+            parts.append(
+                "fixed" + ("" if self.topology_layers is None else "-l" + "".join(map(str, self.topology_layers)))
+            )
         elif self.evolution == "off" and self.model != "Dense":
             parts.append("static")
         if self.input_regrowth_scale != 1:
@@ -367,7 +423,7 @@ def field_help() -> dict[str, str]:
         elif line.startswith(" " * 12) and current:
             for name in current:
                 meanings[name] += " " + line.strip()
-    return {name: meaning.replace('``', '') for name, meaning in meanings.items()}
+    return {name: meaning.replace("``", "") for name, meaning in meanings.items()}
 
 
 def _element_types(hint: Any) -> tuple[Any, ...]:
@@ -392,7 +448,12 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
             continue
         if _is_instance(value, kind):
             return
-    names = [f"a list of {get_args(k)[0].__name__}" if getattr(k, "__origin__", None) is tuple else getattr(k, "__name__", str(k)) for k in allowed]
+    names = [
+        f"a list of {get_args(k)[0].__name__}"
+        if getattr(k, "__origin__", None) is tuple
+        else getattr(k, "__name__", str(k))
+        for k in allowed
+    ]
     raise ConfigError(f"{name} must be {' or '.join(names)}, got {value!r}")
 
 

@@ -12,6 +12,7 @@ repository's ``data/mnist``. Where they are decompressed: ``cache`` argument, el
 ``$SYNAPSES_CACHE_DIR``, else the repository's ``.cache``. ``download=True`` lets
 torchvision fetch the files into the cache instead when none are found (needs a network).
 """
+
 from __future__ import annotations
 
 import errno
@@ -62,7 +63,9 @@ class MNISTTensors:
 
     def to(self, device: torch.device) -> MNISTTensors:
         """The same tensors on ``device`` (these, where they are there already)."""
-        return MNISTTensors(self.train_x.to(device), self.train_y.to(device), self.test_x.to(device), self.test_y.to(device))
+        return MNISTTensors(
+            self.train_x.to(device), self.train_y.to(device), self.test_x.to(device), self.test_y.to(device)
+        )
 
 
 def default_source() -> Path:
@@ -107,8 +110,10 @@ def prepare_raw_files(source: Path, cache: Path) -> Path:
         packed = packed_file(source, name)
         if not packed.exists():
             raise MNISTFileError(
-                f"MNIST file {name} is missing from {source} (looked for {name}.xz and {name}.gz; expected md5 {md5} once decompressed); "
-                "run from a checkout of this repository (the study finds data/mnist/ from the working directory), or set SYNAPSES_ROOT or SYNAPSES_MNIST_DIR"
+                f"MNIST file {name} is missing from {source} (looked for {name}.xz and {name}.gz; expected md5 {md5} "
+                "once decompressed); "
+                "run from a checkout of this repository (the study finds data/mnist/ from the working directory), or "
+                "set SYNAPSES_ROOT or SYNAPSES_MNIST_DIR"
             )
         with tempfile.NamedTemporaryFile(dir=raw, prefix=f"{name}.", suffix=".partial", delete=False) as handle:
             partial = Path(handle.name)
@@ -120,7 +125,10 @@ def prepare_raw_files(source: Path, cache: Path) -> Path:
         except OSError as err:
             partial.unlink(missing_ok=True)
             if err.errno == errno.ENOSPC:  # the cache's disk, not the data: say so
-                raise MNISTFileError(f"no space left on the device of the MNIST cache {raw} (about 55 MB needed); free some or point the cache elsewhere") from None
+                raise MNISTFileError(
+                    f"no space left on the device of the MNIST cache {raw} (about 55 MB needed); free some or point "
+                    "the cache elsewhere"
+                ) from None
             raise MNISTFileError(f"MNIST file {packed} cannot be decompressed ({err}); expected md5 {md5}") from err
         except (EOFError, lzma.LZMAError) as err:
             partial.unlink(missing_ok=True)
@@ -132,7 +140,9 @@ def prepare_raw_files(source: Path, cache: Path) -> Path:
     return cache
 
 
-def load_mnist(source: str | Path | None = None, cache: str | Path | None = None, download: bool = False) -> MNISTTensors:
+def load_mnist(
+    source: str | Path | None = None, cache: str | Path | None = None, download: bool = False
+) -> MNISTTensors:
     """MNIST as normalised tensors (see :class:`MNISTTensors`), through torchvision."""
     from torchvision import datasets  # imported here: torchvision is slow to import
 
@@ -151,11 +161,12 @@ def load_mnist(source: str | Path | None = None, cache: str | Path | None = None
     return MNISTTensors(normalise(train.data), train.targets.long(), normalise(test.data), test.targets.long())
 
 
-
 InputScale = Literal["standardized", "unit", "scaled"]
 
 
-def prepare_data(data: MNISTTensors, train_size: int | None = None, test_size: int | None = None, inputs: InputScale = "standardized") -> MNISTTensors:
+def prepare_data(
+    data: MNISTTensors, train_size: int | None = None, test_size: int | None = None, inputs: InputScale = "standardized"
+) -> MNISTTensors:
     """The first ``train_size`` / ``test_size`` images (all for ``None``) at the scale ``inputs``.
 
     ``"standardized"`` leaves ``data`` as loaded. ``"unit"`` undoes the standardisation:
@@ -163,9 +174,15 @@ def prepare_data(data: MNISTTensors, train_size: int | None = None, test_size: i
     gradient at all. ``"scaled"`` undoes only the centring: pixels in [0, 1 / 0.3081], the
     standardised scale with blank pixels at 0.
     """
-    for name, size, available in (("train_size", train_size, len(data.train_y)), ("test_size", test_size, len(data.test_y))):
+    for name, size, available in (
+        ("train_size", train_size, len(data.train_y)),
+        ("test_size", test_size, len(data.test_y)),
+    ):
         if size is not None and size > available:
-            raise ConfigError(f"{name}={size} asks for more images than the {available:,} there are; use at most {available} (or None: all)")
+            raise ConfigError(
+                f"{name}={size} asks for more images than the {available:,} there are; use at most {available} (or "
+                "None: all)"
+            )
     train_x, test_x = data.train_x[:train_size], data.test_x[:test_size]
     if inputs == "unit":
         train_x, test_x = ((x * STD + MEAN).clamp_(0, 1) for x in (train_x, test_x))

@@ -6,6 +6,7 @@ batch's loss (L1), and what to do after each optimizer step (decoupled decay shr
 parameter by ``wd * w``). The coefficient of an epoch, constant or linear from
 ``weight_decay`` to ``weight_decay_end``, is defined here and nowhere else.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -20,11 +21,11 @@ from .config import ExperimentConfig
 @dataclass(frozen=True)
 class WeightDecayPolicy:
     """Args:
-        mode: ``"coupled"`` (the optimizer's ``weight_decay``) or ``"decoupled"``.
-        start: coefficient during the first epoch.
-        end: coefficient during the last epoch (``None``: constant), reached linearly.
-        epochs: length of the run.
-        l1: coefficient of ``l1 * sum(|w|)`` added to the training loss.
+    mode: ``"coupled"`` (the optimizer's ``weight_decay``) or ``"decoupled"``.
+    start: coefficient during the first epoch.
+    end: coefficient during the last epoch (``None``: constant), reached linearly.
+    epochs: length of the run.
+    l1: coefficient of ``l1 * sum(|w|)`` added to the training loss.
     """
 
     mode: Literal["coupled", "decoupled"]

@@ -14,6 +14,7 @@ newborns were born.
 with ``k`` the connections pruned per epoch (regrown uniformly: ``m_b`` pixels of band
 ``b`` get ``m_b / 784`` of them).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -57,14 +58,21 @@ def demography(record: LifetimeRecord, band: np.ndarray, n_inputs: int = 784) ->
         for b, name in enumerate(BAND_NAMES):
             young, old = newborn & (slot_band == b), ~newborn & (slot_band == b)
             kept = young & ~pruned
-            rows.append({
-                "epoch": epoch, "band": name, "newborns": int(young.sum()), "newborn_survivors": int(kept.sum()),
-                "established": int(old.sum()), "established_deaths": int((old & pruned).sum()),
-                "newborn_w0": float(np.median(initial[young])) if young.any() else np.nan,
-                "survivor_w0": float(np.median(initial[kept])) if kept.any() else np.nan,
-                "newborn_drift": float((before[young] - initial[young]).mean()) if young.any() else np.nan,
-                "theta_pos": theta_pos, "theta_neg": theta_neg,
-            })
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "band": name,
+                    "newborns": int(young.sum()),
+                    "newborn_survivors": int(kept.sum()),
+                    "established": int(old.sum()),
+                    "established_deaths": int((old & pruned).sum()),
+                    "newborn_w0": float(np.median(initial[young])) if young.any() else np.nan,
+                    "survivor_w0": float(np.median(initial[kept])) if kept.any() else np.nan,
+                    "newborn_drift": float((before[young] - initial[young]).mean()) if young.any() else np.nan,
+                    "theta_pos": theta_pos,
+                    "theta_neg": theta_neg,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -90,7 +98,9 @@ def windowed(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def simulate(start: np.ndarray, pruned_total: np.ndarray, s: np.ndarray, h: np.ndarray, band_pixels: np.ndarray) -> np.ndarray:
+def simulate(
+    start: np.ndarray, pruned_total: np.ndarray, s: np.ndarray, h: np.ndarray, band_pixels: np.ndarray
+) -> np.ndarray:
     """The birth-death account, per band.
 
     Args:

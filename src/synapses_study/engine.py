@@ -8,6 +8,7 @@ uninterrupted one (except the ``seconds`` column). A damaged or foreign checkpoi
 run with an error that names it, and a run whose ``model.pt`` is damaged does not count as
 finished.
 """
+
 from __future__ import annotations
 
 import math
@@ -160,21 +161,32 @@ class DivergedError(RuntimeError):
 
 def _require_same_layers(source: ExperimentConfig, config: ExperimentConfig, field_name: str) -> None:
     """Refuse a source run whose network has other layer shapes or connection counts."""
+
     def layers(c: ExperimentConfig) -> tuple[Any, ...]:
         sparse = c.model != "Dense"
         return (sparse, tuple(c.set_layer_shapes()), c.layer_epsilons() if sparse else None)
 
-    if field_name == "init_from" and layers(source) != layers(config) or field_name == "topology_from" and layers(source)[1:] != layers(config)[1:]:
+    if (
+        field_name == "init_from"
+        and layers(source) != layers(config)
+        or field_name == "topology_from"
+        and layers(source)[1:] != layers(config)[1:]
+    ):
         raise ConfigError(
-            f"{field_name}={config.init_from if field_name == 'init_from' else config.topology_from!r} is a {source.model} with hidden "
-            f"{list(source.hidden)} and epsilon {source.epsilon}; this run needs {config.model} with hidden {list(config.hidden)} and epsilon {config.epsilon}"
+            f"{field_name}={config.init_from if field_name == 'init_from' else config.topology_from!r} is a "
+            f"{source.model} with hidden "
+            f"{list(source.hidden)} and epsilon {source.epsilon}; this run needs {config.model} with hidden "
+            f"{list(config.hidden)} and epsilon {config.epsilon}"
         )
 
 
 def _require_finished(source: RunDir, field_name: str) -> None:
     """Refuse a run that starts from ``source`` unless that run is finished."""
     if not (source.config_file.exists() and source.is_finished(source.config())):
-        raise ConfigError(f"{field_name}={source.path.name!r}: no finished run of that id in {source.path.parent} (run that config first)")
+        raise ConfigError(
+            f"{field_name}={source.path.name!r}: no finished run of that id in {source.path.parent} (run that config "
+            "first)"
+        )
 
 
 @dataclass
@@ -187,12 +199,18 @@ class Trainee:
     data_rng: torch.Generator  # the order of the training images
     device: torch.device  # where the model is; on CUDA, dropout draws from that device's generator
     augment_rng: torch.Generator | None = None  # shifts and blank-pixel noise, where the config asks for them
-    evolution: Evolution | None = None  # SET's pruning and regrowth (evolution="epoch"); an EvolNet holds its own per-pass driver
+    evolution: Evolution | None = (
+        None  # SET's pruning and regrowth (evolution="epoch"); an EvolNet holds its own per-pass driver
+    )
 
     def resumable(self, epoch: int) -> dict[str, Any]:
         state = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "model_rng": self.model_rng.get_state(),
-            "data_rng": self.data_rng.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "model_rng": self.model_rng.get_state(),
+            "data_rng": self.data_rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": epoch,
         }
         if self.augment_rng is not None:
             state["augment_rng"] = self.augment_rng.get_state()
@@ -231,14 +249,24 @@ def build_trainee(config: ExperimentConfig, results_dir: Path) -> Trainee:
         # EvolNet evolves inside forward, so it holds the optimizer whose state moved weights
         # reset; the optimizer needs the model's parameters first.
         model.optimizer = optimizer
-    augment_rng = torch.Generator().manual_seed(config.seed + AUGMENT_SEED_OFFSET) if config.random_shift or config.blank_noise else None
+    augment_rng = (
+        torch.Generator().manual_seed(config.seed + AUGMENT_SEED_OFFSET)
+        if config.random_shift or config.blank_noise
+        else None
+    )
     # the library's driver, in its two halves: prune after an epoch's training (the pruned
     # network is evaluated and recorded), regrow before the next one
-    evolution = Evolution(model, optimizer, every=1, reset_optimizer_state=config.reset_optimizer_state) if config.evolution == "epoch" else None
+    evolution = (
+        Evolution(model, optimizer, every=1, reset_optimizer_state=config.reset_optimizer_state)
+        if config.evolution == "epoch"
+        else None
+    )
     return Trainee(model, optimizer, model_rng, data_rng, device, augment_rng, evolution)
 
 
-def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress: bool = True, stop_after: int | None = None) -> None:
+def train(
+    config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress: bool = True, stop_after: int | None = None
+) -> None:
     """The training loop: from the folder's checkpoint (or from scratch) to ``stop_after``
     or the last epoch, writing results and a checkpoint after every epoch."""
     torch.set_num_threads(config.threads)
@@ -249,7 +277,11 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
         trainee.restore(saved)
         history = folder.history(saved["epoch"])
         if changed := folder.note_resume(environment(trainee.device), saved["epoch"]):
-            warnings.warn(f"{run_id} resumes after epoch {saved['epoch']} under another environment ({'; '.join(changed)}); recorded in environment.json", stacklevel=2)
+            warnings.warn(
+                f"{run_id} resumes after epoch {saved['epoch']} under another environment ({'; '.join(changed)}); "
+                "recorded in environment.json",
+                stacklevel=2,
+            )
     else:
         folder.start(config, environment(trainee.device))
         history = History(counts=[first_layer_counts(model)])
@@ -269,7 +301,10 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
             model, optimizer, data, config.batch_size, decay, epoch, trainee.data_rng, augment, trainee.augment_rng
         )
         if not math.isfinite(train_loss):
-            message = f"diverged at epoch {epoch}: the training loss is {train_loss} (try a smaller lr); delete the folder to rerun it"
+            message = (
+                f"diverged at epoch {epoch}: the training loss is {train_loss} (try a smaller lr); delete the folder "
+                "to rerun it"
+            )
             folder.mark_diverged(message)
             raise DivergedError(f"{run_id} {message}")
         prune(model, trainee.evolution, config, history)
@@ -278,8 +313,16 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
         history.epoch = epoch
         history.counts.append(counts)
         history.rows.append(
-            dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
-                 center_ratio=float(center_ratio(counts)), decay_in_force=decay.at(epoch), seconds=round(time.perf_counter() - start, 3))
+            dict(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_acc=train_acc,
+                test_loss=test_loss,
+                test_acc=test_acc,
+                center_ratio=float(center_ratio(counts)),
+                decay_in_force=decay.at(epoch),
+                seconds=round(time.perf_counter() - start, 3),
+            )
         )
         # Results first: if killed in between, the checkpoint is one epoch behind and the
         # extra epoch of history is dropped on resume.
@@ -287,7 +330,9 @@ def train(config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress
         folder.save_checkpoint(trainee.resumable(epoch), run_id, epoch)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{test_acc:.4f}", center=f"{history.rows[-1]['center_ratio']:.3f}")
+            bar.set_postfix(
+                loss=f"{train_loss:.4f}", test_acc=f"{test_acc:.4f}", center=f"{history.rows[-1]['center_ratio']:.3f}"
+            )
     if bar is not None:
         bar.close()
     if history.epoch == config.epochs:
@@ -312,7 +357,11 @@ def prune(model: Network, evolution: Evolution | None, config: ExperimentConfig,
     pruning recorded in ``history`` when ``config.record_pruning``: the summed ``|weight|``
     per pixel just before it, and the connections it removed per pixel; with
     ``record_lifetimes``, every first-layer weight before it and which ones it removed."""
-    first = model.sparse_layers()[0] if isinstance(model, SparseNet) and (config.record_pruning or config.record_lifetimes) else None
+    first = (
+        model.sparse_layers()[0]
+        if isinstance(model, SparseNet) and (config.record_pruning or config.record_lifetimes)
+        else None
+    )
     if first is not None and config.record_pruning and config.record_weight_mass:
         history.weight_mass.append(abs_weight_sum(first.connections, first.weight, first.in_features))
     weights_before = first.weight.detach().clone() if first is not None and history.lifetimes is not None else None

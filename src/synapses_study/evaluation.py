@@ -1,4 +1,5 @@
 """A finished run's final network rebuilt from its folder and scored on its test images."""
+
 from __future__ import annotations
 
 from pathlib import Path

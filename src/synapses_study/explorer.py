@@ -12,6 +12,7 @@ configuration B and A − B at that epoch. Only committed results are read: noth
 The data side (:class:`SweepRuns`) and the drawing are separate from the widgets, so the
 tests drive the widgets' values and check what is drawn.
 """
+
 from __future__ import annotations
 
 import io
@@ -76,8 +77,10 @@ class SweepRuns:
         configs = self._configs(selection)
         if not configs:
             wanted = "any seed" if selection.seed == MEAN else f"seed {selection.seed}"
-            return (f"{self.sweep} / {selection.label}: no finished run of {wanted} in {self.results_dir} "
-                    f"(python -m synapses_study.sweep configs/{self.sweep}.yaml trains it)")
+            return (
+                f"{self.sweep} / {selection.label}: no finished run of {wanted} in {self.results_dir} "
+                f"(python -m synapses_study.sweep configs/{self.sweep}.yaml trains it)"
+            )
         return None
 
     def seeds(self, label: str) -> list[int]:
@@ -134,25 +137,44 @@ class TopologyFigure:
         self.last_epoch = min(len(c) for c in self.counts.values()) - 1
         panels = ["A", "B", "A − B"] if b else ["A"]
         self.figure = Figure(figsize=(3.2 * len(panels) + 6.0, 4.8), dpi=80)
-        grid = self.figure.add_gridspec(4, len(panels) + 1, width_ratios=[1] * len(panels) + [1.6], height_ratios=[1, 1, 1, 0.12])
+        grid = self.figure.add_gridspec(
+            4, len(panels) + 1, width_ratios=[1] * len(panels) + [1.6], height_ratios=[1, 1, 1, 0.12]
+        )
         self.images = {}
         limit = self._limit()
         axes = {}
         for column, name in enumerate(panels):
             ax = axes[name] = self.figure.add_subplot(grid[:3, column])
             diverging = self.difference or name == "A − B"
-            self.images[name] = ax.imshow(np.zeros((SIDE, SIDE)), cmap="RdBu_r" if diverging else "viridis",
-                                          vmin=-limit if diverging else 0, vmax=limit if diverging else self._max_count())
+            self.images[name] = ax.imshow(
+                np.zeros((SIDE, SIDE)),
+                cmap="RdBu_r" if diverging else "viridis",
+                vmin=-limit if diverging else 0,
+                vmax=limit if diverging else self._max_count(),
+            )
             ax.set(xticks=[], yticks=[])
             ax.set_title(self._title(name), fontsize=9)
         # one colour scale for A and B, its own for A − B
         label = "connections − uniform share" if self.difference else "connections per pixel"
         counts_panels = 2 if b else 1
-        self.figure.colorbar(self.images["A"], cax=self.figure.add_subplot(grid[3, :counts_panels]), orientation="horizontal", label=label)
+        self.figure.colorbar(
+            self.images["A"],
+            cax=self.figure.add_subplot(grid[3, :counts_panels]),
+            orientation="horizontal",
+            label=label,
+        )
         if b:
-            self.figure.colorbar(self.images["A − B"], cax=self.figure.add_subplot(grid[3, 2]), orientation="horizontal", label="A − B (connections)")
+            self.figure.colorbar(
+                self.images["A − B"],
+                cax=self.figure.add_subplot(grid[3, 2]),
+                orientation="horizontal",
+                label="A − B (connections)",
+            )
         self.trend_ax, self.rho_ax, self.loss_ax = (self.figure.add_subplot(grid[row, -1]) for row in range(3))
-        self.trend_lines = {k: self.trend_ax.plot(np.arange(2, 29, 2), np.zeros(14), marker="o", ms=2, color=COLOURS[k])[0] for k in self.counts}
+        self.trend_lines = {
+            k: self.trend_ax.plot(np.arange(2, 29, 2), np.zeros(14), marker="o", ms=2, color=COLOURS[k])[0]
+            for k in self.counts
+        }
         trends = np.concatenate([trend(c) for c in self.counts.values()])
         self.trend_ax.set(ylabel="connections / pixel", ylim=(trends.min() * 0.98, trends.max() * 1.02))
         self.trend_ax.set_xlabel("side of the centred square (px)", fontsize=8, labelpad=1)
@@ -161,7 +183,9 @@ class TopologyFigure:
         for key, frame in self.curves.items():
             colour = COLOURS[key]
             self.rho_ax.plot(frame.index, frame["ink_rho"], color=colour, label=f"{key}: ink ρ")
-            self.rho_ax.plot(frame.index, frame["center_ratio"] - 1, color=colour, ls=":", label=f"{key}: centre ratio − 1")
+            self.rho_ax.plot(
+                frame.index, frame["center_ratio"] - 1, color=colour, ls=":", label=f"{key}: centre ratio − 1"
+            )
             self.loss_ax.plot(frame.index, frame["train_loss"], color=colour, ls=":", label=f"{key}: train")
             self.loss_ax.plot(frame.index, frame["test_loss"], color=colour, label=f"{key}: test")
         self.rho_ax.axhline(0, color="black", lw=0.6)
@@ -196,7 +220,9 @@ class TopologyFigure:
     def _limit(self) -> float:
         spreads = [np.abs(c - c.mean(axis=1, keepdims=True)).max() for c in self.counts.values()]
         if len(self.counts) == 2:
-            spreads.append(np.abs(self.counts["A"][: self.last_epoch + 1] - self.counts["B"][: self.last_epoch + 1]).max())
+            spreads.append(
+                np.abs(self.counts["A"][: self.last_epoch + 1] - self.counts["B"][: self.last_epoch + 1]).max()
+            )
         return float(max(spreads)) or 1.0
 
     def shown(self) -> dict[str, np.ndarray]:
@@ -248,20 +274,24 @@ class TopologyExplorer:
         self.config_b = w.Dropdown(description="B")
         self.seed_b = w.Dropdown(description="seed")
         self.view = w.ToggleButtons(options=["counts", "difference from uniform"], value="counts")
-        self.epoch = w.IntSlider(min=0, max=1, value=0, description="epoch", continuous_update=True, layout=w.Layout(width="60%"))
+        self.epoch = w.IntSlider(
+            min=0, max=1, value=0, description="epoch", continuous_update=True, layout=w.Layout(width="60%")
+        )
         self.play = w.Play(min=0, max=1, step=1, interval=60)
         w.jslink((self.play, "value"), (self.epoch, "value"))
         self.message = w.HTML()
         self.image = w.Image(format="png")
         self.figure: TopologyFigure | None = None
-        self.widget = w.VBox([
-            w.HBox([self.sweep, self.view]),
-            w.HBox([self.config_a, self.seed_a]),
-            w.HBox([self.compare, self.config_b, self.seed_b]),
-            w.HBox([self.play, self.epoch]),
-            self.message,
-            self.image,
-        ])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.sweep, self.view]),
+                w.HBox([self.config_a, self.seed_a]),
+                w.HBox([self.compare, self.config_b, self.seed_b]),
+                w.HBox([self.play, self.epoch]),
+                self.message,
+                self.image,
+            ]
+        )
         self._load_sweep()
         self.sweep.observe(lambda change: self._load_sweep(), names="value")
         for control in (self.config_a, self.config_b):
@@ -351,13 +381,18 @@ def main(argv: list[str] | None = None) -> int:
         description="The topology explorer runs in JupyterLab (notebooks/explore.ipynb; make lab). "
         "From the command line this only times its redraw: one slider step, one configuration and compare mode.",
     )
-    parser.add_argument("--time-redraw", action="store_true", help="time 50 slider steps of each mode and print the medians")
+    parser.add_argument(
+        "--time-redraw", action="store_true", help="time 50 slider steps of each mode and print the medians"
+    )
     args = parser.parse_args(argv)
     if not args.time_redraw:
         parser.print_help()
         return 0
     for compare in (False, True):
-        print(f"slider step, {'compare mode' if compare else 'one configuration'}: {slider_redraw_ms(compare=compare):.1f} ms (median of 50)")
+        print(
+            f"slider step, {'compare mode' if compare else 'one configuration'}: "
+            f"{slider_redraw_ms(compare=compare):.1f} ms (median of 50)"
+        )
     return 0
 
 

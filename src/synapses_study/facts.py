@@ -6,6 +6,7 @@ and ``--check`` fails when one differs, so these numbers cannot go stale either.
 
     python -m synapses_study.facts          # print every fact
 """
+
 from __future__ import annotations
 
 import sys
@@ -39,27 +40,36 @@ def empty_pixels(results: Path) -> str:
         counts = RunDir(run_dir).topology()
         epochs, pixels = np.nonzero(counts == 0)
         if len(epochs):
-            hits.append(f"{run_dir.name}: pixel {pixels[0]} after epoch {epochs[0]}, {len(epochs)} pixel-epoch(s) in all")
+            hits.append(
+                f"{run_dir.name}: pixel {pixels[0]} after epoch {epochs[0]}, {len(epochs)} pixel-epoch(s) in all"
+            )
     return f"{len(hits)} of {len(run_dirs)} runs" + (f" ({'; '.join(hits)})" if hits else "")
-
-
-
 
 
 def experiment_1_window(results: Path) -> str:
     """Range over seeds of the lowest test loss in epochs 140-155, sweep155 at 1e-3."""
     low, high = EXPERIMENT_1_WINDOW
-    minima = [load_metrics(results / c.run_id()).query(f"{low} <= epoch <= {high}")["test_loss"].min() for c in select_runs("sweep155", weight_decay=1e-3)]
+    minima = [
+        load_metrics(results / c.run_id()).query(f"{low} <= epoch <= {high}")["test_loss"].min()
+        for c in select_runs("sweep155", weight_decay=1e-3)
+    ]
     return f"{min(minima):.4f} to {max(minima):.4f}"
 
 
 def growing_early(results: Path) -> str:
     """Mean center_ratio over epochs 91-110: growing decay, constant 1e-2 and 1e-3 (seed ranges)."""
     low, high = EARLY_WINDOW
-    groups = {"growing": select_runs("growing_l2"), "1e-2": select_runs("reproduction", weight_decay=1e-2), "1e-3": select_runs("reproduction", weight_decay=1e-3)}
+    groups = {
+        "growing": select_runs("growing_l2"),
+        "1e-2": select_runs("reproduction", weight_decay=1e-2),
+        "1e-3": select_runs("reproduction", weight_decay=1e-3),
+    }
     parts = []
     for name, configs in groups.items():
-        values = [load_metrics(results / c.run_id()).query(f"{low} <= epoch <= {high}")["center_ratio"].mean() for c in configs]
+        values = [
+            load_metrics(results / c.run_id()).query(f"{low} <= epoch <= {high}")["center_ratio"].mean()
+            for c in configs
+        ]
         parts.append(f"{name} {min(values):.3f} to {max(values):.3f}")
     return ", ".join(parts)
 
@@ -80,11 +90,16 @@ def decoupled_paired(results: Path) -> str:
     return f"mean {', '.join(means)} for seeds {', '.join(seeds)}; higher in {', '.join(shares)} of epochs"
 
 
-def _paired_last_epoch(results: Path, sweep: str, positive: str, inverted: str, weight_decay: float, metric: str) -> tuple[list[int], np.ndarray, float]:
+def _paired_last_epoch(
+    results: Path, sweep: str, positive: str, inverted: str, weight_decay: float, metric: str
+) -> tuple[list[int], np.ndarray, float]:
     """Two entries of a sweep at one decay, paired by seed at the last epoch: the seeds both
     have, ``positive - inverted`` of ``metric`` per seed, and Welch's p over the seeds."""
     final = {
-        entry: {c.seed: load_metrics(results / c.run_id()).iloc[-1][metric] for c in select_runs(sweep, entry=entry, weight_decay=weight_decay)}
+        entry: {
+            c.seed: load_metrics(results / c.run_id()).iloc[-1][metric]
+            for c in select_runs(sweep, entry=entry, weight_decay=weight_decay)
+        }
         for entry in (positive, inverted)
     }
     seeds = sorted(final[positive].keys() & final[inverted].keys())
@@ -98,12 +113,14 @@ def _fixed_topology_differences(results: Path, weight_decay: float) -> str:
     Welch's p over the seeds."""
     parts = []
     for metric, scale, unit in (("test_acc", 100, " points"), ("test_loss", 1, "")):
-        seeds, differences, p_value = _paired_last_epoch(results, "fixed_topology", "positive", "inverted", weight_decay, metric)
+        seeds, differences, p_value = _paired_last_epoch(
+            results, "fixed_topology", "positive", "inverted", weight_decay, metric
+        )
         listed = ", ".join(f"{d:+.3f}" if scale == 1 else f"{d:+.2f}" for d in differences * scale)
-        parts.append(f"{metric.replace('_', ' ')} {listed}{unit} (seeds {', '.join(map(str, seeds))}; Welch p = {p_value:.2f})")
+        parts.append(
+            f"{metric.replace('_', ' ')} {listed}{unit} (seeds {', '.join(map(str, seeds))}; Welch p = {p_value:.2f})"
+        )
     return "; ".join(parts)
-
-
 
 
 def fixed_topology_no_decay(results: Path) -> str:
@@ -114,10 +131,6 @@ def fixed_topology_no_decay(results: Path) -> str:
 def fixed_topology_decay(results: Path) -> str:
     """Positive minus inverted fixed topology with L2 1e-3 (see _fixed_topology_differences)."""
     return _fixed_topology_differences(results, 1e-3)
-
-
-
-
 
 
 # The excess-pruning curves' trailing window is TRAILING_WINDOW, fixed before the 1000-epoch
@@ -137,7 +150,10 @@ def mechanism_1000_repeats(results: Path) -> str:
         same = [np.array_equal(a, b) for a, b in zip(recorded, original)]
         agree = len(same) if all(same) else same.index(False)
         rho = [float(ink_correlation(t[-1], ink)) for t in (recorded, original)]
-        parts.append(f"seed {config.seed}: identical through epoch {agree - 1}, ink ρ at the end {rho[0]:.3f} against {rho[1]:.3f}")
+        parts.append(
+            f"seed {config.seed}: identical through epoch {agree - 1}, ink ρ at the end {rho[0]:.3f} against "
+            f"{rho[1]:.3f}"
+        )
     return "; ".join(parts)
 
 
@@ -150,7 +166,11 @@ def pruning_crossing(results: Path) -> str:
     parts = []
     for (inputs, seed), run in excess.groupby(["configuration", "seed"], sort=False):
         above = run.loc[run["excess"] > 0, "epoch"]
-        crossing = "never" if len(above) and above.max() == run["epoch"].max() else f"epoch {int(above.max()) + 1 if len(above) else 1}"
+        crossing = (
+            "never"
+            if len(above) and above.max() == run["epoch"].max()
+            else f"epoch {int(above.max()) + 1 if len(above) else 1}"
+        )
         parts.append(f"{inputs} seed {seed}: {crossing}")
     return "; ".join(parts)
 
@@ -173,8 +193,11 @@ def turns_negative(results: Path) -> str:
 def set_mlp_accuracy(results: Path) -> str:
     """Welch's t-tests of final test accuracy in set_mlp: SET without decay against the dense
     net, and against SET with L2 1e-3."""
+
     def accuracy(entry: str, **fields: Any) -> list[float]:
-        return [load_metrics(results / c.run_id())["test_acc"].iloc[-1] for c in select_runs("set_mlp", entry, **fields)]
+        return [
+            load_metrics(results / c.run_id())["test_acc"].iloc[-1] for c in select_runs("set_mlp", entry, **fields)
+        ]
 
     plain = accuracy("set", weight_decay=0.0)
     dense = stats.ttest_ind(plain, accuracy("dense"), equal_var=False).pvalue
@@ -196,7 +219,11 @@ def idle_sign_skew(results: Path) -> str:
         shares = []
         for config in select_runs(sweep, entry, None, weight_decay=0.0):
             state = RunDir(results / config.run_id()).model_state()
-            connections, weight, pruned = state["set_layers.0.connections"], state["set_layers.0.weight"], state["set_layers.0.pruned"]
+            connections, weight, pruned = (
+                state["set_layers.0.connections"],
+                state["set_layers.0.weight"],
+                state["set_layers.0.pruned"],
+            )
             idle = ~pruned & torch.from_numpy(never)[connections[:, 0]]
             shares.append(float((weight[idle] > 0).double().mean()))
         parts.append(f"{label} {100 * min(shares):.0f}% to {100 * max(shares):.0f}% positive (n = {len(shares)})")
@@ -208,17 +235,29 @@ def _accuracy_family(results: Path) -> dict[str, Comparison]:
     write-up makes, tested together (paired t, Holm over the family), in points:
     decay 1e-3 against none over 1000 epochs (reproduction, seeds paired), and, per learned
     layer and decay, the positive against the inverted fixed topology (fixed_layers)."""
+
     def last(sweep: str, entry: str | None, **fields: object) -> dict[int, float]:
-        return {c.seed: 100 * load_metrics(results / c.run_id())["test_acc"].iloc[-1] for c in select_runs(sweep, entry, None, **fields)}
+        return {
+            c.seed: 100 * load_metrics(results / c.run_id())["test_acc"].iloc[-1]
+            for c in select_runs(sweep, entry, None, **fields)
+        }
 
     def pair(name: str, a: dict[int, float], b: dict[int, float]) -> Comparison:
         seeds = sorted(a.keys() & b.keys())
         return paired(name, np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds]))
 
-    family = [pair("decay_1000", last("reproduction", None, weight_decay=1e-3), last("reproduction", None, weight_decay=0.0))]
+    family = [
+        pair("decay_1000", last("reproduction", None, weight_decay=1e-3), last("reproduction", None, weight_decay=0.0))
+    ]
     for layer in ("first", "second"):
         for decay in (1e-3, 0.0):
-            family.append(pair(f"{layer}_{decay:g}", last("fixed_layers", f"positive_{layer}", weight_decay=decay), last("fixed_layers", f"inverted_{layer}", weight_decay=decay)))
+            family.append(
+                pair(
+                    f"{layer}_{decay:g}",
+                    last("fixed_layers", f"positive_{layer}", weight_decay=decay),
+                    last("fixed_layers", f"inverted_{layer}", weight_decay=decay),
+                )
+            )
     return {c.name: c for c in holm(family)}
 
 
@@ -231,8 +270,12 @@ def fixed_layers_paired(results: Path) -> str:
     """Positive minus inverted fixed topology per learned layer and decay, paired by seed
     (accuracy family, Holm over its five tests)."""
     family = _accuracy_family(results)
-    return "; ".join(f"{layer} layer, {'no decay' if decay == '0' else 'decay ' + decay}: {describe(family[f'{layer}_{decay}'], 2, ' points')}"
-                     for layer in ("first", "second") for decay in ("0.001", "0"))
+    return "; ".join(
+        f"{layer} layer, {'no decay' if decay == '0' else 'decay ' + decay}: "
+        f"{describe(family[f'{layer}_{decay}'], 2, ' points')}"
+        for layer in ("first", "second")
+        for decay in ("0.001", "0")
+    )
 
 
 def protocol_crossings(results: Path) -> str:
@@ -240,7 +283,9 @@ def protocol_crossings(results: Path) -> str:
     trained with the SET paper's protocol, at its own and at the SET net's connections per
     pixel (configs/protocol_matched.yaml; the instrument of turns_negative)."""
     found = crossings(results)
-    own, dense = (", ".join(str(v) for _, v in sorted(found[name].items())) for name in ("protocol", "protocol + density"))
+    own, dense = (
+        ", ".join(str(v) for _, v in sorted(found[name].items())) for name in ("protocol", "protocol + density")
+    )
     return f"epochs {own}; at the SET net's connections per pixel {dense}"
 
 
@@ -276,4 +321,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

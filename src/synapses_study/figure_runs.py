@@ -18,6 +18,7 @@ what the notebook tests run with the smoke profile. Commands::
     python -m synapses_study.figure_runs deps --executed DIR   # make prerequisites (figures.mk)
     python -m synapses_study.figure_runs table docs/figures.md [--check]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,10 +76,16 @@ def load_figure_run(path: Path) -> FigureRun:
     text = path.read_text()
     spec = yaml.safe_load(text) or {}
     if not isinstance(spec, dict) or (unknown := set(spec) - RUN_KEYS):
-        raise ConfigError(f"{where}: expected a mapping with keys {sorted(RUN_KEYS)}" + (f", not {sorted(unknown)}" if isinstance(spec, dict) else ""))
+        raise ConfigError(
+            f"{where}: expected a mapping with keys {sorted(RUN_KEYS)}"
+            + (f", not {sorted(unknown)}" if isinstance(spec, dict) else "")
+        )
     notebook = path.stem.partition("@")[0]
     run = FigureRun(
-        path.stem, notebook, dict(spec.get("parameters") or {}), dict(spec.get("figures") or {}),
+        path.stem,
+        notebook,
+        dict(spec.get("parameters") or {}),
+        dict(spec.get("figures") or {}),
         " ".join(line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")),
         tuple(spec.get("reads") or ()),
     )
@@ -110,9 +117,18 @@ def execute(run: FigureRun, output: Path, profile: str = "default", **extra: Any
     parameters = {**run.parameters, "profile": profile, **extra}
     known = papermill.inspect_notebook(str(run.notebook_path))
     if unknown := sorted(set(parameters) - set(known)):
-        raise ValueError(f"{run.notebook_path.name} has no parameter(s) {', '.join(unknown)}; its parameters: {', '.join(known)}")
+        raise ValueError(
+            f"{run.notebook_path.name} has no parameter(s) {', '.join(unknown)}; its parameters: {', '.join(known)}"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(run.notebook_path), str(output), parameters=parameters, kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT))
+    papermill.execute_notebook(
+        str(run.notebook_path),
+        str(output),
+        parameters=parameters,
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(REPO_ROOT),
+    )
 
 
 def prerequisites(run: FigureRun, with_results: bool = True) -> list[str]:
@@ -122,7 +138,9 @@ def prerequisites(run: FigureRun, with_results: bool = True) -> list[str]:
     files it ``reads``, so that a run that finishes or changes makes it out of date."""
     names = run.sweeps() or sweep_names()
     files = [RUNS_DIR / f"{run.name}.yaml", run.notebook_path, *(CONFIGS / f"{n}.yaml" for n in names)]
-    files += sorted(path for package in ("synapses", "synapses_study") for path in (REPO_ROOT / "src" / package).rglob("*.py"))
+    files += sorted(
+        path for package in ("synapses", "synapses_study") for path in (REPO_ROOT / "src" / package).rglob("*.py")
+    )
     if with_results:
         for name in names:
             sweep = load_sweep_spec(name)
@@ -159,7 +177,10 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synapses_study.figure_runs", description="The notebook runs that make the figures (notebooks/runs/).")
+    parser = argparse.ArgumentParser(
+        prog="python -m synapses_study.figure_runs",
+        description="The notebook runs that make the figures (notebooks/runs/).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="name, notebook, parameters and figures of each run")
     run_cmd = commands.add_parser("execute", help="execute one run's notebook with papermill")
@@ -168,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--output", type=Path, required=True)
     deps = commands.add_parser("deps", help="write make prerequisites of every executed copy")
     deps.add_argument("--executed", required=True, help="folder of the executed copies, as the Makefile names it")
-    deps.add_argument("--no-results", action="store_true", help="leave results/ out (the smoke profile trains its own runs)")
+    deps.add_argument(
+        "--no-results", action="store_true", help="leave results/ out (the smoke profile trains its own runs)"
+    )
     deps.add_argument("--output", type=Path, required=True)
     table = commands.add_parser("table", help="regenerate the figure table of a Markdown file")
     table.add_argument("markdown", type=Path)
@@ -194,11 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         text = args.markdown.read_text()
         if not TABLE.search(text):
-            parser.exit(2, f"error: {args.markdown} has no '<!-- figure table: ... -->' ... '<!-- /figure table -->' block\n")
+            parser.exit(
+                2, f"error: {args.markdown} has no '<!-- figure table: ... -->' ... '<!-- /figure table -->' block\n"
+            )
         updated = TABLE.sub(lambda m: m.group(1) + figure_table(runs) + m.group(3), text, count=1)
         if args.check:
             if updated != text:
-                print(f"{args.markdown}: the figure table is stale (python -m synapses_study.figure_runs table {args.markdown})", file=sys.stderr)
+                print(
+                    f"{args.markdown}: the figure table is stale (python -m synapses_study.figure_runs table "
+                    f"{args.markdown})",
+                    file=sys.stderr,
+                )
                 return 1
             return 0
         _write_if_changed(args.markdown, updated)

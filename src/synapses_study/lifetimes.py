@@ -23,6 +23,7 @@ refills exactly the slots pruned at epoch ``e``, in increasing slot order.
   of each evolution in turn (epochs 2 .. E), ``born_offsets`` ``(E,)`` int64 where each
   evolution's entries start.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -69,9 +70,15 @@ class LifetimeRecord:
         weights_before, pruned = weights_before.detach().cpu(), pruned.cpu()
         positive = weights_before[pruned & (weights_before >= 0)]
         negative = weights_before[pruned & (weights_before < 0)]
-        self.thresholds.append(np.array([
-            float(positive.max()) if len(positive) else 0.0, float(-negative.min()) if len(negative) else 0.0,
-        ], dtype=np.float32))
+        self.thresholds.append(
+            np.array(
+                [
+                    float(positive.max()) if len(positive) else 0.0,
+                    float(-negative.min()) if len(negative) else 0.0,
+                ],
+                dtype=np.float32,
+            )
+        )
         self.weights.append(weights_before.numpy().astype(np.float16))
         self.pruned.append(np.packbits(pruned.numpy()))
 
@@ -80,8 +87,13 @@ class LifetimeRecord:
         if self.epochs < epochs:
             raise RuntimeError(f"the lifetime record holds {self.epochs} epochs, the checkpoint {epochs}")
         return LifetimeRecord(
-            self.initial_keys, self.initial_weights, self.weights[:epochs], self.pruned[:epochs], self.thresholds[:epochs],
-            self.born_keys[: max(epochs - 1, 0)], self.born_weights[: max(epochs - 1, 0)],
+            self.initial_keys,
+            self.initial_weights,
+            self.weights[:epochs],
+            self.pruned[:epochs],
+            self.thresholds[:epochs],
+            self.born_keys[: max(epochs - 1, 0)],
+            self.born_weights[: max(epochs - 1, 0)],
         )
 
     def pruned_mask(self, epoch: int) -> np.ndarray:
@@ -107,7 +119,8 @@ class LifetimeRecord:
         offsets = np.cumsum([0] + [len(k) for k in self.born_keys])[:-1] if self.born_keys else np.zeros(0, np.int64)
         n = len(self.initial_keys)
         return {
-            "initial_keys": self.initial_keys, "initial_weights": self.initial_weights,
+            "initial_keys": self.initial_keys,
+            "initial_weights": self.initial_weights,
             "weights": np.stack(self.weights) if self.weights else np.zeros((0, n), np.float16),
             "pruned": np.stack(self.pruned) if self.pruned else np.zeros((0, (n + 7) // 8), np.uint8),
             "thresholds": np.stack(self.thresholds) if self.thresholds else np.zeros((0, 2), np.float32),
@@ -142,16 +155,23 @@ def read_lifetimes(path: Path) -> LifetimeRecord:
         epochs = len(arrays["weights"])
         offsets = [int(o) for o in arrays["born_offsets"]] + [len(arrays["born_keys"])]
         consistent = (
-            arrays["weights"].shape[1:] == (n,) and arrays["pruned"].shape == (epochs, (n + 7) // 8)
-            and arrays["thresholds"].shape == (epochs, 2) and len(arrays["born_weights"]) == len(arrays["born_keys"])
-            and len(offsets) - 1 in (max(epochs - 1, 0), epochs) and offsets == sorted(offsets)
+            arrays["weights"].shape[1:] == (n,)
+            and arrays["pruned"].shape == (epochs, (n + 7) // 8)
+            and arrays["thresholds"].shape == (epochs, 2)
+            and len(arrays["born_weights"]) == len(arrays["born_keys"])
+            and len(offsets) - 1 in (max(epochs - 1, 0), epochs)
+            and offsets == sorted(offsets)
         )
     except KeyError as missing:
         raise DamagedFileError(f"{path} lacks the array {missing}; delete {path.parent} to rerun that run") from None
     if not consistent:
         raise DamagedFileError(f"{path}: its arrays do not fit together; delete {path.parent} to rerun that run")
     record = LifetimeRecord(arrays["initial_keys"], arrays["initial_weights"])
-    record.weights, record.pruned, record.thresholds = list(arrays["weights"]), list(arrays["pruned"]), list(arrays["thresholds"])
+    record.weights, record.pruned, record.thresholds = (
+        list(arrays["weights"]),
+        list(arrays["pruned"]),
+        list(arrays["thresholds"]),
+    )
     record.born_keys = [arrays["born_keys"][a:b] for a, b in zip(offsets[:-1], offsets[1:])]
     record.born_weights = [arrays["born_weights"][a:b] for a, b in zip(offsets[:-1], offsets[1:])]
     for births, pruned_before in zip(record.born_keys, record.pruned):

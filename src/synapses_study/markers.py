@@ -8,6 +8,7 @@ or mistyped (an HTML comment that looks like a marker but is not one exactly): a
 reading could rewrite prose up to the next closing marker, or leave a number unchecked.
 Markers inside inline code (`` `<!--v … -->` ``) are text, not markers.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,7 +64,11 @@ def parse_markers(text: str, where: str = "the write-up") -> list[Marked]:
         table, value = TABLE_OPEN.fullmatch(inside), VALUE_OPEN.fullmatch(inside)
         if table or value:
             if opened is not None:
-                raise fail(start, f"{match.group(0)!r} opens a marker inside the {opened[0]} {opened[1]!r} opened at line {opened[3]}, which is never closed")
+                raise fail(
+                    start,
+                    f"{match.group(0)!r} opens a marker inside the {opened[0]} {opened[1]!r} opened at line "
+                    f"{opened[3]}, which is never closed",
+                )
             if table and not visible.startswith("\n", end):
                 raise fail(start, f"{match.group(0)!r} must end its line (the table starts on the next one)")
             kind = "table" if table else "value"
@@ -72,12 +77,20 @@ def parse_markers(text: str, where: str = "the write-up") -> list[Marked]:
         elif inside in (" /table ", "/v"):
             kind = "table" if inside == " /table " else "value"
             if opened is None or opened[0] != kind:
-                what = f"the {opened[0]} {opened[1]!r} opened at line {opened[3]} is still open" if opened else "nothing is open"
+                what = (
+                    f"the {opened[0]} {opened[1]!r} opened at line {opened[3]} is still open"
+                    if opened
+                    else "nothing is open"
+                )
                 raise fail(start, f"{match.group(0)!r} closes a {kind}, but {what}")
             spans.append(Marked(kind, opened[1], opened[2], start, opened[3]))  # type: ignore[arg-type]
             opened = None
         elif LOOKS_LIKE_MARKER.match(inside):
-            raise fail(start, f"{match.group(0)!r} looks like a marker but is not one; write <!-- table: NAME -->, <!-- /table -->, <!--v NAME --> or <!--/v-->")
+            raise fail(
+                start,
+                f"{match.group(0)!r} looks like a marker but is not one; write <!-- table: NAME -->, <!-- /table "
+                "-->, <!--v NAME --> or <!--/v-->",
+            )
     if opened is not None:
         raise MarkerError(f"{where}, line {opened[3]}: the {opened[0]} {opened[1]!r} is never closed")
     return spans

@@ -6,6 +6,7 @@ both sides) at the epoch it names, against the paired baseline run of the same s
 table :func:`prediction_table` is the write-up's ``<!-- table: mechanism -->``; it says
 for each prediction what was measured and whether it held, in every seed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +21,16 @@ from .demography import demography, predicted_crossing, rates, simulate, windowe
 from .lifetimes import read_lifetimes
 from .results import select_runs, training_ink
 from .run_dir import RunDir
-from .survivors import BAND_NAMES, band_density, band_tipping_epoch, crossing_epoch, final_survivors, ink_band, survivor_counts, survivor_rho
+from .survivors import (
+    BAND_NAMES,
+    band_density,
+    band_tipping_epoch,
+    crossing_epoch,
+    final_survivors,
+    ink_band,
+    survivor_counts,
+    survivor_rho,
+)
 from .topology import center_ratio
 
 SEEDS = (0, 1)
@@ -131,24 +141,49 @@ def score_e2(results: Path) -> list[Scored]:
     s150 = _window_means(s, 150)
     core_over_rare = s150[:, BAND_NAMES.index("core")] / s150[:, BAND_NAMES.index("rare")]
     return [
-        Scored("E2.1", "newborn survival < 0.05, every band, every 50-epoch window after 50",
-               f"largest {np.nanmax(s50):.3f} (epochs 51-100: {_band(100 * s50[0])} %)", bool(np.nanmax(s50) < 0.05)),
-        Scored("E2.2", "newborn survival differs between bands by less than a factor of 3", f"largest ratio {ratio.max():.2f}", bool(ratio.max() < 3)),
-        Scored("E2.3", "established hazard never < rare < medium < core from epoch 150; never below 0.002",
-               f"ordered in {sum(order_ok)} of {len(order_ok)} windows; per epoch, epochs 151-400: "
-               + ", ".join(f"{n} {v:.4f}" for n, v in zip(BAND_NAMES, np.nanmean(h[150:], axis=0))),
-               all(order_ok) and bool(np.nanmax(h150[:, 0]) < 0.002)),
-        Scored("E2.4", "the core falls below the rare band at least 20 epochs before ρ crosses 0",
-               f"band tipping at epoch {tipping}, crossing at {crossing}", tipping is not None and crossing is not None and crossing - tipping >= 20),
-        Scored("E2.5", "surviving newborns were born larger than the median newborn (> 90% of epochs after 50, every band)",
-               "in " + ", ".join(f"{n} {100 * lottery[n].mean():.0f}%" for n in BAND_NAMES) + " of epochs",
-               bool((lottery.mean() > 0.9).all())),
-        Scored("H2", "(H2's own) newborn survival in the core below the rare band's by a factor of 3 after epoch 150",
-               f"core / rare: {_fmt(list(core_over_rare))} by 50-epoch window", bool(np.all(core_over_rare < 1 / 3))),
+        Scored(
+            "E2.1",
+            "newborn survival < 0.05, every band, every 50-epoch window after 50",
+            f"largest {np.nanmax(s50):.3f} (epochs 51-100: {_band(100 * s50[0])} %)",
+            bool(np.nanmax(s50) < 0.05),
+        ),
+        Scored(
+            "E2.2",
+            "newborn survival differs between bands by less than a factor of 3",
+            f"largest ratio {ratio.max():.2f}",
+            bool(ratio.max() < 3),
+        ),
+        Scored(
+            "E2.3",
+            "established hazard never < rare < medium < core from epoch 150; never below 0.002",
+            f"ordered in {sum(order_ok)} of {len(order_ok)} windows; per epoch, epochs 151-400: "
+            + ", ".join(f"{n} {v:.4f}" for n, v in zip(BAND_NAMES, np.nanmean(h[150:], axis=0))),
+            all(order_ok) and bool(np.nanmax(h150[:, 0]) < 0.002),
+        ),
+        Scored(
+            "E2.4",
+            "the core falls below the rare band at least 20 epochs before ρ crosses 0",
+            f"band tipping at epoch {tipping}, crossing at {crossing}",
+            tipping is not None and crossing is not None and crossing - tipping >= 20,
+        ),
+        Scored(
+            "E2.5",
+            "surviving newborns were born larger than the median newborn (> 90% of epochs after 50, every band)",
+            "in " + ", ".join(f"{n} {100 * lottery[n].mean():.0f}%" for n in BAND_NAMES) + " of epochs",
+            bool((lottery.mean() > 0.9).all()),
+        ),
+        Scored(
+            "H2",
+            "(H2's own) newborn survival in the core below the rare band's by a factor of 3 after epoch 150",
+            f"core / rare: {_fmt(list(core_over_rare))} by 50-epoch window",
+            bool(np.all(core_over_rare < 1 / 3)),
+        ),
     ]
 
 
-def _paired_rows(results: Path, name: str, runs: dict[int, Path], baseline: dict[int, Path], epoch: int) -> tuple[list[float], list[float], list[np.ndarray], list[np.ndarray], list[int]]:
+def _paired_rows(
+    results: Path, name: str, runs: dict[int, Path], baseline: dict[int, Path], epoch: int
+) -> tuple[list[float], list[float], list[np.ndarray], list[np.ndarray], list[int]]:
     seeds = sorted(set(runs) & set(baseline))
     if len(seeds) < len(SEEDS):
         raise _Pending(f"{name}: {len(seeds)} of {len(SEEDS)} seeds finished")
@@ -181,33 +216,48 @@ def score_interventions(results: Path) -> list[Scored]:
         rho, base, density, _, seeds = _paired_rows(results, "E1", runs, standard, 400)
         crossings = [crossing_epoch(survivors_of(runs[s]).rho[:400]) for s in seeds]
         bands_ok = [int(np.argmax(d)) == core and int(np.argmin(d)) == never for d in density]
-        return Scored(f"E1 ({scale:g}σ)", E1_TEXT, f"ρ {_fmt(rho)} (baseline {_fmt(base)}); bands at 400: {_band(np.mean(density, axis=0))}; "
-                      f"core densest and never sparsest in {_count(bands_ok)}; crossings {crossings}",
-                      all(r > 0 for r in rho) and all(bands_ok) and all(c is None for c in crossings))
+        return Scored(
+            f"E1 ({scale:g}σ)",
+            E1_TEXT,
+            f"ρ {_fmt(rho)} (baseline {_fmt(base)}); bands at 400: {_band(np.mean(density, axis=0))}; "
+            f"core densest and never sparsest in {_count(bands_ok)}; crossings {crossings}",
+            all(r > 0 for r in rho) and all(bands_ok) and all(c is None for c in crossings),
+        )
 
     def e3_fast() -> Scored:
         fast = finished_runs(results, "why_it_inverts", "e3_fast_unit")
         rho, base, density, base_density, seeds = _paired_rows(results, "E3", fast, unit, 400)
         crossings = [crossing_epoch(survivors_of(fast[s]).rho[:400]) for s in seeds]
         shifted = [d[core] < b[core] and d[rare] > b[rare] for d, b in zip(density, base_density)]
-        return Scored("E3 (unit, lr × 10.53)", E3_FAST_TEXT,
-                      f"ρ {_fmt(rho)} (unit baseline {_fmt(base)}); crossings {crossings}; core down and rare up in {_count(shifted)} seeds",
-                      all(r < 0 for r in rho) and all(c is not None and 80 <= c <= 250 for c in crossings) and all(shifted))
+        return Scored(
+            "E3 (unit, lr × 10.53)",
+            E3_FAST_TEXT,
+            f"ρ {_fmt(rho)} (unit baseline {_fmt(base)}); crossings {crossings}; core down and rare up in "
+            f"{_count(shifted)} seeds",
+            all(r < 0 for r in rho) and all(c is not None and 80 <= c <= 250 for c in crossings) and all(shifted),
+        )
 
     def e3_slow() -> Scored:
         slow = finished_runs(results, "why_it_inverts", "e3_slow_scaled")
         rho, base, _, _, seeds = _paired_rows(results, "E3", slow, scaled, 400)
         crossings = [crossing_epoch(survivors_of(slow[s]).rho[:400]) for s in seeds]
-        return Scored("E3 (scaled, lr ÷ 10.53)", E3_SLOW_TEXT, f"ρ {_fmt(rho)} (scaled baseline {_fmt(base)}); crossings {crossings}",
-                      all(r > 0 for r in rho) and all(c is None for c in crossings))
+        return Scored(
+            "E3 (scaled, lr ÷ 10.53)",
+            E3_SLOW_TEXT,
+            f"ρ {_fmt(rho)} (scaled baseline {_fmt(base)}); crossings {crossings}",
+            all(r > 0 for r in rho) and all(c is None for c in crossings),
+        )
 
     def e5_noise() -> Scored:
         noise = finished_runs(results, "why_it_inverts", "e5_blank_noise")
         rho, base, density, base_density, _ = _paired_rows(results, "E5", noise, scaled, 400)
         periphery_lost = [d[never] < b[never] and d[rare] < b[rare] for d, b in zip(density, base_density)]
-        return Scored("E5 (noise on blank pixels)", E5_NOISE_TEXT,
-                      f"ρ {_fmt(rho)} (scaled baseline {_fmt(base)}); never and rare down in {_count(periphery_lost)} seeds",
-                      all(r - b >= 0.1 for r, b in zip(rho, base)) and all(periphery_lost))
+        return Scored(
+            "E5 (noise on blank pixels)",
+            E5_NOISE_TEXT,
+            f"ρ {_fmt(rho)} (scaled baseline {_fmt(base)}); never and rare down in {_count(periphery_lost)} seeds",
+            all(r - b >= 0.1 for r, b in zip(rho, base)) and all(periphery_lost),
+        )
 
     def e5_noise_sign() -> Scored:
         rho = _paired_rows(results, "E5", finished_runs(results, "why_it_inverts", "e5_blank_noise"), scaled, 400)[0]
@@ -219,8 +269,12 @@ def score_interventions(results: Path) -> list[Scored]:
         crossings = [crossing_epoch(survivors_of(shifts[s]).rho[:400]) for s in seeds]
         base_crossings = [crossing_epoch(survivors_of(scaled[s]).rho[:400]) for s in seeds]
         later = [c is not None and b is not None and c > b for c, b in zip(crossings, base_crossings)]
-        return Scored("E5 (shifts ±2 px)", E5_SHIFT_TEXT, f"ρ {_fmt(rho)} (baseline {_fmt(base)}); crossings {crossings} against {base_crossings}",
-                      all(r < 0 for r in rho) and all(later))
+        return Scored(
+            "E5 (shifts ±2 px)",
+            E5_SHIFT_TEXT,
+            f"ρ {_fmt(rho)} (baseline {_fmt(base)}); crossings {crossings} against {base_crossings}",
+            all(r < 0 for r in rho) and all(later),
+        )
 
     def e4() -> Scored:
         scaled_net = finished_runs(results, "why_it_inverts", "e4_set_mlp_scaled")
@@ -230,14 +284,22 @@ def score_interventions(results: Path) -> list[Scored]:
             raise _Pending(f"E4: {len(seeds)} of {len(SEEDS)} seeds finished")
         a = [float(_recorded_rho(scaled_net[s])[99]) for s in seeds]
         b = [float(_recorded_rho(standard_net[s])[99]) for s in seeds]
-        return Scored("E4 (SET paper's net, scaled)", E4_TEXT, f"ρ {_fmt(a)} against {_fmt(b)}", all(x < 0 and x - y <= 0.15 for x, y in zip(a, b)))
+        return Scored(
+            "E4 (SET paper's net, scaled)",
+            E4_TEXT,
+            f"ρ {_fmt(a)} against {_fmt(b)}",
+            all(x < 0 and x - y <= 0.15 for x, y in zip(a, b)),
+        )
 
     for scale in (0.05, 0.1):
         rows.append(_guarded(f"E1 ({scale:g}σ)", E1_TEXT, lambda scale=scale: e1(scale)))
     rows += [
-        _guarded("E3 (unit, lr × 10.53)", E3_FAST_TEXT, e3_fast), _guarded("E3 (scaled, lr ÷ 10.53)", E3_SLOW_TEXT, e3_slow),
-        _guarded("E5 (noise on blank pixels)", E5_NOISE_TEXT, e5_noise), _guarded("E5 (noise), sign", "ρ at 400 ≥ 0 (weak)", e5_noise_sign),
-        _guarded("E5 (shifts ±2 px)", E5_SHIFT_TEXT, e5_shifts), _guarded("E4 (SET paper's net, scaled)", E4_TEXT, e4),
+        _guarded("E3 (unit, lr × 10.53)", E3_FAST_TEXT, e3_fast),
+        _guarded("E3 (scaled, lr ÷ 10.53)", E3_SLOW_TEXT, e3_slow),
+        _guarded("E5 (noise on blank pixels)", E5_NOISE_TEXT, e5_noise),
+        _guarded("E5 (noise), sign", "ρ at 400 ≥ 0 (weak)", e5_noise_sign),
+        _guarded("E5 (shifts ±2 px)", E5_SHIFT_TEXT, e5_shifts),
+        _guarded("E4 (SET paper's net, scaled)", E4_TEXT, e4),
     ]
     return rows
 
@@ -256,13 +318,25 @@ def score_headline(results: Path) -> list[Scored]:
     for decay in (1e-3, 1e-2):
         runs = finished_runs(results, "why_it_inverts", "survivors_decay", weight_decay=decay)
         if len(runs) < len(SEEDS):
-            rows.append(Scored(f"L2 {decay:g}, 1000 epochs", "ρ > 0 at every epoch; core densest from epoch 50", f"{len(runs)} of {len(SEEDS)} seeds finished", None))
+            rows.append(
+                Scored(
+                    f"L2 {decay:g}, 1000 epochs",
+                    "ρ > 0 at every epoch; core densest from epoch 50",
+                    f"{len(runs)} of {len(SEEDS)} seeds finished",
+                    None,
+                )
+            )
             continue
         lowest = [float(survivors_of(p).rho.min()) for p in runs.values()]
         core_first = [bool((np.argmax(survivors_of(p).density[49:], axis=1) == core).all()) for p in runs.values()]
-        rows.append(Scored(f"L2 {decay:g}, 1000 epochs", "ρ > 0 at every epoch; core densest from epoch 50",
-                           f"lowest ρ {_fmt(lowest)}; core densest throughout in {_count(core_first)} seeds",
-                           all(v > 0 for v in lowest) and all(core_first)))
+        rows.append(
+            Scored(
+                f"L2 {decay:g}, 1000 epochs",
+                "ρ > 0 at every epoch; core densest from epoch 50",
+                f"lowest ρ {_fmt(lowest)}; core densest throughout in {_count(core_first)} seeds",
+                all(v > 0 for v in lowest) and all(core_first),
+            )
+        )
     return rows
 
 
@@ -282,10 +356,21 @@ def score_model(results: Path) -> list[Scored]:
         surv = survivors_of(path)
         epochs = min(len(surv.rho), len(s))
         start = np.array([surv.counts[0][band == b].sum() for b in range(len(BAND_NAMES))])
-        predicted = predicted_crossing(simulate(start, surv.pruned_total[:epochs], s[:epochs], h[:epochs], pixels), band, ink)
+        predicted = predicted_crossing(
+            simulate(start, surv.pruned_total[:epochs], s[:epochs], h[:epochs], pixels), band, ink
+        )
         observed = crossing_epoch(surv.rho[:epochs])
-        held = (predicted is None and observed is None) or (predicted is not None and observed is not None and abs(predicted - observed) <= MODEL_TOLERANCE)
-        rows.append(Scored(f"account: {name}", f"crossing within ±{MODEL_TOLERANCE} epochs", f"predicted {predicted}, observed {observed}", held))
+        held = (predicted is None and observed is None) or (
+            predicted is not None and observed is not None and abs(predicted - observed) <= MODEL_TOLERANCE
+        )
+        rows.append(
+            Scored(
+                f"account: {name}",
+                f"crossing within ±{MODEL_TOLERANCE} epochs",
+                f"predicted {predicted}, observed {observed}",
+                held,
+            )
+        )
     return rows
 
 
@@ -310,8 +395,30 @@ def survivor_frame(groups: dict[str, list[Path]]) -> pd.DataFrame:
             surv, seed = survivors_of(Path(path)), RunDir(path).config().seed
             epochs = np.arange(1, len(surv.rho) + 1)
             for b, name in enumerate(BAND_NAMES):
-                frames.append(pd.DataFrame({"configuration": label, "seed": seed, "epoch": epochs, "band": name, "density": surv.density[:, b], "rho": np.nan}))
-            frames.append(pd.DataFrame({"configuration": label, "seed": seed, "epoch": epochs, "band": "all", "density": np.nan, "rho": surv.rho}))
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "configuration": label,
+                            "seed": seed,
+                            "epoch": epochs,
+                            "band": name,
+                            "density": surv.density[:, b],
+                            "rho": np.nan,
+                        }
+                    )
+                )
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "configuration": label,
+                        "seed": seed,
+                        "epoch": epochs,
+                        "band": "all",
+                        "density": np.nan,
+                        "rho": surv.rho,
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -338,12 +445,21 @@ def account_frame(rate_run: Path, targets: dict[str, Path], window: int = MODEL_
     for name, path in targets.items():
         surv = survivors_of(Path(path))
         epochs = min(len(surv.rho), len(s))
-        account = simulate(surv.density[0] * pixels, surv.pruned_total[:epochs], s[:epochs], h[:epochs], pixels) / pixels
+        account = (
+            simulate(surv.density[0] * pixels, surv.pruned_total[:epochs], s[:epochs], h[:epochs], pixels) / pixels
+        )
         for b, band_name in enumerate(BAND_NAMES):
-            frames.append(pd.DataFrame({
-                "target": name, "epoch": np.arange(1, epochs + 1), "band": band_name,
-                "observed": surv.density[:epochs, b], "predicted": account[:, b],
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "target": name,
+                        "epoch": np.arange(1, epochs + 1),
+                        "band": band_name,
+                        "observed": surv.density[:epochs, b],
+                        "predicted": account[:, b],
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -367,8 +483,11 @@ def final_survivor_table(results: Path) -> str:
     its final network (``pruned`` off) beside the recorded topology: ink ρ, the centre's
     density over the mean, and survivors per pixel by ink band (mean ± sd over seeds)."""
     ink, band = _bands()
-    lines = ["| configuration | n | ink ρ, recorded | ink ρ, survivors | centre ratio, survivors | never | rare | medium | core |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| configuration | n | ink ρ, recorded | ink ρ, survivors | centre ratio, survivors | never | rare | medium "
+        "| core |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for label, sweep, entry, fields in FINAL_CONFIGURATIONS:
         found = [RunDir.of(c, results) for c in select_runs(sweep, entry, None, **fields)]
         found = [f for f in found if f.is_finished(f.config())]
@@ -376,7 +495,11 @@ def final_survivor_table(results: Path) -> str:
             continue
         recorded = np.array([float(ink_correlation(f.topology()[-1], ink)) for f in found])
         kept = np.stack([final_survivors_of(f) for f in found])
-        cells = [mean_sd(recorded), mean_sd(np.asarray(ink_correlation(kept, ink))), mean_sd(np.asarray(center_ratio(kept)))]
+        cells = [
+            mean_sd(recorded),
+            mean_sd(np.asarray(ink_correlation(kept, ink))),
+            mean_sd(np.asarray(center_ratio(kept))),
+        ]
         cells += [mean_sd(band_density(kept, band)[:, b], 1) for b in range(len(BAND_NAMES))]
         lines.append(f"| {label} | {len(found)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -387,4 +510,8 @@ def final_survivors_of(folder: RunDir) -> np.ndarray:
 
 
 def mean_sd(values: np.ndarray, digits: int = 3) -> str:
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else f"{values.mean():.{digits}f}"
+    return (
+        f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+        if len(values) > 1
+        else f"{values.mean():.{digits}f}"
+    )

@@ -2,6 +2,7 @@
 loss's minimum and the accuracy after it, the ink correlation along the way, who got
 pruned. One dict per run; :mod:`synapses_study.tables` pools them over seeds.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -71,7 +72,10 @@ def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS) -> dict
     the start), NaN for epochs past its end."""
     topology = RunDir(run_dir).topology()  # (epochs + 1, 784): row e after epoch e
     rho = np.asarray(ink_correlation(topology, training_ink()))
-    return {f"rho@{e}": float(np.mean(rho[max(0, e - WINDOW + 1) : e + 1])) if e < len(topology) else float("nan") for e in epochs}
+    return {
+        f"rho@{e}": float(np.mean(rho[max(0, e - WINDOW + 1) : e + 1])) if e < len(topology) else float("nan")
+        for e in epochs
+    }
 
 
 def pruning_summary(run_dir: Path, blank_below: float = BLANK_BELOW) -> dict[str, float]:
@@ -84,7 +88,10 @@ def pruning_summary(run_dir: Path, blank_below: float = BLANK_BELOW) -> dict[str
     regions = pruning_by_region(*RunDir(run_dir).pruning(), RunDir(run_dir).topology(), ink, blank_below=blank_below)
     window = regions[regions["epoch"] > regions["epoch"].max() - WINDOW]
     last = window.groupby("region")[["share_of_connections", "pruned_fraction", "mean_abs_weight"]].mean()
-    summary = {"blank_pixels": float((ink < blank_below).mean()), "blank_share": float(last.loc["blank", "share_of_connections"])}
+    summary = {
+        "blank_pixels": float((ink < blank_below).mean()),
+        "blank_share": float(last.loc["blank", "share_of_connections"]),
+    }
     for region in ("blank", "inked"):
         summary[f"pruned_{region}"] = float(last.loc[region, "pruned_fraction"])
         summary[f"weight_{region}"] = float(last.loc[region, "mean_abs_weight"])

@@ -10,6 +10,7 @@ The smoke profile shrinks every run read from ``configs/`` (``SMOKE_OVERRIDE``) 
 its figures and runs under ``notebooks/executed/smoke/`` unless told otherwise, so a quick
 check never overwrites the study's figures or adds tiny runs to ``results/``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,7 +56,9 @@ class NotebookSetup:
         return save_figure(fig, f"{self.prefix}_{name}" if self.prefix else name, self.figures_dir)
 
 
-def setup(profile: str, figures_dir: str | None = None, results_dir: str | None = None, prefix: str = "") -> NotebookSetup:
+def setup(
+    profile: str, figures_dir: str | None = None, results_dir: str | None = None, prefix: str = ""
+) -> NotebookSetup:
     """The setup of a notebook run with these parameters (``None``: the profile's folder)."""
     smoke = profile == "smoke"
     return NotebookSetup(

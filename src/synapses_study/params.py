@@ -10,6 +10,7 @@ A rule is a function that returns an error phrase ("a list of integers >= 0") fo
 value and ``None`` for a good one; :func:`check_parameters` raises
 :class:`ParameterError` listing every bad parameter.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,7 +45,9 @@ def check_epochs(name: str, epochs: list[int] | None, available: int) -> None:
     """
     beyond = [e for e in epochs or [] if not 0 <= e <= available]
     if beyond:
-        raise ParameterError(f"parameter {name} must list epochs in 0..{available} (the runs have {available} epochs), got {beyond}")
+        raise ParameterError(
+            f"parameter {name} must list epochs in 0..{available} (the runs have {available} epochs), got {beyond}"
+        )
 
 
 def one_of(*allowed: Any) -> Rule:

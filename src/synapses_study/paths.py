@@ -7,6 +7,7 @@ environment): ``$SYNAPSES_ROOT`` when set, else the nearest folder at or above t
 directory that holds ``configs/`` and ``data/mnist/`` (so notebooks, which run in
 ``notebooks/``, find it too), else the working directory itself.
 """
+
 from __future__ import annotations
 
 import os

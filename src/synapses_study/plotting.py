@@ -4,6 +4,7 @@ Every function draws into an ``ax`` (or makes a figure) and returns it; :func:`s
 writes a PNG with fixed metadata, so that regenerating a figure from the same results gives
 the same file.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -44,7 +45,14 @@ def connections_per_input(ax: plt.Axes, counts: np.ndarray, title: str = "Connec
     return ax
 
 
-def pixel_heatmap(ax: plt.Axes, counts: np.ndarray, title: str = "Connections per input pixel", vmin: float | None = None, vmax: float | None = None, colorbar: bool = True) -> plt.Axes:
+def pixel_heatmap(
+    ax: plt.Axes,
+    counts: np.ndarray,
+    title: str = "Connections per input pixel",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colorbar: bool = True,
+) -> plt.Axes:
     """28 x 28 heatmap of ``counts`` ``(784,)``, viridis as in the original."""
     image = ax.imshow(as_image(counts), cmap="viridis", vmin=vmin, vmax=vmax)
     ax.set(title=title, xticks=[], yticks=[])
@@ -69,7 +77,17 @@ def history(axes: Sequence[plt.Axes], metrics: pd.DataFrame, label: str | None =
         ax.set(xlabel="epoch", ylabel="accuracy" if kind == "acc" else "loss (nll)")
 
 
-def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str | None = None, label: str = "", x: str = "epoch", spread: str = "ci95", **style) -> plt.Axes:
+def band(
+    ax: plt.Axes,
+    runs: pd.DataFrame,
+    y: str,
+    by: str,
+    palette: str | None = None,
+    label: str = "",
+    x: str = "epoch",
+    spread: str = "ci95",
+    **style,
+) -> plt.Axes:
     """Mean of ``y`` against ``x`` per value of ``by``, with a band across seeds.
 
     ``runs`` is tidy (one row per run and epoch, e.g. from ``load_runs``). With
@@ -85,7 +103,11 @@ def band(ax: plt.Axes, runs: pd.DataFrame, y: str, by: str, palette: str | None 
     from scipy import stats
 
     values = sorted(runs[by].unique())
-    colours = list(plt.get_cmap(palette)(np.linspace(0, 0.9, len(values)))) if palette else list(group_colours(by, values).values())
+    colours = (
+        list(plt.get_cmap(palette)(np.linspace(0, 0.9, len(values))))
+        if palette
+        else list(group_colours(by, values).values())
+    )
     scale = 100.0 if y.endswith("_acc") else 1.0
     for colour, value in zip(colours, values):
         group = (runs[runs[by] == value].set_index(x)[y] * scale).groupby(level=0)
@@ -121,12 +143,22 @@ def dose_response(ax: plt.Axes, last: pd.DataFrame, y: str, x: str = "weight_dec
     return ax
 
 
-
 # The metric panel's rows: a metric and its level of "no effect" (a dotted line), if any.
-PANEL_ROWS: tuple[tuple[str, float | None], ...] = (("center_ratio", 1.0), ("ink_rho", 0.0), ("test_loss", None), ("test_acc", None))
+PANEL_ROWS: tuple[tuple[str, float | None], ...] = (
+    ("center_ratio", 1.0),
+    ("ink_rho", 0.0),
+    ("test_loss", None),
+    ("test_acc", None),
+)
 
 
-def metric_panel(axes: Sequence[plt.Axes], runs: pd.DataFrame, by: str, rows: Sequence[tuple[str, float | None]] = PANEL_ROWS, **band_style) -> None:
+def metric_panel(
+    axes: Sequence[plt.Axes],
+    runs: pd.DataFrame,
+    by: str,
+    rows: Sequence[tuple[str, float | None]] = PANEL_ROWS,
+    **band_style,
+) -> None:
     """One metric of :data:`PANEL_ROWS` per axis of ``axes`` (a column of a figure): the
     seed band of each group ``by`` over epochs, the no-effect level dotted, the test loss on
     a log axis. ``band_style`` goes to :func:`band` (``spread``, ``palette``, ``x``, ``ls``...)."""
@@ -140,7 +172,9 @@ def metric_panel(axes: Sequence[plt.Axes], runs: pd.DataFrame, by: str, rows: Se
             zoom_to_trained(ax)
 
 
-def heatmap_rows(axes: np.ndarray, rows: Sequence[Sequence[tuple[str, np.ndarray]]], ylabels: Sequence[str] | None = None) -> None:
+def heatmap_rows(
+    axes: np.ndarray, rows: Sequence[Sequence[tuple[str, np.ndarray]]], ylabels: Sequence[str] | None = None
+) -> None:
     """Pixel heatmaps in a grid, one colour scale per row: ``rows[i]`` is a list of
     ``(title, counts (784,))`` drawn on ``axes[i]`` (a 2-d array of axes, as
     ``plt.subplots(..., squeeze=False)`` gives), with a colour bar at the row's last map and
@@ -150,7 +184,7 @@ def heatmap_rows(axes: np.ndarray, rows: Sequence[Sequence[tuple[str, np.ndarray
         for j, (ax, (title, counts)) in enumerate(zip(ax_row, row)):
             pixel_heatmap(ax, counts, title, vmin=low, vmax=high, colorbar=j == len(row) - 1)
             ax.title.set_fontsize(8)
-        for ax in ax_row[len(row):]:
+        for ax in ax_row[len(row) :]:
             ax.axis("off")
         if ylabels is not None:
             ax_row[0].set_ylabel(axis_label(ylabels[i]))
@@ -175,7 +209,9 @@ def configuration_colour(label: str) -> str:
     return CONFIG_COLOURS.get(label, "#999999")
 
 
-def seed_band(ax: plt.Axes, runs: pd.DataFrame, y: str, x: str = "epoch", order: Sequence[str] | None = None, **style) -> plt.Axes:
+def seed_band(
+    ax: plt.Axes, runs: pd.DataFrame, y: str, x: str = "epoch", order: Sequence[str] | None = None, **style
+) -> plt.Axes:
     """Mean of ``y`` over seeds against ``x``, one line per ``configuration``, with a band
     from the lowest to the highest seed, in the configuration's colour.
 
@@ -203,7 +239,9 @@ def legend_below(ax: plt.Axes, ncols: int = 2, **kwargs) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncols=ncols, frameon=False, **kwargs)
 
 
-def seed_strip(ax: plt.Axes, finals: pd.DataFrame, y: str = "ink_rho", colours: dict[str, str] | None = None) -> plt.Axes:
+def seed_strip(
+    ax: plt.Axes, finals: pd.DataFrame, y: str = "ink_rho", colours: dict[str, str] | None = None
+) -> plt.Axes:
     """Every seed's ``y`` as a dot, one row per ``configuration`` (top to bottom in the
     order of ``finals``), with a zero line: the verdicts without any threshold. Rows are
     coloured by ``colours`` (label -> colour), else by :func:`configuration_colour`."""
@@ -259,17 +297,32 @@ def selection_panel(ax: plt.Axes, table: pd.DataFrame, k: int, classifier: str) 
     rows = table[(table["k"] == k) & (table["classifier"] == classifier)]
     learned = rows[rows["weight_decay"].notna()]
     decays = sorted(learned["weight_decay"].unique())
-    rankings = list(dict.fromkeys(learned["ranking"])) + [r for r in dict.fromkeys(rows["ranking"]) if r not in set(learned["ranking"])]
+    rankings = list(dict.fromkeys(learned["ranking"])) + [
+        r for r in dict.fromkeys(rows["ranking"]) if r not in set(learned["ranking"])
+    ]
     width = 0.8 / max(len(decays), 1)
     for column, ranking in enumerate(rankings):
         chosen = rows[rows["ranking"] == ranking]
-        groups = [(wd, chosen[chosen["weight_decay"] == wd]) for wd in decays] if chosen["weight_decay"].notna().any() else [(None, chosen)]
+        groups = (
+            [(wd, chosen[chosen["weight_decay"] == wd]) for wd in decays]
+            if chosen["weight_decay"].notna().any()
+            else [(None, chosen)]
+        )
         for slot, (wd, group) in enumerate(groups):
             x = column + (slot - (len(groups) - 1) / 2) * width
             label = decay_label(wd) if wd is not None else None
             colour = configuration_colour(label) if label else "#999999"
             values = 100 * group["test_acc"].to_numpy()
-            ax.scatter([x], [values.mean()], marker="_", s=250, linewidths=2, color=colour, label=label if column == 0 else None, zorder=4)
+            ax.scatter(
+                [x],
+                [values.mean()],
+                marker="_",
+                s=250,
+                linewidths=2,
+                color=colour,
+                label=label if column == 0 else None,
+                zorder=4,
+            )
             ax.scatter(np.full(len(values), x), values, s=10, color=colour, alpha=0.7, zorder=3)
     ax.set_xticks(range(len(rankings)), rankings, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy (%)")
@@ -380,18 +433,31 @@ def legibility_problems(fig: matplotlib.figure.Figure) -> list[str]:
         for line in ax.get_lines():
             if str(line.get_label()).startswith("_"):
                 continue
-            points = line.get_transform().transform(np.column_stack([np.asarray(v, dtype=float) for v in line.get_data()]))
+            points = line.get_transform().transform(
+                np.column_stack([np.asarray(v, dtype=float) for v in line.get_data()])
+            )
             if len(points) > 1:  # the segments between vertices are drawn too: sample them
                 steps = np.linspace(0, 1, 8)[:, None, None]
                 points = (points[:-1] + steps * (points[1:] - points[:-1])).reshape(-1, 2)
-            drawn = (points[:, 0] >= frame.x0) & (points[:, 0] <= frame.x1) & (points[:, 1] >= frame.y0) & (points[:, 1] <= frame.y1)  # clipped points are not drawn
-            inside = drawn & (points[:, 0] > box.x0) & (points[:, 0] < box.x1) & (points[:, 1] > box.y0) & (points[:, 1] < box.y1)
+            drawn = (
+                (points[:, 0] >= frame.x0)
+                & (points[:, 0] <= frame.x1)
+                & (points[:, 1] >= frame.y0)
+                & (points[:, 1] <= frame.y1)
+            )  # clipped points are not drawn
+            inside = (
+                drawn
+                & (points[:, 0] > box.x0)
+                & (points[:, 0] < box.x1)
+                & (points[:, 1] > box.y0)
+                & (points[:, 1] < box.y1)
+            )
             if inside.any():
                 problems.append(f"legend over the data in {ax.get_title()!r} ({line.get_label()!r})")
                 break
     titled = [(ax, ax.title.get_window_extent(renderer)) for ax in axes if ax.get_title()]
     for i, (ax, box) in enumerate(titled):
-        for other, other_box in titled[i + 1:]:
+        for other, other_box in titled[i + 1 :]:
             if box.overlaps(other_box):
                 problems.append(f"titles {ax.get_title()!r} and {other.get_title()!r} overlap")
         if any(other is not ax and box.overlaps(other.get_window_extent(renderer)) for other in axes):

@@ -11,6 +11,7 @@ over the first :data:`EPOCHS` epochs, the instrument of the write-up's "turns ne
 fact, because the SET paper's net did not record its pruning; the survivors' crossing
 (:func:`survivors.crossing_epoch`) is given beside it for the demo-net runs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -54,14 +55,19 @@ def explained_fraction(baseline: int | None, arm: int | None, set_net: int | Non
 def run_sets(results: Path) -> dict[str, dict[int, Path]]:
     """Seed -> run folder (seeds of :data:`SEEDS` only) of each run set: ``"demo"``,
     ``"SET net"`` and each arm of :data:`ARMS`."""
-    sets = {"demo": undecayed_baseline(results, "standardized"), "SET net": finished_runs(results, "set_mlp", "set", weight_decay=0.0)}
+    sets = {
+        "demo": undecayed_baseline(results, "standardized"),
+        "SET net": finished_runs(results, "set_mlp", "set", weight_decay=0.0),
+    }
     sets |= {name: finished_runs(results, "protocol_matched", entry) for name, entry in ARMS.items()}
     return {name: {seed: path for seed, path in runs.items() if seed in SEEDS} for name, runs in sets.items()}
 
 
 def crossings(results: Path) -> dict[str, dict[int, int | None]]:
     """Recorded crossing per seed of each run set of :func:`run_sets`."""
-    return {name: {seed: recorded_crossing(path) for seed, path in runs.items()} for name, runs in run_sets(results).items()}
+    return {
+        name: {seed: recorded_crossing(path) for seed, path in runs.items()} for name, runs in run_sets(results).items()
+    }
 
 
 def protocol_table(results: Path) -> str:
@@ -75,12 +81,24 @@ def protocol_table(results: Path) -> str:
     rho = {name: {s: recorded_rho(p) for s, p in runs.items()} for name, runs in paths.items()}
     found = {name: {s: settles_below_zero(r) for s, r in runs.items()} for name, runs in rho.items()}
     rho_300 = {name: {s: float(r[EPOCHS]) for s, r in runs.items()} for name, runs in rho.items()}
-    lines = ["| runs (seeds 0, 1) | crossing, recorded ρ | crossing, survivors | recorded ρ at epoch 300 |", "|---|---|---|---|"]
+    lines = [
+        "| runs (seeds 0, 1) | crossing, recorded ρ | crossing, survivors | recorded ρ at epoch 300 |",
+        "|---|---|---|---|",
+    ]
     for name in ("demo", *ARMS, "SET net"):
-        on_survivors = "not recorded" if name == "SET net" else ", ".join(str(crossing_epoch(survivors_of(paths[name][s]).rho[:EPOCHS])) for s in SEEDS)
-        lines.append(f"| {name} | {', '.join(str(found[name][s]) for s in SEEDS)} | {on_survivors} | {', '.join(f'{rho_300[name][s]:+.3f}' for s in SEEDS)} |")
+        on_survivors = (
+            "not recorded"
+            if name == "SET net"
+            else ", ".join(str(crossing_epoch(survivors_of(paths[name][s]).rho[:EPOCHS])) for s in SEEDS)
+        )
+        lines.append(
+            f"| {name} | {', '.join(str(found[name][s]) for s in SEEDS)} | {on_survivors} | "
+            f"{', '.join(f'{rho_300[name][s]:+.3f}' for s in SEEDS)} |"
+        )
     lines += ["", "| prediction | measured | held |", "|---|---|---|"]
-    lines += [f"| {r.name}: {r.prediction} | {r.measured} | {'yes' if r.held else '**no**'} |" for r in score(found, rho_300)]
+    lines += [
+        f"| {r.name}: {r.prediction} | {r.measured} | {'yes' if r.held else '**no**'} |" for r in score(found, rho_300)
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -96,8 +114,18 @@ def score(found: dict[str, dict[int, int | None]], rho_300: dict[str, dict[int, 
     return [
         Scored("1", "protocol crosses at most half as late as the demo", f"{_pairs(arm, demo)}", all(half)),
         Scored("2", "protocol + density within 20 epochs of protocol", f"{_pairs(dense, arm)}", all(close)),
-        Scored("3", "protocol + density explains ≥ 0.7 of the gap", f"fractions {text}", all(f is not None and f >= 0.7 for f in fractions)),
-        Scored("4", "protocol's ρ at 300 below the demo's", f"{_pairs(rho_300['protocol'], rho_300['demo'], '{:+.3f}')}", all(further)),
+        Scored(
+            "3",
+            "protocol + density explains ≥ 0.7 of the gap",
+            f"fractions {text}",
+            all(f is not None and f >= 0.7 for f in fractions),
+        ),
+        Scored(
+            "4",
+            "protocol's ρ at 300 below the demo's",
+            f"{_pairs(rho_300['protocol'], rho_300['demo'], '{:+.3f}')}",
+            all(further),
+        ),
     ]
 
 

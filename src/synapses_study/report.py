@@ -13,6 +13,7 @@ and each generated number with ``<!-- value: TABLE | ROW | COLUMN -->`` or
     python -m synapses_study.report regularization.md           # rewrite the tables
     python -m synapses_study.report regularization.md --check   # exit 1 if any table is stale
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,12 @@ from .tables import IncompleteResultsError, selection_table, sweep_table
 
 
 def refresh(
-    text: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None, *, allow_missing: bool = False, where: str = "the write-up"
+    text: str,
+    results_dir: str | Path | None = None,
+    configs_dir: str | Path | None = None,
+    *,
+    allow_missing: bool = False,
+    where: str = "the write-up",
 ) -> str:
     """``text`` with every marked table and value regenerated (see :func:`sweep_table`
     and :mod:`.markers`); the markers are parsed strictly first.
@@ -45,12 +51,17 @@ def refresh(
             root = results_root(results_dir)
             if name == "selection":
                 tables[name] = selection_table(root / "feature_selection.csv")
-            elif name in ("mechanism", "mechanism:final"):  # docs/mechanism_predictions.md scored; the end of runs on survivors
+            elif name in (
+                "mechanism",
+                "mechanism:final",
+            ):  # docs/mechanism_predictions.md scored; the end of runs on survivors
                 tables[name] = prediction_table(root) if name == "mechanism" else final_survivor_table(root)
             elif name == "protocol":  # docs/protocol_predictions.md scored
                 tables[name] = protocol_table(root)
             else:
-                tables[name] = sweep_table(name, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing)
+                tables[name] = sweep_table(
+                    name, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing
+                )
         return tables[name]
 
     def value(name: str) -> str:
@@ -67,7 +78,11 @@ def refresh(
 def table_cell(markdown: str, row: str, column: str, where: str = "") -> str:
     """The cell of ``markdown`` (a table of :func:`sweep_table`) in the row whose first
     cell is ``row`` and the column titled ``column``."""
-    lines = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in markdown.splitlines() if line.startswith("|")]
+    lines = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in markdown.splitlines()
+        if line.startswith("|")
+    ]
     header, rows = lines[0], {cells[0]: cells for cells in lines[2:]}
     if column not in header:
         raise ValueError(f"value {where!r}: no column {column!r}; columns: {header}")
@@ -83,11 +98,18 @@ def stale_markers(text: str, fresh: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synapses_study.report", description="Regenerate the marked tables of a markdown file from results/.")
+    parser = argparse.ArgumentParser(
+        prog="python -m synapses_study.report",
+        description="Regenerate the marked tables of a markdown file from results/.",
+    )
     parser.add_argument("markdown", type=Path)
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table differs from the results")
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a table differs from the results"
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
-    parser.add_argument("--allow-missing", action="store_true", help="pool the finished seeds of tables whose runs are not all there")
+    parser.add_argument(
+        "--allow-missing", action="store_true", help="pool the finished seeds of tables whose runs are not all there"
+    )
     args = parser.parse_args(argv)
     try:
         text = args.markdown.read_text()
@@ -97,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_markers(text, fresh)
         if stale:
-            print(f"{args.markdown}: stale table(s) or value(s): {', '.join(stale)} (run python -m synapses_study.report {args.markdown})")
+            print(
+                f"{args.markdown}: stale table(s) or value(s): {', '.join(stale)} (run python -m "
+                f"synapses_study.report {args.markdown})"
+            )
             return 1
         kinds = [span.kind for span in parse_markers(text)]
         print(f"{args.markdown}: {kinds.count('table')} table(s) and {kinds.count('value')} value(s) match the results")

@@ -4,6 +4,7 @@
 form seaborn and ``groupby`` want. Topologies (per-pixel counts per epoch) are arrays and
 come from :meth:`RunDir.topology <synapses_study.run_dir.RunDir.topology>`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,7 +24,20 @@ from .run_dir import METRIC_COLUMNS, RunDir
 from .run_files import DamagedFileError, read_text
 from .sweep_file import CONFIGS, Sweep, load_sweep, run_labels
 
-CONFIG_COLUMNS = ("run_id", "model", "seed", "weight_decay", "weight_decay_end", "decay_mode", "l1", "regrowth", "optimizer", "evolution", "evolution_proba", "epochs")
+CONFIG_COLUMNS = (
+    "run_id",
+    "model",
+    "seed",
+    "weight_decay",
+    "weight_decay_end",
+    "decay_mode",
+    "l1",
+    "regrowth",
+    "optimizer",
+    "evolution",
+    "evolution_proba",
+    "epochs",
+)
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
@@ -39,7 +53,12 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     return metrics
 
 
-def load_runs(configs: Iterable[ExperimentConfig] | None = None, results_dir: str | Path | None = None, *, finished_only: bool = True) -> pd.DataFrame:
+def load_runs(
+    configs: Iterable[ExperimentConfig] | None = None,
+    results_dir: str | Path | None = None,
+    *,
+    finished_only: bool = True,
+) -> pd.DataFrame:
     """One row per (run, epoch): the runs of ``configs``, or every run in ``results_dir``.
 
     Runs that are missing (or unfinished, with ``finished_only``) are skipped.
@@ -122,24 +141,37 @@ def final_table(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return table
 
 
-def format_final_table(table: pd.DataFrame, metrics: Iterable[str] = ("train_loss", "train_acc", "test_loss", "test_acc", "center_ratio"), digits: int = 4) -> pd.DataFrame:
+def format_final_table(
+    table: pd.DataFrame,
+    metrics: Iterable[str] = ("train_loss", "train_acc", "test_loss", "test_acc", "center_ratio"),
+    digits: int = 4,
+) -> pd.DataFrame:
     """:func:`final_table` as text for display: ``seeds`` and ``"mean ± std"`` per metric
     (std 0 for a single seed)."""
     columns: dict[str, Any] = {"seeds": table[("seeds", "")]}
     for m in metrics:
-        columns[m] = [f"{a:.{digits}f} ± {b:.{digits}f}" for a, b in zip(table[(m, "mean")], table[(m, "std")].fillna(0))]
+        columns[m] = [
+            f"{a:.{digits}f} ± {b:.{digits}f}" for a, b in zip(table[(m, "mean")], table[(m, "std")].fillna(0))
+        ]
     return pd.DataFrame(columns, index=table.index)
 
 
-
-def select_runs(sweep: str, entry: str | None = None, overrides: dict | None = None, **fields: object) -> list[ExperimentConfig]:
+def select_runs(
+    sweep: str, entry: str | None = None, overrides: dict | None = None, **fields: object
+) -> list[ExperimentConfig]:
     """The configs of ``configs/<sweep>.yaml`` (one ``entry`` of it if given) whose fields
     equal ``fields``; ``overrides`` scales the file down as :func:`synapses_study.sweep_file.load_sweep` does."""
     runs = load_sweep(CONFIGS / f"{sweep}.yaml", override=overrides).runs
-    return [r.config for r in runs if (entry is None or r.entry == entry) and all(getattr(r.config, k) == v for k, v in fields.items())]
+    return [
+        r.config
+        for r in runs
+        if (entry is None or r.entry == entry) and all(getattr(r.config, k) == v for k, v in fields.items())
+    ]
 
 
-def configuration_runs(groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None) -> pd.DataFrame:
+def configuration_runs(
+    groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None
+) -> pd.DataFrame:
     """One row per (run, epoch) of labelled groups of finished runs: ``configuration`` (the
     group's label), ``seed``, ``epoch`` (0: initialisation), ``ink_rho``, ``center_ratio``,
     ``test_loss`` and ``test_acc`` (NaN at epoch 0)."""
@@ -154,7 +186,12 @@ def configuration_runs(groups: dict[str, list[ExperimentConfig]], results_dir: s
     return pd.concat(frames, ignore_index=True)
 
 
-def excess_pruning(groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None, blank_below: float = BLANK_BELOW, window: int = TRAILING_WINDOW) -> pd.DataFrame:
+def excess_pruning(
+    groups: dict[str, list[ExperimentConfig]],
+    results_dir: str | Path | None = None,
+    blank_below: float = BLANK_BELOW,
+    window: int = TRAILING_WINDOW,
+) -> pd.DataFrame:
     """Per (run, epoch) of runs recorded with ``record_pruning``: the pruned fraction of
     blank pixels' connections minus that of inked pixels' (``excess``; above 0: blank
     pixels pruned more), as a trailing ``window``-epoch mean, and the blank pixels' share
@@ -165,10 +202,26 @@ def excess_pruning(groups: dict[str, list[ExperimentConfig]], results_dir: str |
     for label, configs in groups.items():
         for config in configs:
             run_dir = root / config.run_id()
-            regions = pruning_by_region(*RunDir(run_dir).pruning(), RunDir(run_dir).topology(), ink, blank_below=blank_below).pivot(index="epoch", columns="region")
-            excess = (regions["pruned_fraction"]["blank"] - regions["pruned_fraction"]["inked"]).rolling(window, min_periods=1).mean()
+            regions = pruning_by_region(
+                *RunDir(run_dir).pruning(), RunDir(run_dir).topology(), ink, blank_below=blank_below
+            ).pivot(index="epoch", columns="region")
+            excess = (
+                (regions["pruned_fraction"]["blank"] - regions["pruned_fraction"]["inked"])
+                .rolling(window, min_periods=1)
+                .mean()
+            )
             share = regions["share_of_connections"]["blank"] / (ink < blank_below).mean()
-            frames.append(pd.DataFrame({"epoch": excess.index, "excess": excess.values, "blank_share_ratio": share.values, "configuration": label, "seed": config.seed}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "epoch": excess.index,
+                        "excess": excess.values,
+                        "blank_share_ratio": share.values,
+                        "configuration": label,
+                        "seed": config.seed,
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -193,6 +246,12 @@ def final_values(groups: dict[str, list[ExperimentConfig]], results_dir: str | P
     for label, configs in groups.items():
         for config in configs:
             run_dir = root / config.run_id()
-            rows.append(dict(configuration=label, seed=config.seed, ink_rho=float(ink_correlation(RunDir(run_dir).topology()[-1], training_ink())),
-                             center_ratio=float(load_metrics(run_dir)["center_ratio"].iloc[-1])))
+            rows.append(
+                dict(
+                    configuration=label,
+                    seed=config.seed,
+                    ink_rho=float(ink_correlation(RunDir(run_dir).topology()[-1], training_ink())),
+                    center_ratio=float(load_metrics(run_dir)["center_ratio"].iloc[-1]),
+                )
+            )
     return pd.DataFrame(rows)

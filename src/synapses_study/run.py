@@ -7,6 +7,7 @@ Every field of :class:`synapses_study.config.ExperimentConfig` is an option (``-
 for ``weight_decay``); options override the ``--config`` file. An interrupted run picks up
 from its last finished epoch when the same command is given again.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Train one SET configuration on MNIST; results go to results/<run_id>/.",
     )
     parser.add_argument("--config", type=Path, help="JSON file with config fields (options override it)")
-    parser.add_argument("--results-dir", type=Path, default=None, help="parent folder of run folders (default: the repository's results/)")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="parent folder of run folders (default: the repository's results/)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     hints = get_type_hints(ExperimentConfig)
     meanings = field_help()

@@ -23,6 +23,7 @@ Files:
   a run is finished when its manifest verifies (:meth:`RunDir.problem`);
 * ``.lock``: held by the process training the run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,7 +57,16 @@ from .run_files import (
     write_xz_text,
 )
 
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "center_ratio", "decay_in_force", "seconds")
+METRIC_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "center_ratio",
+    "decay_in_force",
+    "seconds",
+)
 
 RunState = Literal["done", "partial", "new", "damaged", "diverged"]
 MANIFEST_FORMAT = "synapses-run/1"
@@ -201,7 +211,11 @@ class RunDir:
         if not self.manifest_file.exists():
             if self.diverged_file.exists():
                 return self.diverged_file.read_text().strip()
-            return "unfinished: a checkpoint is there" if self.checkpoint_file.exists() else "not finished (no manifest.json)"
+            return (
+                "unfinished: a checkpoint is there"
+                if self.checkpoint_file.exists()
+                else "not finished (no manifest.json)"
+            )
         try:
             manifest = json.loads(self.manifest_file.read_text())
             listed = manifest["files"]
@@ -216,7 +230,9 @@ class RunDir:
             if not path.exists():
                 return f"{path.name} is missing"
             if file_digest(path) != listed[path.name]:
-                return f"{path.name} does not match {self.manifest_file.name} (changed or damaged after the run finished)"
+                return (
+                    f"{path.name} does not match {self.manifest_file.name} (changed or damaged after the run finished)"
+                )
         return None
 
     def is_finished(self, config: ExperimentConfig) -> bool:
@@ -317,7 +333,12 @@ class RunDir:
             packed.unlink(missing_ok=True)
         write_topology(self.topology_file, np.stack(history.counts), final)
         if history.pruned:
-            write_pruning(self.pruning_file, np.stack(history.pruned), np.stack(history.weight_mass) if history.weight_mass else None, final)
+            write_pruning(
+                self.pruning_file,
+                np.stack(history.pruned),
+                np.stack(history.weight_mass) if history.weight_mass else None,
+                final,
+            )
         if history.lifetimes is not None:
             write_lifetimes(self.lifetimes_file, history.lifetimes, final)
 
@@ -348,7 +369,9 @@ class RunDir:
     def model_state(self) -> dict[str, torch.Tensor]:
         """The final network's state dict."""
         if not self.model_file.exists() and self.config_file.exists() and not self.config().keep_network:
-            raise FileNotFoundError(f"{self.path.name} kept no final network (keep_network: false): nothing can start from it")
+            raise FileNotFoundError(
+                f"{self.path.name} kept no final network (keep_network: false): nothing can start from it"
+            )
         return load_model_state(self.model_file)
 
     def history(self, epochs: int) -> History:
@@ -356,7 +379,9 @@ class RunDir:
         rows = read_metric_rows(self.metrics_file)
         counts = self.topology()
         if len(rows) < epochs or len(counts) < epochs + 1:
-            raise RuntimeError(f"{self.path}: results hold {len(rows)} epochs, the checkpoint {epochs}; delete the folder to restart")
+            raise RuntimeError(
+                f"{self.path}: results hold {len(rows)} epochs, the checkpoint {epochs}; delete the folder to restart"
+            )
         history = History(epochs, rows[:epochs], list(counts[: epochs + 1]))
         if self.pruning_file.exists():
             pruned, weight_mass = read_pruning(self.pruning_file)
@@ -374,6 +399,8 @@ class RunDir:
         """``(pruned_counts, abs_weight_sum)``, each ``(epochs, 784)``, of a run recorded with
         ``record_pruning`` (the sums NaN where ``record_weight_mass`` was off)."""
         if not self.pruning_file.exists():
-            raise FileNotFoundError(f"{self.path} has no {self.pruning_file.name}: only runs made with record_pruning have one")
+            raise FileNotFoundError(
+                f"{self.path} has no {self.pruning_file.name}: only runs made with record_pruning have one"
+            )
         pruned, weight_mass = read_pruning(self.pruning_file)
         return pruned, weight_mass if weight_mass is not None else np.full(pruned.shape, np.nan)

@@ -20,6 +20,7 @@ naming the file and the way out; nothing damaged is ever resumed or counted as f
 A ``.pt`` file without the seal (a plain ``torch.save`` file) is refused: nothing says which
 run it belongs to or whether it is whole.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,6 +34,7 @@ import os
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +137,9 @@ def read_sealed(path: Path, way_out: str) -> tuple[dict[str, Any], Any]:
     try:
         return header, torch.load(io.BytesIO(_decompress(header, payload)), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a bad zip
-        raise DamagedFileError(f"{path} is damaged (not a readable checkpoint: {type(err).__name__}); {way_out}") from None
+        raise DamagedFileError(
+            f"{path} is damaged (not a readable checkpoint: {type(err).__name__}); {way_out}"
+        ) from None
 
 
 def _checked_payload(path: Path, way_out: str) -> tuple[dict[str, Any], bytes]:
@@ -178,7 +182,9 @@ def read_text(path: Path) -> str:
     try:
         return lzma.decompress(path.read_bytes()).decode()
     except (lzma.LZMAError, EOFError, UnicodeDecodeError) as err:
-        raise DamagedFileError(f"{path} is damaged ({type(err).__name__}: {err}); delete {path.parent} to rerun that run") from None
+        raise DamagedFileError(
+            f"{path} is damaged ({type(err).__name__}: {err}); delete {path.parent} to rerun that run"
+        ) from None
 
 
 def compact_indices(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -230,7 +236,9 @@ def load_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
     if header.get("run_id") != run_id:
         raise DamagedFileError(f"{path} belongs to run {header.get('run_id')!r}, not {run_id!r}; {way_out}")
     if header.get("epoch") != payload.get("epoch"):
-        raise DamagedFileError(f"{path} is damaged (header epoch {header.get('epoch')}, payload epoch {payload.get('epoch')}); {way_out}")
+        raise DamagedFileError(
+            f"{path} is damaged (header epoch {header.get('epoch')}, payload epoch {payload.get('epoch')}); {way_out}"
+        )
     return {**payload, "model": widen_indices(payload["model"])}
 
 
@@ -256,7 +264,8 @@ def npz_bytes(arrays: dict[str, np.ndarray], final: bool) -> bytes:
             # a fixed timestamp: the same arrays always give the same bytes (no spurious diffs)
             member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             member.compress_type = zipfile.ZIP_LZMA
-            archive.writestr(member, to_bytes(lambda f: np.lib.format.write_array(f, np.asanyarray(values), allow_pickle=False)))  # noqa: B023 (called at once)
+            array = np.asanyarray(values)
+            archive.writestr(member, to_bytes(partial(np.lib.format.write_array, array=array, allow_pickle=False)))
     return buffer.getvalue()
 
 
@@ -295,7 +304,9 @@ def read_pruning(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     arrays = read_npz(path)
     if "pruned_counts" not in arrays:
         raise DamagedFileError(f"{path} holds no pruned_counts; delete {path.parent} to rerun that run")
-    mass = next((_from_byte_planes(arrays[key], dtype) for key, dtype in WEIGHT_MASS_PLANES.items() if key in arrays), None)
+    mass = next(
+        (_from_byte_planes(arrays[key], dtype) for key, dtype in WEIGHT_MASS_PLANES.items() if key in arrays), None
+    )
     return arrays["pruned_counts"].astype(np.int64), mass
 
 
@@ -353,4 +364,6 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error, lzma.LZMAError) as err:
-        raise DamagedFileError(f"{path} is damaged ({type(err).__name__}: {err}); delete {path.parent} to rerun that run") from None
+        raise DamagedFileError(
+            f"{path} is damaged ({type(err).__name__}: {err}); delete {path.parent} to rerun that run"
+        ) from None

@@ -7,6 +7,7 @@ epoch, and the peak memory of the process. With ``--steps S`` only S steps are t
 the epoch (469 steps) is extrapolated from their mean: on a CPU a network of millions of
 neurons takes hours per epoch.
 """
+
 from __future__ import annotations
 
 import resource
@@ -38,10 +39,16 @@ class ScaleResult:
     peak_memory_gib: float  # CPU: peak resident set of the process; GPU: peak allocated
 
     def line(self) -> str:
-        epoch = f"{self.epoch_s:.1f} s" + ("" if self.epoch_measured else f" (extrapolated from {self.steps_timed} steps)")
-        return (f"{self.layers} x {self.hidden:,} hidden neurons ({self.hidden * self.layers:,}), {self.connections:,} connections, "
-                f"{self.device} {self.threads} thread(s): step {self.step_ms:.1f} ms, epoch {epoch}, evolution {self.evolution_ms:.0f} ms, "
-                f"peak memory {self.peak_memory_gib:.2f} GiB")
+        epoch = f"{self.epoch_s:.1f} s" + (
+            "" if self.epoch_measured else f" (extrapolated from {self.steps_timed} steps)"
+        )
+        return (
+            f"{self.layers} x {self.hidden:,} hidden neurons ({self.hidden * self.layers:,}), {self.connections:,} "
+            "connections, "
+            f"{self.device} {self.threads} thread(s): step {self.step_ms:.1f} ms, epoch {epoch}, evolution "
+            f"{self.evolution_ms:.0f} ms, "
+            f"peak memory {self.peak_memory_gib:.2f} GiB"
+        )
 
 
 def _peak_memory_gib(device: torch.device) -> float:
@@ -55,12 +62,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def scale_run(hidden: int, layers: int = 4, steps: int | None = None, epsilon: float = 20, device: str = "cpu", seed: int = 0) -> ScaleResult:
+def scale_run(
+    hidden: int, layers: int = 4, steps: int | None = None, epsilon: float = 20, device: str = "cpu", seed: int = 0
+) -> ScaleResult:
     """Train the network for ``steps`` steps (``None``: one epoch) and time it; see the module."""
     dev = torch.device(device)
     torch.manual_seed(seed)
     data = load_mnist()
-    net = SparseNet((784, *[hidden] * layers, 10), epsilon, compute="sparse", generator=torch.Generator().manual_seed(seed)).to(dev)
+    net = SparseNet(
+        (784, *[hidden] * layers, 10), epsilon, compute="sparse", generator=torch.Generator().manual_seed(seed)
+    ).to(dev)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     order = torch.randperm(len(data.train_y))
     batches = len(order) // BATCH + (len(order) % BATCH > 0)
@@ -86,9 +97,17 @@ def scale_run(hidden: int, layers: int = 4, steps: int | None = None, epsilon: f
     evolution = time.perf_counter() - start
     step_s = elapsed / n_steps
     return ScaleResult(
-        hidden, layers, sum(layer.n_params for layer in net.sparse_layers()) + net.readout.weight.numel(),
-        dev.type, torch.get_num_threads(), n_steps, step_s * 1e3, step_s * batches, n_steps == batches,
-        evolution * 1e3, _peak_memory_gib(dev),
+        hidden,
+        layers,
+        sum(layer.n_params for layer in net.sparse_layers()) + net.readout.weight.numel(),
+        dev.type,
+        torch.get_num_threads(),
+        n_steps,
+        step_s * 1e3,
+        step_s * batches,
+        n_steps == batches,
+        evolution * 1e3,
+        _peak_memory_gib(dev),
     )
 
 

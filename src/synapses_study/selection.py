@@ -8,6 +8,7 @@ training: ink frequency, pixel variance and K random pixels. Classifiers: extrem
 randomised trees with 50 trees (as QuickSelection) and a linear SVM (as WAST), from
 scikit-learn, on pixels in [0, 1].
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,7 +74,9 @@ def unit_pixels(images: torch.Tensor) -> torch.Tensor:
     return (images * STD + MEAN).clamp(0, 1)
 
 
-def selection_accuracy(pixels: np.ndarray, data: MNISTTensors, classifier: Classifier = "extra_trees", seed: int = 0) -> float:
+def selection_accuracy(
+    pixels: np.ndarray, data: MNISTTensors, classifier: Classifier = "extra_trees", seed: int = 0
+) -> float:
     """Test accuracy of ``classifier`` trained on the training images' ``pixels`` only."""
     from sklearn.ensemble import ExtraTreesClassifier
     from sklearn.svm import LinearSVC
@@ -101,7 +104,9 @@ RANDOM_SEEDS = (0, 1, 2)
 COLUMNS = ("ranking", "weight_decay", "seed", "k", "classifier", "test_acc")
 
 
-def rankings(configs: list[ExperimentConfig], results_dir: Path | None = None, rank_epochs: tuple[int, ...] = RANK_EPOCHS) -> list[tuple[str, float, int, Callable[[], np.ndarray]]]:
+def rankings(
+    configs: list[ExperimentConfig], results_dir: Path | None = None, rank_epochs: tuple[int, ...] = RANK_EPOCHS
+) -> list[tuple[str, float, int, Callable[[], np.ndarray]]]:
     """Every ranking of the table as ``(name, weight_decay, seed, scores)``, scores computed
     on demand: the first layer's connections per pixel after each of ``rank_epochs``, the
     summed ``|weight|`` of the final network, per run of ``configs`` (finished runs in
@@ -112,7 +117,9 @@ def rankings(configs: list[ExperimentConfig], results_dir: Path | None = None, r
     for config in configs:
         run_dir = root / config.run_id()
         for epoch in rank_epochs:
-            items.append((f"connections@{epoch}", config.weight_decay, config.seed, partial(_connections_after, run_dir, epoch)))
+            items.append(
+                (f"connections@{epoch}", config.weight_decay, config.seed, partial(_connections_after, run_dir, epoch))
+            )
         items.append((f"weights@{config.epochs}", config.weight_decay, config.seed, partial(_final_weights, run_dir)))
     kinds: tuple[Literal["ink", "variance"], ...] = ("ink", "variance")
     for kind in kinds:
@@ -135,8 +142,12 @@ def _training_baseline(kind: Literal["ink", "variance"]) -> np.ndarray:
 
 
 def score_table(
-    out: Path, data: MNISTTensors, configs: list[ExperimentConfig] | None = None, results_dir: Path | None = None,
-    rank_epochs: tuple[int, ...] = RANK_EPOCHS, progress: bool = True,
+    out: Path,
+    data: MNISTTensors,
+    configs: list[ExperimentConfig] | None = None,
+    results_dir: Path | None = None,
+    rank_epochs: tuple[int, ...] = RANK_EPOCHS,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Test accuracy of each classifier on the top-K pixels of each ranking, one row per
     (ranking, weight decay, seed, K, classifier), appended to the CSV ``out`` as each is done
@@ -152,7 +163,8 @@ def score_table(
     todo = [
         (name, wd, seed, k, classifier, scores)
         for name, wd, seed, scores in rankings(configs, results_dir, rank_epochs)
-        for k in BUDGETS for classifier in CLASSIFIERS
+        for k in BUDGETS
+        for classifier in CLASSIFIERS
         if _key(name, wd, seed, k, classifier) not in keys
     ]
     cache: dict[int, np.ndarray] = {}
@@ -166,12 +178,19 @@ def score_table(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def missing_scores(table: pd.DataFrame, configs: list[ExperimentConfig] | None = None, rank_epochs: tuple[int, ...] = RANK_EPOCHS) -> int:
+def missing_scores(
+    table: pd.DataFrame, configs: list[ExperimentConfig] | None = None, rank_epochs: tuple[int, ...] = RANK_EPOCHS
+) -> int:
     """How many rows of the full table (the rankings of ``configs``, default the
     reproduction's, after ``rank_epochs``, x budgets x classifiers) ``table`` lacks."""
     configs = select_runs("reproduction") if configs is None else configs
     present = {_key(*row) for row in table[list(COLUMNS[:5])].itertuples(index=False)}
-    expected = {_key(name, wd, seed, k, c) for name, wd, seed, _ in rankings(configs, rank_epochs=rank_epochs) for k in BUDGETS for c in CLASSIFIERS}
+    expected = {
+        _key(name, wd, seed, k, c)
+        for name, wd, seed, _ in rankings(configs, rank_epochs=rank_epochs)
+        for k in BUDGETS
+        for c in CLASSIFIERS
+    }
     return len(expected - present)
 
 
@@ -183,7 +202,10 @@ def _key(ranking: str, weight_decay: float, seed: int, k: int, classifier: str) 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m synapses_study.selection [--out FILE]``: compute the feature-selection table."""
-    parser = argparse.ArgumentParser(prog="python -m synapses_study.selection", description="Feature selection by the learned topology: the table (resumable).")
+    parser = argparse.ArgumentParser(
+        prog="python -m synapses_study.selection",
+        description="Feature selection by the learned topology: the table (resumable).",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "feature_selection.csv")
     parser.add_argument("--sweep", default="reproduction", help="the 1000-epoch runs whose topologies rank the pixels")
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ Welch's t-test. Every p value belongs to a named family and is reported Holm-adj
 within it. A difference that is not significant is reported with its confidence interval
 and the smallest difference the test had 80% power to detect, never as "no effect".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,19 +31,33 @@ class Comparison:
     higher_in: int | None = None  # paired: seeds where A > B
 
     def with_p(self, p: float) -> Comparison:
-        return Comparison(self.name, self.kind, self.n, self.mean, self.ci_low, self.ci_high, p, self.detectable, self.higher_in)
+        return Comparison(
+            self.name, self.kind, self.n, self.mean, self.ci_low, self.ci_high, p, self.detectable, self.higher_in
+        )
 
 
 def paired(name: str, a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> Comparison:
     """Paired t-test of ``a - b`` (``(n,)`` each, the same seeds in the same order)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
-        raise ValueError(f"{name}: a paired test needs two equal-length samples of at least 2, got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"{name}: a paired test needs two equal-length samples of at least 2, got {a.shape} and {b.shape}"
+        )
     diff = a - b
     n, mean, sd = len(diff), float(diff.mean()), float(diff.std(ddof=1))
     half = stats.t.ppf((1 + confidence) / 2, n - 1) * sd / np.sqrt(n)
     p = float(stats.ttest_rel(a, b).pvalue) if sd > 0 else (0.0 if mean != 0 else 1.0)
-    return Comparison(name, "paired", n, mean, mean - half, mean + half, p, detectable_difference(sd, n, paired=True), int((diff > 0).sum()))
+    return Comparison(
+        name,
+        "paired",
+        n,
+        mean,
+        mean - half,
+        mean + half,
+        p,
+        detectable_difference(sd, n, paired=True),
+        int((diff > 0).sum()),
+    )
 
 
 def welch(name: str, a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> Comparison:
@@ -57,7 +72,16 @@ def welch(name: str, a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> 
     half = stats.t.ppf((1 + confidence) / 2, dof) * se
     p = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if se > 0 else (0.0 if mean != 0 else 1.0)
     pooled_sd = float(np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2))
-    return Comparison(name, "welch", min(len(a), len(b)), mean, mean - half, mean + half, p, detectable_difference(pooled_sd, min(len(a), len(b)), paired=False))
+    return Comparison(
+        name,
+        "welch",
+        min(len(a), len(b)),
+        mean,
+        mean - half,
+        mean + half,
+        p,
+        detectable_difference(pooled_sd, min(len(a), len(b)), paired=False),
+    )
 
 
 def holm(comparisons: list[Comparison]) -> list[Comparison]:
@@ -100,5 +124,8 @@ def describe(c: Comparison, digits: int = 2, unit: str = "") -> str:
     f = f"{{:+.{digits}f}}"
     test = "paired t" if c.kind == "paired" else "Welch"
     seeds = f", higher in {c.higher_in} of {c.n}" if c.higher_in is not None else ""
-    return (f"{f.format(c.mean)}{unit} (95% CI {f.format(c.ci_low)} to {f.format(c.ci_high)}{unit}; {test}, n = {c.n}{seeds}, "
-            f"Holm p = {c.p:.2g}; 80% power at {c.detectable:.{digits}f}{unit})")
+    return (
+        f"{f.format(c.mean)}{unit} (95% CI {f.format(c.ci_low)} to {f.format(c.ci_high)}{unit}; {test}, n = "
+        f"{c.n}{seeds}, "
+        f"Holm p = {c.p:.2g}; 80% power at {c.detectable:.{digits}f}{unit})"
+    )

@@ -11,6 +11,7 @@ Ink bands split the pixels by ink frequency ``f`` over the training images: neve
 the boundaries were fixed in ``docs/mechanism_predictions.md`` before the runs that test
 them.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -9,6 +9,7 @@ Every run lands in ``results/<run_id>/`` whatever the executor; finished runs ar
 and interrupted ones resume from their checkpoints. What a sweep file holds:
 :mod:`synapses_study.sweep_file`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,9 @@ def state_note(run: SweepRun, results_dir: Path, state: str, sweep: Sweep | None
     return f"after {run.after}" if run.after else ""
 
 
-def startable(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None) -> tuple[list[ExperimentConfig], list[ExperimentConfig]]:
+def startable(
+    configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None
+) -> tuple[list[ExperimentConfig], list[ExperimentConfig]]:
     """``(startable, blocked)``: the configs whose source runs (``init_from``,
     ``topology_from``) are finished in ``results_dir`` or come earlier in ``configs``, and
     the others (a smoke profile's scaled-down sweep that links to another sweep's long runs)."""
@@ -76,7 +79,12 @@ def startable(configs: Iterable[ExperimentConfig], results_dir: str | Path | Non
     ready, blocked, produced = [], [], set()
     for config in configs:
         sources = [s for s in (config.init_from, config.topology_from) if s is not None]
-        if all(s in produced or (root / s / "config.json").exists() and RunDir(root / s).is_finished(RunDir(root / s).config()) for s in sources):
+        if all(
+            s in produced
+            or (root / s / "config.json").exists()
+            and RunDir(root / s).is_finished(RunDir(root / s).config())
+            for s in sources
+        ):
             ready.append(config)
             produced.add(config.run_id())
         else:
@@ -84,7 +92,9 @@ def startable(configs: Iterable[ExperimentConfig], results_dir: str | Path | Non
     return ready, blocked
 
 
-def ensure_runs(configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None, progress: bool = True) -> list[Path]:
+def ensure_runs(
+    configs: Iterable[ExperimentConfig], results_dir: str | Path | None = None, progress: bool = True
+) -> list[Path]:
     """Run the configs that have no finished results yet (resuming partial ones), in order.
 
     A run that another process is training is waited for. Returns the run folders of all
@@ -128,7 +138,9 @@ def _executor(args: argparse.Namespace, log_dir: Path):
     if args.executor == "local":
         executor.update_parameters(timeout_min=args.time)
     else:
-        params: dict[str, Any] = dict(timeout_min=args.time, cpus_per_task=args.cpus_per_task, slurm_array_parallelism=args.jobs)
+        params: dict[str, Any] = dict(
+            timeout_min=args.time, cpus_per_task=args.cpus_per_task, slurm_array_parallelism=args.jobs
+        )
         if args.partition:
             params["slurm_partition"] = args.partition
         if args.gpus:
@@ -153,13 +165,19 @@ def execute(sweep: Sweep, results_dir: Path, args: argparse.Namespace) -> list[O
         if state == "done":
             outcomes[run.config.run_id()] = Outcome(run.config.run_id(), "done")
         elif state in ("damaged", "blocked", "diverged"):  # reported, never trained over
-            outcomes[run.config.run_id()] = Outcome(run.config.run_id(), state, state_note(run, results_dir, state, sweep))
+            outcomes[run.config.run_id()] = Outcome(
+                run.config.run_id(), state, state_note(run, results_dir, state, sweep)
+            )
         else:
             todo.append((run, state))
     bar = tqdm(total=len(sweep.runs), initial=len(outcomes), desc=sweep.path.stem, unit="run", dynamic_ncols=True)
     try:
         while todo:
-            ready = [(r, s) for r, s in todo if r.after is None or outcomes.get(r.after, Outcome("", "")).state in ("done", "finished", "resumed")]
+            ready = [
+                (r, s)
+                for r, s in todo
+                if r.after is None or outcomes.get(r.after, Outcome("", "")).state in ("done", "finished", "resumed")
+            ]
             if not ready:
                 break
             todo = [item for item in todo if item not in ready]
@@ -234,14 +252,26 @@ def format_dry_run(sweep: Sweep, results_dir: Path) -> str:
             done, spent = RunDir.of(run.config, results_dir).work_recorded()
         except (DamagedFileError, ValueError) as err:  # a damaged metrics file: named, not a traceback
             done, spent, note = 0, 0.0, str(err)
-        rows.append((run.config.run_id(), state.replace("partial", "resume"), f"{done} of {run.config.epochs}", f"{spent / 3600:.2f}", note))
+        rows.append(
+            (
+                run.config.run_id(),
+                state.replace("partial", "resume"),
+                f"{done} of {run.config.epochs}",
+                f"{spent / 3600:.2f}",
+                note,
+            )
+        )
         epochs, total, seconds = epochs + done, total + run.config.epochs, seconds + spent
     width = max([len(r[0]) for r in rows] + [6])
     lines = [f"{'run':<{width}}  state    {'epochs':<13}  hours  note"]
     lines += [f"{r[0]:<{width}}  {r[1]:<7}  {r[2]:<13}  {r[3]:>5}  {r[4]}".rstrip() for r in rows]
     states = [r[1] for r in rows]
-    counts = ", ".join(f"{states.count(s)} {s}" for s in ("done", "resume", "new", "damaged", "blocked", "diverged") if s in states)
-    lines.append(f"{counts}; {epochs:,} of {total:,} epochs recorded, {seconds / 3600:.1f} hours of training (summed over runs)")
+    counts = ", ".join(
+        f"{states.count(s)} {s}" for s in ("done", "resume", "new", "damaged", "blocked", "diverged") if s in states
+    )
+    lines.append(
+        f"{counts}; {epochs:,} of {total:,} epochs recorded, {seconds / 3600:.1f} hours of training (summed over runs)"
+    )
     return "\n".join(lines)
 
 
@@ -249,7 +279,10 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
     width = max([len(o.run_id) for o in outcomes] + [6])
     lines = [f"{'run':<{width}}  state     log"]
     lines += [f"{o.run_id:<{width}}  {o.state:<8}  {o.log}" for o in outcomes]
-    counts = {s: sum(o.state == s for o in outcomes) for s in ("done", "finished", "resumed", "failed", "waiting", "damaged", "blocked", "diverged")}
+    counts = {
+        s: sum(o.state == s for o in outcomes)
+        for s in ("done", "finished", "resumed", "failed", "waiting", "damaged", "blocked", "diverged")
+    }
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return "\n".join(lines)
 
@@ -258,6 +291,7 @@ def _stop_on_terminate() -> None:
     """Let SIGTERM (``kill``) and SIGINT stop the sweep like Ctrl-C: the ``finally`` blocks
     then cancel the runs in flight, which resume from their checkpoints next time.
     A shell starts background jobs with SIGINT ignored, hence both handlers."""
+
     def stop(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -266,14 +300,22 @@ def _stop_on_terminate() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synapses_study.sweep", description="Run the configurations of a sweep file.")
+    parser = argparse.ArgumentParser(
+        prog="python -m synapses_study.sweep", description="Run the configurations of a sweep file."
+    )
     parser.add_argument("sweep", type=Path, nargs="+", help="sweep file(s), YAML or JSON")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2: one per core here)")
-    parser.add_argument("--dry-run", action="store_true", help="list what would run and what is done (epochs and hours recorded), run nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would run and what is done (epochs and hours recorded), run nothing",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where run folders go (default: results/)")
     parser.add_argument("--executor", choices=("local", "slurm"), default="local")
     parser.add_argument("--partition", default=None, help="Slurm partition")
-    parser.add_argument("--time", type=int, default=7 * 24 * 60, help="time limit per run in minutes (default one week)")
+    parser.add_argument(
+        "--time", type=int, default=7 * 24 * 60, help="time limit per run in minutes (default one week)"
+    )
     parser.add_argument("--cpus-per-task", type=int, default=1, help="Slurm CPUs per run (default 1)")
     parser.add_argument("--gpus", type=int, default=0, help="Slurm GPUs per run (default 0)")
     args = parser.parse_args(argv)
@@ -295,7 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             outcomes = execute(sweep, args.results_dir, args)
         except PermissionError as err:
-            parser.exit(2, f"error: cannot write in {err.filename or args.results_dir} ({err.strerror}); choose a writable --results-dir\n")
+            parser.exit(
+                2,
+                f"error: cannot write in {err.filename or args.results_dir} ({err.strerror}); choose a writable "
+                "--results-dir\n",
+            )
         print(format_outcomes(outcomes))
         failed |= any(o.state in ("failed", "waiting", "damaged", "blocked", "diverged") for o in outcomes)
     return 1 if failed else 0

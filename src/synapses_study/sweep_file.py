@@ -8,6 +8,7 @@ it then starts from that entry's final network (same grid values; see ``init_fro
 runs once that one is done; ``compare_with:`` names plain runs drawn beside an entry.
 Launching a sweep's runs is :mod:`synapses_study.sweep`'s job.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -53,7 +54,12 @@ class Sweep:
         """The runs of one entry (and its baselines)."""
         if entry not in self.entries():
             raise ConfigError(f"{self.path.name} has no entry {entry!r} (entries: {', '.join(self.entries())})")
-        return Sweep(self.path, self.description, [r for r in self.runs if r.entry == entry], {entry: self.baselines.get(entry, [])})
+        return Sweep(
+            self.path,
+            self.description,
+            [r for r in self.runs if r.entry == entry],
+            {entry: self.baselines.get(entry, [])},
+        )
 
 
 # What a notebook's smoke profile changes in the sweep files it reads: every run for three
@@ -100,7 +106,9 @@ class _SweepLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping; keep one", key_node.start_mark)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping; keep one", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -108,7 +116,10 @@ class _SweepLoader(yaml.SafeLoader):
         text = str(node.value).replace("_", "").lstrip("+-")
         if len(text) > 1 and text.startswith("0") and text[1:2].isdigit():
             raise yaml.constructor.ConstructorError(
-                None, None, f"{node.value!r} has a leading zero, which YAML reads as octal; write {int(text, 10)} (or quote it)", node.start_mark
+                None,
+                None,
+                f"{node.value!r} has a leading zero, which YAML reads as octal; write {int(text, 10)} (or quote it)",
+                node.start_mark,
             )
         return super().construct_yaml_int(node)
 
@@ -146,7 +157,11 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
     path = Path(path)
     try:
         text = path.read_text()
-        spec = yaml.load(text, Loader=_SweepLoader) if path.suffix in (".yaml", ".yml") else json.loads(text, object_pairs_hook=_unique_keys)
+        spec = (
+            yaml.load(text, Loader=_SweepLoader)
+            if path.suffix in (".yaml", ".yml")
+            else json.loads(text, object_pairs_hook=_unique_keys)
+        )
     except yaml.MarkedYAMLError as err:  # one line: the problem and where (YAML's own text spans several)
         mark = err.problem_mark or err.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -173,7 +188,9 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
         name = str(entry.get("name", f"runs[{number}]"))
         where = f"{path}: {name}"
         if name in names:
-            raise ConfigError(f"{path}: two entries are named {name!r}; entry names must be unique (after: refers to them)")
+            raise ConfigError(
+                f"{path}: two entries are named {name!r}; entry names must be unique (after: refers to them)"
+            )
         grid = {**top_grid, **_grid(entry.get("grid", {}), f"{where}: grid")}
         grid = {k: axis_override.get(k, v) for k, v in grid.items() if k not in field_override}
         after = entry.get("after")
@@ -181,7 +198,8 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
             raise ConfigError(f"{where}: after={after!r} names no earlier entry (known: {sorted(names)})")
         zipped = _zipped(entry.get("zip", {}), f"{where}: zip", set(grid))
         zipped = [
-            {k: v for k, v in z.items() if k not in field_override} for z in zipped
+            {k: v for k, v in z.items() if k not in field_override}
+            for z in zipped
             if all(v in axis_override[k] for k, v in z.items() if k in axis_override)
         ]
         overrides = {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
@@ -199,7 +217,9 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
             names[name][tuple(sorted(point.items()))] = config.run_id()
             sweep.runs.append(SweepRun(config, name, after_id))
         if "compare_with" in entry:
-            sweep.baselines[name] = _baselines(entry["compare_with"], [r.config for r in sweep.runs if r.entry == name], f"{where}: compare_with")
+            sweep.baselines[name] = _baselines(
+                entry["compare_with"], [r.config for r in sweep.runs if r.entry == name], f"{where}: compare_with"
+            )
     ids = [r.config.run_id() for r in sweep.runs]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: some entries expand to the same config twice")
@@ -213,7 +233,9 @@ def _zipped(value: Any, where: str, grid_keys: set[str]) -> list[dict[str, Any]]
     if clash := sorted(set(axes) & grid_keys):
         raise ConfigError(f"{where}: {clash} also in grid; an axis is either zipped or crossed")
     if len({len(v) for v in axes.values()}) > 1:
-        raise ConfigError(f"{where}: zipped axes must have equal lengths, got " + ", ".join(f"{k}: {len(v)}" for k, v in axes.items()))
+        raise ConfigError(
+            f"{where}: zipped axes must have equal lengths, got " + ", ".join(f"{k}: {len(v)}" for k, v in axes.items())
+        )
     return [dict(zip(axes, values)) for values in zip(*axes.values())] if axes else [{}]
 
 
@@ -223,7 +245,16 @@ def _baselines(value: Any, members: list[ExperimentConfig], where: str) -> list[
     grid = _grid(value, where)
     first = members[0]
     return [
-        ExperimentConfig.from_dict({"epochs": first.epochs, "train_size": first.train_size, "test_size": first.test_size, "seed": seed, **dict(zip(grid, values))}, where=where)
+        ExperimentConfig.from_dict(
+            {
+                "epochs": first.epochs,
+                "train_size": first.train_size,
+                "test_size": first.test_size,
+                "seed": seed,
+                **dict(zip(grid, values)),
+            },
+            where=where,
+        )
         for values in itertools.product(*grid.values())
         for seed in sorted({c.seed for c in members})
     ]
@@ -237,7 +268,11 @@ RUN_LINKS = ("seed", "init_from", "topology_from")
 def varying_fields(configs: list[ExperimentConfig]) -> list[str]:
     """Config fields other than :data:`RUN_LINKS` that differ between ``configs``, in the
     config's field order."""
-    return [f.name for f in dataclass_fields(ExperimentConfig) if f.name not in RUN_LINKS and len({getattr(c, f.name) for c in configs}) > 1]
+    return [
+        f.name
+        for f in dataclass_fields(ExperimentConfig)
+        if f.name not in RUN_LINKS and len({getattr(c, f.name) for c in configs}) > 1
+    ]
 
 
 def grouping(sweep: Sweep) -> str:

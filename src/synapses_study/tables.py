@@ -11,10 +11,12 @@ Spearman correlation of connections with ink (``ink ρ``), and the peak of
 how much of the final test loss the misclassified images carry; the ``topology`` view
 whether each configuration ends with a positive, negative or no topology, seed by seed; the
 ``drift`` view the ink ρ at a few epochs along the way (:data:`DRIFT_EPOCHS`); the
-``accuracy`` view the topology beside what it buys (last-epoch test loss and accuracy); the ``pruning`` and ``pruning_never_inked`` views, for runs recorded with ``record_pruning``,
+``accuracy`` view the topology beside what it buys (last-epoch test loss and accuracy);
+the ``pruning`` and ``pruning_never_inked`` views, for runs recorded with ``record_pruning``,
 who got pruned after the last epoch: blank against inked pixels (blank: ink in fewer than
 1% of the training images, or in none).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -42,6 +44,7 @@ from .selection import BUDGETS, CLASSIFIERS, RANK_EPOCHS, missing_scores
 from .sweep_file import load_sweep, run_labels
 
 Formatter = Callable[[np.ndarray], str]  # one value per finished seed -> table cell
+
 
 def mean_std(digits: int, scale: float = 1.0) -> Formatter:
     """Cells as ``mean ± standard deviation`` (sample, ddof=1) of ``scale`` times the values."""
@@ -156,7 +159,10 @@ VIEWS: dict[str, tuple[Callable[[Path], dict[str, float]], tuple[tuple[str, str,
     "pruning": (pruning_summary, PRUNING_COLUMNS),
     "pruning_counts": (pruning_summary, PRUNING_COLUMNS[:4]),  # runs without record_weight_mass
     "pruning_never_inked": (partial(pruning_summary, blank_below=1e-6), PRUNING_COLUMNS),
-    "drift": (drift_summary, tuple((f"rho@{e}", f"ink ρ, epochs {e - WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS)),
+    "drift": (
+        drift_summary,
+        tuple((f"rho@{e}", f"ink ρ, epochs {e - WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS),
+    ),
     "verdict": (
         run_summary,
         (
@@ -181,7 +187,11 @@ class IncompleteResultsError(RuntimeError):
 
 
 def sweep_table(
-    name: str, results_dir: str | Path | None = None, configs_dir: str | Path | None = None, *, allow_missing: bool = False
+    name: str,
+    results_dir: str | Path | None = None,
+    configs_dir: str | Path | None = None,
+    *,
+    allow_missing: bool = False,
 ) -> str:
     """Markdown table, one row per configuration (seeds pooled), where ``name`` is
     ``<sweeps>[:<view>]`` and ``<sweeps>`` one or more ``<sweep>[/<entry>]`` joined by
@@ -217,7 +227,9 @@ def sweep_table(
     for members in groups.values():  # damage is never pooled away, whatever allow_missing says
         for c in members:
             if RunDir(root / c.run_id()).state(c) == "damaged":
-                raise DamagedFileError(f"{root / c.run_id()}: {why_not[c.run_id()]}; delete the folder to rerun that run")
+                raise DamagedFileError(
+                    f"{root / c.run_id()}: {why_not[c.run_id()]}; delete the folder to rerun that run"
+                )
     problems = [f"{run_id} ({why})" for run_id, why in why_not.items() if why]
     if problems and not allow_missing:
         raise IncompleteResultsError(
@@ -234,7 +246,9 @@ def sweep_table(
     return "\n".join(lines) + "\n"
 
 
-def selection_table(path: Path, configs: list[ExperimentConfig] | None = None, rank_epochs: tuple[int, ...] | None = None) -> str:
+def selection_table(
+    path: Path, configs: list[ExperimentConfig] | None = None, rank_epochs: tuple[int, ...] | None = None
+) -> str:
     """The feature-selection table (:mod:`synapses_study.selection`) from its CSV: one row
     per ranking (and weight decay, for the learned ones), one column per pixel budget and
     classifier, test accuracy in % as mean ± sd over seeds (n in the row). It must hold
@@ -244,8 +258,12 @@ def selection_table(path: Path, configs: list[ExperimentConfig] | None = None, r
         raise IncompleteResultsError(f"table 'selection': no {path} (python -m synapses_study.selection computes it)")
     table = pd.read_csv(path)
     if missing := missing_scores(table, configs, rank_epochs or RANK_EPOCHS):
-        raise IncompleteResultsError(f"table 'selection': {missing} score(s) missing from {path} (python -m synapses_study.selection resumes it)")
-    table["configuration"] = [r if wd != wd else f"{r}, weight_decay={wd:g}" for r, wd in zip(table.ranking, table.weight_decay)]
+        raise IncompleteResultsError(
+            f"table 'selection': {missing} score(s) missing from {path} (python -m synapses_study.selection resumes it)"
+        )
+    table["configuration"] = [
+        r if wd != wd else f"{r}, weight_decay={wd:g}" for r, wd in zip(table.ranking, table.weight_decay)
+    ]
     header = ["ranking", "seeds", *[f"{c.replace('_', ' ')}, K={k} (%)" for k in BUDGETS for c in CLASSIFIERS]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, rows in table.groupby("configuration", sort=False):

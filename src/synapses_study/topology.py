@@ -6,6 +6,7 @@ curve; falling = denser centre = positive topology learning).
 ``center_ratio``: mean count over the central 14 x 14 pixels (rows and columns 7..20)
 over the mean count over all pixels; above 1 is positive topology learning.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,7 +37,10 @@ def trend(counts: np.ndarray) -> np.ndarray:
     """
     image = as_image(counts).astype(np.float64)
     half = SIDE // 2
-    return np.stack([image[..., half - 1 - i : half + 1 + i, half - 1 - i : half + 1 + i].mean(axis=(-2, -1)) for i in range(half)], axis=-1)
+    return np.stack(
+        [image[..., half - 1 - i : half + 1 + i, half - 1 - i : half + 1 + i].mean(axis=(-2, -1)) for i in range(half)],
+        axis=-1,
+    )
 
 
 def center_ratio(counts: np.ndarray) -> np.ndarray | float:
