@@ -1,6 +1,8 @@
 """synapses.Evolution: SET (and RigL) on a schedule, from the user's training loop."""
 
+import copy
 import math
+import pickle
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ from torch import nn
 import synapses
 from synapses import Evolution, SETLayer, UnknownOptimizerStateError, sparsify
 from synapses.evolution import largest_gradient_pairs
+from synapses.regrowth import Gradient
 
 F64 = torch.float64
 
@@ -112,10 +115,6 @@ def test_zeta_zero_moves_nothing():
             lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=1, schedule="cosine"),
             "needs total_steps",
         ),
-        (
-            lambda m: Evolution(m, torch.optim.SGD(m.parameters(), lr=1), every=1, regrowth="gradient"),
-            "needs SETLayers built with regrowth='gradient'",
-        ),
         (lambda m: Evolution(m, "sgd", every=1), "must be a torch.optim.Optimizer"),
     ],
 )
@@ -131,9 +130,12 @@ def test_unknown_optimizer_is_refused_at_construction():
 
 
 # ---------------------------------------------------------------------------- gradient regrowth
-def test_gradient_regrowth_takes_the_largest_dense_gradients_among_free_pairs():
+@pytest.mark.parametrize("given", ["to the layer", "to Evolution"])
+def test_gradient_regrowth_takes_the_largest_dense_gradients_among_free_pairs(given):
     torch.manual_seed(3)
-    layer = SETLayer(40, 30, epsilon=3, regrowth="gradient", dtype=F64)
+    layer = SETLayer(40, 30, epsilon=3, regrowth="gradient" if given == "to the layer" else "uniform", dtype=F64)
+    if given == "to Evolution":  # a layer built uniform watches its batches from here on
+        evolution = Evolution(nn.Sequential(layer), None, every=1, regrowth=Gradient(), reset_optimizer_state=False)
     x = torch.randn(16, 40, dtype=F64)
     layer(x).pow(2).sum().backward()
     # dense reference: the gradient of the same loss with respect to every pair's weight
@@ -144,8 +146,32 @@ def test_gradient_regrowth_takes_the_largest_dense_gradients_among_free_pairs():
     scores = dense.grad.abs().flatten().clone()
     scores[list(kept)] = -1
     expected = set(torch.topk(scores, int(layer.pruned.sum())).indices.tolist())
-    layer.evolve_connections()
+    if given == "to Evolution":
+        evolution.regrow()
+    else:
+        layer.evolve_connections()
     assert _keys(layer) == kept | expected
+
+
+def test_a_copied_or_pickled_gradient_layer_records_its_own_batches():
+    layer = SETLayer(20, 10, epsilon=2, regrowth="gradient", dtype=F64)
+    for copy_of in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        with pytest.raises(RuntimeError, match="needs the last training batch's gradients"):
+            copy_of.evolve_connections()  # nothing recorded yet, whatever the original saw
+        copy_of(torch.randn(4, 20, dtype=F64)).sum().backward()
+        moved = copy_of.evolve_connections()
+        assert len(_keys(copy_of)) == copy_of.n_params and len(moved) > 0
+
+
+def test_a_forward_pass_without_backward_or_in_eval_keeps_the_last_training_batch():
+    layer = SETLayer(20, 10, epsilon=2, regrowth="gradient", dtype=F64)
+    x = torch.randn(4, 20, dtype=F64)
+    layer(x).sum().backward()
+    recorded = layer.regrowth_rule._batches[layer]
+    layer(torch.randn(4, 20, dtype=F64))  # no backward
+    layer.eval()
+    layer(torch.randn(4, 20, dtype=F64)).sum().backward()
+    assert layer.regrowth_rule._batches[layer] is recorded and torch.equal(recorded[0], x)
 
 
 def test_gradient_chunks_give_the_same_pairs():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import operator
-from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -77,8 +76,8 @@ class SETLayer(nn.Module):
             ``"near_parents"`` (:class:`~synapses.regrowth.NearParents`: a fraction
             ``parent_fraction`` next to strong surviving connections, the rest uniformly) or
             ``"gradient"`` (RigL, :class:`~synapses.regrowth.Gradient`: the free pairs with
-            the largest weight gradient on the last training batch; the layer keeps that
-            batch's input and output gradient, ``batch x (in + out)`` values).
+            the largest weight gradient on the last training batch; the rule, not the layer,
+            keeps that batch's input and output gradient, ``batch x (in + out)`` values).
         parent_fraction: the fraction of ``regrowth="near_parents"`` given by name.
         input_grid: ``(height, width)`` of the inputs when they are an image, so that
             "neighbouring input" means a neighbouring pixel; otherwise index +-1.
@@ -200,10 +199,8 @@ class SETLayer(nn.Module):
         self._index: CSRIndex | None = None
         self._index_key: tuple[Any, ...] | None = None
         self._index_source: torch.Tensor | None = None
-        # the last training batch, for gradient regrowth: (batch, in) and (batch, out)
-        self._last_input: torch.Tensor | None = None
-        self._last_grad_output: torch.Tensor | None = None
         self.reset_parameters()
+        rule.attach(self)
 
     # ------------------------------------------------------------------ construction
     @property
@@ -311,14 +308,7 @@ class SETLayer(nn.Module):
         if self.weight.dtype not in SUPPORTED_DTYPES:  # converted after construction (.half())
             _check_dtype(self.weight.dtype)
         y = KERNELS[self.kernel_for(len(x2d))](x2d, self.weight, self.bias, self._csr_index())
-        if self.regrowth_rule.records_batch and self.training and y.requires_grad:
-            # input and output gradient are recorded together, when the backward pass
-            # reaches this call: a forward without a backward leaves the last pair as it was
-            y.register_hook(partial(self._record_batch, x2d.detach()))
         return y if x.dim() == 2 else y.reshape(*batch_shape, self.out_features)
-
-    def _record_batch(self, inputs: torch.Tensor, grad: torch.Tensor) -> None:
-        self._last_input, self._last_grad_output = inputs, grad.detach()
 
     def __prepare_scriptable__(self) -> SETLayer:
         raise TypeError(
@@ -369,11 +359,6 @@ class SETLayer(nn.Module):
             ``(k,)`` indices (into ``weight`` and ``connections``) of the moved weights.
         """
         rule = self.regrowth_rule if regrowth is None else as_rule(regrowth, self.parent_fraction)
-        if rule.records_batch and (self._last_input is None or self._last_grad_output is None):
-            raise RuntimeError(
-                f"{rule.name} regrowth needs the last training batch's gradients: build the layer with "
-                f"regrowth={rule.name!r} and run a training forward and backward pass before evolving"
-            )
         optimizers = [o for o in (optimizer, self.optimizer) if o is not None]
         optimizers = [o for i, o in enumerate(optimizers) if all(o is not other for other in optimizers[:i])]
         # Checked before anything moves: unknown optimizer state leaves the layer untouched.

@@ -12,6 +12,8 @@ Pairs are flat keys ``out_index * in_features + in_index`` (as in :mod:`synapses
 
 from __future__ import annotations
 
+import weakref
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -27,14 +29,16 @@ class RegrowthRule:
 
     Attributes:
         name: how ``repr`` and the layer's ``extra_repr`` call the rule.
-        records_batch: the layer must keep its last training batch's input and output
-            gradient for this rule (:class:`Gradient`).
     """
 
     name = "custom"
-    records_batch = False
     # built-in rules return valid keys by construction; a user's rule is checked
     _checked = True
+
+    def attach(self, layer: SETLayer) -> None:
+        """Called when ``layer`` takes this rule (built with it, or given it by
+        :class:`~synapses.Evolution`): a rule that must watch training, as :class:`Gradient`
+        does, registers its hooks here. Default: nothing."""
 
     def place(self, layer: SETLayer, kept_keys: torch.Tensor, kept_weights: torch.Tensor, n: int) -> torch.Tensor:
         """Up to ``n`` new keys, none in ``kept_keys`` and none twice (default: none).
@@ -126,21 +130,51 @@ class NearParents(RegrowthRule):
 class Gradient(RegrowthRule):
     """RigL's rule: the free pairs whose weight gradient on the last training batch is
     largest in magnitude, computed a block of outputs at a time
-    (:func:`synapses.evolution.largest_gradient_pairs`). The layer keeps that batch's input
-    and output gradient (``records_batch``)."""
+    (:func:`synapses.evolution.largest_gradient_pairs`).
+
+    The rule keeps each attached layer's last training batch: a forward hook notes the
+    ``(batch, in_features)`` input and, when the backward pass reaches the output, its
+    ``(batch, out_features)`` gradient. A forward pass without a backward pass (or outside
+    training) leaves the last pair as it was.
+    """
 
     name = "gradient"
-    records_batch = True
     _checked = False
 
+    def __init__(self) -> None:
+        # layer -> (inputs, output gradients) of its last training batch; weak, so that a
+        # rule shared by many layers never keeps a deleted one alive
+        self._batches: weakref.WeakKeyDictionary[SETLayer, tuple[torch.Tensor, torch.Tensor]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def attach(self, layer: SETLayer) -> None:
+        if not any(getattr(hook, "__self__", None) is self for hook in layer._forward_hooks.values()):
+            layer.register_forward_hook(self._watch)
+
+    def _watch(self, layer: SETLayer, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        if layer.training and output.requires_grad:
+            inputs = args[0].detach().reshape(-1, layer.in_features).to(layer.weight.dtype)
+            output.register_hook(partial(self._record, layer, inputs))
+
+    def _record(self, layer: SETLayer, inputs: torch.Tensor, grad: torch.Tensor) -> None:
+        self._batches[layer] = (inputs, grad.detach().reshape(-1, layer.out_features))
+
     def place(self, layer: SETLayer, kept_keys: torch.Tensor, kept_weights: torch.Tensor, n: int) -> torch.Tensor:
-        inputs, grad_outputs = layer._last_input, layer._last_grad_output
-        if inputs is None or grad_outputs is None:
+        if layer not in self._batches:
             raise RuntimeError(
-                "gradient regrowth needs the last training batch's gradients: build the layer with "
-                "regrowth='gradient' and run a training forward and backward pass before evolving"
+                "gradient regrowth needs the last training batch's gradients: give the rule to the layer "
+                "(regrowth='gradient') or to Evolution before training, and run a training forward and backward "
+                "pass before evolving"
             )
+        inputs, grad_outputs = self._batches[layer]
         return largest_gradient_pairs(kept_keys, n, inputs, grad_outputs)
+
+    def __getstate__(self) -> dict:
+        return {}  # a pickled or copied rule starts without batches (weak references do not pickle)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()  # type: ignore[misc]
 
 
 NAMED_RULES = {"uniform": Uniform, "near_parents": NearParents, "gradient": Gradient}

@@ -61,8 +61,10 @@ class Evolution:
             ``zeta * (1 + cos(pi * t / total_steps)) / 2`` over the steps ``t`` (RigL).
         total_steps: length of the cosine schedule, and the step after which no evolution
             happens (optional for ``"constant"``).
-        regrowth: the regrowth rule of every evolution (default: each layer's own);
-            ``"gradient"`` needs layers built with ``regrowth="gradient"``.
+        regrowth: the regrowth rule of every evolution, a name or a
+            :class:`~synapses.regrowth.RegrowthRule` (default: each layer's own); it is
+            attached to every layer here, so a rule that watches training (``"gradient"``)
+            needs the training that follows, not layers built with it.
         init: draw moved weights from the layer's initialisation (SET); ``False``: start
             them at 0 (RigL).
         reset_optimizer_state: reset ``optimizer``'s state of moved weights (``False``:
@@ -126,19 +128,15 @@ class Evolution:
         if schedule == "cosine" and total_steps is None:
             raise ValueError("schedule='cosine' needs total_steps (the schedule's length in optimizer steps)")
         rule = None if regrowth is None else as_rule(regrowth)
-        if rule is not None and rule.records_batch:
-            uniform = [names[id(layer)] for layer in self.layers if not layer.regrowth_rule.records_batch]
-            if uniform:
-                raise ValueError(
-                    "regrowth='gradient' needs SETLayers built with regrowth='gradient' (they record the last "
-                    f"batch); not so: {uniform}"
-                )
+        if rule is not None:
+            for layer in self.layers:
+                rule.attach(layer)  # a rule that watches training (Gradient) starts watching now
         self.optimizer = optimizer
         self.every = every
         self.zeta = zeta
         self.schedule = schedule
         self.total_steps = total_steps
-        self.regrowth = regrowth
+        self.regrowth = rule
         self.init = init
         self.reset_optimizer_state = reset_optimizer_state
         self.per_pass = per_pass
