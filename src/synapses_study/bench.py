@@ -29,6 +29,7 @@ from .config import ExperimentConfig
 from .data import MNISTTensors, load_mnist
 from .decay import WeightDecayPolicy
 from .engine import evaluate, train_epoch
+from .scale import as_dict, scale_run
 
 
 @dataclass
@@ -381,8 +382,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.scale:
-        from .scale import as_dict, scale_run
-
         result = scale_run(args.hidden, args.layers, args.steps, device=args.device)
         print(result.line())
         if args.json:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from synapses.models import EvolNet, SparseNet
 from synapses.schedule import Evolution
@@ -377,7 +378,7 @@ def environment(device: torch.device | None = None) -> dict[str, Any]:
     """The thread count, library versions and (on CUDA) the GPU a run's numbers are made with
     (``device``: where it trains, default the CPU)."""
     device = device if device is not None else torch.device("cpu")
-    import torchvision
+    import torchvision  # here: slow to import, and only its version is needed
 
     found = {
         "threads": torch.get_num_threads(),
@@ -395,6 +396,4 @@ def environment(device: torch.device | None = None) -> dict[str, Any]:
 def _progress_bar(config: ExperimentConfig, done: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
     return tqdm(total=config.epochs, initial=done, desc=config.run_id(), unit="epoch", dynamic_ncols=True)

@@ -15,7 +15,11 @@ tests drive the widgets' values and check what is drawn.
 
 from __future__ import annotations
 
+import argparse
 import io
+import statistics
+import textwrap
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -208,8 +212,6 @@ class TopologyFigure:
             return "A − B"
         selection = self.a if name == "A" else self.b
         assert selection is not None
-        import textwrap
-
         n = len(self.runs._configs(selection))
         label = textwrap.fill(f"{name}: {selection.label}", width=30, max_lines=2, placeholder=" …")
         return f"{label}\n{f'mean over {n} seeds' if selection.seed == MEAN else f'seed {selection.seed}'}"
@@ -264,7 +266,7 @@ class TopologyExplorer:
     """
 
     def __init__(self, sweep: str = "reproduction", results_dir: str | Path | None = None) -> None:
-        import ipywidgets as w
+        import ipywidgets as w  # the notebooks' extra: the module's plain functions work without it
 
         self.results_dir = results_dir
         self.sweep = w.Dropdown(options=sweep_names(), value=sweep, description="sweep")
@@ -359,9 +361,6 @@ class TopologyExplorer:
 
 def slider_redraw_ms(sweep: str = "reproduction", compare: bool = False, steps: int = 50) -> float:
     """Median milliseconds for one slider step (set the epoch, redraw, encode the PNG)."""
-    import statistics
-    import time
-
     explorer = TopologyExplorer(sweep)
     explorer.compare.value = compare
     last = explorer.epoch.max
@@ -374,8 +373,6 @@ def slider_redraw_ms(sweep: str = "reproduction", compare: bool = False, steps: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(
         prog="python -m synapses_study.explorer",
         description="The topology explorer runs in JupyterLab (notebooks/explore.ipynb; make lab). "

@@ -14,6 +14,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .paths import FIGURES
 from .topology import as_image, trend
@@ -100,8 +101,6 @@ def band(
     """
     if spread not in ("ci95", "range"):
         raise ValueError(f"spread must be 'ci95' or 'range', got {spread!r}")
-    from scipy import stats
-
     values = sorted(runs[by].unique())
     colours = (
         list(plt.get_cmap(palette)(np.linspace(0, 0.9, len(values))))
@@ -126,8 +125,6 @@ def dose_response(ax: plt.Axes, last: pd.DataFrame, y: str, x: str = "weight_dec
     """Mean of ``y`` across seeds against a coefficient ``x`` (log axis), with 95%
     t-interval error bars; ``x = 0`` is drawn one decade left of the smallest non-zero
     value and labelled 0. ``last`` has one row per run (e.g. the last epoch of each)."""
-    from scipy import stats
-
     group = last.groupby(x)[y]
     mean, std, n = group.mean(), group.std().fillna(0), group.count()
     half = stats.t.ppf(0.975, (n - 1).clip(lower=1)) * std / np.sqrt(n)

@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -29,10 +29,6 @@ from .paths import RESULTS
 from .results import mnist, select_runs
 from .run_dir import RunDir
 from .run_files import write_atomic
-
-if TYPE_CHECKING:
-    import pandas as pd
-
 
 Classifier = Literal["extra_trees", "linear_svm"]
 

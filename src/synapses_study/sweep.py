@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import submitit
+from tqdm.auto import tqdm
+
 from .config import ConfigError, ExperimentConfig
 from .data import load_mnist
 from .engine import run_experiment
@@ -132,8 +135,6 @@ class Outcome:
 
 
 def _executor(args: argparse.Namespace, log_dir: Path):
-    import submitit
-
     executor = submitit.AutoExecutor(folder=log_dir, cluster="local" if args.executor == "local" else "slurm")
     if args.executor == "local":
         executor.update_parameters(timeout_min=args.time)
@@ -154,8 +155,6 @@ def execute(sweep: Sweep, results_dir: Path, args: argparse.Namespace) -> list[O
 
     Runs whose ``after`` run is not done yet wait for the next wave.
     """
-    from tqdm.auto import tqdm
-
     log_dir = results_dir / ".sweep-logs" / sweep.path.stem
     executor = _executor(args, log_dir)
     outcomes: dict[str, Outcome] = {}
