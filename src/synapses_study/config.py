@@ -259,34 +259,34 @@ class ExperimentConfig:
             raise ConfigError(
                 "record_lifetimes needs evolution='epoch' (connections are born and pruned between epochs)"
             )
-        if self.input_regrowth_scale != 1 and self.evolution != "epoch":
+        if not self._is_default("input_regrowth_scale") and self.evolution != "epoch":
             raise ConfigError(
                 f"input_regrowth_scale applies to evolution='epoch' only (got evolution={self.evolution!r}); remove it"
             )
-        if not self.record_weight_mass and not self.record_pruning:
+        if not self._is_default("record_weight_mass") and not self.record_pruning:
             raise ConfigError("record_weight_mass applies with record_pruning only; remove it")
-        if self.regrowth == "uniform" and self.parent_fraction != 0.5:
+        if self.regrowth == "uniform" and not self._is_default("parent_fraction"):
             raise ConfigError(
                 f"parent_fraction applies to regrowth='near_parents' only (got {self.parent_fraction!r} with uniform "
                 "regrowth); remove it"
             )
-        if self.optimizer == "adam" and self.momentum != 0.5:
+        if self.optimizer == "adam" and not self._is_default("momentum"):
             raise ConfigError(f"momentum applies to optimizer='sgd' only (got {self.momentum!r} with adam); remove it")
         if self.model == "Dense":
             if self.evolution != "off":
                 raise ConfigError("model='Dense' has nothing to evolve: set evolution='off'")
-            set_only = {
-                "epsilon": 11.0,
-                "zeta": 0.3,
-                "regrowth": "uniform",
-                "topology_from": None,
-                "reset_optimizer_state": True,
-                "input_regrowth_scale": 1.0,
-                "input_lr_factor": 1.0,
-                "record_lifetimes": False,
-            }
-            for name, default in set_only.items():
-                if getattr(self, name) != default:
+            set_only = (
+                "epsilon",
+                "zeta",
+                "regrowth",
+                "topology_from",
+                "reset_optimizer_state",
+                "input_regrowth_scale",
+                "input_lr_factor",
+                "record_lifetimes",
+            )
+            for name in set_only:
+                if not self._is_default(name):
                     raise ConfigError(f"{name} applies to SET layers only, not to model='Dense'; remove it")
         if self.topology_from is not None:
             if self.evolution != "off":
@@ -304,6 +304,11 @@ class ExperimentConfig:
                     "topology_layers must list distinct SET layer indices in increasing order, each in "
                     f"0..{len(self.hidden) - 1}; got {layers!r}"
                 )
+
+    def _is_default(self, name: str) -> bool:
+        """Whether field ``name`` holds its declared default (so a setting that would be
+        ignored is told apart from one left alone)."""
+        return getattr(self, name) == next(f.default for f in fields(self) if f.name == name)
 
     # ---------------------------------------------------------------- shapes
     def set_layer_shapes(self) -> list[tuple[int, int]]:
