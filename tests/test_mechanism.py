@@ -1,6 +1,8 @@
 """The mechanism's instruments: survivors, ink bands, births and deaths, the birth-death
 account, and the write-up's statistics, against hand-made cases and a real recorded run."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
@@ -104,6 +106,13 @@ def test_band_tipping_compares_core_with_rare():
     density[:, BAND_NAMES.index("core")] = np.r_[np.full(15, 12.0), np.full(25, 8.0)]
     assert band_tipping_epoch(density) == 21  # the first trailing window with core below rare ends at 21
     assert band_density(np.arange(8.0).reshape(2, 4), np.array([0, 1, 1, 3]))[1].tolist()[:2] == [4.0, 5.5]
+
+
+def test_a_band_without_pixels_has_no_density_and_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        density = band_density(np.arange(8.0).reshape(2, 4), np.array([0, 1, 1, 3]))
+    assert np.isnan(density[:, 2]).all() and density[:, 3].tolist() == [3.0, 7.0]
 
 
 def test_paired_test_against_scipy_and_its_interval():

@@ -54,8 +54,13 @@ def final_survivors(state: dict[str, torch.Tensor], n_inputs: int = 784) -> np.n
 
 
 def band_density(counts: np.ndarray, band: np.ndarray) -> np.ndarray:
-    """``(..., 784)`` counts -> ``(..., 4)`` mean count per pixel in each band."""
-    return np.stack([counts[..., band == b].mean(axis=-1) for b in range(len(BAND_NAMES))], axis=-1)
+    """``(..., 784)`` counts -> ``(..., 4)`` mean count per pixel in each band (NaN for a
+    band without pixels, as a small training subset can leave the never-inked band)."""
+    means = [
+        counts[..., band == b].mean(axis=-1) if (band == b).any() else np.full(counts.shape[:-1], np.nan)
+        for b in range(len(BAND_NAMES))
+    ]
+    return np.stack(means, axis=-1)
 
 
 def survivor_rho(counts: np.ndarray, ink: np.ndarray) -> np.ndarray:
