@@ -92,6 +92,23 @@ runs:
     assert len(labels) == 6
 
 
+def test_labelled_groups_pool_seeds_and_keep_the_whole_files_labels_for_one_entry(tmp_path):
+    from synapses_study.sweep_file import labelled_groups
+
+    text = """
+base: {epochs: 3}
+grid: {seed: [0, 1]}
+runs:
+  - {name: l1, grid: {l1: [1.0e-5, 1.0e-4]}}
+  - {name: growing, weight_decay: 1.0e-3, weight_decay_end: 1.0e-2}
+"""
+    sweep = load_sweep(_write(tmp_path, text, "two.yaml"))
+    groups = labelled_groups(sweep)
+    assert list(groups) == ["l1 (l1=1e-05)", "l1 (l1=0.0001)", "growing"]
+    assert [[c.seed for c in configs] for configs in groups.values()] == [[0, 1], [0, 1], [0, 1]]
+    assert list(labelled_groups(sweep, "growing")) == ["growing"]  # not relabelled as a one-entry file
+
+
 ZIPPED = """
 base: {epochs: 2, train_size: 1000, test_size: 200}
 grid: {weight_decay: [0.0, 1.0e-3]}

@@ -34,7 +34,7 @@ from .config import ExperimentConfig
 from .paths import RESULTS
 from .results import load_metrics, training_ink
 from .run_dir import RunDir
-from .sweep_file import CONFIGS, load_sweep, run_labels, sweep_names
+from .sweep_file import CONFIGS, labelled_groups, load_sweep, sweep_names
 from .topology import SIDE, as_image, trend
 
 MEAN = "mean over seeds"
@@ -61,11 +61,7 @@ class SweepRuns:
     def __init__(self, sweep: str, results_dir: str | Path | None = None) -> None:
         self.sweep = sweep
         self.results_dir = Path(results_dir) if results_dir is not None else RESULTS
-        loaded = load_sweep(CONFIGS / f"{sweep}.yaml")
-        labels = run_labels(loaded)
-        self.groups: dict[str, list[ExperimentConfig]] = {}
-        for run in loaded.runs:
-            self.groups.setdefault(labels[run.config.run_id()], []).append(run.config)
+        self.groups: dict[str, list[ExperimentConfig]] = labelled_groups(load_sweep(CONFIGS / f"{sweep}.yaml"))
 
     @property
     def labels(self) -> list[str]:

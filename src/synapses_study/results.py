@@ -22,7 +22,7 @@ from .data import load_mnist
 from .paths import results_root
 from .run_dir import METRIC_COLUMNS, RunDir
 from .run_files import DamagedFileError, read_text
-from .sweep_file import CONFIGS, Sweep, load_sweep, run_labels
+from .sweep_file import CONFIGS, Sweep, labelled_groups, load_sweep, run_labels
 
 CONFIG_COLUMNS = (
     "run_id",
@@ -230,11 +230,8 @@ def labelled_runs(sweeps: Iterable[str], overrides: dict | None = None) -> dict[
     pooled), labelled ``"<sweep>: <label>"`` (:func:`synapses_study.sweep_file.run_labels`)."""
     groups: dict[str, list[ExperimentConfig]] = {}
     for name in sweeps:
-        sweep = load_sweep(CONFIGS / f"{name}.yaml", override=overrides)
-        labels = run_labels(sweep)
-        for run in sweep.runs:
-            label = labels[run.config.run_id()]
-            groups.setdefault(name if label in ("all", name) else f"{name}: {label}", []).append(run.config)
+        for label, configs in labelled_groups(load_sweep(CONFIGS / f"{name}.yaml", override=overrides)).items():
+            groups.setdefault(name if label in ("all", name) else f"{name}: {label}", []).extend(configs)
     return groups
 
 

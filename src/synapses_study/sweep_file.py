@@ -303,6 +303,18 @@ def run_labels(sweep: Sweep) -> dict[str, str]:
     return labels
 
 
+def labelled_groups(sweep: Sweep, entry: str | None = None) -> dict[str, list[ExperimentConfig]]:
+    """The configs of ``sweep`` (of one ``entry`` only, if given) grouped by their
+    :func:`run_labels` (seeds pooled), in file order: how tables, figures and the explorer
+    group runs into configurations."""
+    labels = run_labels(sweep)  # labels of the whole file, so that an entry keeps its own
+    groups: dict[str, list[ExperimentConfig]] = {}
+    for run in sweep.runs:
+        if entry is None or run.entry == entry:
+            groups.setdefault(labels[run.config.run_id()], []).append(run.config)
+    return groups
+
+
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected a mapping, got {value!r}")

@@ -41,7 +41,7 @@ from .paths import CONFIGS, results_root
 from .run_dir import RunDir
 from .run_files import DamagedFileError
 from .selection import BUDGETS, CLASSIFIERS, RANK_EPOCHS, missing_scores
-from .sweep_file import load_sweep, run_labels
+from .sweep_file import labelled_groups, load_sweep
 
 Formatter = Callable[[np.ndarray], str]  # one value per finished seed -> table cell
 
@@ -212,17 +212,12 @@ def sweep_table(
     for target in targets.split("+"):
         sweep_name, _, entry = target.partition("/")
         sweep = load_sweep(Path(configs_dir or CONFIGS) / f"{sweep_name}.yaml")
-        labels = run_labels(sweep)
-        if entry:
-            entries = sorted({run.entry for run in sweep.runs})
-            if entry not in entries:
-                raise ValueError(f"table {name!r}: no entry {entry!r} in {sweep_name}; known: {entries}")
-        for run in sweep.runs:
-            if not entry or run.entry == entry:
-                label = labels[run.config.run_id()]
-                if "+" in targets:  # say which sweep a row comes from, once
-                    label = target if label in (sweep_name, entry, "all") else f"{target}: {label}"
-                groups.setdefault(label, []).append(run.config)
+        if entry and entry not in sweep.entries():
+            raise ValueError(f"table {name!r}: no entry {entry!r} in {sweep_name}; known: {sorted(sweep.entries())}")
+        for label, configs in labelled_groups(sweep, entry or None).items():
+            if "+" in targets:  # say which sweep a row comes from, once
+                label = target if label in (sweep_name, entry, "all") else f"{target}: {label}"
+            groups.setdefault(label, []).extend(configs)
     why_not = {c.run_id(): RunDir(root / c.run_id()).problem(c) for members in groups.values() for c in members}
     for members in groups.values():  # damage is never pooled away, whatever allow_missing says
         for c in members:
