@@ -22,7 +22,7 @@ import matplotlib.figure
 from .config import ExperimentConfig
 from .paths import FIGURES, RESULTS, SMOKE_OUTPUT
 from .plotting import save_figure
-from .sweep_file import SMOKE_OVERRIDE, Sweep, load_sweep_spec
+from .sweep_file import SMOKE_OVERRIDE, Sweep, load_sweep_spec, matching
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class NotebookSetup:
 
     def select(self, spec: str, **fields: object) -> list[ExperimentConfig]:
         """The configs of a sweep (``"name[/entry]"``) whose fields equal ``fields``."""
-        return [r.config for r in self.sweep(spec).runs if all(getattr(r.config, k) == v for k, v in fields.items())]
+        return matching(self.sweep(spec), **fields)
 
     def save(self, fig: matplotlib.figure.Figure, name: str) -> Path:
         """``fig`` as ``<figures_dir>/<prefix>_<name>.png``."""

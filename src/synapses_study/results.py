@@ -22,7 +22,7 @@ from .data import load_mnist
 from .paths import results_root
 from .run_dir import METRIC_COLUMNS, RunDir
 from .run_files import DamagedFileError, read_text
-from .sweep_file import CONFIGS, Sweep, labelled_groups, load_sweep, run_labels
+from .sweep_file import CONFIGS, Sweep, labelled_groups, load_sweep, matching, run_labels
 
 CONFIG_COLUMNS = (
     "run_id",
@@ -161,12 +161,8 @@ def select_runs(
 ) -> list[ExperimentConfig]:
     """The configs of ``configs/<sweep>.yaml`` (one ``entry`` of it if given) whose fields
     equal ``fields``; ``overrides`` scales the file down as :func:`synapses_study.sweep_file.load_sweep` does."""
-    runs = load_sweep(CONFIGS / f"{sweep}.yaml", override=overrides).runs
-    return [
-        r.config
-        for r in runs
-        if (entry is None or r.entry == entry) and all(getattr(r.config, k) == v for k, v in fields.items())
-    ]
+    loaded = load_sweep(CONFIGS / f"{sweep}.yaml", override=overrides)
+    return matching(loaded.only(entry) if entry is not None else loaded, **fields)
 
 
 def configuration_runs(

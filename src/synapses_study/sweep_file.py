@@ -303,6 +303,11 @@ def run_labels(sweep: Sweep) -> dict[str, str]:
     return labels
 
 
+def matching(sweep: Sweep, **fields: object) -> list[ExperimentConfig]:
+    """The configs of ``sweep``'s runs whose fields equal ``fields``, in file order."""
+    return [run.config for run in sweep.runs if all(getattr(run.config, k) == v for k, v in fields.items())]
+
+
 def labelled_groups(sweep: Sweep, entry: str | None = None) -> dict[str, list[ExperimentConfig]]:
     """The configs of ``sweep`` (of one ``entry`` only, if given) grouped by their
     :func:`run_labels` (seeds pooled), in file order: how tables, figures and the explorer
