@@ -75,19 +75,21 @@ runs:
     assert {r.config.weight_decay for r in fixed.runs} == {0.0} and len(fixed.runs) == 6
 
 
-def test_run_labels_name_the_entry_and_what_varies_within_it(tmp_path):
-    from synapses_study.sweep_file import run_labels
-
-    one_entry = load_sweep(_write(tmp_path, TINY))
-    assert sorted(set(run_labels(one_entry).values())) == ["weight_decay=0.0", "weight_decay=0.001"]
-    text = """
+TWO_ENTRIES = """
 base: {epochs: 3}
 grid: {seed: [0, 1]}
 runs:
   - {name: l1, grid: {l1: [1.0e-5, 1.0e-4]}}
   - {name: growing, weight_decay: 1.0e-3, weight_decay_end: 1.0e-2}
 """
-    labels = run_labels(load_sweep(_write(tmp_path, text, "two.yaml")))
+
+
+def test_run_labels_name_the_entry_and_what_varies_within_it(tmp_path):
+    from synapses_study.sweep_file import run_labels
+
+    one_entry = load_sweep(_write(tmp_path, TINY))
+    assert sorted(set(run_labels(one_entry).values())) == ["weight_decay=0.0", "weight_decay=0.001"]
+    labels = run_labels(load_sweep(_write(tmp_path, TWO_ENTRIES, "two.yaml")))
     assert sorted(set(labels.values())) == ["growing", "l1 (l1=0.0001)", "l1 (l1=1e-05)"]
     assert len(labels) == 6
 
@@ -95,14 +97,7 @@ runs:
 def test_labelled_groups_pool_seeds_and_keep_the_whole_files_labels_for_one_entry(tmp_path):
     from synapses_study.sweep_file import labelled_groups
 
-    text = """
-base: {epochs: 3}
-grid: {seed: [0, 1]}
-runs:
-  - {name: l1, grid: {l1: [1.0e-5, 1.0e-4]}}
-  - {name: growing, weight_decay: 1.0e-3, weight_decay_end: 1.0e-2}
-"""
-    sweep = load_sweep(_write(tmp_path, text, "two.yaml"))
+    sweep = load_sweep(_write(tmp_path, TWO_ENTRIES, "two.yaml"))
     groups = labelled_groups(sweep)
     assert list(groups) == ["l1 (l1=1e-05)", "l1 (l1=0.0001)", "growing"]
     assert [[c.seed for c in configs] for configs in groups.values()] == [[0, 1], [0, 1], [0, 1]]
