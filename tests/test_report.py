@@ -301,7 +301,7 @@ def test_drift_view_reads_the_topology_at_given_epochs(finished):
 
 
 def test_mean_std_skips_missing_values():
-    from synapses_study.tables import mean_std
+    from synapses_study.stats import mean_std
 
     assert mean_std(2)(np.array([1.0, np.nan, 3.0])) == "2.00 ± 1.41"
     assert mean_std(2)(np.array([np.nan])) == "–"

@@ -21,6 +21,7 @@ from .demography import demography, predicted_crossing, rates, simulate, windowe
 from .lifetimes import read_lifetimes
 from .results import select_runs, training_ink
 from .run_dir import RunDir
+from .stats import mean_std
 from .survivors import (
     BAND_NAMES,
     band_density,
@@ -496,22 +497,14 @@ def final_survivor_table(results: Path) -> str:
         recorded = np.array([float(ink_correlation(f.topology()[-1], ink)) for f in found])
         kept = np.stack([final_survivors_of(f) for f in found])
         cells = [
-            mean_sd(recorded),
-            mean_sd(np.asarray(ink_correlation(kept, ink))),
-            mean_sd(np.asarray(center_ratio(kept))),
+            mean_std(3)(recorded),
+            mean_std(3)(np.asarray(ink_correlation(kept, ink))),
+            mean_std(3)(np.asarray(center_ratio(kept))),
         ]
-        cells += [mean_sd(band_density(kept, band)[:, b], 1) for b in range(len(BAND_NAMES))]
+        cells += [mean_std(1)(band_density(kept, band)[:, b]) for b in range(len(BAND_NAMES))]
         lines.append(f"| {label} | {len(found)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def final_survivors_of(folder: RunDir) -> np.ndarray:
     return final_survivors(folder.model_state())
-
-
-def mean_sd(values: np.ndarray, digits: int = 3) -> str:
-    return (
-        f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
-        if len(values) > 1
-        else f"{values.mean():.{digits}f}"
-    )

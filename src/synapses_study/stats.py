@@ -10,6 +10,7 @@ and the smallest difference the test had 80% power to detect, never as "no effec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,3 +130,21 @@ def describe(c: Comparison, digits: int = 2, unit: str = "") -> str:
         f"{c.n}{seeds}, "
         f"Holm p = {c.p:.2g}; 80% power at {c.detectable:.{digits}f}{unit})"
     )
+
+
+Formatter = Callable[[np.ndarray], str]  # one value per finished seed -> table cell
+
+
+def mean_std(digits: int, scale: float = 1.0) -> Formatter:
+    """Cells as ``mean ± standard deviation`` (sample, ddof=1) of ``scale`` times the values."""
+
+    def format_cell(values: np.ndarray) -> str:
+        values = np.asarray(values, dtype=float) * scale
+        values = values[~np.isnan(values)]  # NaN: a seed without that value (a shorter run)
+        if len(values) == 0:
+            return "–"
+        if len(values) == 1:
+            return f"{values[0]:.{digits}f}"
+        return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+    return format_cell

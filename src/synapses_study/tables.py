@@ -41,24 +41,8 @@ from .paths import CONFIGS, results_root
 from .run_dir import RunDir
 from .run_files import DamagedFileError
 from .selection import BUDGETS, CLASSIFIERS, RANK_EPOCHS, missing_scores
+from .stats import Formatter, mean_std
 from .sweep_file import labelled_groups, load_sweep
-
-Formatter = Callable[[np.ndarray], str]  # one value per finished seed -> table cell
-
-
-def mean_std(digits: int, scale: float = 1.0) -> Formatter:
-    """Cells as ``mean ± standard deviation`` (sample, ddof=1) of ``scale`` times the values."""
-
-    def format_cell(values: np.ndarray) -> str:
-        values = np.asarray(values, dtype=float) * scale
-        values = values[~np.isnan(values)]  # NaN: a seed without that value (a shorter run)
-        if len(values) == 0:
-            return "–"
-        if len(values) == 1:
-            return f"{values[0]:.{digits}f}"
-        return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
-
-    return format_cell
 
 
 def value_range(values: np.ndarray) -> str:
