@@ -1,5 +1,6 @@
-"""The study's imports run one way: nothing that reads or reports results trains, and one
-module (evaluation) rebuilds a finished run's network for the tables."""
+"""The study's imports run one way: nothing that reads or reports results trains, one module
+(evaluation) rebuilds a finished run's network for the tables, and the library is used
+through its public names only."""
 
 import ast
 from pathlib import Path
@@ -66,3 +67,14 @@ def test_only_training_and_evaluation_rebuild_networks():
 def test_the_study_has_no_import_cycle():
     for path in STUDY.glob("*.py"):
         assert path.stem not in reachable(path.stem), f"{path.stem} imports itself through others"
+
+
+def test_the_study_uses_the_library_through_its_public_names():
+    import synapses
+
+    for path in sorted(STUDY.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                assert not node.module.startswith("synapses."), f"{path.name} imports from {node.module}"
+                if node.module == "synapses":
+                    assert {alias.name for alias in node.names} <= set(synapses.__all__), path.name

@@ -21,9 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synapses.layer import SETLayer
-from synapses.models import SparseNet
-from synapses.reference import MaskedLinear
+from synapses import MaskedLinear, SETLayer, SparseNet
 
 from .config import ExperimentConfig
 from .data import MNISTTensors, load_mnist

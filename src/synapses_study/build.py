@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from synapses.layer import Regrowth
-from synapses.models import DenseNet, EvolNet, SparseNet
+from synapses import DenseNet, EvolNet, NearParents, SparseNet, Uniform
 
 from .config import INPUT_SIZE, ExperimentConfig
 from .decay import WeightDecayPolicy
@@ -33,7 +32,7 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network
         return DenseNet(sizes, dropout=config.dropout)
     # near-parents regrowth acts on the input layer: the one with a pixel geometry
     parents = config.regrowth == "near_parents"
-    regrowth: Regrowth = "near_parents" if parents else "uniform"
+    regrowth = NearParents(config.parent_fraction) if parents else Uniform()
     grid = (SIDE, SIDE) if parents else None
     if config.model == "EvolNet":
         return EvolNet(

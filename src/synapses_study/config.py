@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
-from synapses.layer import erdos_renyi_n_params
+from synapses import erdos_renyi_n_params
 
 INPUT_SIZE = 28 * 28  # MNIST pixels
 MAX_SEED = 2**32

@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from synapses.models import EvolNet, SparseNet
-from synapses.schedule import Evolution
+from synapses import EvolNet, Evolution, SparseNet
 
 from .analysis import abs_weight_sum
 from .augment import Augmentation

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from synapses.layer import SETLayer
+from synapses import SETLayer
 
 from .run_files import DamagedFileError, npz_bytes, read_npz, to_bytes, write_atomic
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from synapses.models import SparseNet
+from synapses import SparseNet
 
 from .data import load_mnist
 
