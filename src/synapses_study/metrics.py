@@ -63,30 +63,29 @@ def outcome_summary(run_dir: Path) -> dict[str, float]:
 
 
 DRIFT_EPOCHS = (50, 155, 300, 500, 700, 1000)
-WINDOW = TRAILING_WINDOW
 
 
 def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS) -> dict[str, float]:
     """A run's Spearman correlation of connections with ink, averaged over the
-    :data:`WINDOW` epochs ending at each of ``epochs`` (keys ``"rho@<epoch>"``; fewer near
+    :data:`TRAILING_WINDOW` epochs ending at each of ``epochs`` (keys ``"rho@<epoch>"``; fewer near
     the start), NaN for epochs past its end."""
     topology = RunDir(run_dir).topology()  # (epochs + 1, 784): row e after epoch e
     rho = np.asarray(ink_correlation(topology, training_ink()))
     return {
-        f"rho@{e}": float(np.mean(rho[max(0, e - WINDOW + 1) : e + 1])) if e < len(topology) else float("nan")
+        f"rho@{e}": float(np.mean(rho[max(0, e - TRAILING_WINDOW + 1) : e + 1])) if e < len(topology) else float("nan")
         for e in epochs
     }
 
 
 def pruning_summary(run_dir: Path, blank_below: float = BLANK_BELOW) -> dict[str, float]:
     """:func:`synapses_study.analysis.pruning_by_region` of a recorded run over its last
-    :data:`WINDOW` epochs (means): the blank pixels' share of the connections, and per
+    :data:`TRAILING_WINDOW` epochs (means): the blank pixels' share of the connections, and per
     region the fraction of its connections pruned and their mean ``|weight|`` just before
     pruning; with the blank pixels' share of all pixels, the share of connections uniform
     placement would give."""
     ink = training_ink()
     regions = pruning_by_region(*RunDir(run_dir).pruning(), RunDir(run_dir).topology(), ink, blank_below=blank_below)
-    window = regions[regions["epoch"] > regions["epoch"].max() - WINDOW]
+    window = regions[regions["epoch"] > regions["epoch"].max() - TRAILING_WINDOW]
     last = window.groupby("region")[["share_of_connections", "pruned_fraction", "mean_abs_weight"]].mean()
     summary = {
         "blank_pixels": float((ink < blank_below).mean()),

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .analysis import TRAILING_WINDOW
 from .config import ExperimentConfig
 from .evaluation import errors_summary
 from .metrics import (
     DRIFT_EPOCHS,
-    WINDOW,
     drift_summary,
     outcome_summary,
     overfitting_summary,
@@ -145,7 +145,7 @@ VIEWS: dict[str, tuple[Callable[[Path], dict[str, float]], tuple[tuple[str, str,
     "pruning_never_inked": (partial(pruning_summary, blank_below=1e-6), PRUNING_COLUMNS),
     "drift": (
         drift_summary,
-        tuple((f"rho@{e}", f"ink ρ, epochs {e - WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS),
+        tuple((f"rho@{e}", f"ink ρ, epochs {e - TRAILING_WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS),
     ),
     "verdict": (
         run_summary,
