@@ -13,12 +13,11 @@ from . import native
 from .dispatch import KERNELS, auto_kernel, fixed_rule_is_dense, measured_kernel
 from .evolution import prune_closest_to_zero, sample_free_pairs
 from .optim_state import apply_reset, plan_reset
-from .regrowth import NAMED_RULES, NearParents, RegrowthRule, as_rule
+from .regrowth import NearParents, RegrowthRule, as_rule
 from .sparse_ops import CSRIndex
 
 CONTENT_CHECK_MAX = 1 << 20  # connections whose content is compared on every CPU forward call
 COMPUTE_MODES = ("auto", "measure", "fixed", "sparse", "native", "dense")
-REGROWTH_MODES = tuple(NAMED_RULES)  # the rules that have a name; any RegrowthRule works too
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # compute="dense" scatters the weights into an (out, in) matrix on every call: refused
 # beyond this many elements (256 MiB in float32), where it would dwarf the sparse storage.

@@ -1,13 +1,15 @@
 """Evolution on a schedule, called from your own training loop.
 
-model = synapses.sparsify(model, epsilon=20)
-optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-evolution = synapses.Evolution(model, optimizer, every=len(loader))  # once per epoch, as SET
-for x, y in loader:
-    optimizer.zero_grad()
-    loss_fn(model(x), y).backward()
-    optimizer.step()
-    evolution.step()
+    model = synapses.sparsify(model, epsilon=20)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    evolution = synapses.Evolution(model, optimizer, every=len(loader))  # once per epoch, as SET
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+        evolution.step()
+
+The schedule counts optimizer steps: ``evolution.step()`` follows every ``optimizer.step()``.
 """
 
 from __future__ import annotations
@@ -154,15 +156,20 @@ class Evolution:
         device = layer.generator.device if layer.generator is not None else "cpu"
         if float(torch.rand((), generator=layer.generator, device=device)) < self.per_pass:
             with torch.no_grad():
-                layer.zero_connections((self.zeta if self.zeta is not None else layer.zeta) * self.zeta_factor())
-                if bool(layer.pruned.any()):
-                    layer.evolve_connections(
-                        init=self.init, optimizer=self._optimizer_to_reset(), regrowth=self.regrowth
-                    )
+                self._prune_layer(layer, self.zeta_factor())
+                self._regrow_layer(layer)
             self.evolutions += 1
 
-    def _optimizer_to_reset(self) -> torch.optim.Optimizer | None:
-        return self.optimizer if self.reset_optimizer_state else None
+    def _prune_layer(self, layer: SETLayer, factor: float) -> None:
+        layer.zero_connections((self.zeta if self.zeta is not None else layer.zeta) * factor)
+
+    def _regrow_layer(self, layer: SETLayer) -> torch.Tensor:
+        """``(k,)`` slots of the layer's moved weights (none when nothing is marked:
+        evolve_connections would otherwise mark the layer's own zeta)."""
+        if not bool(layer.pruned.any()):
+            return layer.pruned.new_empty(0, dtype=torch.int64)
+        optimizer = self.optimizer if self.reset_optimizer_state else None
+        return layer.evolve_connections(init=self.init, optimizer=optimizer, regrowth=self.regrowth)
 
     def zeta_factor(self) -> float:
         """The schedule's multiplier of ``zeta`` at the current step."""
@@ -195,7 +202,7 @@ class Evolution:
         they stay at 0, in place, until :meth:`regrow` moves them."""
         factor = self.zeta_factor()
         for layer in self.layers:
-            layer.zero_connections((self.zeta if self.zeta is not None else layer.zeta) * factor)
+            self._prune_layer(layer, factor)
 
     @torch.no_grad()
     def regrow(self) -> list[torch.Tensor]:
@@ -206,16 +213,7 @@ class Evolution:
             per layer (in ``self.layers``' order), the ``(k,)`` slots of the moved weights;
             empty for a layer with nothing marked.
         """
-        moved = []
-        for layer in self.layers:
-            if bool(layer.pruned.any()):  # (evolve_connections would otherwise mark the layer's own zeta)
-                moved.append(
-                    layer.evolve_connections(
-                        init=self.init, optimizer=self._optimizer_to_reset(), regrowth=self.regrowth
-                    )
-                )
-            else:
-                moved.append(layer.pruned.nonzero().squeeze(1))
+        moved = [self._regrow_layer(layer) for layer in self.layers]
         self.evolutions += 1
         return moved
 

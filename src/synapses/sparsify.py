@@ -1,7 +1,9 @@
 """Turn any model's ``nn.Linear`` layers into truly sparse :class:`SETLayer` s.
 
-model = synapses.sparsify(model, epsilon=20)                 # SET's Erdős–Rényi density
-model = synapses.sparsify(model, sparsity=0.9, distribution="erk")  # RigL's ERK, 90% sparse
+    model = synapses.sparsify(model, epsilon=20)                 # SET's Erdős–Rényi density
+    model = synapses.sparsify(model, sparsity=0.9, distribution="erk")  # RigL's ERK, 90% sparse
+
+Either call returns the model with its linear layers replaced (the output layer kept dense unless told otherwise).
 """
 
 from __future__ import annotations

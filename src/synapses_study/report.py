@@ -6,8 +6,8 @@ A markdown file marks each generated table with a pair of comments::
     ... (rewritten by this module) ...
     <!-- /table -->
 
-and each generated number with ``<!-- value: TABLE | ROW | COLUMN -->`` or
-``<!-- value: fact:NAME -->`` (:mod:`synapses_study.markers`). Table names:
+and each generated number with ``<!--v TABLE | ROW | COLUMN -->...<!--/v-->`` or
+``<!--v fact:NAME -->...<!--/v-->`` (:mod:`synapses_study.markers`). Table names:
 :func:`synapses_study.tables.sweep_table`; facts: :mod:`synapses_study.facts`.
 
     python -m synapses_study.report regularization.md           # rewrite the tables

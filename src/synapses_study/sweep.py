@@ -51,16 +51,19 @@ def missing_source(run: SweepRun, results_dir: Path, sweep: Sweep | None = None)
     finished in ``results_dir`` and ``sweep`` does not make it (``None`` otherwise)."""
     made_here = {r.config.run_id() for r in sweep.runs} if sweep is not None else set()
     for source in (run.config.init_from, run.config.topology_from):
-        if source is None or source in made_here:
-            continue
-        folder = RunDir(results_dir / source)
-        try:
-            if folder.config_file.exists() and folder.is_finished(folder.config()):
-                continue
-        except (ConfigError, ValueError, OSError):  # an unreadable config.json: not a finished run
-            pass
-        return source
+        if source is not None and source not in made_here and not _is_finished_run(results_dir / source):
+            return source
     return None
+
+
+def _is_finished_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished run of the config it records (an unreadable
+    ``config.json`` is not one)."""
+    run = RunDir(folder)
+    try:
+        return run.config_file.exists() and run.is_finished(run.config())
+    except (ConfigError, ValueError, OSError):
+        return False
 
 
 def state_note(run: SweepRun, results_dir: Path, state: str, sweep: Sweep | None = None) -> str:
@@ -82,12 +85,7 @@ def startable(
     ready, blocked, produced = [], [], set()
     for config in configs:
         sources = [s for s in (config.init_from, config.topology_from) if s is not None]
-        if all(
-            s in produced
-            or (root / s / "config.json").exists()
-            and RunDir(root / s).is_finished(RunDir(root / s).config())
-            for s in sources
-        ):
+        if all(s in produced or _is_finished_run(root / s) for s in sources):
             ready.append(config)
             produced.add(config.run_id())
         else:
