@@ -255,7 +255,8 @@ def build_trainee(config: ExperimentConfig, results_dir: Path) -> Trainee:
         else None
     )
     # the library's driver, in its two halves: prune after an epoch's training (the pruned
-    # network is evaluated and recorded), regrow before the next one
+    # network is evaluated and recorded), regrow before the next one; step() is never
+    # called, so its every=1 is never read
     evolution = (
         Evolution(model, optimizer, every=1, reset_optimizer_state=config.reset_optimizer_state)
         if config.evolution == "epoch"
