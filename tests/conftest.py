@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (torch must not compute before pin() sets the rounding)
+from synapses_study.rounding import pin
+
+pin()  # the tests train as the study's commands do: rounding pinned (synapses_study.rounding)
+
 import pytest
 import torch
 

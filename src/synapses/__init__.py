@@ -2,6 +2,7 @@
 
 from .layer import SETLayer, erdos_renyi_n_params
 from .models import DenseNet, EvolNet, SparseNet
+from .native import arch as native_arch
 from .optim_state import UnknownOptimizerStateError, register_reset_rule, reset_state
 from .reference import MaskedLinear
 from .regrowth import Gradient, NearParents, RegrowthRule, Uniform
@@ -26,4 +27,5 @@ __all__ = [
     "reset_state",
     "register_reset_rule",
     "UnknownOptimizerStateError",
+    "native_arch",
 ]

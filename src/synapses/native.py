@@ -31,11 +31,12 @@ import torch
 from .sparse_ops import CSRIndex, differentiable_grads
 
 SOURCE = Path(__file__).parent / "csrc" / "sparse_linear.cpp"
-# -march=native uses the widest vectors this processor has. A build for one processor can
-# crash on another (a home directory shared by a cluster's nodes), and one for another
+# The instruction set the kernels are built for (see arch()). A build for one processor
+# can crash on another (a home directory shared by a cluster's nodes), and one for another
 # torch cannot be loaded, so the cached build's name carries a fingerprint of everything
 # that makes a build differ (see build_tag).
-CFLAGS = ["-O3", "-march=native"]
+ARCH_VARIABLE = "SYNAPSES_NATIVE_ARCH"
+PORTABLE_ARCH = "x86-64-v3"  # AVX2 and FMA: the same vectors, so the same sums, on every such processor
 log = logging.getLogger("synapses")
 
 _lock = threading.Lock()
@@ -100,12 +101,38 @@ def _build() -> tuple[ModuleType | None, str | None]:
             log.warning(
                 "synapses: compiling the CPU kernels for this environment, once (about a minute) into %s", built.parent
             )
-        module = cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, verbose=False)
+        module = cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=cflags(), verbose=False)
     except Exception as error:  # a missing compiler shows as OSError, RuntimeError or CalledProcessError
         return None, f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
     finally:
         logger.setLevel(level)
     return module, None
+
+
+def arch() -> str:
+    """The ``-march`` the kernels are built for: ``$SYNAPSES_NATIVE_ARCH`` when set (``native``
+    for the widest vectors this processor has, AVX-512 where present: faster, but its sums
+    round differently from an AVX2 machine's), else ``x86-64-v3`` on an x86-64 processor
+    with AVX2 and FMA, so that the kernels round alike on every such processor, and
+    ``native`` elsewhere."""
+    chosen = os.environ.get(ARCH_VARIABLE, "").strip()
+    if chosen:
+        return chosen
+    return PORTABLE_ARCH if platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= _cpu_flags() else "native"
+
+
+def cflags() -> list[str]:
+    """The compiler flags of the build (the instruction set from :func:`arch`)."""
+    return ["-O3", f"-march={arch()}"]
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            line = next((line for line in cpuinfo if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return set()
+    return set(line.partition(":")[2].split())
 
 
 def build_tag() -> str:
@@ -122,9 +149,10 @@ def build_tag() -> str:
     parts = [
         features,
         torch.__version__,
+        str(Path(torch.__file__).resolve().parent),  # two environments with one torch version keep two builds
         str(torch._C._GLIBCXX_USE_CXX11_ABI),
         platform.python_version(),
-        " ".join(CFLAGS),
+        " ".join(cflags()),
         SOURCE.read_text(),
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]

@@ -105,6 +105,10 @@ class ExperimentConfig:
             weight before each pruning (float16), which ones each pruning removed, the
             pruning thresholds per sign, and each newborn's pair and initial weight (needs
             ``evolution="epoch"``; about 45 kB per epoch for the demo net).
+        record_gradients: also write ``gradients.npz``: per epoch and input pixel, the sum
+            over the epoch's batches and over the pixel's first-layer connections of each
+            weight's squared gradient (float32, ``(epochs, 784)``; about 3 kB per epoch),
+            the gradient exposure a forecast of the topology reads (needs a SET first layer).
         device: where the network and the data live while training: ``"cpu"``, ``"cuda"``
             or ``"cuda:N"``. A CUDA run has a run id of its own (its numbers are not the
             CPU's) and the same files; the random draws of topology, evolution and data
@@ -147,6 +151,7 @@ class ExperimentConfig:
     blank_noise: float = 0.0
     random_shift: int = 0
     record_lifetimes: bool = False
+    record_gradients: bool = False
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
@@ -259,6 +264,8 @@ class ExperimentConfig:
             raise ConfigError(
                 "record_lifetimes needs evolution='epoch' (connections are born and pruned between epochs)"
             )
+        if self.record_gradients and self.model == "Dense":
+            raise ConfigError("record_gradients records a SET first layer's gradients; model='Dense' has none")
         if not self._is_default("input_regrowth_scale") and self.evolution != "epoch":
             raise ConfigError(
                 f"input_regrowth_scale applies to evolution='epoch' only (got evolution={self.evolution!r}); remove it"
@@ -404,6 +411,8 @@ class ExperimentConfig:
             parts.append("rec")
         if self.record_lifetimes:
             parts.append("life")
+        if self.record_gradients:
+            parts.append("grad")
         if self.train_size is not None or self.test_size is not None:
             parts.append("subset")
         if self.device != "cpu":

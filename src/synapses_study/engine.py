@@ -24,14 +24,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from synapses import EvolNet, Evolution, SparseNet
+from synapses import EvolNet, Evolution, SETLayer, SparseNet
 
+from . import rounding
 from .analysis import abs_weight_sum
 from .augment import Augmentation
 from .build import Network, build_model, build_optimizer, first_layer_counts, fix_topology
 from .config import ConfigError, ExperimentConfig
 from .data import MNISTTensors, load_mnist, prepare_data
 from .decay import WeightDecayPolicy
+from .gradients import GradientRecorder
 from .lifetimes import LifetimeRecord
 from .paths import RESULTS
 from .run_dir import History, RunDir
@@ -274,21 +276,28 @@ def train(
     data = prepare_data(data, config.train_size, config.test_size, config.inputs).to(training_device(config))
     trainee = build_trainee(config, folder.path.parent)
     model, optimizer, run_id = trainee.model, trainee.optimizer, config.run_id()
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, SETLayer)]
+    found = environment(trainee.device, layers, config.batch_size)
+    warn_if_unpinned(found)
     if (saved := folder.checkpoint(run_id)) is not None:
         trainee.restore(saved)
         history = folder.history(saved["epoch"])
-        if changed := folder.note_resume(environment(trainee.device), saved["epoch"]):
+        if changed := folder.note_resume(found, saved["epoch"]):
             warnings.warn(
                 f"{run_id} resumes after epoch {saved['epoch']} under another environment ({'; '.join(changed)}); "
                 "recorded in environment.json",
                 stacklevel=2,
             )
     else:
-        folder.start(config, environment(trainee.device))
+        folder.start(config, found)
         history = History(counts=[first_layer_counts(model)])
         if config.record_lifetimes:
             assert isinstance(model, SparseNet)  # config validation: lifetimes need evolution="epoch"
             history.lifetimes = LifetimeRecord.start(model.sparse_layers()[0])
+    recorder = None
+    if config.record_gradients:
+        assert isinstance(model, SparseNet)  # config validation: no record_gradients for Dense
+        recorder = GradientRecorder(model.sparse_layers()[0])
     decay = WeightDecayPolicy.of(config)
     augment = Augmentation(config.random_shift, config.blank_noise, float(data.train_x.min()))
     last = config.epochs if stop_after is None else min(config.epochs, stop_after)
@@ -308,6 +317,8 @@ def train(
             )
             folder.mark_diverged(message)
             raise DivergedError(f"{run_id} {message}")
+        if recorder is not None:
+            history.gradients.append(recorder.take())
         prune(model, trainee.evolution, config, history)
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y, config.batch_size)
         counts = first_layer_counts(model)
@@ -336,6 +347,8 @@ def train(
             )
     if bar is not None:
         bar.close()
+    if recorder is not None:
+        recorder.close()
     if history.epoch == config.epochs:
         folder.finish(history, model.state_dict() if config.keep_network else None, config)
 
@@ -374,8 +387,12 @@ def prune(model: Network, evolution: Evolution | None, config: ExperimentConfig,
         history.lifetimes.record_pruning(weights_before, first.pruned)
 
 
-def environment(device: torch.device | None = None) -> dict[str, Any]:
-    """The thread count, library versions and (on CUDA) the GPU a run's numbers are made with
+def environment(
+    device: torch.device | None = None, layers: list[tuple[str, SETLayer]] | None = None, batch_size: int = 1
+) -> dict[str, Any]:
+    """What a run's numbers are made with: thread count, library versions, (on CUDA) the
+    GPU, what decides the rounding (:func:`synapses_study.rounding.in_effect`) and, given
+    the model's named SET ``layers``, the compute path each takes at ``batch_size``
     (``device``: where it trains, default the CPU)."""
     device = device if device is not None else torch.device("cpu")
     import torchvision  # here: slow to import, and only its version is needed
@@ -390,7 +407,23 @@ def environment(device: torch.device | None = None) -> dict[str, Any]:
     }
     if device.type == "cuda":
         found |= {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
+    found["rounding"] = rounding.in_effect()
+    if layers is not None:
+        found["layers"] = [f"{name}: {layer.kernel_for(batch_size)}" for name, layer in layers]
     return found
+
+
+def warn_if_unpinned(found: dict[str, Any]) -> None:
+    """Warn when a run starts with the processor's own rounding although pinning was asked
+    for (torch had computed before :func:`synapses_study.rounding.pin` could act)."""
+    if found["rounding"]["pinned"] or rounding.mode() != "pinned" or not rounding.pinnable():
+        return
+    warnings.warn(
+        f"this run rounds as this processor does (torch's CPU capability {found['rounding']['torch_cpu_capability']}), "
+        "so it repeats only on this kind of processor: start it with python -m synapses_study.run, or set "
+        f"{' '.join(f'{k}={v}' for k, v in rounding.PINNED_ENV.items())} before Python starts",
+        stacklevel=3,
+    )
 
 
 def _progress_bar(config: ExperimentConfig, done: int, enabled: bool):

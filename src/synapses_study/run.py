@@ -10,6 +10,11 @@ from its last finished epoch when the same command is given again.
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (torch must not compute before pin() sets the rounding)
+from .rounding import pin
+
+pin()
+
 import argparse
 import json
 import sys

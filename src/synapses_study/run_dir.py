@@ -17,6 +17,9 @@ Files:
   each ``(epochs, 784)``, the sums rounded to float16;
 * ``lifetimes.npz`` (runs with ``record_lifetimes``): every first-layer connection's life
   (:mod:`synapses_study.lifetimes`);
+* ``gradients.npz`` (runs with ``record_gradients``): ``squared_gradient`` ``(epochs, 784)``,
+  each epoch's squared first-layer gradients summed per input pixel
+  (:class:`synapses_study.gradients.GradientRecorder`);
 * ``model.pt``: the final network, once the run is finished;
 * ``checkpoint.pt`` while it is not: network, optimizer and random states;
 * ``manifest.json``, written last: the run id and every result file's size and SHA-256;
@@ -46,12 +49,14 @@ from .run_files import (
     hold_lock,
     load_checkpoint,
     load_model_state,
+    read_gradients,
     read_pruning,
     read_text,
     read_topology,
     save_checkpoint,
     save_model,
     write_atomic,
+    write_gradients,
     write_pruning,
     write_topology,
     write_xz_text,
@@ -79,7 +84,8 @@ class History:
 
     ``rows`` holds one dict per epoch with the keys of :data:`METRIC_COLUMNS`; ``counts``
     ``epoch + 1`` arrays ``(784,)``; ``pruned`` and ``weight_mass`` one ``(784,)`` array per
-    epoch, with ``record_pruning`` only; ``lifetimes`` with ``record_lifetimes`` only.
+    epoch, with ``record_pruning`` only; ``lifetimes`` with ``record_lifetimes`` only;
+    ``gradients`` one ``(784,)`` array per epoch, with ``record_gradients`` only.
     """
 
     epoch: int = 0
@@ -88,6 +94,7 @@ class History:
     pruned: list[np.ndarray] = field(default_factory=list)
     weight_mass: list[np.ndarray] = field(default_factory=list)
     lifetimes: LifetimeRecord | None = None
+    gradients: list[np.ndarray] = field(default_factory=list)
 
 
 def read_metric_rows(path: Path) -> list[dict[str, float]]:
@@ -174,6 +181,10 @@ class RunDir:
         return self.path / "lifetimes.npz"
 
     @property
+    def gradients_file(self) -> Path:
+        return self.path / "gradients.npz"
+
+    @property
     def model_file(self) -> Path:
         return self.path / "model.pt"
 
@@ -195,6 +206,7 @@ class RunDir:
         files += [self.model_file] if config.keep_network else []
         files += [self.pruning_file] if config.record_pruning else []
         files += [self.lifetimes_file] if config.record_lifetimes else []
+        files += [self.gradients_file] if config.record_gradients else []
         return files
 
     # ------------------------------------------------------------------ state
@@ -341,6 +353,8 @@ class RunDir:
             )
         if history.lifetimes is not None:
             write_lifetimes(self.lifetimes_file, history.lifetimes, final)
+        if history.gradients:
+            write_gradients(self.gradients_file, np.stack(history.gradients), final)
 
     def save_checkpoint(self, resumable: dict[str, Any], run_id: str, epoch: int) -> None:
         save_checkpoint(self.checkpoint_file, resumable, run_id, epoch)
@@ -389,7 +403,24 @@ class RunDir:
             history.weight_mass = list(weight_mass[:epochs]) if weight_mass is not None else []
         if self.lifetimes_file.exists():
             history.lifetimes = read_lifetimes(self.lifetimes_file).truncated(epochs)
+        if self.gradients_file.exists():
+            gradients = read_gradients(self.gradients_file)
+            if len(gradients) < epochs:
+                raise DamagedFileError(
+                    f"{self.gradients_file} holds {len(gradients)} epochs, the checkpoint {epochs}; delete "
+                    f"{self.path} to rerun that run"
+                )
+            history.gradients = list(gradients[:epochs])
         return history
+
+    def gradients(self) -> np.ndarray:
+        """``(epochs, 784)`` each epoch's summed squared first-layer gradients per pixel, of
+        a run recorded with ``record_gradients``."""
+        if not self.gradients_file.exists():
+            raise FileNotFoundError(
+                f"{self.path} has no {self.gradients_file.name}: only runs made with record_gradients have one"
+            )
+        return read_gradients(self.gradients_file)
 
     def topology(self) -> np.ndarray:
         """``(epochs + 1, 784)`` connections per input pixel, row 0 at initialisation."""

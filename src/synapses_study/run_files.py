@@ -299,6 +299,22 @@ def write_pruning(path: Path, pruned: np.ndarray, weight_mass: np.ndarray | None
     write_atomic(path, npz_bytes(arrays, final))
 
 
+def write_gradients(path: Path, squared: np.ndarray, final: bool = False) -> None:
+    """``squared`` ``(epochs, n_inputs)`` float32: each epoch's summed squared gradients per pixel."""
+    write_atomic(path, npz_bytes({"squared_gradient": squared.astype(np.float32)}, final))
+
+
+def read_gradients(path: Path) -> np.ndarray:
+    """``(epochs, n_inputs)`` float32 from :func:`write_gradients`, checked to be finite."""
+    arrays = read_npz(path)
+    squared = arrays.get("squared_gradient")
+    if squared is None or squared.ndim != 2 or squared.dtype != np.float32 or not np.isfinite(squared).all():
+        raise DamagedFileError(
+            f"{path} holds no finite (epochs, pixels) squared_gradient; delete {path.parent} to rerun that run"
+        )
+    return squared
+
+
 def read_pruning(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """``(pruned_counts int64, abs_weight_sum float64 or None)`` from :func:`write_pruning`."""
     arrays = read_npz(path)

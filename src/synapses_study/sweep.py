@@ -12,6 +12,11 @@ and interrupted ones resume from their checkpoints. What a sweep file holds:
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (torch must not compute before pin() sets the rounding)
+from .rounding import pin
+
+pin()
+
 import argparse
 import os
 import re
