@@ -387,7 +387,7 @@ def partial_run(finished_run, tmp_path):
         (lambda text: text[:-7], "its last line is cut short"),
         (lambda text: text.replace("\n1,", "\n1,garbage,", 1), "row 1"),
         (lambda text: "garbage\n", "header 'garbage'"),
-        (lambda text: text.splitlines(True)[0], "results hold 0 epochs, the checkpoint 1"),
+        (lambda text: text.splitlines(True)[0], "results hold 0 epochs of metrics, 1 of topology, the checkpoint 1"),
     ],
     ids=["cut-mid-line", "garbage-value", "garbage-header", "rows-missing"],
 )
@@ -395,7 +395,7 @@ def test_a_partial_run_with_damaged_metrics_is_refused_naming_the_file(partial_r
     config, folder, small = partial_run
     metrics = folder.path / "metrics.csv"
     metrics.write_text(damage(metrics.read_text()))
-    with pytest.raises((DamagedFileError, RuntimeError), match=problem):
+    with pytest.raises(DamagedFileError, match=problem):  # one line from the command, never a traceback
         run_experiment(config, folder.path.parent, data=small, progress=False)
 
 
@@ -557,3 +557,326 @@ def test_the_study_finds_its_checkout_from_the_working_directory_never_from_the_
         text=True,
     )
     assert missing.returncode != 0 and "set SYNAPSES_ROOT or SYNAPSES_MNIST_DIR" in missing.stderr
+
+
+# ---------------------------------------------------------------------------- round three
+COMMITTED = Path(__file__).parents[1] / "results"
+
+
+def _copy_committed(run_id: str, results: Path) -> RunDir:
+    """A copy of a committed run folder (never the committed one: tests damage it)."""
+    shutil.copytree(COMMITTED / run_id, results / run_id)
+    return RunDir(results / run_id)
+
+
+class TestTheWriteUpReadsOnlyVerifiedRunsOfItsSweepFiles:
+    """Every reader of the write-up's runs verifies them; a damaged run is named, never
+    dropped; a trial run in results/ never changes a number."""
+
+    NOISE_S0 = "sparsenet_e400_wd0_scaled_noise0.1_rec_s0_3d849772"
+    NOISE_S1 = "sparsenet_e400_wd0_scaled_noise0.1_rec_s1_84f47b98"
+
+    def test_a_run_with_another_runs_valid_topology_is_named_not_pending(self, tmp_path):
+        from synapses_study.mechanism import finished_runs
+
+        first, second = (_copy_committed(r, tmp_path) for r in (self.NOISE_S0, self.NOISE_S1))
+        assert set(finished_runs(tmp_path, "why_it_inverts", "e5_blank_noise")) == {0, 1}
+        shutil.copyfile(second.topology_file, first.topology_file)  # a valid file, of another run
+        with pytest.raises(DamagedFileError, match=f"{self.NOISE_S0}: topology.npz does not match manifest.json"):
+            finished_runs(tmp_path, "why_it_inverts", "e5_blank_noise")
+
+    def test_the_survivor_table_names_a_damaged_run(self, tmp_path):
+        from synapses_study.mechanism import FINAL_CONFIGURATIONS, final_survivor_table
+        from synapses_study.results import select_runs
+
+        _, sweep, entry, fields = FINAL_CONFIGURATIONS[0]
+        folder = _copy_committed(select_runs(sweep, entry, None, **fields)[0].run_id(), tmp_path)
+        (folder.path / "metrics.csv.xz").write_bytes(b"")
+        with pytest.raises(DamagedFileError, match="metrics.csv.xz does not match manifest.json"):
+            final_survivor_table(tmp_path)
+
+    def test_a_trial_run_never_changes_a_fact_and_a_damaged_one_is_named(self, tmp_path, run_copy):
+        from synapses_study.facts import empty_pixels
+
+        hit = "sparsenet_e155_wd0_l1-1e-05_s1_bb182bc2"
+        _copy_committed(hit, tmp_path)
+        _copy_committed("sparsenet_e10_wd0_s0_3d8c15a1", tmp_path)  # committed, but no sweep file names it
+        expected = f"1 of 1 runs ({hit}: pixel 90 after epoch 16, 1 pixel-epoch(s) in all)"
+        assert empty_pixels(tmp_path) == expected
+        _, trial, _ = run_copy
+        shutil.copytree(trial.path, tmp_path / trial.path.name)  # a finished trial run beside them
+        assert empty_pixels(tmp_path) == expected
+        shutil.copyfile(trial.topology_file, tmp_path / hit / "topology.npz")
+        with pytest.raises(DamagedFileError, match=f"{hit}: topology.npz does not match"):
+            empty_pixels(tmp_path)
+
+    def test_a_fact_reading_a_run_verifies_it_first(self, tmp_path):
+        from synapses_study.facts import experiment_1_window
+        from synapses_study.results import select_runs
+
+        configs = select_runs("sweep155", weight_decay=1e-3)
+        for config in configs:
+            _copy_committed(config.run_id(), tmp_path)
+        experiment_1_window(tmp_path)
+        (tmp_path / configs[0].run_id() / "environment.json").write_text("{}\n")
+        with pytest.raises(DamagedFileError, match="environment.json does not match manifest.json"):
+            experiment_1_window(tmp_path)
+
+
+class TestMarkersCannotHide:
+    """A write-up's markers are all found, or the file is refused."""
+
+    def test_an_unmatched_backtick_never_hides_a_table_in_another_paragraph(self):
+        text = "A stray ` here.\n\n<!-- table: sweep155 -->\n| made up |\n<!-- /table -->\n\nand `code` there.\n"
+        assert [(m.kind, m.name) for m in parse_markers(text)] == [("table", "sweep155")]
+
+    def test_an_unmatched_backtick_before_a_marker_in_one_paragraph_is_refused(self):
+        text = "A stray ` and <!--v fact:empty_pixels -->1 of 2<!--/v--> then `code`.\n"
+        with pytest.raises(MarkerError, match="line 1: inline code holds the marker .* pair or escape that backtick"):
+            parse_markers(text)
+
+    def test_quoted_markers_are_text(self):
+        text = (
+            "Between `<!-- table: … -->` and `<!--v … -->` markers.\n\n```\n<!--v fact:x -->1<!--/v-->\n```\n\n"
+            "Para.\n\n    <!--v fact:y -->2<!--/v-->\n\n- item\n\n    <!--v fact:z -->3<!--/v-->\n"
+        )
+        assert [m.name for m in parse_markers(text)] == ["fact:z"]  # in a list item it is no code block
+
+    def test_a_small_file_with_a_hidden_marker_fails_check(self, tmp_path, capsys):
+        path = tmp_path / "w.md"
+        path.write_text("Say ` then <!--v fact:empty_pixels -->made up<!--/v--> and `x`.\n")
+        with pytest.raises(SystemExit) as exit_info:
+            report.main([str(path), "--check"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("error: ") and "inline code holds the marker" in err
+
+    def test_regenerating_a_crlf_write_up_keeps_its_line_endings(self, tmp_path, monkeypatch):
+        monkeypatch.setattr(report, "fact", lambda name, root: "42")
+        path = tmp_path / "w.md"
+        path.write_bytes(b"Title\r\n\r\nIt is <!--v fact:empty_pixels -->41<!--/v-->.\r\nEnd\r\n")
+        assert report.main([str(path), "--results-dir", str(tmp_path)]) == 0
+        assert path.read_bytes() == b"Title\r\n\r\nIt is <!--v fact:empty_pixels -->42<!--/v-->.\r\nEnd\r\n"
+        path.write_bytes(b"a\r\nb\n")
+        with pytest.raises(SystemExit):
+            report.main([str(path), "--check"])
+
+
+class TestRunStateIsNeverLost:
+    """A run folder that lost a file, a manifest or a row is refused by name, never
+    finished with a hole nor trained over; a finished run is read without writing."""
+
+    @pytest.mark.parametrize("lost", ["pruning.npz", "config.json", "environment.json"])
+    def test_a_partial_run_that_lost_a_file_is_refused_before_training(self, partial_run, lost):
+        config, folder, small = partial_run
+        (folder.path / lost).unlink()
+        before = folder.checkpoint_file.read_bytes()
+        with pytest.raises(DamagedFileError, match=f"{lost} missing beside the checkpoint of epoch 1; delete"):
+            run_experiment(config, folder.path.parent, data=small, progress=False)
+        assert folder.checkpoint_file.read_bytes() == before and not folder.manifest_file.exists()
+
+    def test_a_partial_run_whose_pruning_lost_an_epoch_is_refused(self, partial_run):
+        from synapses_study.run_files import read_pruning, write_pruning
+
+        config, folder, small = partial_run
+        pruned, mass = read_pruning(folder.pruning_file)
+        write_pruning(folder.pruning_file, pruned[:0], None)
+        with pytest.raises(DamagedFileError, match="pruning.npz holds 0 epochs, the checkpoint 1"):
+            run_experiment(config, folder.path.parent, data=small, progress=False)
+
+    def test_a_finished_run_that_lost_its_manifest_is_damaged_not_retrained(self, run_copy):
+        config, folder, small = run_copy
+        folder.manifest_file.unlink()
+        before = {p.name: p.read_bytes() for p in folder.path.iterdir()}
+        assert folder.state(config) == "damaged"
+        with pytest.raises(DamagedFileError, match="manifest.json is missing but the finished run's metrics.csv.xz"):
+            run_experiment(config, folder.path.parent, data=small, progress=False)
+        assert {p.name: p.read_bytes() for p in folder.path.iterdir()} == before
+
+    def test_a_finished_run_on_a_read_only_folder_writes_nothing(self, run_copy, monkeypatch):
+        import os
+
+        config, folder, small = run_copy
+
+        def read_only(*args, **kwargs):
+            raise OSError(errno.EROFS, "Read-only file system", str(args[0]))
+
+        for name in ("unlink", "open", "replace", "rename", "mkdir"):
+            monkeypatch.setattr(os, name, read_only)
+        assert run_experiment(config, folder.path.parent, data=small, progress=False) == folder.path
+
+    def test_a_stray_model_in_a_run_that_kept_none_is_never_a_source(self, tmp_path, run_copy):
+        config, folder, small = run_copy
+        source = run_experiment(
+            ExperimentConfig(epochs=1, keep_network=False, train_size=1000, test_size=200),
+            tmp_path,
+            data=small,
+            progress=False,
+        )
+        shutil.copyfile(folder.model_file, source / "model.pt")  # a valid model.pt, of another run
+        with pytest.raises(FileNotFoundError, match="kept no final network"):
+            RunDir(source).model_state()
+        follower = ExperimentConfig(epochs=1, init_from=source.name)
+        with pytest.raises(ConfigError, match=f"init_from='{source.name}' kept no final network"):
+            run_experiment(follower, tmp_path, data=small, progress=False)
+        assert not (tmp_path / follower.run_id()).exists()
+
+    def test_a_model_sealed_for_another_run_is_refused(self, tmp_path, run_copy):
+        config, folder, _ = run_copy
+        run_files.save_model(folder.model_file, {}, "another_run")
+        with pytest.raises(DamagedFileError, match="belongs to run 'another_run'"):
+            folder.model_state()
+
+
+class TestLinksAreNeverFollowed:
+    """A lock or temporary file planted as a symbolic link never gets its target written."""
+
+    @pytest.mark.parametrize("name", ["checkpoint.pt.tmp", "metrics.csv.tmp", "topology.npz.tmp"])
+    def test_a_planted_temporary_link_in_a_partial_run(self, partial_run, tmp_path, name):
+        config, folder, small = partial_run
+        victim = tmp_path / "victim.txt"
+        victim.write_text("keep me")
+        (folder.path / name).symlink_to(victim)
+        run_experiment(config, folder.path.parent, data=small, progress=False)
+        assert victim.read_text() == "keep me" and folder.is_finished(config)
+
+    def test_a_planted_lock_link_is_refused(self, partial_run, tmp_path):
+        config, folder, small = partial_run
+        victim = tmp_path / "victim.txt"
+        victim.write_text("keep me")
+        (folder.path / ".lock").unlink(missing_ok=True)
+        (folder.path / ".lock").symlink_to(victim)
+        with pytest.raises(OSError, match=r"\.lock is a symbolic link, not a lock file; delete it"):
+            run_experiment(config, folder.path.parent, data=small, progress=False)
+        assert victim.read_text() == "keep me"
+
+    def test_a_planted_link_beside_the_write_up(self, tmp_path, monkeypatch):
+        monkeypatch.setattr(report, "fact", lambda name, root: "42")
+        victim = tmp_path / "victim.txt"
+        victim.write_text("keep me")
+        path = tmp_path / "w.md"
+        path.write_text("<!--v fact:empty_pixels -->1<!--/v-->\n")
+        (tmp_path / "w.md.tmp").symlink_to(victim)
+        assert report.main([str(path), "--results-dir", str(tmp_path)]) == 0
+        assert victim.read_text() == "keep me" and path.read_text() == "<!--v fact:empty_pixels -->42<!--/v-->\n"
+
+
+class TestConfigValuesMeanWhatTheySay:
+    @pytest.mark.parametrize(
+        ("text", "problem"),
+        [
+            ("base: {epochs: 1:30}\n", "'1:30' is a base-60 number to YAML \\(it reads 1:30 as 90\\)"),
+            ("base: {lr: 1:30.5}\n", "'1:30.5' is a base-60 number to YAML \\(it reads 1:30.5 as 90.5\\)"),
+            ("base: {1: 2}\n", "key '1' is not a field name"),
+            ("base: {null: 2}\n", "key 'null' is not a field name"),
+        ],
+        ids=["sexagesimal-int", "sexagesimal-float", "key-1", "key-null"],
+    )
+    def test_yaml_that_would_be_misread_is_refused(self, tmp_path, text, problem):
+        path = tmp_path / "s.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=problem):
+            load_sweep(path)
+
+    def test_a_config_json_with_a_key_twice_is_one_line(self, tmp_path, capsys):
+        from synapses_study.run import main as run_main
+
+        path = tmp_path / "c.json"
+        path.write_text('{"epochs": 2, "epochs": 3}')
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(["--config", str(path), "--results-dir", str(tmp_path / "r")])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+        assert "['epochs'] appear twice in one object; keep one" in err and not (tmp_path / "r").exists()
+
+    def test_a_run_folder_config_that_is_cut_short_is_named(self, run_copy):
+        config, folder, _ = run_copy
+        folder.config_file.write_text(folder.config_file.read_text()[:20])
+        with pytest.raises(ConfigError, match="config.json: not a readable JSON config file"):
+            load_runs(None, folder.path.parent)
+
+    def test_a_device_with_a_non_ascii_digit_is_refused(self):
+        with pytest.raises(ConfigError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
+            ExperimentConfig(device="cuda:\u0661")
+
+
+class TestRegrowthRulesAreChecked:
+    """Every rule's keys are checked unless the rule is a built-in one, and its arguments
+    are refused where a layer would refuse them."""
+
+    @staticmethod
+    def _model():
+        import torch
+
+        import synapses
+
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(784, 100), torch.nn.ReLU(), torch.nn.Linear(100, 50))
+        model = synapses.sparsify(net, epsilon=5, keep_output_dense=False)
+        return model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def test_a_grid_that_fits_only_the_first_layer_is_refused(self):
+        import synapses
+
+        model, optimizer = self._model()
+        with pytest.raises(ValueError, match="has 784 pixels but a SETLayer has in_features=100; give the grid"):
+            synapses.Evolution(model, optimizer, every=1, regrowth=synapses.NearParents(0.9, input_grid=(28, 28)))
+
+    @pytest.mark.parametrize("grid", [(-28, -28), (0, 0), (28.0, 28.0), "28x28", (28,)])
+    def test_bad_grids_are_refused_as_the_layer_refuses_them(self, grid):
+        import synapses
+
+        with pytest.raises(ValueError, match="input_grid must be \\(height, width\\), two positive integers"):
+            synapses.NearParents(1.0, input_grid=grid)
+
+    @pytest.mark.parametrize("base", ["Uniform", "NearParents", "Gradient"])
+    @pytest.mark.parametrize(
+        ("placed", "problem"),
+        [
+            (lambda kept, n: kept.new_tensor([0, 0]), "returned a key twice"),
+            (lambda kept, n: kept.new_tensor([10**9]), "returned a key outside"),
+            (lambda kept, n: [0], "must return a 1-d int64 tensor of keys, got list"),
+            (lambda kept, n: None, "must return a 1-d int64 tensor of keys, got NoneType"),
+        ],
+        ids=["twice", "outside", "list", "none"],
+    )
+    def test_a_subclass_that_overrides_place_is_checked(self, base, placed, problem):
+        import torch
+
+        import synapses
+
+        class Mine(getattr(synapses, base)):
+            def place(self, layer, kept_keys, kept_weights, n):
+                return placed(kept_keys, n)
+
+        layer = synapses.SETLayer(20, 10, epsilon=2, generator=torch.Generator().manual_seed(0))
+        layer.zero_connections(0.3)
+        with pytest.raises(ValueError, match=f"Mine.place {problem}" if "tensor" not in problem else problem):
+            layer.evolve_connections(regrowth=Mine())
+
+    def test_per_pass_stops_at_total_steps_and_is_a_number(self):
+        import torch
+
+        import synapses
+
+        model, optimizer = self._model()
+        evolution = synapses.Evolution(model, optimizer, per_pass=1.0, total_steps=5)
+        for _ in range(20):
+            optimizer.zero_grad()
+            model(torch.randn(2, 784)).sum().backward()
+            optimizer.step()
+            evolution.step()
+        assert evolution.evolutions == 5 * len(evolution.layers)
+        for bad in ("0.5", True):
+            with pytest.raises(ValueError, match="per_pass must be a probability, a number in \\[0, 1\\]"):
+                synapses.Evolution(model, optimizer, per_pass=bad)
+
+    def test_a_second_per_pass_evolution_on_one_model_is_refused_until_the_first_closes(self):
+        import synapses
+
+        model, optimizer = self._model()
+        first = synapses.Evolution(model, optimizer, per_pass=0.5)
+        with pytest.raises(ValueError, match="already evolves per pass under another Evolution; call that one's close"):
+            synapses.Evolution(model, optimizer, per_pass=0.5)
+        first.close()
+        synapses.Evolution(model, optimizer, per_pass=0.5)

@@ -248,7 +248,10 @@ def test_incomplete_runs_say_what_is_missing(finished, tmp_path):
     assert (
         RunDir(run_dir).problem(config) == "metrics.csv.xz is missing"
     )  # the manifest names what the finished run held
-    (run_dir / "manifest.json").unlink()
+    (run_dir / "manifest.json").unlink()  # a finished run's model.pt without its manifest: damaged, not new
+    assert RunDir(run_dir).problem(config) == "manifest.json is missing but the finished run's model.pt is there"
+    assert RunDir(run_dir).state(config) == "damaged"
+    (run_dir / "model.pt").unlink()
     assert RunDir(run_dir).problem(config) == "not finished (no manifest.json)"
     (run_dir / "checkpoint.pt").write_bytes(b"stands for a checkpoint")
     assert RunDir(run_dir).problem(config) == "unfinished: a checkpoint is there"

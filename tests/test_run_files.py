@@ -268,7 +268,7 @@ def test_a_crash_inside_finish_resumes_from_the_packed_metrics(tmp_path, small_m
     config = ExperimentConfig(epochs=2)
     reference = run_experiment(config, tmp_path / "reference", data=small_mnist, progress=False)
     run_dir = run_experiment(config, tmp_path / "crashed", data=small_mnist, progress=False, stop_after=1)
-    history = RunDir(run_dir).history(1)
+    history = RunDir(run_dir).history(1, config)
     shutil.copy(run_dir / "checkpoint.pt", tmp_path / "checkpoint.pt")
     RunDir(run_dir).write_history(history, final=True)  # finish() got this far
     assert not (run_dir / "metrics.csv").exists()

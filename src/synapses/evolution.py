@@ -141,6 +141,8 @@ def sample_near_parents(
         child, valid = inputs + step, (inputs + step >= 0) & (inputs + step < in_features)
     else:
         height, width = input_grid
+        if height * width != in_features:  # children would be keys of inputs the layer lacks
+            raise ValueError(f"input_grid {tuple(input_grid)} does not have in_features={in_features} pixels")
         offsets = torch.tensor([(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc], device=device)
         pick = offsets[torch.randint(8, (k,), generator=generator, device=draw_device).to(device)]
         row, col = inputs // width + pick[:, 0], inputs % width + pick[:, 1]

@@ -32,8 +32,6 @@ class RegrowthRule:
     """
 
     name = "custom"
-    # built-in rules return valid keys by construction; a user's rule is checked
-    _checked = True
 
     def attach(self, layer: SETLayer) -> None:
         """Called when ``layer`` takes this rule (built with it, or given it by
@@ -58,7 +56,9 @@ class RegrowthRule:
         """``(n,)`` distinct free keys: :meth:`place`'s, then uniform draws among the pairs
         still free (with the layer's ``generator``)."""
         placed = self.place(layer, kept_keys, kept_weights, n)
-        if self._checked:
+        # the built-in places return valid keys by construction; any other place (a new
+        # rule, or a subclass of a built-in one that overrides it) is checked every time
+        if type(self).place not in _TRUSTED_PLACES:
             self._check(placed, kept_keys, n, layer.in_features * layer.out_features)
         rest = sample_free_pairs(
             torch.cat([kept_keys, placed]),
@@ -70,6 +70,8 @@ class RegrowthRule:
 
     def _check(self, placed: torch.Tensor, kept_keys: torch.Tensor, n: int, n_pairs: int) -> None:
         where = f"{type(self).__name__}.place"
+        if not isinstance(placed, torch.Tensor):
+            raise ValueError(f"{where} must return a 1-d int64 tensor of keys, got {type(placed).__name__}")
         if placed.dtype != torch.int64 or placed.dim() != 1:
             raise ValueError(
                 f"{where} must return a 1-d int64 tensor of keys, got {placed.dtype} of shape {tuple(placed.shape)}"
@@ -91,7 +93,6 @@ class Uniform(RegrowthRule):
     """SET's rule: every new connection uniform among the free pairs."""
 
     name = "uniform"
-    _checked = False
 
 
 class NearParents(RegrowthRule):
@@ -102,15 +103,38 @@ class NearParents(RegrowthRule):
     :func:`synapses.evolution.sample_near_parents`. The rest are uniform."""
 
     name = "near_parents"
-    _checked = False
 
     def __init__(self, fraction: float = 0.5, input_grid: tuple[int, int] | None = None) -> None:
-        if not 0 <= fraction <= 1:
-            raise ValueError(f"parent fraction must be in [0, 1], got {fraction!r}")
-        self.fraction, self.input_grid = fraction, input_grid
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise ValueError(f"parent fraction must be a number in [0, 1], got {fraction!r}")
+        if input_grid is not None and (
+            not isinstance(input_grid, (tuple, list))
+            or len(input_grid) != 2
+            or any(isinstance(side, bool) or not isinstance(side, int) or side < 1 for side in input_grid)
+        ):
+            raise ValueError(f"input_grid must be (height, width), two positive integers, got {input_grid!r}")
+        self.fraction = fraction
+        self.input_grid = (input_grid[0], input_grid[1]) if input_grid is not None else None
+
+    def attach(self, layer: SETLayer) -> None:
+        """Refuse a layer whose inputs do not fill this rule's ``input_grid``: its children
+        would be keys of pixels the layer does not have."""
+        self._grid_of(layer)
+
+    def _grid_of(self, layer: SETLayer) -> tuple[int, int] | None:
+        if self.input_grid is None:
+            return layer.input_grid
+        height, width = self.input_grid
+        if height * width != layer.in_features:
+            raise ValueError(
+                f"NearParents(input_grid={self.input_grid}) has {height * width} pixels but a SETLayer has "
+                f"in_features={layer.in_features}; give the grid to the layers it fits (SETLayer(input_grid=...)) and "
+                "NearParents no input_grid"
+            )
+        return self.input_grid
 
     def place(self, layer: SETLayer, kept_keys: torch.Tensor, kept_weights: torch.Tensor, n: int) -> torch.Tensor:
-        grid = self.input_grid if self.input_grid is not None else layer.input_grid
+        grid = self._grid_of(layer)
         return sample_near_parents(
             kept_keys,
             kept_weights,
@@ -139,7 +163,6 @@ class Gradient(RegrowthRule):
     """
 
     name = "gradient"
-    _checked = False
 
     def __init__(self) -> None:
         # layer -> (inputs, output gradients) of its last training batch; weak, so that a
@@ -176,6 +199,9 @@ class Gradient(RegrowthRule):
     def __setstate__(self, state: dict) -> None:
         self.__init__()  # type: ignore[misc]
 
+
+# the places that return valid keys by construction (Uniform places none)
+_TRUSTED_PLACES = (RegrowthRule.place, NearParents.place, Gradient.place)
 
 NAMED_RULES = {"uniform": Uniform, "near_parents": NearParents, "gradient": Gradient}
 

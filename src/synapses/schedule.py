@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import operator
+import weakref
 from typing import Any, Literal
 
 import torch
@@ -36,6 +37,11 @@ def _count(name: str, value: object, minimum: int = 1) -> int:
         kind = "a positive" if minimum == 1 else "a non-negative"
         raise ValueError(f"{name} must be {kind} whole number of steps, got {value!r}")
     return count
+
+
+# layer -> the Evolution whose per_pass hook it carries (weak: a deleted layer drops out;
+# kept off the layer itself so that pickling a model never meets it)
+_PER_PASS: weakref.WeakKeyDictionary[SETLayer, Evolution] = weakref.WeakKeyDictionary()
 
 
 class Evolution:
@@ -62,7 +68,8 @@ class Evolution:
         schedule: ``"constant"``, or ``"cosine"``: ``zeta`` decays as
             ``zeta * (1 + cos(pi * t / total_steps)) / 2`` over the steps ``t`` (RigL).
         total_steps: length of the cosine schedule, and the step after which no evolution
-            happens (optional for ``"constant"``).
+            happens (optional for ``"constant"``; with ``per_pass``, no layer evolves once
+            :meth:`step` has counted ``total_steps``).
         regrowth: the regrowth rule of every evolution, a name or a
             :class:`~synapses.regrowth.RegrowthRule` (default: each layer's own); it is
             attached to every layer here, so a rule that watches training (``"gradient"``)
@@ -118,8 +125,17 @@ class Evolution:
                 "Evolution: give one of every= (optimizer steps between evolutions) or per_pass= (a probability per "
                 f"forward pass), got every={every!r}, per_pass={per_pass!r}"
             )
-        if per_pass is not None and not 0 <= per_pass <= 1:
-            raise ValueError(f"per_pass must be a probability in [0, 1], got {per_pass!r}")
+        if per_pass is not None and (
+            isinstance(per_pass, bool) or not isinstance(per_pass, (int, float)) or not 0 <= per_pass <= 1
+        ):
+            raise ValueError(f"per_pass must be a probability, a number in [0, 1], got {per_pass!r}")
+        if per_pass is not None:
+            for layer in self.layers:
+                if layer in _PER_PASS:
+                    raise ValueError(
+                        f"Evolution: SETLayer {names[id(layer)]!r} already evolves per pass under another Evolution; "
+                        "call that one's close() first (two would evolve it twice per pass)"
+                    )
         every = _count("every", every) if every is not None else 0
         if total_steps is not None:
             total_steps = _count("total_steps", total_steps)
@@ -144,15 +160,26 @@ class Evolution:
         self.per_pass = per_pass
         self.steps = 0
         self.evolutions = 0
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
         if per_pass is not None:
             for layer in self.layers:
-                layer.register_forward_pre_hook(self._evolve_before_pass)
+                self._hooks.append(layer.register_forward_pre_hook(self._evolve_before_pass))
+                _PER_PASS[layer] = self
+
+    def close(self) -> None:
+        """Stop evolving per pass (remove the forward hooks ``per_pass`` put on the layers)."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        for layer in self.layers:
+            if _PER_PASS.get(layer) is self:
+                del _PER_PASS[layer]
 
     def _evolve_before_pass(self, layer: SETLayer, args: tuple[Any, ...]) -> None:
         """``per_pass``: a coin from the layer's generator; on heads, the layer evolves."""
         assert self.per_pass is not None
-        if not layer.training:
-            return
+        if not layer.training or (self.total_steps is not None and self.steps >= self.total_steps):
+            return  # total_steps ends per-pass evolution as it ends the every= schedule
         device = layer.generator.device if layer.generator is not None else "cpu"
         if float(torch.rand((), generator=layer.generator, device=device)) < self.per_pass:
             with torch.no_grad():

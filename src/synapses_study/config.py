@@ -190,7 +190,8 @@ class ExperimentConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value!r}")
-        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+        # ASCII digits only: \d also matches "١" (Arabic-Indic one), which torch cannot parse
+        if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", self.device):
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if not 0 <= self.seed < MAX_SEED:
             raise ConfigError(f"seed must be in [0, 2**32), got {self.seed!r}")
@@ -361,7 +362,13 @@ class ExperimentConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ExperimentConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()), where=str(path))
+        """The config of a JSON file (``config.json`` of a run folder, or ``--config``).
+
+        Raises:
+            ConfigError: naming the file when it is not readable JSON (truncated, a key given
+                twice) or not a mapping of valid fields.
+        """
+        return cls.from_dict(read_json_object(Path(path)), where=str(path))
 
     def replace(self, **changes: Any) -> ExperimentConfig:
         return self.from_dict({**self.to_dict(), **changes})
@@ -419,6 +426,30 @@ class ExperimentConfig:
             parts.append(self.device.replace(":", ""))
         parts += [f"s{self.seed}", digest]
         return "_".join(parts)
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict, refusing a key given twice (JSON keeps the last);
+    ``json.loads(text, object_pairs_hook=unique_keys)``."""
+    keys = [key for key, _ in pairs]
+    if twice := sorted({key for key in keys if keys.count(key) > 1}):
+        raise json.JSONDecodeError(f"key(s) {twice} appear twice in one object; keep one", "", 0)
+    return dict(pairs)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``, read strictly (a key given twice is refused).
+
+    Raises:
+        ConfigError: the file is unreadable, not JSON, or not an object.
+    """
+    try:
+        value = json.loads(path.read_text(), object_pairs_hook=unique_keys)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path}: not a readable JSON config file ({err})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a JSON object of config fields")
+    return value
 
 
 def field_help() -> dict[str, str]:

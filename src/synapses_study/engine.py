@@ -126,8 +126,10 @@ def run_experiment(
     """
     folder = RunDir.of(config, results_dir if results_dir is not None else RESULTS)
     if folder.is_finished(config):
-        # a run killed between sealing and dropping its checkpoint is finished all the same
-        folder.checkpoint_file.unlink(missing_ok=True)
+        # a run killed between sealing and dropping its checkpoint is finished all the same;
+        # only then is anything removed (a finished run on a read-only folder writes nothing)
+        if folder.checkpoint_file.exists():
+            folder.checkpoint_file.unlink()
         return folder.path
     if folder.state(config) == "damaged":
         raise DamagedFileError(f"{folder.path}: {folder.problem(config)}; delete the folder to rerun that run")
@@ -188,6 +190,11 @@ def _require_finished(source: RunDir, field_name: str) -> None:
         raise ConfigError(
             f"{field_name}={source.path.name!r}: no finished run of that id in {source.path.parent} (run that config "
             "first)"
+        )
+    if not source.config().keep_network:  # a model.pt found there is not that run's
+        raise ConfigError(
+            f"{field_name}={source.path.name!r} kept no final network (keep_network: false); start from a run that "
+            "kept one"
         )
 
 
@@ -281,7 +288,7 @@ def train(
     warn_if_unpinned(found)
     if (saved := folder.checkpoint(run_id)) is not None:
         trainee.restore(saved)
-        history = folder.history(saved["epoch"])
+        history = folder.history(saved["epoch"], config)
         if changed := folder.note_resume(found, saved["epoch"]):
             warnings.warn(
                 f"{run_id} resumes after epoch {saved['epoch']} under another environment ({'; '.join(changed)}); "

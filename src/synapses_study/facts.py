@@ -15,16 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import stats
 
 from .analysis import TRAILING_WINDOW, ink_correlation, settles_below_zero
+from .config import ExperimentConfig
 from .paths import RESULTS
 from .protocol import crossings
 from .results import excess_pruning, load_metrics, select_runs, training_ink
 from .run_dir import RunDir
 from .stats import Comparison, describe, holm, paired
 from .survivors import ink_band
+from .sweep_file import CONFIGS, load_sweep, sweep_names
 
 # Windows (epochs, inclusive) chosen after the first draft quoted single epochs, which an
 # epoch-to-epoch sd of about 0.02 in center_ratio made unreliable; 20 epochs end each run.
@@ -32,25 +35,52 @@ EARLY_WINDOW = (91, 110)  # "by epoch 100" of the growing decay
 EXPERIMENT_1_WINDOW = (140, 155)  # the end of the original's 155-epoch Experiment_1
 
 
+def _run(results: Path, config: ExperimentConfig) -> RunDir:
+    """``config``'s run folder, verified to be its finished run (a damaged one is named)."""
+    return RunDir.of(config, results).verified(config)
+
+
+def _metrics(results: Path, config: ExperimentConfig) -> pd.DataFrame:
+    return load_metrics(_run(results, config).path)
+
+
+def _topology(results: Path, config: ExperimentConfig) -> np.ndarray:
+    return _run(results, config).topology()
+
+
+def study_runs(configs_dir: Path = CONFIGS) -> list[ExperimentConfig]:
+    """Every run the study's sweep files name, once each, in file order: the only runs the
+    write-up's numbers come from (a trial run elsewhere in results/ never counts)."""
+    found: dict[str, ExperimentConfig] = {}
+    for name in sweep_names(configs_dir):
+        for run in load_sweep(configs_dir / f"{name}.yaml").runs:
+            found.setdefault(run.config.run_id(), run.config)
+    return list(found.values())
+
+
 def empty_pixels(results: Path) -> str:
-    """How many finished runs ever had an input pixel without any first-layer connection."""
-    run_dirs = sorted(p.parent for p in results.glob("*/model.pt"))
+    """How many finished sparse runs of the sweep files ever had an input pixel without any
+    first-layer connection (a damaged run is an error, never left out)."""
+    runs = sorted(
+        (c for c in study_runs() if c.model != "Dense" and RunDir.of(c, results).finished(c)),
+        key=ExperimentConfig.run_id,
+    )
     hits = []
-    for run_dir in run_dirs:
-        counts = RunDir(run_dir).topology()
+    for config in runs:
+        counts = _topology(results, config)
         epochs, pixels = np.nonzero(counts == 0)
         if len(epochs):
             hits.append(
-                f"{run_dir.name}: pixel {pixels[0]} after epoch {epochs[0]}, {len(epochs)} pixel-epoch(s) in all"
+                f"{config.run_id()}: pixel {pixels[0]} after epoch {epochs[0]}, {len(epochs)} pixel-epoch(s) in all"
             )
-    return f"{len(hits)} of {len(run_dirs)} runs" + (f" ({'; '.join(hits)})" if hits else "")
+    return f"{len(hits)} of {len(runs)} runs" + (f" ({'; '.join(hits)})" if hits else "")
 
 
 def experiment_1_window(results: Path) -> str:
     """Range over seeds of the lowest test loss in epochs 140-155, sweep155 at 1e-3."""
     low, high = EXPERIMENT_1_WINDOW
     minima = [
-        load_metrics(results / c.run_id()).query(f"{low} <= epoch <= {high}")["test_loss"].min()
+        _metrics(results, c).query(f"{low} <= epoch <= {high}")["test_loss"].min()
         for c in select_runs("sweep155", weight_decay=1e-3)
     ]
     return f"{min(minima):.4f} to {max(minima):.4f}"
@@ -66,10 +96,7 @@ def growing_early(results: Path) -> str:
     }
     parts = []
     for name, configs in groups.items():
-        values = [
-            load_metrics(results / c.run_id()).query(f"{low} <= epoch <= {high}")["center_ratio"].mean()
-            for c in configs
-        ]
+        values = [_metrics(results, c).query(f"{low} <= epoch <= {high}")["center_ratio"].mean() for c in configs]
         parts.append(f"{name} {min(values):.3f} to {max(values):.3f}")
     return ", ".join(parts)
 
@@ -81,8 +108,8 @@ def decoupled_paired(results: Path) -> str:
     coupled = {c.seed: c for c in select_runs("reproduction", weight_decay=1e-3)}
     seeds, means, shares = [], [], []
     for config in select_runs("extensions_1000", entry="decoupled"):
-        decoupled_rho = np.asarray(ink_correlation(RunDir(results / config.run_id()).topology(), ink))
-        coupled_rho = np.asarray(ink_correlation(RunDir(results / coupled[config.seed].run_id()).topology(), ink))
+        decoupled_rho = np.asarray(ink_correlation(_topology(results, config), ink))
+        coupled_rho = np.asarray(ink_correlation(_topology(results, coupled[config.seed]), ink))
         difference = (decoupled_rho - coupled_rho)[1:]
         seeds.append(str(config.seed))
         means.append(f"{difference.mean():+.3f}")
@@ -97,7 +124,7 @@ def _paired_last_epoch(
     have, ``positive - inverted`` of ``metric`` per seed, and Welch's p over the seeds."""
     final = {
         entry: {
-            c.seed: load_metrics(results / c.run_id()).iloc[-1][metric]
+            c.seed: _metrics(results, c).iloc[-1][metric]
             for c in select_runs(sweep, entry=entry, weight_decay=weight_decay)
         }
         for entry in (positive, inverted)
@@ -146,7 +173,7 @@ def mechanism_1000_repeats(results: Path) -> str:
     reference = {c.seed: c for c in select_runs("reproduction", weight_decay=0.0)}
     parts = []
     for config in select_runs("mechanism_1000", inputs="standardized"):
-        recorded, original = (RunDir(results / c.run_id()).topology() for c in (config, reference[config.seed]))
+        recorded, original = (_topology(results, c) for c in (config, reference[config.seed]))
         same = [np.array_equal(a, b) for a, b in zip(recorded, original)]
         agree = len(same) if all(same) else same.index(False)
         rho = [float(ink_correlation(t[-1], ink)) for t in (recorded, original)]
@@ -184,7 +211,7 @@ def turns_negative(results: Path) -> str:
     for name, sweep, entry in (("SET paper's network", "set_mlp", "set"), ("demo net", "reproduction", None)):
         epochs = []
         for config in select_runs(sweep, entry, weight_decay=0.0):
-            epoch = settles_below_zero(np.asarray(ink_correlation(RunDir(results / config.run_id()).topology(), ink)))
+            epoch = settles_below_zero(np.asarray(ink_correlation(_topology(results, config), ink)))
             epochs.append("never" if epoch is None else str(epoch))  # row e of topology.npz: after epoch e
         parts.append(f"{name}: epochs {', '.join(epochs)}")
     return "; ".join(parts)
@@ -195,9 +222,7 @@ def set_mlp_accuracy(results: Path) -> str:
     net, and against SET with L2 1e-3."""
 
     def accuracy(entry: str, **fields: Any) -> list[float]:
-        return [
-            load_metrics(results / c.run_id())["test_acc"].iloc[-1] for c in select_runs("set_mlp", entry, **fields)
-        ]
+        return [_metrics(results, c)["test_acc"].iloc[-1] for c in select_runs("set_mlp", entry, **fields)]
 
     plain = accuracy("set", weight_decay=0.0)
     dense = stats.ttest_ind(plain, accuracy("dense"), equal_var=False).pvalue
@@ -218,7 +243,7 @@ def idle_sign_skew(results: Path) -> str:
     for label, sweep, entry in (("demo net", "reproduction", None), ("SET paper's net", "set_mlp", "set")):
         shares = []
         for config in select_runs(sweep, entry, None, weight_decay=0.0):
-            state = RunDir(results / config.run_id()).model_state()
+            state = _run(results, config).model_state()
             connections, weight, pruned = (
                 state["set_layers.0.connections"],
                 state["set_layers.0.weight"],
@@ -238,8 +263,7 @@ def _accuracy_family(results: Path) -> dict[str, Comparison]:
 
     def last(sweep: str, entry: str | None, **fields: object) -> dict[int, float]:
         return {
-            c.seed: 100 * load_metrics(results / c.run_id())["test_acc"].iloc[-1]
-            for c in select_runs(sweep, entry, None, **fields)
+            c.seed: 100 * _metrics(results, c)["test_acc"].iloc[-1] for c in select_runs(sweep, entry, None, **fields)
         }
 
     def pair(name: str, a: dict[int, float], b: dict[int, float]) -> Comparison:

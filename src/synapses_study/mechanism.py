@@ -87,11 +87,13 @@ def _recorded_rho(run_dir: Path) -> np.ndarray:
 
 
 def finished_runs(results: Path, sweep: str, entry: str | None = None, **fields: object) -> dict[int, Path]:
-    """Seed -> run folder of the finished runs of a sweep entry (fields narrow it)."""
+    """Seed -> run folder of the finished runs of a sweep entry (fields narrow it), each
+    verified against its manifest; a run not yet finished is left out (its row pending), a
+    damaged one raises :class:`DamagedFileError` naming it (never dropped)."""
     found = {}
     for config in select_runs(sweep, entry, None, **fields):
         folder = RunDir.of(config, results)
-        if config.seed in SEEDS and folder.is_finished(config):
+        if config.seed in SEEDS and folder.finished(config):
             found[config.seed] = folder.path
     return found
 
@@ -490,8 +492,8 @@ def final_survivor_table(results: Path) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, sweep, entry, fields in FINAL_CONFIGURATIONS:
-        found = [RunDir.of(c, results) for c in select_runs(sweep, entry, None, **fields)]
-        found = [f for f in found if f.is_finished(f.config())]
+        configs = select_runs(sweep, entry, None, **fields)
+        found = [RunDir.of(c, results) for c in configs if RunDir.of(c, results).finished(c)]
         if not found:
             continue
         recorded = np.array([float(ink_correlation(f.topology()[-1], ink)) for f in found])

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .facts import fact
@@ -36,9 +39,11 @@ def refresh(
     *,
     allow_missing: bool = False,
     where: str = "the write-up",
+    progress: Callable[[str], None] | None = None,
 ) -> str:
     """``text`` with every marked table and value regenerated (see :func:`sweep_table`
-    and :mod:`.markers`); the markers are parsed strictly first.
+    and :mod:`.markers`); the markers are parsed strictly first. ``progress`` is told the
+    name of each table and fact before it is computed (some take seconds).
 
     Raises:
         MarkerError: a marker that is unclosed, unopened, nested or mistyped.
@@ -48,6 +53,8 @@ def refresh(
 
     def table(name: str) -> str:
         if name not in tables:
+            if progress is not None:
+                progress(f"table {name}")
             root = results_root(results_dir)
             if name == "selection":
                 tables[name] = selection_table(root / "feature_selection.csv")
@@ -66,6 +73,8 @@ def refresh(
 
     def value(name: str) -> str:
         if name.startswith("fact:"):
+            if progress is not None:
+                progress(name)
             return fact(name.removeprefix("fact:"), results_root(results_dir))
         parts = [part.strip() for part in name.split("|")]
         if len(parts) != 3:
@@ -97,6 +106,55 @@ def stale_markers(text: str, fresh: str) -> list[str]:
     return [a.name for a, b in zip(old, new) if text[a.body_start : a.body_end] != fresh[b.body_start : b.body_end]]
 
 
+class Heartbeat:
+    """A line on stderr every ``every`` seconds while a long job is busy, naming what it is
+    doing now (``make report`` takes a minute or two; a job done sooner prints nothing).
+    Call the object with the name of each step as it starts."""
+
+    def __init__(self, what: str, steps: int, every: float = 5.0) -> None:
+        self.what, self.steps, self.every = what, steps, every
+        self.current, self.count, self.started = "", 0, time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __call__(self, name: str) -> None:
+        self.current, self.count = name, self.count + 1
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.every):
+            print(
+                f"{self.what} {self.current} ({self.count} of at most {self.steps}; "
+                f"{time.monotonic() - self.started:.0f} s so far)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def read_markdown(path: Path) -> tuple[str, bool]:
+    """``path``'s text with ``\n`` line endings, and whether they were all ``\r\n`` (written
+    back as they were: regenerating a number must not change every line of the file).
+
+    Raises:
+        ValueError: the file mixes both kinds of line ending.
+    """
+    raw = path.read_bytes().decode()
+    crlf = raw.count("\r\n")
+    if crlf and crlf != raw.count("\n"):
+        raise ValueError(
+            f"{path} mixes CRLF and LF line endings ({crlf} of {raw.count(chr(10))} lines end in CRLF); make them "
+            "one kind"
+        )
+    return raw.replace("\r\n", "\n"), bool(crlf)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m synapses_study.report",
@@ -112,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        text = args.markdown.read_text()
-        fresh = refresh(text, args.results_dir, allow_missing=args.allow_missing, where=str(args.markdown))
+        text, crlf = read_markdown(args.markdown)
+        with Heartbeat(f"{args.markdown}: computing", len(parse_markers(text, str(args.markdown)))) as progress:
+            fresh = refresh(
+                text, args.results_dir, allow_missing=args.allow_missing, where=str(args.markdown), progress=progress
+            )
     except (OSError, UnicodeDecodeError, IncompleteResultsError, DamagedFileError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
     if args.check:
@@ -128,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.markdown}: {kinds.count('table')} table(s) and {kinds.count('value')} value(s) match the results")
         return 0
     try:
-        write_atomic(args.markdown, fresh.encode())  # a full disk leaves the old text, never half of it
+        # a full disk leaves the old text, never half of it; CRLF line endings stay CRLF
+        write_atomic(args.markdown, (fresh.replace("\n", "\r\n") if crlf else fresh).encode())
     except OSError as err:
         parser.exit(2, f"error: {err}\n")
     return 0

@@ -175,7 +175,7 @@ def configuration_runs(
     frames = []
     for label, configs in groups.items():
         for config in configs:
-            run_dir = root / config.run_id()
+            run_dir = RunDir.of(config, root).verified(config).path
             metrics = load_metrics(run_dir)[["epoch", "center_ratio", "test_loss", "test_acc"]]
             rho = load_ink_correlation([run_dir])
             frames.append(rho.merge(metrics, on="epoch", how="left").assign(configuration=label, seed=config.seed))
@@ -197,7 +197,7 @@ def excess_pruning(
     frames = []
     for label, configs in groups.items():
         for config in configs:
-            run_dir = root / config.run_id()
+            run_dir = RunDir.of(config, root).verified(config).path
             regions = pruning_by_region(
                 *RunDir(run_dir).pruning(), RunDir(run_dir).topology(), ink, blank_below=blank_below
             ).pivot(index="epoch", columns="region")
@@ -238,7 +238,7 @@ def final_values(groups: dict[str, list[ExperimentConfig]], results_dir: str | P
     rows = []
     for label, configs in groups.items():
         for config in configs:
-            run_dir = root / config.run_id()
+            run_dir = RunDir.of(config, root).verified(config).path
             rows.append(
                 dict(
                     configuration=label,

@@ -16,13 +16,12 @@ from .rounding import pin
 pin()
 
 import argparse
-import json
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
-from .config import ConfigError, ExperimentConfig, field_help
+from .config import ConfigError, ExperimentConfig, field_help, read_json_object
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,12 +87,7 @@ def _scalar_parser(hint: Any):
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     values: dict[str, Any] = {}
     if args.config is not None:
-        try:
-            values = json.loads(args.config.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ConfigError(f"{args.config}: not a readable JSON config file ({err})") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{args.config}: expected a JSON object of config fields")
+        values = read_json_object(args.config)  # a key given twice is refused, as in sweep files
     for f in fields(ExperimentConfig):
         value = getattr(args, f.name)
         if value is not None:

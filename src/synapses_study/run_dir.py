@@ -223,11 +223,12 @@ class RunDir:
         if not self.manifest_file.exists():
             if self.diverged_file.exists():
                 return self.diverged_file.read_text().strip()
-            return (
-                "unfinished: a checkpoint is there"
-                if self.checkpoint_file.exists()
-                else "not finished (no manifest.json)"
-            )
+            if self.checkpoint_file.exists():
+                return "unfinished: a checkpoint is there"
+            if final := self.final_files_without_manifest():
+                verb = "is" if len(final) == 1 else "are"
+                return f"{self.manifest_file.name} is missing but the finished run's {' and '.join(final)} {verb} there"
+            return "not finished (no manifest.json)"
         try:
             manifest = json.loads(self.manifest_file.read_text())
             listed = manifest["files"]
@@ -247,6 +248,39 @@ class RunDir:
                 )
         return None
 
+    def final_files_without_manifest(self) -> list[str]:
+        """Names of the files only a finished run writes (``metrics.csv.xz``, ``model.pt``),
+        when there is neither a manifest nor a checkpoint: such a folder lost its manifest
+        after it finished (a crash inside :meth:`finish` leaves the checkpoint, and resumes)."""
+        if self.manifest_file.exists() or self.checkpoint_file.exists():
+            return []
+        return [p.name for p in (self.path / "metrics.csv.xz", self.model_file) if p.exists()]
+
+    def finished(self, config: ExperimentConfig) -> bool:
+        """Whether ``config``'s run is finished here, verified (see :meth:`problem`); for
+        readers that leave out runs not yet finished but must never leave out a damaged one.
+
+        Raises:
+            DamagedFileError: the folder is ``damaged``: a manifest whose files do not verify,
+                or a finished run's files without their manifest.
+        """
+        if (problem := self.problem(config)) is None:
+            return True
+        if self.state(config) == "damaged":
+            raise DamagedFileError(f"{self.path}: {problem}; delete the folder to rerun that run")
+        return False
+
+    def verified(self, config: ExperimentConfig) -> RunDir:
+        """This folder, once verified to hold ``config``'s finished run (its manifest names
+        ``config``'s run id and every file matches it): what a reader of a run's numbers calls.
+
+        Raises:
+            DamagedFileError: the run is not finished here, or a file does not verify.
+        """
+        if (problem := self.problem(config)) is not None:
+            raise DamagedFileError(f"{self.path}: {problem}; finish or delete that run before reading it")
+        return self
+
     def is_finished(self, config: ExperimentConfig) -> bool:
         """Whether the folder holds the verified results of ``config`` (see :meth:`problem`)."""
         return self.problem(config) is None
@@ -258,7 +292,7 @@ class RunDir:
         ``diverged.txt`` says when; resuming would repeat it, bit for bit)."""
         if self.is_finished(config):
             return "done"
-        if self.manifest_file.exists():
+        if self.manifest_file.exists() or self.final_files_without_manifest():
             return "damaged"
         if self.diverged_file.exists():
             return "diverged"
@@ -381,29 +415,55 @@ class RunDir:
         return load_checkpoint(self.checkpoint_file, run_id) if self.checkpoint_file.exists() else None
 
     def model_state(self) -> dict[str, torch.Tensor]:
-        """The final network's state dict."""
-        if not self.model_file.exists() and self.config_file.exists() and not self.config().keep_network:
+        """The final network's state dict, checked to be this folder's run's.
+
+        Raises:
+            FileNotFoundError: the run kept no network (``keep_network: false``; a ``model.pt``
+                dropped into such a folder is not its run's and is never read).
+            DamagedFileError: ``model.pt`` is damaged or sealed for another run.
+        """
+        config = self.config() if self.config_file.exists() else None
+        if config is not None and not config.keep_network:
             raise FileNotFoundError(
                 f"{self.path.name} kept no final network (keep_network: false): nothing can start from it"
             )
-        return load_model_state(self.model_file)
+        return load_model_state(self.model_file, config.run_id() if config is not None else None)
 
-    def history(self, epochs: int) -> History:
-        """The first ``epochs`` epochs of history (what a checkpoint of epoch ``epochs`` resumes)."""
+    def history(self, epochs: int, config: ExperimentConfig) -> History:
+        """The first ``epochs`` epochs of ``config``'s history (what a checkpoint of epoch
+        ``epochs`` resumes).
+
+        Raises:
+            DamagedFileError: a file the run has written since its first epoch is missing or
+                holds fewer epochs than the checkpoint: resuming would finish a run with a
+                hole in its records, or fail at its end, on every rerun.
+        """
+
+        def damaged(why: str) -> DamagedFileError:
+            return DamagedFileError(f"{self.path}: {why}; delete the folder to restart that run")
+
+        needed = [self.config_file, self.environment_file, self.metrics_file, self.topology_file]
+        needed += [self.pruning_file] if config.record_pruning else []
+        needed += [self.lifetimes_file] if config.record_lifetimes else []
+        needed += [self.gradients_file] if config.record_gradients else []
+        if missing := [path.name for path in needed if not path.exists()]:
+            raise damaged(f"{', '.join(missing)} missing beside the checkpoint of epoch {epochs}")
         rows = read_metric_rows(self.metrics_file)
         counts = self.topology()
         if len(rows) < epochs or len(counts) < epochs + 1:
-            raise RuntimeError(
-                f"{self.path}: results hold {len(rows)} epochs, the checkpoint {epochs}; delete the folder to restart"
+            raise damaged(
+                f"results hold {len(rows)} epochs of metrics, {len(counts) - 1} of topology, the checkpoint {epochs}"
             )
         history = History(epochs, rows[:epochs], list(counts[: epochs + 1]))
-        if self.pruning_file.exists():
+        if config.record_pruning:
             pruned, weight_mass = read_pruning(self.pruning_file)
+            if len(pruned) < epochs:
+                raise damaged(f"{self.pruning_file.name} holds {len(pruned)} epochs, the checkpoint {epochs}")
             history.pruned = list(pruned[:epochs])
             history.weight_mass = list(weight_mass[:epochs]) if weight_mass is not None else []
-        if self.lifetimes_file.exists():
+        if config.record_lifetimes:
             history.lifetimes = read_lifetimes(self.lifetimes_file).truncated(epochs)
-        if self.gradients_file.exists():
+        if config.record_gradients:
             gradients = read_gradients(self.gradients_file)
             if len(gradients) < epochs:
                 raise DamagedFileError(

@@ -60,7 +60,16 @@ def hold_lock(run_dir: Path, wait: bool = False) -> Iterator[None]:
         RunInProgressError: another process holds it (training the run), unless ``wait``:
             then block until it lets go.
     """
-    with open(run_dir / ".lock", "w") as handle:
+    lock = run_dir / ".lock"
+    try:
+        # O_NOFOLLOW: a .lock planted as a symbolic link must not get the file it points at
+        # created or locked in its place (the lock is never truncated either: no O_TRUNC)
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, f"{lock} is a symbolic link, not a lock file; delete it") from None
+        raise
+    with os.fdopen(fd, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -77,8 +86,13 @@ def write_atomic(path: Path, data: bytes) -> None:
             temporary file is removed and ``path`` keeps its previous content.
     """
     tmp = path.with_name(path.name + ".tmp")
+    # A temporary file left by a killed write, or planted as a symbolic link, is removed
+    # (unlink removes a link, never its target) and the new one is created exclusively
+    # without following links: a link at the temporary name never gets another file written.
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
             view = memoryview(data)
             while view:
@@ -213,9 +227,16 @@ def save_model(path: Path, state: dict[str, torch.Tensor], run_id: str) -> None:
     write_sealed(path, compact_indices(state), compression="xz", kind="model", run_id=run_id)
 
 
-def load_model_state(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict written by :func:`save_model`, indices int64, ready for ``load_state_dict``."""
-    _, state = read_sealed(path, f"delete {path.parent} to rerun that run from scratch")
+def load_model_state(path: Path, run_id: str | None = None) -> dict[str, torch.Tensor]:
+    """A state dict written by :func:`save_model`, indices int64, ready for ``load_state_dict``.
+
+    Raises:
+        DamagedFileError: damaged, or (given ``run_id``) sealed for another run.
+    """
+    way_out = f"delete {path.parent} to rerun that run from scratch"
+    header, state = read_sealed(path, way_out)
+    if run_id is not None and header.get("run_id") != run_id:
+        raise DamagedFileError(f"{path} belongs to run {header.get('run_id')!r}, not {run_id!r}; {way_out}")
     return widen_indices(state)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, ExperimentConfig
+from .config import ConfigError, ExperimentConfig, unique_keys
 from .paths import CONFIGS  # the study's sweep files
 
 SWEEP_KEYS = {"description", "base", "grid", "runs"}
@@ -96,15 +96,23 @@ def sweep_names(configs_dir: Path = CONFIGS) -> list[str]:
 
 
 class _SweepLoader(yaml.SafeLoader):
-    """Safe YAML with three of YAML 1.1's surprises taken out: ``1e-3`` (no dot) is the
-    number, not a string; a key given twice in one mapping is refused (YAML keeps the last
-    silently); an integer with a leading zero (``010``, which YAML reads as octal 8) is
-    refused."""
+    """Safe YAML with YAML 1.1's surprises taken out: ``1e-3`` (no dot) is the number, not a
+    string; a key given twice in one mapping is refused (YAML keeps the last silently); an
+    integer with a leading zero (``010``, which YAML reads as octal 8) is refused, and so is
+    a base-60 number (``1:30``, which YAML reads as 90) and a key that is not a name (``1``,
+    ``null``)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key_node.value!r} is not a field name; write a name (or quote it)",
+                    key_node.start_mark,
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice in one mapping; keep one", key_node.start_mark
@@ -113,6 +121,7 @@ class _SweepLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        _refuse_base_60(node, super().construct_yaml_int(node))
         text = str(node.value).replace("_", "").lstrip("+-")
         if len(text) > 1 and text.startswith("0") and text[1:2].isdigit():
             raise yaml.constructor.ConstructorError(
@@ -123,16 +132,26 @@ class _SweepLoader(yaml.SafeLoader):
             )
         return super().construct_yaml_int(node)
 
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        value = super().construct_yaml_float(node)
+        _refuse_base_60(node, value)
+        return value
+
+
+def _refuse_base_60(node: yaml.ScalarNode, value: float) -> None:
+    """YAML 1.1 reads ``1:30`` as 90 and ``1:30.5`` as 90.5 (base 60): never what a config means."""
+    if ":" in str(node.value):
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"{node.value!r} is a base-60 number to YAML (it reads {node.value} as {value!r}); write the number you "
+            "mean, or quote it for text",
+            node.start_mark,
+        )
+
 
 _SweepLoader.add_constructor("tag:yaml.org,2002:int", _SweepLoader.construct_yaml_int)
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object's pairs as a dict, refusing a key given twice (JSON keeps the last)."""
-    keys = [key for key, _ in pairs]
-    if twice := sorted({key for key in keys if keys.count(key) > 1}):
-        raise json.JSONDecodeError(f"key(s) {twice} appear twice in one object; keep one", "", 0)
-    return dict(pairs)
+_SweepLoader.add_constructor("tag:yaml.org,2002:float", _SweepLoader.construct_yaml_float)
 
 
 _SweepLoader.add_implicit_resolver(
@@ -160,7 +179,7 @@ def load_sweep(path: str | Path, override: dict[str, Any] | None = None) -> Swee
         spec = (
             yaml.load(text, Loader=_SweepLoader)
             if path.suffix in (".yaml", ".yml")
-            else json.loads(text, object_pairs_hook=_unique_keys)
+            else json.loads(text, object_pairs_hook=unique_keys)
         )
     except yaml.MarkedYAMLError as err:  # one line: the problem and where (YAML's own text spans several)
         mark = err.problem_mark or err.context_mark
