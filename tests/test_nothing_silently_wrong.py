@@ -880,3 +880,54 @@ class TestRegrowthRulesAreChecked:
             synapses.Evolution(model, optimizer, per_pass=0.5)
         first.close()
         synapses.Evolution(model, optimizer, per_pass=0.5)
+
+
+class TestSweepsAtScaleAndSideBySide:
+    def test_a_dry_run_computes_each_run_id_a_bounded_number_of_times(self, tmp_path, monkeypatch):
+        from synapses_study.sweep import format_dry_run
+
+        path = tmp_path / "s.yaml"
+        path.write_text("base: {epochs: 2}\ngrid: {seed: [" + ", ".join(map(str, range(300))) + "]}\n")
+        sweep = load_sweep(path)
+        calls = []
+        original = ExperimentConfig.run_id
+        monkeypatch.setattr(ExperimentConfig, "run_id", lambda self: calls.append(1) or original(self))
+        assert "300 new" in format_dry_run(sweep, tmp_path / "results")
+        assert len(calls) <= 6 * 300  # was 300 per run: every run rebuilt the sweep's ids
+
+    def test_a_sweep_on_a_read_only_file_system_is_one_line(self, tmp_path, capsys, monkeypatch):
+        def refuse(self, *args, **kwargs):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+        sweep = tmp_path / "s.yaml"
+        sweep.write_text("base: {epochs: 1}\n")
+        monkeypatch.setattr(Path, "mkdir", refuse)
+        with pytest.raises(SystemExit) as info:
+            sweep_main([str(sweep), "--results-dir", str(tmp_path / "results")])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.count("\n") == 1
+        assert "(Read-only file system); choose a writable --results-dir" in err
+
+    def test_a_run_another_sweep_is_training_is_waited_for_not_failed(self, tmp_path):
+        import threading
+
+        from synapses_study.run_files import hold_lock
+        from synapses_study.sweep import run_job
+
+        config = ExperimentConfig(epochs=1, train_size=500, test_size=100)
+        folder = RunDir.of(config, tmp_path)
+        folder.path.mkdir(parents=True)
+        held, release = threading.Event(), threading.Event()
+
+        def other_sweep() -> None:
+            with hold_lock(folder.path):
+                held.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=other_sweep)
+        thread.start()
+        held.wait(10)
+        threading.Timer(0.5, release.set).start()
+        assert run_job(config.to_dict(), str(tmp_path)) == str(folder.path)
+        thread.join()
+        assert folder.is_finished(config)

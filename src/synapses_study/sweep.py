@@ -54,7 +54,7 @@ def run_state(run: SweepRun, results_dir: Path, sweep: Sweep | None = None) -> s
 def missing_source(run: SweepRun, results_dir: Path, sweep: Sweep | None = None) -> str | None:
     """The run id of ``run``'s ``init_from``/``topology_from`` source when that run is not
     finished in ``results_dir`` and ``sweep`` does not make it (``None`` otherwise)."""
-    made_here = {r.config.run_id() for r in sweep.runs} if sweep is not None else set()
+    made_here = sweep.run_ids() if sweep is not None else frozenset()
     for source in (run.config.init_from, run.config.topology_from):
         if source is not None and source not in made_here and not _is_finished_run(results_dir / source):
             return source
@@ -123,10 +123,17 @@ def ensure_runs(
 
 
 def run_job(config: dict[str, Any], results_dir: str, cores: list[int] | None = None) -> str:
-    """What each submitit job executes: one run, pinned to ``cores`` when given."""
+    """What each submitit job executes: one run, pinned to ``cores`` when given. A run that
+    another sweep on the same results folder is training is waited for, then taken as it
+    finished (both sweeps report it finished, neither failed)."""
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
-    return str(run_experiment(ExperimentConfig.from_dict(config), results_dir, progress=False))
+    run = ExperimentConfig.from_dict(config)
+    try:
+        return str(run_experiment(run, results_dir, progress=False))
+    except RunInProgressError:
+        RunDir.of(run, results_dir).wait_while_in_progress()
+        return str(run_experiment(run, results_dir, progress=False))
 
 
 # ---------------------------------------------------------------------------- execution
@@ -338,10 +345,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             outcomes = execute(sweep, args.results_dir, args)
-        except PermissionError as err:
+        except OSError as err:  # not writable, read-only file system, full disk: one line
             parser.exit(
                 2,
-                f"error: cannot write in {err.filename or args.results_dir} ({err.strerror}); choose a writable "
+                f"error: cannot write in {err.filename or args.results_dir} ({err.strerror or err}); choose a writable "
                 "--results-dir\n",
             )
         print(format_outcomes(outcomes))

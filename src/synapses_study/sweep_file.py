@@ -47,6 +47,15 @@ class Sweep:
     runs: list[SweepRun] = field(default_factory=list)
     baselines: dict[str, list[ExperimentConfig]] = field(default_factory=dict)
 
+    def run_ids(self) -> frozenset[str]:
+        """The run ids of :attr:`runs`, computed once per length of the list (a dry run of
+        thousands of runs asks for them once per run)."""
+        cached = getattr(self, "_run_ids", None)
+        if cached is None or cached[0] != len(self.runs):
+            cached = (len(self.runs), frozenset(run.config.run_id() for run in self.runs))
+            self._run_ids = cached
+        return cached[1]
+
     def entries(self) -> list[str]:
         return list(dict.fromkeys(run.entry for run in self.runs))
 
