@@ -2,7 +2,9 @@
 #   make setup          .venv with torch (local wheels) and the package (editable)
 #   make test           the test suite (what CI runs)
 #   make test-all       the same with every notebook's further figure runs (smoke profile)
-#   make test-fast      the same without the slow and end-to-end tests (about a minute)
+#   make test-fast      the same without the slow and end-to-end tests: several minutes, more on a
+#                       loaded machine (it trains many tiny runs); pytest ends with its wall time and
+#                       the slowest tests
 #   make bench          SETLayer vs the dense masked reference, as ratios
 #   make gpu-check      on a GPU machine: the CUDA tests, then the GPU benchmark and scale run
 #   make -j2 figures    execute the notebook runs of notebooks/runs/ that are out of date; PNGs land in figures/
@@ -47,7 +49,7 @@ test-all: setup
 	$(PYTHON) -m pytest -q --durations=12
 
 test-fast: setup
-	$(PYTHON) -m pytest -q -m "not end_to_end and not slow"
+	$(PYTHON) -m pytest -q --durations=12 -m "not end_to_end and not slow"
 
 bench: setup
 	$(PYTHON) -m synapses_study.bench

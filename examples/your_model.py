@@ -16,6 +16,7 @@ import argparse
 import gzip
 import logging
 import lzma
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -89,23 +90,36 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x.view(-1, 1, 28, 28)))
 
 
-def train(model: nn.Module, data, epochs: int, batch_size: int = 100) -> list[float]:
-    """SGD with momentum; evolution once per epoch. Returns the test accuracy after each epoch."""
+def train(model: nn.Module, data, epochs: int, batch_size: int = 100, report_every: float = 5.0) -> list[float]:
+    """SGD with momentum; evolution once per epoch. Returns the test accuracy after each epoch.
+
+    Prints a line after each epoch, and within an epoch every ``report_every`` seconds (an
+    epoch on all of MNIST takes a minute or more here)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     steps_per_epoch = -(-len(data.train_y) // batch_size)
     evolution = synapses.Evolution(model, optimizer, every=steps_per_epoch)  # SET: once per epoch
     accuracies = []
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         model.train()
+        started = last_line = time.monotonic()
         order = torch.randperm(len(data.train_y))
-        for batch in order.split(batch_size):
+        for number, batch in enumerate(order.split(batch_size), start=1):
             optimizer.zero_grad()
             F.cross_entropy(model(data.train_x[batch]), data.train_y[batch]).backward()
             optimizer.step()
             evolution.step()
+            if time.monotonic() - last_line >= report_every:
+                last_line = time.monotonic()
+                images = min(number * batch_size, len(order))
+                print(f"  epoch {epoch} of {epochs}: {images:,} of {len(order):,} training images", flush=True)
         model.eval()
         with torch.no_grad():
             accuracies.append((model(data.test_x).argmax(1) == data.test_y).float().mean().item())
+        print(
+            f"  epoch {epoch} of {epochs}: test accuracy {100 * accuracies[-1]:.2f}% "
+            f"({time.monotonic() - started:.0f} s)",
+            flush=True,
+        )
     return accuracies
 
 

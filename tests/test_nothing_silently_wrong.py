@@ -799,6 +799,30 @@ class TestConfigValuesMeanWhatTheySay:
         with pytest.raises(ConfigError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
             ExperimentConfig(device="cuda:\u0661")
 
+    @pytest.mark.parametrize(
+        ("fields", "problem"),
+        [
+            (dict(lr=1e308), "lr must be at most 1e\\+06 \\(larger steps overflow float32\\)"),
+            (dict(input_lr_factor=1e300), "lr \\* input_lr_factor must be at most 1e\\+06"),
+            (dict(hidden=(10**9, 10)), "layer 0 \\(784 x 1000000000\\) would hold more than 2147483647 connections"),
+            (dict(model="Dense", evolution="off", hidden=(10**7, 10)), "layer 0 \\(784 x 10000000\\) is too large"),
+        ],
+        ids=["lr", "input-lr-factor", "hidden-sparse", "hidden-dense"],
+    )
+    def test_huge_values_are_one_line_before_a_folder_is_made(self, tmp_path, capsys, fields, problem):
+        from synapses_study.run import main as run_main
+
+        with pytest.raises(ConfigError, match=problem):
+            ExperimentConfig(**fields)
+        flags = [
+            part
+            for k, v in fields.items()
+            for part in (f"--{k.replace('_', '-')}", str(v).strip("()").replace(", ", ","))
+        ]
+        with pytest.raises(SystemExit) as info:
+            run_main([*flags, "--results-dir", str(tmp_path / "r")])
+        assert info.value.code == 2 and capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "r").exists()
+
 
 class TestRegrowthRulesAreChecked:
     """Every rule's keys are checked unless the rule is a built-in one, and its arguments
@@ -931,3 +955,48 @@ class TestSweepsAtScaleAndSideBySide:
         assert run_job(config.to_dict(), str(tmp_path)) == str(folder.path)
         thread.join()
         assert folder.is_finished(config)
+
+
+class TestClearWords:
+    """Where a user waited in silence or read a misleading message (issue 39 §3)."""
+
+    def test_no_checkout_found_says_how_to_point_at_one(self, tmp_path):
+        from synapses_study.sweep_file import sweep_names
+
+        with pytest.raises(ConfigError, match="no configs/ \\(nor results/\\) found: .* set SYNAPSES_ROOT to it"):
+            sweep_names(tmp_path / "configs")
+
+    def test_the_run_command_says_where_it_trains_before_training(self, tmp_path, capsys, monkeypatch):
+        import synapses_study.engine
+        from synapses_study.run import main as run_main
+
+        def refuse(*args, **kwargs):
+            raise ConfigError("stopped before training")
+
+        monkeypatch.setattr(synapses_study.engine, "run_experiment", refuse)
+        with pytest.raises(SystemExit):
+            run_main(["--epochs", "1", "--results-dir", str(tmp_path)])
+        out = capsys.readouterr().out
+        assert out.startswith("run sparsenet_e1_wd0_s0_") and f"in {tmp_path}/sparsenet_e1" in out
+
+    def test_the_example_prints_each_epoch_and_within_a_long_one(self, mnist, capsys):
+        import importlib.util
+
+        import torch
+
+        import synapses
+
+        spec = importlib.util.spec_from_file_location(
+            "your_model", Path(__file__).parents[1] / "examples" / "your_model.py"
+        )
+        example = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(example)
+        data = example.MNIST(
+            mnist.train_x[:300].flatten(1), mnist.train_y[:300], mnist.test_x[:50].flatten(1), mnist.test_y[:50]
+        )
+        model = synapses.sparsify(
+            torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)), epsilon=5
+        )
+        example.train(model, data, epochs=2, report_every=0.0)
+        out = capsys.readouterr().out
+        assert "epoch 1 of 2: 100 of 300 training images" in out and "epoch 2 of 2: test accuracy " in out

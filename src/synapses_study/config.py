@@ -22,6 +22,12 @@ MAX_SEED = 2**32
 MNIST_TRAIN_IMAGES, MNIST_TEST_IMAGES = 60_000, 10_000
 RUN_ID = re.compile(r"[A-Za-z0-9][\w.+-]*")  # a folder name in the results directory, never a path
 MAX_SHIFT = 8  # pixels: a larger shift pushes most of a digit out of the 28 x 28 frame
+# a step size above this overflows float32 weights at the first step (torch refuses to
+# convert it, with a traceback), for lr and for the first layer's lr * input_lr_factor
+MAX_LR = 1e6
+# weights of one layer (a SET layer's connections, a dense layer's in x out): beyond 2**31
+# the layer's int32 indices overflow and its tensors alone take tens of GB
+MAX_LAYER_WEIGHTS = 2**31 - 1
 
 
 class ConfigError(ValueError):
@@ -190,6 +196,9 @@ class ExperimentConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value!r}")
+        for name, value in (("lr", self.lr), ("lr * input_lr_factor", self.lr * self.input_lr_factor)):
+            if not value <= MAX_LR:
+                raise ConfigError(f"{name} must be at most {MAX_LR:g} (larger steps overflow float32), got {value!r}")
         # ASCII digits only: \d also matches "١" (Arabic-Indic one), which torch cannot parse
         if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", self.device):
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
@@ -224,6 +233,12 @@ class ExperimentConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.hidden or min(self.hidden) < 1:
             raise ConfigError(f"hidden must be a non-empty list of positive widths, got {list(self.hidden)!r}")
+        for i, (n_in, n_out) in enumerate(self.set_layer_shapes()):
+            if self.model == "Dense" and n_in * n_out > MAX_LAYER_WEIGHTS:  # sparse layers: below, by epsilon
+                raise ConfigError(
+                    f"hidden={list(self.hidden)}: layer {i} ({n_in} x {n_out}) is too large (at most "
+                    f"{MAX_LAYER_WEIGHTS} weights a layer); choose smaller widths"
+                )
         if isinstance(self.epsilon, tuple) and len(self.epsilon) != len(self.hidden):
             raise ConfigError(
                 f"epsilon has {len(self.epsilon)} values for {len(self.hidden)} hidden layers; give one per hidden "
@@ -235,6 +250,11 @@ class ExperimentConfig:
                     raise ConfigError(
                         f"epsilon={eps:g} asks for more connections than the {n_in} x {n_out} layer {i} has pairs "
                         f"(at most {n_in * n_out / (n_in + n_out):g} there)"
+                    )
+                if erdos_renyi_n_params(n_in, n_out, eps, None) > MAX_LAYER_WEIGHTS:
+                    raise ConfigError(
+                        f"hidden={list(self.hidden)}: layer {i} ({n_in} x {n_out}) would hold more than "
+                        f"{MAX_LAYER_WEIGHTS} connections at epsilon={eps:g}; choose smaller widths"
                     )
         if not 0 <= self.random_shift <= MAX_SHIFT:
             raise ConfigError(

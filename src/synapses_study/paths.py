@@ -14,19 +14,28 @@ import os
 from pathlib import Path
 
 
-def study_root() -> Path:
-    """The checkout the study works in (see the module's docstring)."""
+def find_study_root() -> tuple[Path, str]:
+    """The checkout the study works in (see the module's docstring), and how it was found,
+    in words (a run says where it writes, so a wrong ``$SYNAPSES_ROOT`` or working directory
+    is seen before it trains)."""
     explicit = os.environ.get("SYNAPSES_ROOT")
     if explicit:
-        return Path(explicit).expanduser().resolve()
+        root = Path(explicit).expanduser().resolve()
+        checkout = (root / "configs").is_dir()
+        return root, "from $SYNAPSES_ROOT" + ("" if checkout else ", which holds no configs/: not a checkout")
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "configs").is_dir() and (folder / "data" / "mnist").is_dir():
-            return folder
-    return here
+            return folder, "the checkout at or above the working directory"
+    return here, "the working directory: no checkout (configs/ and data/mnist/) at or above it; set SYNAPSES_ROOT"
 
 
-REPO_ROOT = study_root()
+def study_root() -> Path:
+    """The checkout the study works in (see the module's docstring)."""
+    return find_study_root()[0]
+
+
+REPO_ROOT, ROOT_FOUND = find_study_root()
 RESULTS = REPO_ROOT / "results"
 CONFIGS = REPO_ROOT / "configs"
 FIGURES = REPO_ROOT / "figures"

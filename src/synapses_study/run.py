@@ -104,12 +104,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: {err}\n")
     from .data import MNISTFileError  # heavy imports only once the arguments are good
     from .engine import DivergedError, run_experiment
+    from .paths import RESULTS, ROOT_FOUND
     from .run_files import DamagedFileError, RunInProgressError
 
+    where = "--results-dir" if args.results_dir is not None else f"results/ of {ROOT_FOUND}"
+    print(f"run {config.run_id()} in {(args.results_dir or RESULTS) / config.run_id()} ({where})", flush=True)
     try:
         run_dir = run_experiment(config, args.results_dir, progress=not args.no_progress)
     except (ConfigError, RunInProgressError, DamagedFileError, MNISTFileError) as err:
         parser.exit(2, f"error: {err}\n")
+    except MemoryError:  # widths or a batch this machine cannot hold: say which, no traceback
+        parser.exit(
+            2,
+            f"error: out of memory for hidden={list(config.hidden)}, batch_size={config.batch_size}; choose smaller "
+            "ones\n",
+        )
     except DivergedError as err:  # not the user's mistake: the training itself failed
         parser.exit(1, f"error: {err}\n")
     except OSError as err:  # read-only folder, full disk: say which file, no traceback

@@ -100,7 +100,17 @@ def sweep_spec(value: Any) -> str | None:
 
 
 def sweep_names(configs_dir: Path = CONFIGS) -> list[str]:
-    """The study's sweep files, by name (``configs/<name>.yaml``)."""
+    """The study's sweep files, by name (``configs/<name>.yaml``).
+
+    Raises:
+        ConfigError: there is no ``configs/`` folder: the study's checkout was not found
+            (an empty list would read as "no sweep is allowed" to every caller).
+    """
+    if not configs_dir.is_dir():
+        raise ConfigError(
+            f"no configs/ (nor results/) found: {configs_dir} is not a folder; run from inside the study's checkout "
+            "or set SYNAPSES_ROOT to it"
+        )
     return sorted(path.stem for path in configs_dir.glob("*.yaml"))
 
 
