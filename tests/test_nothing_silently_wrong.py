@@ -1000,3 +1000,25 @@ class TestClearWords:
         example.train(model, data, epochs=2, report_every=0.0)
         out = capsys.readouterr().out
         assert "epoch 1 of 2: 100 of 300 training images" in out and "epoch 2 of 2: test accuracy " in out
+
+
+class TestReadingEveryRun:
+    """``load_runs`` over a whole results folder reads every run folder or names the one it cannot."""
+
+    def test_a_folder_without_config_is_named_not_skipped(self, run_copy):
+        config, folder, _ = run_copy
+        (folder.path.parent / "stray").mkdir()
+        with pytest.raises(DamagedFileError, match="stray has no config.json: not a run folder; move it out"):
+            load_runs(None, folder.path.parent)
+
+    def test_two_folders_swapped_by_name_are_named(self, run_copy, tmp_path):
+        config, folder, small = run_copy
+        other = run_experiment(
+            ExperimentConfig(epochs=1, train_size=300, test_size=100), folder.path.parent, data=small, progress=False
+        )
+        assert set(load_runs(None, folder.path.parent)["run_id"]) == {folder.path.name, other.name}
+        folder.path.rename(tmp_path / "swap")
+        other.rename(folder.path)
+        (tmp_path / "swap").rename(other)
+        with pytest.raises(DamagedFileError, match="holds the config of run .*: the folder was renamed or swapped"):
+            load_runs(None, folder.path.parent)

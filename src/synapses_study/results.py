@@ -62,10 +62,26 @@ def load_runs(
     """One row per (run, epoch): the runs of ``configs``, or every run in ``results_dir``.
 
     Runs that are missing (or unfinished, with ``finished_only``) are skipped.
+
+    Raises:
+        DamagedFileError: reading every run, a folder without ``config.json`` or one whose
+            config is another run's (folders renamed or swapped); and any damaged run.
+        ConfigError: a ``config.json`` that is not a readable config.
     """
     root = results_root(results_dir)
     if configs is None:
-        pairs = [(ExperimentConfig.from_json(path), path.parent) for path in sorted(root.glob("*/config.json"))]
+        pairs = []
+        # every folder is a run (hidden ones, such as .sweep-logs, are not): none is skipped unread
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if not (folder / "config.json").exists():
+                raise DamagedFileError(f"{folder} has no config.json: not a run folder; move it out of {root}")
+            config = ExperimentConfig.from_json(folder / "config.json")
+            if config.run_id() != folder.name:
+                raise DamagedFileError(
+                    f"{folder} holds the config of run {config.run_id()}: the folder was renamed or swapped; give it "
+                    "its run's name or delete it"
+                )
+            pairs.append((config, folder))
     else:
         pairs = [(c, root / c.run_id()) for c in configs]
     frames = []
