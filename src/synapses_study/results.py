@@ -70,18 +70,18 @@ def load_runs(
     """
     root = results_root(results_dir)
     if configs is None:
-        pairs = []
+        pairs: list[tuple[ExperimentConfig, Path]] = []
         # every folder is a run (hidden ones, such as .sweep-logs, are not): none is skipped unread
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if not (folder / "config.json").exists():
-                raise DamagedFileError(f"{folder} has no config.json: not a run folder; move it out of {root}")
-            config = ExperimentConfig.from_json(folder / "config.json")
-            if config.run_id() != folder.name:
+        for found in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if not (found / "config.json").exists():
+                raise DamagedFileError(f"{found} has no config.json: not a run folder; move it out of {root}")
+            config = ExperimentConfig.from_json(found / "config.json")
+            if config.run_id() != found.name:
                 raise DamagedFileError(
-                    f"{folder} holds the config of run {config.run_id()}: the folder was renamed or swapped; give it "
+                    f"{found} holds the config of run {config.run_id()}: the folder was renamed or swapped; give it "
                     "its run's name or delete it"
                 )
-            pairs.append((config, folder))
+            pairs.append((config, found))
     else:
         pairs = [(c, root / c.run_id()) for c in configs]
     frames = []
