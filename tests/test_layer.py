@@ -740,10 +740,11 @@ def test_meta_device_context_is_refused():
         SETLayer(10, 20)
 
 
-def test_half_precision_after_construction_is_refused_at_forward():
-    layer = make_layer(dtype=torch.float32).half()
-    with pytest.raises(ValueError, match="supports dtype float32 and float64"):
-        layer(torch.randn(2, 13, dtype=torch.float16))
+def test_half_precision_after_construction_is_refused_at_conversion():
+    layer = make_layer(dtype=torch.float32)
+    with pytest.raises(ValueError, match="cannot be converted to torch.float16: it supports dtype float32 and float64"):
+        layer.half()
+    assert layer.weight.dtype == torch.float32  # refused before anything converted
 
 
 def test_scalar_input_is_refused():

@@ -802,8 +802,8 @@ class TestConfigValuesMeanWhatTheySay:
     @pytest.mark.parametrize(
         ("fields", "problem"),
         [
-            (dict(lr=1e308), "lr must be at most 1e\\+06 \\(larger steps overflow float32\\)"),
-            (dict(input_lr_factor=1e300), "lr \\* input_lr_factor must be at most 1e\\+06"),
+            (dict(lr=1e308), "lr must be at most 3.403e\\+38 \\(float32.s largest number\\)"),
+            (dict(input_lr_factor=1e300), "lr \\* input_lr_factor must be at most 3.403e\\+38"),
             (dict(hidden=(10**9, 10)), "layer 0 \\(784 x 1000000000\\) would hold more than 2147483647 connections"),
             (dict(model="Dense", evolution="off", hidden=(10**7, 10)), "layer 0 \\(784 x 10000000\\) is too large"),
         ],
@@ -1022,3 +1022,74 @@ class TestReadingEveryRun:
         (tmp_path / "swap").rename(other)
         with pytest.raises(DamagedFileError, match="holds the config of run .*: the folder was renamed or swapped"):
             load_runs(None, folder.path.parent)
+
+
+class TestSparsify:
+    """sparsify neither changes what it only reads nor ignores what it is told (issue 39).
+    torch is imported here, not in the header the other classes share."""
+
+    def test_an_example_input_leaves_the_model_as_it_was(self):
+        import torch
+        from torch import nn
+
+        import synapses
+
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 3)).train()
+        model[2].eval()  # a mode set per module is kept too
+        before = {name: buffer.clone() for name, buffer in model.named_buffers()}
+        synapses.sparsify(model, epsilon=2, example_input=torch.randn(5, 6) * 10 + 3, verbose=False)
+        for name, buffer in model.named_buffers():
+            if name in before:  # BatchNorm's running mean and variance and its batch count
+                assert torch.equal(buffer, before[name]), name
+        assert [m.training for m in model.modules()] == [True, True, True, False, True]
+        assert isinstance(model[0], synapses.SETLayer) and isinstance(model[3], nn.Linear)
+
+    @pytest.mark.parametrize(
+        "kwargs, match",
+        [
+            (
+                dict(output_layer="2"),
+                r"output_layer='2' names the layer that keep_output_dense=True keeps dense, but keep_output_dense is "
+                r"False; drop output_layer=, or keep it dense with exclude=\['2'\]",
+            ),
+            (dict(example_input="x"), "example_input= only finds the output layer .* drop example_input="),
+        ],
+        ids=["output_layer", "example_input"],
+    )
+    def test_an_argument_keep_output_dense_false_would_ignore_is_refused(self, kwargs, match):
+        import torch
+        from torch import nn
+
+        import synapses
+
+        model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+        if kwargs.get("example_input") == "x":
+            kwargs["example_input"] = torch.randn(2, 6)
+        with pytest.raises(ValueError, match=match) as error:
+            synapses.sparsify(model, epsilon=2, keep_output_dense=False, verbose=False, **kwargs)
+        assert "\n" not in str(error.value)
+        assert all(type(m) is nn.Linear for m in (model[0], model[2]))  # refused before anything changed
+
+
+class TestEveryOptimizerIsReset:
+    def test_a_second_optimizer_over_an_evolving_layer_is_refused_at_its_first_step(self):
+        import torch
+
+        import synapses
+
+        model = synapses.sparsify(torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.Linear(30, 5)), epsilon=2)
+        first = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        second = torch.optim.SGD(model[0].parameters(), lr=0.1, momentum=0.9)
+        unrelated = torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1)
+        evolution = synapses.Evolution(model, first, every=1)
+        model(torch.randn(4, 20)).sum().backward()
+        first.step()
+        unrelated.step()
+        with pytest.raises(ValueError, match="a second SGD updates the weight of SETLayer '0'.*layer.optimizer = it"):
+            second.step()
+        model[0].optimizer = second  # reset with the layer's own optimizer: accepted
+        second.step()
+        evolution.step()
+        moved = evolution.evolve()[0]
+        assert moved.numel() and bool((second.state[model[0].weight]["momentum_buffer"][moved] == 0).all())

@@ -7,7 +7,7 @@ from .optim_state import UnknownOptimizerStateError, register_reset_rule, reset_
 from .reference import MaskedLinear
 from .regrowth import Gradient, NearParents, RegrowthRule, Uniform
 from .schedule import Evolution
-from .sparsify import Replacement, sparsify
+from .sparsify import Replacement, densify, sparsify
 
 __version__ = "0.1.0"
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "DenseNet",
     "MaskedLinear",
     "sparsify",
+    "densify",
     "Replacement",
     "Evolution",
     "RegrowthRule",

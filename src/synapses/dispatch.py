@@ -26,11 +26,12 @@ from collections.abc import Callable
 
 import torch
 
-from . import native
-from .sparse_ops import DENSE_MAX_ELEMENTS, CSRIndex, dense_linear, sparse_linear
+from . import native, ops
+from .sparse_ops import DENSE_MAX_ELEMENTS
 
-Kernel = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", CSRIndex], torch.Tensor]
-KERNELS: dict[str, Kernel] = {"dense": dense_linear, "sparse": sparse_linear, "native": native.native_linear}
+# (x (batch, in), weight (n,), bias (out,) or None, connections (n, 2), out_features) -> (batch, out)
+Kernel = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", torch.Tensor, int], torch.Tensor]
+KERNELS: dict[str, Kernel] = {"dense": ops.dense_linear, "sparse": ops.sparse_linear, "native": ops.native_linear}
 
 # The fixed rule: the CSR kernels below this density (measured once by synapses_study.bench, at
 # the thread count of a laptop), the dense ones above it, for layers small enough to densify.
@@ -103,7 +104,6 @@ def _fastest_steps(names: list[str], key: tuple) -> dict[str, float]:
     generator = torch.Generator().manual_seed(0)
     pairs = _random_pairs(in_features * out_features, n_params, generator)
     connections = torch.stack([pairs % in_features, pairs // in_features], dim=1).to(device)
-    index = CSRIndex.build(connections, in_features, out_features)
     weight = torch.randn(len(pairs), generator=generator, dtype=dtype).to(device).requires_grad_()
     x = torch.randn(batch, in_features, generator=generator, dtype=dtype).to(device).requires_grad_()
     grad = torch.randn(batch, out_features, generator=generator, dtype=dtype).to(device)
@@ -114,7 +114,7 @@ def _fastest_steps(names: list[str], key: tuple) -> dict[str, float]:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 start = time.perf_counter()
-                torch.autograd.backward(KERNELS[name](x, weight, None, index), grad)
+                torch.autograd.backward(KERNELS[name](x, weight, None, connections, out_features), grad)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 if repeat:

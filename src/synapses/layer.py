@@ -9,14 +9,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from . import native
+from . import native, ops
 from .dispatch import KERNELS, auto_kernel, fixed_rule_is_dense, measured_kernel
 from .evolution import prune_closest_to_zero, sample_free_pairs
 from .optim_state import apply_reset, plan_reset
 from .regrowth import NearParents, RegrowthRule, as_rule
 from .sparse_ops import CSRIndex
 
-CONTENT_CHECK_MAX = 1 << 20  # connections whose content is compared on every CPU forward call
+CONTENT_CHECK_MAX = ops.CONTENT_CHECK_MAX  # connections whose content is compared on every CPU forward call
 COMPUTE_MODES = ("auto", "measure", "fixed", "sparse", "native", "dense")
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # compute="dense" scatters the weights into an (out, in) matrix on every call: refused
@@ -195,11 +195,12 @@ class SETLayer(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype)) if bias else None
         self.register_buffer("connections", torch.empty(n_params, 2, dtype=torch.int64, device=device))
         self.register_buffer("pruned", torch.zeros(n_params, dtype=torch.bool, device=device))
-        self._index: CSRIndex | None = None
-        self._index_key: tuple[Any, ...] | None = None
-        self._index_source: torch.Tensor | None = None
         self.reset_parameters()
         rule.attach(self)
+        # torch's fused inference paths (TransformerEncoderLayer's under eval() and no_grad)
+        # read linear1.weight as an (out, in) matrix; they skip a module that holds a module
+        # with hooks, so this no-op hook sends a block holding a SETLayer down its plain path.
+        self.register_forward_pre_hook(_keep_off_fused_paths)
 
     # ------------------------------------------------------------------ construction
     @property
@@ -240,27 +241,12 @@ class SETLayer(nn.Module):
 
     # ------------------------------------------------------------------ computation
     def _csr_index(self) -> CSRIndex:
-        # Rebuilt only when the connections change: in place (evolution, load_state_dict)
-        # bumps the tensor's version counter; moving the layer replaces the tensor. Writes
-        # that bypass the counter (through .data or .numpy()) are caught on the CPU by
-        # comparing with the connections the index was built from, a pass over them that
-        # stays under a millisecond up to CONTENT_CHECK_MAX connections; above that, and on
-        # a GPU (where the comparison would stop the device every call), only the counter is
-        # checked: change connections in place, never through .data.
-        conn = self.connections
-        key = (conn.data_ptr(), conn._version, conn.device)
-        stale = self._index is None or self._index_key != key
-        source = self._index_source if conn.device.type == "cpu" and self.n_params <= CONTENT_CHECK_MAX else None
-        if not stale and source is not None and not torch.equal(conn, source):
-            stale = True
-        if stale:
-            self._index = CSRIndex.build(conn, self.in_features, self.out_features)
-            self._index_key = key
-            self._index_source = (
-                conn.clone() if conn.device.type == "cpu" and self.n_params <= CONTENT_CHECK_MAX else None
-            )
-        assert self._index is not None
-        return self._index
+        """The CSR index of the current connections (built once per topology, see
+        :func:`synapses.ops.index_for`: rebuilt when the connections change in place, which
+        bumps their version counter, or are replaced; on the CPU up to CONTENT_CHECK_MAX
+        connections, also when they were written through ``.data``; above that, and on a GPU,
+        change connections in place, never through ``.data``)."""
+        return ops.index_for(self.connections, self.in_features, self.out_features)
 
     def kernel_for(self, batch: int = 1) -> str:
         """The path :meth:`forward` takes for a ``batch`` of inputs: ``"dense"``, ``"sparse"``
@@ -285,6 +271,16 @@ class SETLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(*, in_features)`` -> ``(*, out_features)``."""
+        if x.is_nested:
+            raise ValueError(
+                "SETLayer got a nested tensor (from nn.TransformerEncoder's fast path?); set the encoder's "
+                "use_nested_tensor = False, as synapses.sparsify does"
+            )
+        if (torch.compiler.is_exporting() or torch.jit.is_tracing()) and torch.onnx.is_in_onnx_export():
+            raise RuntimeError(
+                "a SETLayer cannot be exported to ONNX (its sparse kernels have no ONNX operator): export "
+                "synapses.densify(model) instead"
+            )
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
         if self.weight.device.type == "meta":
@@ -306,7 +302,10 @@ class SETLayer(nn.Module):
         x2d = x if x.dim() == 2 else x.reshape(-1, self.in_features)
         if self.weight.dtype not in SUPPORTED_DTYPES:  # converted after construction (.half())
             _check_dtype(self.weight.dtype)
-        y = KERNELS[self.kernel_for(len(x2d))](x2d, self.weight, self.bias, self._csr_index())
+        # The kernels take the connections themselves and find their index inside a custom
+        # operator (synapses.ops): nothing here reads a data pointer or version, so
+        # torch.compile keeps one graph through evolutions and torch.export can trace it.
+        y = KERNELS[self.kernel_for(len(x2d))](x2d, self.weight, self.bias, self.connections, self.out_features)
         return y if x.dim() == 2 else y.reshape(*batch_shape, self.out_features)
 
     def __prepare_scriptable__(self) -> SETLayer:
@@ -314,6 +313,82 @@ class SETLayer(nn.Module):
             "SETLayer cannot be compiled by torch.jit.script (its kernels are Python autograd functions); use it "
             "eagerly or with torch.compile"
         )
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        # .to(dtype), .half(), .bfloat16(), ... all come here: an unsupported dtype is refused
+        # before anything converts (fn is tried on an empty tensor like the weight), instead
+        # of at the next forward call.
+        probe = fn(torch.empty(0, dtype=self.weight.dtype, device=self.weight.device))
+        if isinstance(probe, torch.Tensor) and probe.is_floating_point() and probe.dtype not in SUPPORTED_DTYPES:
+            raise ValueError(
+                f"a SETLayer cannot be converted to {probe.dtype}: it supports dtype float32 and float64 (half "
+                "precision has no sparse kernels); keep it float32 (under torch.autocast it computes in float32)"
+            )
+        return super()._apply(fn, recurse)
+
+    @classmethod
+    def from_dense(
+        cls,
+        linear: nn.Linear,
+        epsilon: float = 11,
+        sparsity: float | None = None,
+        *,
+        connections: Literal["random", "largest"] = "random",
+        keep_weights: bool = True,
+        **kwargs: Any,
+    ) -> SETLayer:
+        """A SETLayer of ``linear``'s shape, device, dtype and bias, with ``linear``'s weights
+        at its connections.
+
+        Args:
+            linear: the dense layer (``weight`` ``(out, in)``); it is not changed.
+            epsilon, sparsity: how many connections (see :class:`SETLayer`).
+            connections: ``"random"``: drawn as SETLayer draws them (SET's start);
+                ``"largest"``: the pairs of largest ``|weight|`` (magnitude pruning of a
+                trained layer; ties broken by position).
+            keep_weights: copy ``linear``'s weight at each connection and its bias; otherwise
+                keep SETLayer's He initialisation.
+            kwargs: the other arguments of :class:`SETLayer` (``zeta``, ``generator``, ``compute``, ...).
+        """
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"SETLayer.from_dense takes an nn.Linear, got {type(linear).__name__}")
+        if connections not in ("random", "largest"):
+            raise ValueError(f"connections must be 'random' or 'largest', got {connections!r}")
+        layer = cls(
+            linear.in_features,
+            linear.out_features,
+            epsilon,
+            sparsity,
+            bias=linear.bias is not None,
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
+            **kwargs,
+        )
+        with torch.no_grad():
+            if connections == "largest":
+                # a stable sort: equal magnitudes go to the lower flat key (out * in_features + in)
+                order = torch.sort(linear.weight.abs().flatten(), descending=True, stable=True).indices
+                layer.connections.copy_(layer._pairs_from_keys(order[: layer.n_params]))
+            if keep_weights:
+                layer.weight.copy_(linear.weight[layer.connections[:, 1], layer.connections[:, 0]])
+                if linear.bias is not None and layer.bias is not None:
+                    layer.bias.copy_(linear.bias)
+        return layer
+
+    def to_linear(self) -> nn.Linear:
+        """An ``nn.Linear`` with this layer's weights, exactly (zeros at the absent pairs), on
+        its device and in its dtype; the random state is not touched. For deployment
+        (ONNX export, quantisation); :func:`synapses.densify` converts a whole model."""
+        # built on the meta device, then given storage: nn.Linear's own initialisation would
+        # draw from the global random generator for weights about to be overwritten
+        linear = nn.Linear(
+            self.in_features, self.out_features, bias=self.bias is not None, device="meta", dtype=self.weight.dtype
+        ).to_empty(device=self.weight.device)
+        with torch.no_grad():
+            linear.weight.copy_(self.to_dense())
+            if self.bias is not None:
+                linear.bias.copy_(self.bias)
+        return linear
 
     def to_dense(self) -> torch.Tensor:
         """The weight as a dense ``(out_features, in_features)`` tensor (differentiable)."""
@@ -435,6 +510,11 @@ def _positive_int(name: str, value: object) -> int:
     if size < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return size
+
+
+def _keep_off_fused_paths(module: nn.Module, args: tuple[Any, ...]) -> None:
+    """A no-op forward pre-hook (see ``SETLayer.__init__``); module-level, so that a pickled
+    layer carries it."""
 
 
 def _check_dtype(dtype: torch.dtype) -> None:

@@ -9,7 +9,8 @@ once, in registers, where it enters or leaves.
 
 They are built with torch's C++ extension loader (a C++ compiler and ninja, as torch's own
 extensions need) the first time a layer asks for them, which takes about a minute once;
-the build is cached by torch (``TORCH_EXTENSIONS_DIR``, by default under ``~/.cache``).
+the build is cached by torch (``TORCH_EXTENSIONS_DIR``, by default under ``~/.cache``), in a
+folder named by :func:`build_tag`, and every build is announced (logger ``synapses``).
 Without a compiler they are simply unavailable: :func:`available` says so, ``compute="auto"`` and ``"measure"``
 does without them and ``compute="native"`` raises :class:`NativeKernelsUnavailable` naming
 the cause. CPU only, float32 and float64.
@@ -23,12 +24,13 @@ import os
 import platform
 import shutil
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
-from .sparse_ops import CSRIndex, differentiable_grads
+from .sparse_ops import CSRIndex
 
 SOURCE = Path(__file__).parent / "csrc" / "sparse_linear.cpp"
 # The instruction set the kernels are built for (see arch()). A build for one processor
@@ -97,16 +99,34 @@ def _build() -> tuple[ModuleType | None, str | None]:
             return None, "ninja is not installed (pip install ninja), or use compute='sparse'"
         name = f"synapses_sparse_linear_{build_tag()}"
         built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
-        if not built.exists():
+        before = _stamp(built)
+        if before is None:
             log.warning(
                 "synapses: compiling the CPU kernels for this environment, once (about a minute) into %s", built.parent
             )
+        start = time.perf_counter()
         module = cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=cflags(), verbose=False)
+        # torch's loader may also rebuild a build that exists (its sources or headers
+        # changed, a half-finished build): every build is told, after the fact where it
+        # could not be foreseen
+        if _stamp(built) != before:
+            log.warning(
+                "synapses: compiled the CPU kernels in %.0f s into %s", time.perf_counter() - start, built.parent
+            )
     except Exception as error:  # a missing compiler shows as OSError, RuntimeError or CalledProcessError
         return None, f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
     finally:
         logger.setLevel(level)
     return module, None
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """``path``'s modification time (ns) and size, or ``None`` where it does not exist."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
 
 
 def arch() -> str:
@@ -169,55 +189,39 @@ def feature_major(t: torch.Tensor) -> torch.Tensor:
     return load().transposed(t)
 
 
-class _NativeLinear(torch.autograd.Function):
-    """``y = x @ W.T + b`` through the compiled kernels; the same gradients as
-    :class:`synapses.sparse_ops._SparseLinear`. ``y`` and ``dL/dx`` are returned
-    feature-major (transposed views of contiguous ``(features, batch)`` matrices), the layout
-    the kernels read, so stacked layers pass them on without copies. Under
-    ``create_graph=True`` the backward is built from the differentiable torch kernels instead
-    (second derivatives exact)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex) -> torch.Tensor:
-        kernels = load()
-        x_t = feature_major(x)
-        ctx.save_for_backward(x, x_t, weight)
-        # dL/dx is returned in x's layout: autograd would otherwise copy it into that
-        # layout for a leaf x, more slowly than the kernels' own transpose.
-        ctx.index, ctx.has_bias, ctx.x_row_major = index, bias is not None, x.is_contiguous()
-        return kernels.linear(x_t, weight, bias, index.crow, index.col, index.order, index.shape[1]).t()
-
-    @staticmethod
-    def backward(ctx, grad_y: torch.Tensor):
-        x, x_t, weight = ctx.saved_tensors
-        index = ctx.index
-        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
-            grad_x, grad_w = differentiable_grads(
-                grad_y, x, weight, index, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-            )
-            grad_b = grad_y.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-            return grad_x, grad_w, grad_b, None
-        kernels = load()
-        grad_y_t = feature_major(grad_y)
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x_t = kernels.linear(grad_y_t, weight, None, index.crow_t, index.col_t, index.order_t, index.shape[0])
-            grad_x = kernels.transposed(grad_x_t) if ctx.x_row_major else grad_x_t.t()
-        need_bias = ctx.has_bias and ctx.needs_input_grad[2]
-        grad_w = grad_b = None
-        if ctx.needs_input_grad[1]:  # the bias gradient comes with it, from the same reads
-            grad_w, grad_b = kernels.sampled(
-                grad_y_t, x_t, index.crow, index.col, index.order, index.shape[1], need_bias
-            )
-        elif need_bias:
-            grad_b = grad_y_t.sum(1)
-        return grad_x, grad_w, grad_b, None
+def linear_t(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex) -> torch.Tensor:
+    """``W @ x.T + bias`` as a contiguous ``(rows, batch)`` matrix, through the compiled
+    kernels, for ``x`` ``(batch, k)`` (read as it is where it is feature-major), ``weight``
+    ``(n,)`` in weight order, ``bias`` ``(rows,)`` or ``None`` and the CSR ``index`` of ``W``
+    ``(rows, k)``. (:mod:`synapses.ops` makes it the ``synapses::linear`` operator.)"""
+    return load().linear(feature_major(x), weight, bias, index.crow, index.col, index.order, index.shape[1])
 
 
-def native_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex) -> torch.Tensor:
-    """Compiled path. ``x``: ``(batch, in)``; ``weight``: ``(n,)``; ``bias``: ``(out,)`` or
-    ``None``; ``index``: the layer's :class:`~synapses.sparse_ops.CSRIndex`. Returns
-    ``(batch, out)``, laid out feature-major (see :class:`_NativeLinear`)."""
-    if x.device.type != "cpu":
-        raise NativeKernelsUnavailable(f"synapses' compiled kernels run on the CPU; this input is on {x.device}")
-    return _NativeLinear.apply(x, weight, bias, index)
+def linear_t_backward(
+    grad_y: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    index: CSRIndex,
+    need_x: bool,
+    need_w: bool,
+    need_b: bool,
+    x_row_major: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The gradients of :func:`linear_t` for the output gradient ``grad_y`` ``(batch, rows)``:
+    ``dL/dx`` ``(batch, k)`` (row-major where ``x_row_major``, else feature-major),
+    ``dL/dweight`` ``(n,)`` and ``dL/dbias`` ``(rows,)``, each ``None`` where not needed.
+    The bias gradient comes with the weight gradient, from the same reads."""
+    kernels = load()
+    grad_y_t = feature_major(grad_y)
+    grad_x = grad_w = grad_b = None
+    if need_x:
+        grad_x_t = kernels.linear(grad_y_t, weight, None, index.crow_t, index.col_t, index.order_t, index.shape[0])
+        grad_x = kernels.transposed(grad_x_t) if x_row_major else grad_x_t.t()
+    if need_w:
+        grad_w, grad_b = kernels.sampled(
+            grad_y_t, feature_major(x), index.crow, index.col, index.order, index.shape[1], need_b
+        )
+        grad_b = grad_b if need_b else None
+    elif need_b:
+        grad_b = grad_y_t.sum(1)
+    return grad_x, grad_w, grad_b

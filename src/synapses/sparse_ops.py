@@ -9,6 +9,9 @@ of shape ``(n, 2)``, column 0 the input index, column 1 the output index):
 * dense: scatter the values into an ``(out, in)`` matrix and call ``F.linear``. Faster for
   small, relatively dense layers, and used only for those (see :mod:`synapses.dispatch`).
 
+The products here are plain functions; :mod:`synapses.ops` makes them torch custom
+operators with their gradients.
+
 The CSR index structures depend only on the connections, which change only when the layer
 evolves, so they are built once per topology (:class:`CSRIndex`) and reused by every call.
 """
@@ -19,7 +22,6 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 # The dense path allocates an (out, in) matrix per call: never for large layers.
 DENSE_MAX_ELEMENTS = 1 << 20
@@ -135,64 +137,47 @@ def _row_pointers(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     return crow
 
 
-class _SparseLinear(torch.autograd.Function):
-    """``y = x @ W.T`` for a CSR weight; gradients by CSR matmul and SDDMM.
+def csr_product(x: torch.Tensor, weight: torch.Tensor, index: CSRIndex) -> torch.Tensor:
+    """``W @ x.T`` ``(rows, batch)``, contiguous, for the CSR weight ``W`` ``(rows, k)`` of
+    ``index`` with values ``weight`` ``(n,)`` in weight order, and ``x`` ``(batch, k)``.
 
-    The backward pass is itself differentiable (``create_graph=True``: gradient penalties,
-    Hessian-vector products): it is then expressed through this function and
-    :class:`_SampledProduct`, whose own gradients are sparse products again.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, index: CSRIndex) -> torch.Tensor:
-        matrix = index.matrix(weight)
-        tiled = len(x) >= TILE_MIN_BATCH
-        # CSR @ dense wants a contiguous right operand: (out, in) @ (in, batch). Untiled, the
-        # transposed copy is kept for the weight gradient; tiled, each tile makes its own.
-        x_t = None if tiled else x.t().contiguous()
-        # x itself is saved too (free: a reference) for a differentiable backward, whose
-        # weight gradient must stay linked to x.
-        ctx.save_for_backward(x, x_t, weight)
-        ctx.index, ctx.matrix = index, matrix
-        return (_csr_times_tiles(matrix, x) if tiled else torch.sparse.mm(matrix, x_t)).t()
-
-    @staticmethod
-    def backward(ctx, grad_y: torch.Tensor):
-        x, x_t, weight = ctx.saved_tensors
-        index: CSRIndex = ctx.index
-        if torch.is_grad_enabled():  # create_graph=True: build a graph of the gradients
-            ctx.matrix = None
-            return (
-                *differentiable_grads(grad_y, x, weight, index, ctx.needs_input_grad[0], ctx.needs_input_grad[1]),
-                None,
-            )
-        grad_x = grad_w = None
-        # ctx.matrix is dropped after a first backward; a second one (retain_graph) rebuilds it.
-        matrix = ctx.matrix if ctx.matrix is not None else index.matrix(weight)
-        if x_t is None:  # tiled over the batch (see TILE_MIN_BATCH)
-            if ctx.needs_input_grad[0]:
-                grad_x = _csr_times_tiles(index.matrix_t(weight), grad_y).t()
-            if ctx.needs_input_grad[1]:
-                grad_w = _sampled_values_tiles(matrix, grad_y, x, index)
-        else:
-            grad_y_t = grad_y.t().contiguous()  # (out, batch)
-            if ctx.needs_input_grad[0]:
-                grad_x = torch.sparse.mm(index.matrix_t(weight), grad_y_t).t()
-            if ctx.needs_input_grad[1]:
-                grad_w = _sampled_values(matrix, grad_y_t, x_t, index)
-        ctx.matrix = None
-        return grad_x, grad_w, None
+    CSR @ dense wants a contiguous right operand, ``x`` transposed; a large batch is cut
+    into tiles (see ``TILE_MIN_BATCH``)."""
+    matrix = index.matrix(weight)
+    if len(x) >= TILE_MIN_BATCH:
+        return _csr_times_tiles(matrix, x)
+    return torch.sparse.mm(matrix, x.t().contiguous())
 
 
-def differentiable_grads(
+def csr_backward(
     grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, index: CSRIndex, need_x: bool, need_w: bool
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``(dL/dx, dL/dweight)`` of ``y = x @ W.T`` as differentiable functions (for
-    ``create_graph=True``): the input gradient through the transposed CSR product, the
-    weight gradient as :class:`_SampledProduct`. ``None`` where not needed."""
-    grad_x = _SparseLinear.apply(grad_y, weight, index.transposed()) if need_x else None
-    grad_w = _SampledProduct.apply(grad_y, x, index) if need_w else None
+    """The gradients of :func:`csr_product` for ``grad_y`` ``(batch, rows)``: ``dL/dx``
+    ``(batch, k)`` (through the transposed CSR) and ``dL/dweight`` ``(n,)`` (SDDMM), each
+    ``None`` where not needed. The transposed output gradient is made once for both."""
+    matrix = index.matrix(weight)  # the SDDMM's pattern (beta=0: its values are not read)
+    grad_x = grad_w = None
+    if len(x) >= TILE_MIN_BATCH:  # tiled over the batch
+        if need_x:
+            grad_x = _csr_times_tiles(index.matrix_t(weight), grad_y).t()
+        if need_w:
+            grad_w = _sampled_values_tiles(matrix, grad_y, x, index)
+    else:
+        grad_y_t = grad_y.t().contiguous()  # (rows, batch)
+        if need_x:
+            grad_x = torch.sparse.mm(index.matrix_t(weight), grad_y_t).t()
+        if need_w:
+            grad_w = _sampled_values(matrix, grad_y_t, x.t().contiguous(), index)
     return grad_x, grad_w
+
+
+def sampled_product(grad_y: torch.Tensor, x: torch.Tensor, index: CSRIndex) -> torch.Tensor:
+    """``v[k] = sum_b grad_y[b, out_k] * x[b, in_k]`` ``(n,)`` in weight order, for
+    ``grad_y`` ``(batch, out)`` and ``x`` ``(batch, in)``: the weight gradient, by SDDMM."""
+    pattern = index.matrix(grad_y.new_zeros(len(index.flat)))
+    if len(x) >= TILE_MIN_BATCH:
+        return _sampled_values_tiles(pattern, grad_y, x, index)
+    return _sampled_values(pattern, grad_y.t().contiguous(), x.t().contiguous(), index)
 
 
 def _csr_times_tiles(matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -222,40 +207,3 @@ def _sampled_values_tiles(
         values = part if values is None else values.add_(part)
     assert values is not None
     return values.index_select(0, index.inverse)
-
-
-class _SampledProduct(torch.autograd.Function):
-    """``v[k] = sum_b g[b, out_k] * x[b, in_k]``: the weight gradient as a differentiable
-    function of the output gradient ``g`` ``(batch, out)`` and the input ``x`` ``(batch, in)``."""
-
-    @staticmethod
-    def forward(ctx, grad_y: torch.Tensor, x: torch.Tensor, index: CSRIndex) -> torch.Tensor:
-        ctx.save_for_backward(grad_y, x)
-        ctx.index = index
-        pattern = index.matrix(grad_y.new_zeros(len(index.flat)))
-        if len(x) >= TILE_MIN_BATCH:
-            return _sampled_values_tiles(pattern, grad_y, x, index)
-        return _sampled_values(pattern, grad_y.t().contiguous(), x.t().contiguous(), index)
-
-    @staticmethod
-    def backward(ctx, grad_v: torch.Tensor):
-        grad_y, x = ctx.saved_tensors
-        index: CSRIndex = ctx.index
-        # d/dg[b, o] = sum_{k: out_k = o} grad_v[k] x[b, in_k]: x through the layer with weight grad_v;
-        # d/dx[b, i] = sum_{k: in_k = i} grad_v[k] g[b, out_k]: g through its transpose.
-        grad_g = _SparseLinear.apply(x, grad_v, index) if ctx.needs_input_grad[0] else None
-        grad_x = _SparseLinear.apply(grad_y, grad_v, index.transposed()) if ctx.needs_input_grad[1] else None
-        return grad_g, grad_x, None
-
-
-def sparse_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex) -> torch.Tensor:
-    """Sparse path. ``x``: ``(batch, in)``; ``weight``: ``(n,)``; returns ``(batch, out)``."""
-    y = _SparseLinear.apply(x, weight, index)
-    return y + bias if bias is not None else y
-
-
-def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: CSRIndex) -> torch.Tensor:
-    """Dense path: scatter into ``(out, in)`` (autograd gathers the gradient back)."""
-    out_features, in_features = index.shape
-    dense = weight.new_zeros(out_features * in_features).scatter(0, index.flat, weight)
-    return F.linear(x, dense.view(out_features, in_features), bias)

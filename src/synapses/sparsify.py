@@ -114,8 +114,15 @@ def sparsify(
         report, with ``return_report``).
 
     Raises:
-        ValueError: no Linear to replace, a missing or conflicting density argument, or a
-            layer in a dtype or on a device SETLayer does not support (named).
+        ValueError: no Linear to replace (the message names those kept dense and the
+            argument that would sparsify them), a missing or conflicting density argument,
+            ``output_layer`` or ``example_input`` with ``keep_output_dense=False``, or a layer
+            in a dtype or on a device SETLayer does not support (named).
+
+    ``example_input`` runs the model once in eval mode, without gradients; the modes and
+    every buffer (BatchNorm's running statistics) are left as they were. A
+    ``nn.TransformerEncoder`` holding a SETLayer gets ``use_nested_tensor = False`` (its
+    fast path would hand the layers nested tensors).
     """
     if distribution == "erdos_renyi" and epsilon is None and sparsity is not None:
         raise ValueError(
@@ -131,12 +138,20 @@ def sparsify(
     if sparsity is not None and not 0 <= sparsity < 1:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
     as_rule(regrowth)  # a name it does not know is refused before any layer is replaced
+    if output_layer is not None and not keep_output_dense:
+        raise ValueError(
+            f"sparsify: output_layer={output_layer!r} names the layer that keep_output_dense=True keeps dense, but "
+            f"keep_output_dense is False; drop output_layer=, or keep it dense with exclude=[{output_layer!r}]"
+        )
+    if example_input is not None and not keep_output_dense:
+        raise ValueError(
+            "sparsify: example_input= only finds the output layer that keep_output_dense=True keeps dense, but "
+            "keep_output_dense is False; drop example_input="
+        )
     model = model if inplace else copy.deepcopy(model)
     targets, kept = _linear_layers(model, tuple(exclude), keep_output_dense, output_layer, example_input)
     if not targets:
-        raise ValueError(
-            f"sparsify: {type(model).__name__} has no nn.Linear layer to replace (after exclude and keep_output_dense)"
-        )
+        raise ValueError(f"sparsify: {type(model).__name__} has no nn.Linear layer to replace{_why_none(kept)}")
     for name, linear in targets.items():
         if linear.weight.dtype not in SUPPORTED_DTYPES or linear.weight.device.type == "meta":
             raise ValueError(
@@ -160,6 +175,7 @@ def sparsify(
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, replaced[id(linear)])
         report.append(Replacement(name, linear.in_features, linear.out_features, replaced[id(linear)].n_params))
+    _keep_encoders_unnested(model)
     if verbose:
         for entry in report:
             log.info("%s", entry)
@@ -167,6 +183,55 @@ def sparsify(
             (log.warning if kept_entry.reason.startswith(("its weight", "a subclass")) else log.info)("%s", kept_entry)
     full_report: list[Replacement | KeptDense] = [*report, *kept]
     return (model, full_report) if return_report else model
+
+
+def _why_none(kept: list[KeptDense]) -> str:
+    """The end of sparsify's refusal when every linear layer is kept dense: which, why, and
+    the argument that would sparsify it."""
+    if not kept:
+        return ""
+    fixes = {
+        "the output layer": "keep_output_dense=False",
+        "excluded": "a narrower exclude=",
+    }
+    parts = []
+    for entry in kept:
+        fix = next((arg for start, arg in fixes.items() if entry.reason.startswith(start)), None)
+        reason = entry.reason.split(":")[0] if fix else entry.reason
+        parts.append(f"{entry.name!r} is {reason}" + (f" (pass {fix} to sparsify it)" if fix else ""))
+    return ": " + "; ".join(parts)
+
+
+def _keep_encoders_unnested(model: nn.Module) -> None:
+    """Turn off the nested-tensor conversion of every ``nn.TransformerEncoder`` holding a
+    SETLayer: under ``eval()`` and ``no_grad`` with a padding mask, the encoder would pass
+    its layers nested tensors, which a SETLayer does not take (each encoder layer's own
+    fused path is skipped by the SETLayer's hook)."""
+    for module in model.modules():
+        if isinstance(module, nn.TransformerEncoder) and any(isinstance(m, SETLayer) for m in module.modules()):
+            module.use_nested_tensor = False
+
+
+def densify(model: nn.Module, *, inplace: bool = True) -> nn.Module:
+    """Replace every :class:`SETLayer` of ``model`` with the ``nn.Linear`` of its weights
+    (:meth:`SETLayer.to_linear`: exact, zeros at the absent pairs), for deployment: ONNX
+    export, quantisation, inference runtimes that know no sparse kernels.
+
+    A SETLayer registered twice becomes one ``nn.Linear`` registered twice. ``model`` itself
+    (``inplace=True``) or a deep copy is changed and returned; a SETLayer given as ``model``
+    comes back as its ``nn.Linear``. The random state is not touched.
+    """
+    if isinstance(model, SETLayer):
+        return model.to_linear()
+    model = model if inplace else copy.deepcopy(model)
+    linears: dict[int, nn.Linear] = {}
+    for name, module in list(model.named_modules(remove_duplicate=False)):
+        if isinstance(module, SETLayer):
+            if id(module) not in linears:
+                linears[id(module)] = module.to_linear()
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, linears[id(module)])
+    return model
 
 
 def _linear_layers(
@@ -236,12 +301,23 @@ def _applied_last(model: nn.Module, linears: dict[str, nn.Linear], example_input
     handles = [
         m.register_forward_hook(lambda module, args, out: order.append(names[id(module)])) for m in linears.values()
     ]
+    # The trace must leave the model as it was: it runs in eval mode (BatchNorm would move its
+    # running statistics in training mode, dropout would draw random numbers), and every
+    # buffer (a counter a module keeps, say) is put back as it was, as are the modes.
+    modes = [(module, module.training) for module in model.modules()]
+    buffers = [(buffer, buffer.clone()) for buffer in model.buffers()]
     try:
+        model.eval()
         with torch.no_grad():
             model(*example_input) if isinstance(example_input, tuple) else model(example_input)
     finally:
         for handle in handles:
             handle.remove()
+        for module, training in modes:
+            module.training = training
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
     if not order:
         raise ValueError("sparsify: model(example_input) ran no linear layer")
     return order[-1]
@@ -282,21 +358,13 @@ def _set_layer_for(
 ) -> SETLayer:
     # a density that rounds to every pair is asked for as sparsity 0 (SETLayer refuses 1.0)
     sparsity = None if density is None else max(0.0, 1 - density) if not math.isclose(density, 1.0) else 0.0
-    layer = SETLayer(
-        linear.in_features,
-        linear.out_features,
+    layer = SETLayer.from_dense(
+        linear,
         epsilon=epsilon if epsilon is not None else 11,
         sparsity=sparsity,
+        keep_weights=keep_weights,
         zeta=zeta,
-        bias=linear.bias is not None,
         generator=generator,
         regrowth=regrowth,
-        device=linear.weight.device,
-        dtype=linear.weight.dtype,
     )
-    if keep_weights:
-        with torch.no_grad():
-            layer.weight.copy_(linear.weight[layer.connections[:, 1], layer.connections[:, 0]])
-            if linear.bias is not None and layer.bias is not None:
-                layer.bias.copy_(linear.bias)
     return layer
