@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from .layer import Regrowth, SETLayer
 from .optim_state import check_known, plan_reset
@@ -42,6 +43,8 @@ def _count(name: str, value: object, minimum: int = 1) -> int:
 # layer -> the Evolution whose per_pass hook it carries (weak: a deleted layer drops out;
 # kept off the layer itself so that pickling a model never meets it)
 _PER_PASS: weakref.WeakKeyDictionary[SETLayer, Evolution] = weakref.WeakKeyDictionary()
+# the Evolutions that reset their optimizer's state of moved weights
+_RESETTING: weakref.WeakSet[Evolution] = weakref.WeakSet()
 
 
 class Evolution:
@@ -158,6 +161,8 @@ class Evolution:
         self.init = init
         self.reset_optimizer_state = reset_optimizer_state
         self.per_pass = per_pass
+        if reset_optimizer_state:
+            self._watch_other_optimizers(names)
         self.steps = 0
         self.evolutions = 0
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
@@ -165,6 +170,36 @@ class Evolution:
             for layer in self.layers:
                 self._hooks.append(layer.register_forward_pre_hook(self._evolve_before_pass))
                 _PER_PASS[layer] = self
+
+    def _watch_other_optimizers(self, names: dict[int, str]) -> None:
+        """Refuse, at its first step, an optimizer other than the ones whose state is reset
+        (``optimizer``, a layer's own ``optimizer``) that updates an evolving layer's
+        weight: it would carry the moved weights' old momentum to their new connections."""
+        weights = {id(layer.weight): names[id(layer)] for layer in self.layers}
+        seen: weakref.WeakKeyDictionary[torch.optim.Optimizer, None] = weakref.WeakKeyDictionary()
+        me = weakref.ref(self)
+
+        def check(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            evolution = me()
+            if evolution is None or optimizer in seen:
+                return
+            # any Evolution's optimizer counts (a new optimizer under a new Evolution, the old
+            # one still alive), and each layer's own
+            known = {id(other.optimizer) for other in _RESETTING} | {id(layer.optimizer) for layer in evolution.layers}
+            if id(optimizer) not in known:
+                for group in optimizer.param_groups:
+                    for param in group["params"]:
+                        if id(param) in weights:
+                            raise ValueError(
+                                f"Evolution: a second {type(optimizer).__name__} updates the weight of SETLayer "
+                                f"{weights[id(param)]!r}, and its state of moved weights would never be reset; give "
+                                "it to that layer (layer.optimizer = it) or use one optimizer"
+                            )
+            seen[optimizer] = None
+
+        _RESETTING.add(self)
+        handle = register_optimizer_step_pre_hook(check)
+        weakref.finalize(self, handle.remove)
 
     def close(self) -> None:
         """Stop evolving per pass (remove the forward hooks ``per_pass`` put on the layers)."""

@@ -22,9 +22,10 @@ MAX_SEED = 2**32
 MNIST_TRAIN_IMAGES, MNIST_TEST_IMAGES = 60_000, 10_000
 RUN_ID = re.compile(r"[A-Za-z0-9][\w.+-]*")  # a folder name in the results directory, never a path
 MAX_SHIFT = 8  # pixels: a larger shift pushes most of a digit out of the 28 x 28 frame
-# a step size above this overflows float32 weights at the first step (torch refuses to
-# convert it, with a traceback), for lr and for the first layer's lr * input_lr_factor
-MAX_LR = 1e6
+# the largest step size float32 holds: torch refuses to convert a larger one (a traceback at
+# the first step), for lr and for the first layer's lr * input_lr_factor; below it a huge
+# step diverges, which the engine reports as such
+MAX_LR = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
 # weights of one layer (a SET layer's connections, a dense layer's in x out): beyond 2**31
 # the layer's int32 indices overflow and its tensors alone take tens of GB
 MAX_LAYER_WEIGHTS = 2**31 - 1
@@ -198,7 +199,7 @@ class ExperimentConfig:
                 raise ConfigError(f"{name} must be > 0, got {value!r}")
         for name, value in (("lr", self.lr), ("lr * input_lr_factor", self.lr * self.input_lr_factor)):
             if not value <= MAX_LR:
-                raise ConfigError(f"{name} must be at most {MAX_LR:g} (larger steps overflow float32), got {value!r}")
+                raise ConfigError(f"{name} must be at most {MAX_LR:.4g} (float32's largest number), got {value!r}")
         # ASCII digits only: \d also matches "١" (Arabic-Indic one), which torch cannot parse
         if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", self.device):
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
