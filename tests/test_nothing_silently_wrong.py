@@ -1024,6 +1024,29 @@ class TestReadingEveryRun:
             load_runs(None, folder.path.parent)
 
 
+class TestEveryOptimizerIsReset:
+    def test_a_second_optimizer_over_an_evolving_layer_is_refused_at_its_first_step(self):
+        import torch
+
+        import synapses
+
+        model = synapses.sparsify(torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.Linear(30, 5)), epsilon=2)
+        first = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        second = torch.optim.SGD(model[0].parameters(), lr=0.1, momentum=0.9)
+        unrelated = torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1)
+        evolution = synapses.Evolution(model, first, every=1)
+        model(torch.randn(4, 20)).sum().backward()
+        first.step()
+        unrelated.step()
+        with pytest.raises(ValueError, match="a second SGD updates the weight of SETLayer '0'.*layer.optimizer = it"):
+            second.step()
+        model[0].optimizer = second  # reset with the layer's own optimizer: accepted
+        second.step()
+        evolution.step()
+        moved = evolution.evolve()[0]
+        assert moved.numel() and bool((second.state[model[0].weight]["momentum_buffer"][moved] == 0).all())
+
+
 class TestSparsify:
     """sparsify neither changes what it only reads nor ignores what it is told (issue 39).
     torch is imported here, not in the header the other classes share."""
@@ -1070,26 +1093,3 @@ class TestSparsify:
             synapses.sparsify(model, epsilon=2, keep_output_dense=False, verbose=False, **kwargs)
         assert "\n" not in str(error.value)
         assert all(type(m) is nn.Linear for m in (model[0], model[2]))  # refused before anything changed
-
-
-class TestEveryOptimizerIsReset:
-    def test_a_second_optimizer_over_an_evolving_layer_is_refused_at_its_first_step(self):
-        import torch
-
-        import synapses
-
-        model = synapses.sparsify(torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.Linear(30, 5)), epsilon=2)
-        first = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        second = torch.optim.SGD(model[0].parameters(), lr=0.1, momentum=0.9)
-        unrelated = torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1)
-        evolution = synapses.Evolution(model, first, every=1)
-        model(torch.randn(4, 20)).sum().backward()
-        first.step()
-        unrelated.step()
-        with pytest.raises(ValueError, match="a second SGD updates the weight of SETLayer '0'.*layer.optimizer = it"):
-            second.step()
-        model[0].optimizer = second  # reset with the layer's own optimizer: accepted
-        second.step()
-        evolution.step()
-        moved = evolution.evolve()[0]
-        assert moved.numel() and bool((second.state[model[0].weight]["momentum_buffer"][moved] == 0).all())
