@@ -1047,6 +1047,47 @@ class TestEveryOptimizerIsReset:
         assert moved.numel() and bool((second.state[model[0].weight]["momentum_buffer"][moved] == 0).all())
 
 
+class TestNotebookParameters:
+    def test_a_misspelt_papermill_parameter_is_refused(self):
+        from synapses_study.notebook import check_known_parameters
+        from synapses_study.params import ParameterError
+
+        defaults = '# Parameters (papermill: -p NAME VALUE)\nprofile: str = "default"\nprefix = ""\n'
+        check_known_parameters(["import x", defaults, '# Parameters\nprofile = "smoke"\n'])
+        with pytest.raises(
+            ParameterError,
+            match="unknown notebook parameter\\(s\\) profil; this notebook's parameters: prefix, profile",
+        ):
+            check_known_parameters(["import x", defaults, '# Parameters\nprofil = "smoke"\n'])
+
+    @pytest.mark.end_to_end  # a kernel starts: several seconds
+    def test_the_explore_notebook_refuses_one_under_papermill(self, tmp_path):
+        import os
+        import subprocess
+        import sys
+
+        root = Path(__file__).parents[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "papermill",
+                str(root / "notebooks" / "explore.ipynb"),
+                str(tmp_path / "o.ipynb"),
+                "-p",
+                "sweeep",
+                "sweep155",
+                "--cwd",
+                str(root),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "SYNAPSES_ROOT": str(root)},
+            timeout=300,
+        )
+        assert done.returncode != 0 and "unknown notebook parameter(s) sweeep" in done.stderr
+
+
 class TestSparsify:
     """sparsify neither changes what it only reads nor ignores what it is told (issue 39).
     torch is imported here, not in the header the other classes share."""

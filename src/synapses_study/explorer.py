@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 
 from .analysis import ink_correlation
 from .config import ExperimentConfig
+from .notebook import check_known_parameters
 from .paths import RESULTS
 from .results import load_metrics, training_ink
 from .run_dir import RunDir
@@ -263,6 +264,8 @@ class TopologyExplorer:
 
     def __init__(self, sweep: str = "reproduction", results_dir: str | Path | None = None) -> None:
         import ipywidgets as w  # the notebooks' extra: the module's plain functions work without it
+
+        check_known_parameters()  # a misspelt papermill parameter is refused, not run as the default
 
         self.results_dir = results_dir
         self.sweep = w.Dropdown(options=sweep_names(), value=sweep, description="sweep")

@@ -13,6 +13,7 @@ check never overwrites the study's figures or adds tiny runs to ``results/``.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import matplotlib.figure
 
 from .config import ExperimentConfig
+from .params import ParameterError
 from .paths import FIGURES, RESULTS, SMOKE_OUTPUT
 from .plotting import save_figure
 from .sweep_file import SMOKE_OVERRIDE, Sweep, load_sweep_spec, matching
@@ -56,10 +58,56 @@ class NotebookSetup:
         return save_figure(fig, f"{self.prefix}_{name}" if self.prefix else name, self.figures_dir)
 
 
+def _assigned(source: str) -> set[str]:
+    """The names a cell's code assigns at its top level."""
+    names = set()
+    for node in ast.parse(source).body:
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def check_known_parameters(history: list[str] | None = None) -> None:
+    """Refuse parameters that papermill injected but the notebook does not have (a misspelt
+    ``-p profil smoke`` would otherwise run the default profile without a word).
+
+    ``history``: the cells run so far (default: IPython's ``In``; outside IPython nothing is
+    checked). The notebook's parameters cell starts with ``# Parameters (papermill``, the
+    cell papermill injects after it with ``# Parameters`` alone.
+
+    Raises:
+        ParameterError: naming the unknown parameters and the notebook's own.
+    """
+    if history is None:
+        try:
+            from IPython import get_ipython  # only inside a kernel; the study runs without it
+        except ImportError:
+            return
+        shell = get_ipython()
+        history = list(shell.user_ns.get("In", [])) if shell is not None else []
+    defaults = next((cell for cell in history if cell.startswith("# Parameters (papermill")), None)
+    injected = [cell for cell in history if cell.split("\n", 1)[0].strip() == "# Parameters"]
+    if defaults is None or not injected:
+        return
+    known = _assigned(defaults)
+    if unknown := sorted(_assigned(injected[-1]) - known):
+        raise ParameterError(
+            f"unknown notebook parameter(s) {', '.join(unknown)}; this notebook's parameters: "
+            f"{', '.join(sorted(known))}"
+        )
+
+
 def setup(
     profile: str, figures_dir: str | None = None, results_dir: str | None = None, prefix: str = ""
 ) -> NotebookSetup:
-    """The setup of a notebook run with these parameters (``None``: the profile's folder)."""
+    """The setup of a notebook run with these parameters (``None``: the profile's folder).
+
+    Raises:
+        ParameterError: papermill was given a parameter the notebook does not have.
+    """
+    check_known_parameters()
     smoke = profile == "smoke"
     return NotebookSetup(
         profile,
