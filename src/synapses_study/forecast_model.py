@@ -8,10 +8,11 @@ input pixel receives, and coupled weight decay shrinks it:
     w <- (w* + (w - w*) exp(-r_i(t))) exp(-lambda),
     r_i(t) = K * lr_eff * exposure_i / (1 + t / T),
 
-* ``exposure_i``: the pixel's mean squared network input, ``E[x_i^2]`` over the training
-  images as the run sees them (its ``inputs`` scale, shifts, blank-pixel noise) times the
-  first layer's ``input_lr_factor``: a weight's gradient is ``delta * x_i``, so a pixel that
-  is 0 in every image never moves its weights, and one that is often large moves them fast;
+* ``exposure_i``: the variance of the pixel's network input over the training images as
+  the run sees them (its ``inputs`` scale, shifts, blank-pixel noise) times the first
+  layer's ``input_lr_factor``: a weight's gradient is ``delta * x_i``, and a constant input
+  (a pixel blank in every image, whatever value the scale gives blank) moves its weights
+  only as the bias beside it already moves, so such weights stay where they were born;
 * ``lr_eff = lr / (1 - momentum) * steps_per_epoch``: SGD's step per epoch;
 * ``1 / (1 + t / T)``: the error signal ``delta`` falls as the network learns;
 * ``w*`` is drawn at birth, normal with standard deviation ``TAU * c * spread_i``: ``c`` the
@@ -76,6 +77,7 @@ class Constants:
     learned_spread: float  # TAU, in units of sigma0 at unit inputs
     fitted_on: tuple[str, ...] = ()
     crossing_tolerance: float = 0.0  # epochs added to each side of the simulated range
+    rho_tolerance: float = 0.0  # added to each side of the simulated range of rho at the end
 
     @classmethod
     def load(cls, path: Path = CONSTANTS_FILE) -> Constants:
@@ -95,6 +97,7 @@ class Constants:
                 float(data["learned_spread"]),
                 tuple(data.get("fitted_on", ())),
                 float(data.get("crossing_tolerance", 0.0)),
+                float(data.get("rho_tolerance", 0.0)),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path} is damaged ({error}); restore it from git") from None
@@ -146,14 +149,14 @@ def pixel_statistics(config: ExperimentConfig) -> PixelStatistics:
     shifted_square = _shift_average(square, config.random_shift)
     shifted_blank = 1 - _shift_average(ink, config.random_shift)
     c = INPUT_SCALE[config.inputs]
-    if config.inputs == "standardized":  # (x - 0.1307) / 0.3081: blank pixels get -0.424
-        second = (shifted_square - 2 * 0.1307 * shifted_mean + 0.1307**2) / c**2
-    else:
-        second = shifted_square / c**2
-    second = second + shifted_blank * config.blank_noise**2
-    spread = np.sqrt(np.maximum(shifted_square - shifted_mean**2, 0.0))
+    # A constant input moves its weights only as much as the bias beside it already does, so
+    # what a pixel's weights learn from is its variance, the same for every input scale up
+    # to c (the standardised inputs' offset changes nothing); blank-pixel noise adds to it.
+    variance = np.maximum(shifted_square - shifted_mean**2, 0.0)
+    exposure = variance / c**2 + shifted_blank * config.blank_noise**2
+    spread = np.sqrt(variance)
     return PixelStatistics(
-        (second * config.input_lr_factor).reshape(-1),
+        (exposure * config.input_lr_factor).reshape(-1),
         (spread / spread.mean()).reshape(-1),
         ink.reshape(-1),  # the unshifted images' (rho is read against the study's ink frequency)
     )
@@ -206,7 +209,8 @@ def simulate(
     epochs = epochs if epochs is not None else config.epochs
     rng = np.random.default_rng(seed)
     n_inputs, hidden = 784, config.hidden[0]
-    eps = float(config.epsilon)  # outside_model refuses per-layer tuples
+    assert isinstance(config.epsilon, (int, float))  # outside_model refuses per-layer tuples
+    eps = float(config.epsilon)
     n = erdos_renyi_n_params(n_inputs, hidden, eps, None)
     sigma0 = math.sqrt(2.0 / n_inputs)
     c = INPUT_SCALE[config.inputs]
