@@ -979,6 +979,18 @@ class TestClearWords:
         out = capsys.readouterr().out
         assert out.startswith("run sparsenet_e1_wd0_s0_") and f"in {tmp_path}/sparsenet_e1" in out
 
+    def test_the_report_says_what_it_computes_during_a_long_stretch(self, capsys):
+        import time
+
+        with report.Heartbeat("w.md: computing", 3, every=0.05) as progress:
+            progress("table sweep155")
+            time.sleep(0.3)
+        err = capsys.readouterr().err
+        assert "w.md: computing table sweep155 (1 of at most 3; 0 s so far)" in err
+        with report.Heartbeat("w.md: computing", 3) as progress:  # done within 5 s: silent
+            progress("fact:x")
+        assert capsys.readouterr().err == ""
+
     def test_the_example_prints_each_epoch_and_within_a_long_one(self, mnist, capsys):
         import importlib.util
 
