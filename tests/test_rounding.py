@@ -71,3 +71,10 @@ def test_an_unknown_rounding_mode_is_named(monkeypatch):
     monkeypatch.setenv(rounding.MODE_VARIABLE, "fast")
     with pytest.raises(ValueError, match=r"SYNAPSES_ROUNDING='fast': use one of pinned, fastest"):
         rounding.mode()
+
+
+def test_the_pinning_cost_command_refuses_too_few_epochs(capsys):
+    from synapses_study.pinning_cost import main
+
+    assert main(["--epochs", "1"]) == 2
+    assert "--epochs must be at least 2" in capsys.readouterr().err
