@@ -10,6 +10,8 @@ O(n log n) in the number of connections n, whatever ``in_features * out_features
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -160,6 +162,7 @@ def largest_gradient_pairs(
     grad_outputs: torch.Tensor,
     *,
     chunk_elements: int = 1 << 22,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The ``k`` free pairs whose dense weight gradient is largest in magnitude (RigL).
 
@@ -174,6 +177,9 @@ def largest_gradient_pairs(
         inputs: ``(batch, in_features)`` the layer's input of the last training batch.
         grad_outputs: ``(batch, out_features)`` the loss gradient at the layer's output.
         chunk_elements: candidate gradients held at once (a block of whole output rows).
+        reduce: applied to each ``(rows, in_features)`` block of the signed gradient before
+            its magnitude is taken (data parallel: the sum over ranks, so that every rank
+            chooses from the whole batch's gradient); ``None``: this process's batch alone.
 
     Returns:
         ``(k,)`` int64 keys, largest gradient magnitude first.
@@ -188,7 +194,10 @@ def largest_gradient_pairs(
     best_keys = torch.empty(0, dtype=torch.int64, device=inputs.device)
     for start in range(0, out_features, rows):
         stop = min(start + rows, out_features)
-        scores = (grad_outputs[:, start:stop].t() @ inputs).abs().flatten()  # (rows * in,)
+        block = grad_outputs[:, start:stop].t() @ inputs  # (rows, in)
+        if reduce is not None:
+            block = reduce(block)
+        scores = block.abs().flatten()  # (rows * in,)
         # taken pairs inside this block of outputs cannot be chosen
         low, high = torch.searchsorted(
             taken, torch.tensor([start * in_features, stop * in_features], device=taken.device)

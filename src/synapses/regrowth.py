@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from . import distributed
 from .evolution import largest_gradient_pairs, sample_free_pairs, sample_near_parents
 
 if TYPE_CHECKING:
@@ -156,6 +157,10 @@ class Gradient(RegrowthRule):
     largest in magnitude, computed a block of outputs at a time
     (:func:`synapses.evolution.largest_gradient_pairs`).
 
+    Under a data-parallel :class:`~synapses.Evolution` (``torch.distributed``), the gradient
+    blocks are summed over ranks before choosing, so every rank takes the same pairs: those of
+    the whole global batch.
+
     The rule keeps each attached layer's last training batch: a forward hook notes the
     ``(batch, in_features)`` input and, when the backward pass reaches the output, its
     ``(batch, out_features)`` gradient. A forward pass without a backward pass (or outside
@@ -191,7 +196,10 @@ class Gradient(RegrowthRule):
                 "pass before evolving"
             )
         inputs, grad_outputs = self._batches[layer]
-        return largest_gradient_pairs(kept_keys, n, inputs, grad_outputs)
+        # data parallel: each rank holds its slice of the batch; the scores are summed over
+        # ranks (a block at a time) so that every rank chooses the same pairs, the whole batch's
+        reduce = distributed.all_reduce_sum if distributed.syncing() else None
+        return largest_gradient_pairs(kept_keys, n, inputs, grad_outputs, reduce=reduce)
 
     def __getstate__(self) -> dict:
         return {}  # a pickled or copied rule starts without batches (weak references do not pickle)

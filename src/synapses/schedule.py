@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from . import distributed as dist_sync
 from .layer import Regrowth, SETLayer
 from .optim_state import check_known, plan_reset
 from .regrowth import as_rule
@@ -81,10 +82,21 @@ class Evolution:
             them at 0 (RigL).
         reset_optimizer_state: reset ``optimizer``'s state of moved weights (``False``:
             they keep their old momentum, as the original EvolNet did).
+        seed: draw every evolution (new pairs, their initial weights, ``per_pass``'s coins)
+            from a generator of this driver's own, ``self.generator``, seeded with it,
+            instead of each layer's ``generator`` or torch's default one.
+        distributed: data parallel (``torch.distributed``, e.g. under
+            ``DistributedDataParallel``): the driver's own generator gets rank 0's seed
+            (``seed``, else one derived from rank 0's ``torch.initial_seed()``), broadcast
+            once here, whatever the ranks' other seeds; after each evolution every rank's
+            connections are compared (a 64-bit hash per layer) and a difference raises,
+            naming the layer and the ranks; gradient regrowth sums its scores over ranks.
+            ``None`` (default): when a default process group of more than one rank is
+            initialised, so build the Evolution after ``init_process_group``, on every rank.
 
     Raises:
         ValueError: no SETLayer in ``model``, a SETLayer whose weight ``optimizer`` does not
-            update, or bad arguments.
+            update, ``distributed=True`` without a process group, or bad arguments.
         UnknownOptimizerStateError: an optimizer whose state reset is not known (see
             :func:`synapses.register_reset_rule`).
     """
@@ -102,6 +114,8 @@ class Evolution:
         regrowth: Regrowth | None = None,
         init: bool = True,
         reset_optimizer_state: bool = True,
+        seed: int | None = None,
+        distributed: bool | None = None,
     ) -> None:
         self.layers = [m for m in model.modules() if isinstance(m, SETLayer)]
         if not self.layers:
@@ -148,6 +162,26 @@ class Evolution:
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
         if schedule == "cosine" and total_steps is None:
             raise ValueError("schedule='cosine' needs total_steps (the schedule's length in optimizer steps)")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+            raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+        ranks = dist_sync.world_size()
+        if distributed and ranks == 1:
+            raise ValueError(
+                "Evolution(distributed=True) needs torch.distributed's default process group of more than one rank; "
+                "call torch.distributed.init_process_group first (torchrun sets its environment), or drop distributed="
+            )
+        self.distributed = ranks > 1 if distributed is None else distributed
+        self.generator: torch.Generator | None = None
+        if self.distributed or seed is not None:
+            if seed is None:
+                # rank 0's, mixed so that the evolution's stream is not the one that initialised the model
+                seed = (torch.initial_seed() * 0x9E3779B97F4A7C15 + 0x5E7) % 2**63
+            if self.distributed:
+                seed = dist_sync.broadcast_seed(seed)  # one int64, once: every rank draws alike from here on
+            # on the CPU: the same stream whatever device each layer lives on (draws are moved)
+            self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self._names = [names[id(layer)] for layer in self.layers]
         rule = None if regrowth is None else as_rule(regrowth)
         if rule is not None:
             for layer in self.layers:
@@ -215,8 +249,9 @@ class Evolution:
         assert self.per_pass is not None
         if not layer.training or (self.total_steps is not None and self.steps >= self.total_steps):
             return  # total_steps ends per-pass evolution as it ends the every= schedule
-        device = layer.generator.device if layer.generator is not None else "cpu"
-        if float(torch.rand((), generator=layer.generator, device=device)) < self.per_pass:
+        generator = self.generator if self.generator is not None else layer.generator
+        device = generator.device if generator is not None else "cpu"
+        if float(torch.rand((), generator=generator, device=device)) < self.per_pass:
             with torch.no_grad():
                 self._prune_layer(layer, self.zeta_factor())
                 self._regrow_layer(layer)
@@ -231,7 +266,26 @@ class Evolution:
         if not bool(layer.pruned.any()):
             return layer.pruned.new_empty(0, dtype=torch.int64)
         optimizer = self.optimizer if self.reset_optimizer_state else None
-        return layer.evolve_connections(init=self.init, optimizer=optimizer, regrowth=self.regrowth)
+        if self.generator is None:
+            return layer.evolve_connections(init=self.init, optimizer=optimizer, regrowth=self.regrowth)
+        # the layer draws from its own generator attribute: lend it this driver's for the step
+        own = layer.generator
+        layer.generator = self.generator
+        try:
+            with dist_sync.evolving_in_sync(self.distributed):
+                return layer.evolve_connections(init=self.init, optimizer=optimizer, regrowth=self.regrowth)
+        finally:
+            layer.generator = own
+
+    def check_ranks_agree(self) -> None:
+        """Data parallel: raise ``RuntimeError`` (naming the layer and the ranks) unless every
+        rank holds the same connections in every SETLayer. A collective: every rank calls it.
+        :meth:`regrow` calls it after each evolution (per pass: :meth:`step`, each step)."""
+        if self.distributed:
+            dist_sync.check_same_connections(
+                {name: layer.connections for name, layer in zip(self._names, self.layers)},
+                f"evolution {self.evolutions} (step {self.steps})",
+            )
 
     def zeta_factor(self) -> float:
         """The schedule's multiplier of ``zeta`` at the current step."""
@@ -243,6 +297,8 @@ class Evolution:
     def step(self) -> bool:
         """Count one optimizer step; evolve when one is due. Returns whether it evolved."""
         self.steps += 1
+        if self.per_pass is not None:
+            self.check_ranks_agree()  # a layer evolves inside a forward pass: compare once per step
         due = (
             self.every > 0
             and self.steps % self.every == 0
@@ -277,11 +333,17 @@ class Evolution:
         """
         moved = [self._regrow_layer(layer) for layer in self.layers]
         self.evolutions += 1
+        self.check_ranks_agree()
         return moved
 
     def state_dict(self) -> dict[str, Any]:
-        """The schedule's position, for checkpoints (the layers' state is in the model's)."""
-        return {"steps": self.steps, "evolutions": self.evolutions}
+        """The schedule's position, for checkpoints (the layers' state is in the model's), and
+        the state of the driver's own generator when it has one (``seed=``, data parallel),
+        so that a resumed run draws what the uninterrupted one would."""
+        state: dict[str, Any] = {"steps": self.steps, "evolutions": self.evolutions}
+        if self.generator is not None:
+            state["generator"] = self.generator.get_state()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output.
@@ -290,11 +352,16 @@ class Evolution:
             ValueError: a state that is not one (other keys, counts that are not
                 non-negative integers, more evolutions than steps allow).
         """
-        if not isinstance(state, dict) or set(state) != {"steps", "evolutions"}:
+        expected = {"steps", "evolutions"} | ({"generator"} if self.generator is not None else set())
+        if not isinstance(state, dict) or set(state) != expected:
             found = sorted(state) if isinstance(state, dict) else type(state).__name__
+            why = (
+                " (an Evolution with its own generator, seed= or data parallel, restores one saved by such a one)"
+                if isinstance(state, dict) and set(state) ^ expected == {"generator"}
+                else ""
+            )
             raise ValueError(
-                f"Evolution.load_state_dict expects {{'steps', 'evolutions'}} (from Evolution.state_dict()), got "
-                f"{found}"
+                f"Evolution.load_state_dict expects {sorted(expected)} (from Evolution.state_dict()), got {found}{why}"
             )
         steps, evolutions = (_count(name, state[name], minimum=0) for name in ("steps", "evolutions"))
         if self.every and evolutions > steps // self.every:
@@ -302,6 +369,14 @@ class Evolution:
                 f"Evolution.load_state_dict: {evolutions} evolutions cannot have happened in {steps} steps with "
                 f"every={self.every}"
             )
+        if self.generator is not None:
+            generator_state = state["generator"]
+            if not isinstance(generator_state, torch.Tensor) or generator_state.dtype != torch.uint8:
+                raise ValueError(
+                    "Evolution.load_state_dict: 'generator' must be a torch.Generator state (a uint8 tensor, from "
+                    f"Evolution.state_dict()), got {type(generator_state).__name__}"
+                )
+            self.generator.set_state(generator_state)
         self.steps, self.evolutions = steps, evolutions
 
     def __repr__(self) -> str:
