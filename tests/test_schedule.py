@@ -291,3 +291,21 @@ def test_per_pass_evolution_flips_a_coin_per_layer_and_training_pass():
         Evolution(model, None, every=1, per_pass=0.5, reset_optimizer_state=False)
     with pytest.raises(ValueError, match="optimizer must be a torch.optim.Optimizer, got NoneType"):
         Evolution(model, None, per_pass=0.5)  # resetting state needs an optimizer
+
+
+def test_a_seeded_evolution_checkpoints_its_generator_and_resumes_its_draws():
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    evolution = Evolution(model, optimizer, every=1, seed=4)
+    state = copy.deepcopy(evolution.state_dict())
+    assert set(state) == {"steps", "evolutions", "generator"} and evolution.seed == 4
+    twin = copy.deepcopy(model)
+    evolution.evolve()
+    resumed = Evolution(twin, torch.optim.SGD(twin.parameters(), lr=0.1), every=1, seed=99)
+    resumed.load_state_dict(state)  # the saved generator, not seed 99's, draws next
+    resumed.evolve()
+    assert torch.equal(model[0].connections, twin[0].connections)
+    with pytest.raises(ValueError, match=r"expects \{'steps', 'evolutions', 'generator'\} .*got \['evolutions', 'step"):
+        resumed.load_state_dict({"steps": 1, "evolutions": 1})
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 2\*\*63\), got -1$"):
+        Evolution(model, optimizer, every=1, seed=-1)

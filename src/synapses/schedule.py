@@ -352,7 +352,8 @@ class Evolution:
             ValueError: a state that is not one (other keys, counts that are not
                 non-negative integers, more evolutions than steps allow).
         """
-        expected = {"steps", "evolutions"} | ({"generator"} if self.generator is not None else set())
+        keys = ("steps", "evolutions", "generator")
+        expected = set(keys[:3] if self.generator is not None else keys[:2])
         if not isinstance(state, dict) or set(state) != expected:
             found = sorted(state) if isinstance(state, dict) else type(state).__name__
             why = (
@@ -360,8 +361,9 @@ class Evolution:
                 if isinstance(state, dict) and set(state) ^ expected == {"generator"}
                 else ""
             )
+            listed = ", ".join(repr(key) for key in keys if key in expected)
             raise ValueError(
-                f"Evolution.load_state_dict expects {sorted(expected)} (from Evolution.state_dict()), got {found}{why}"
+                f"Evolution.load_state_dict expects {{{listed}}} (from Evolution.state_dict()), got {found}{why}"
             )
         steps, evolutions = (_count(name, state[name], minimum=0) for name in ("steps", "evolutions"))
         if self.every and evolutions > steps // self.every:
