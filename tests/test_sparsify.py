@@ -1,5 +1,8 @@
 """synapses.sparsify: any model's Linear layers become SETLayers."""
 
+import pickle
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -194,3 +197,30 @@ def test_linear_subclasses_are_kept_dense_and_said(caplog):
 def test_arguments_that_would_do_nothing_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         sparsify(nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)), verbose=False, **kwargs)
+
+
+def test_a_head_first_model_warns_at_its_first_forward_naming_both_layers_and_the_fix():
+    model = sparsify(_HeadFirst(), epsilon=2, verbose=False)
+    assert type(model.body[2]) is nn.Linear and isinstance(model.head, synapses.SETLayer)  # the guess was wrong
+    copied = pickle.loads(pickle.dumps(model))  # the hooks pickle with the model, before the first call
+    for net in (model, copied):
+        with pytest.warns(UserWarning) as caught:
+            net(torch.randn(2, 10))
+        assert [str(w.message) for w in caught] == [
+            "sparsify kept 'body.2' dense as the output layer (the last registered), but the model applies 'head' "
+            "last, which it sparsified; pass output_layer='head' (or example_input=) to sparsify to keep the real "
+            "output layer dense"
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            net(torch.randn(2, 10))  # once: the hooks are gone
+        hooks = [h for m in net.modules() for h in [*m._forward_hooks.values(), *m._forward_pre_hooks.values()]]
+        owners = [getattr(getattr(h, "func", h), "__self__", None) for h in hooks]
+        assert not any(type(owner).__name__ == "_OutputLayerCheck" for owner in owners)
+    # the fix named in the warning silences it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sparsify(_HeadFirst(), epsilon=2, output_layer="head", verbose=False)(torch.randn(2, 10))
+        sparsify(nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3)), epsilon=2, verbose=False)(
+            torch.randn(2, 10)
+        )  # body first: the last registered is the one applied last, nothing to say

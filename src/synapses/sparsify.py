@@ -12,8 +12,10 @@ import copy
 import fnmatch
 import logging
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -119,6 +121,11 @@ def sparsify(
             ``output_layer`` or ``example_input`` with ``keep_output_dense=False``, or a layer
             in a dtype or on a device SETLayer does not support (named).
 
+    When the output layer is only guessed (the last registered: no ``output_layer`` nor
+    ``example_input``), the model's first forward call notes which linear layer it applies
+    last (forward hooks, removed after that call) and warns (``UserWarning``) if that is not
+    the one kept dense, naming both and ``output_layer=``.
+
     ``example_input`` runs the model once in eval mode, without gradients; the modes and
     every buffer (BatchNorm's running statistics) are left as they were. A
     ``nn.TransformerEncoder`` holding a SETLayer gets ``use_nested_tensor = False`` (its
@@ -176,6 +183,9 @@ def sparsify(
         setattr(model.get_submodule(parent_name), child, replaced[id(linear)])
         report.append(Replacement(name, linear.in_features, linear.out_features, replaced[id(linear)].n_params))
     _keep_encoders_unnested(model)
+    guessed = [entry.name for entry in kept if entry.reason.startswith("the output layer: the last registered")]
+    if guessed:
+        _OutputLayerCheck.install(model, guessed[0], [entry.name for entry in report] + [e.name for e in kept])
     if verbose:
         for entry in report:
             log.info("%s", entry)
@@ -183,6 +193,57 @@ def sparsify(
             (log.warning if kept_entry.reason.startswith(("its weight", "a subclass")) else log.info)("%s", kept_entry)
     full_report: list[Replacement | KeptDense] = [*report, *kept]
     return (model, full_report) if return_report else model
+
+
+class _OutputLayerCheck:
+    """Forward hooks (a picklable object, not a closure, so that a whole-model pickle made
+    before the first call still works) that note the order in which the model's linear
+    layers run in its first forward call, then warn if the layer sparsify kept dense as the
+    output (the last registered) is not the one applied last, and remove themselves."""
+
+    def __init__(self, kept: str) -> None:
+        self.kept = kept
+        self.order: list[str] = []
+
+    @classmethod
+    def install(cls, model: nn.Module, kept: str, names: list[str]) -> None:
+        check = cls(kept)
+        layers: dict[int, tuple[str, nn.Module]] = {}
+        for name in names:  # a layer registered twice is hooked once, under its first name
+            layers.setdefault(id(model.get_submodule(name)), (name, model.get_submodule(name)))
+        for name, layer in layers.values():
+            # the name travels with the hook (not an id: a pickled copy has other ids)
+            layer.register_forward_hook(partial(check.layer_ran, name))
+        model.register_forward_pre_hook(check.model_starts)
+        model.register_forward_hook(check.model_ran)
+
+    def model_starts(self, model: nn.Module, args: tuple[Any, ...]) -> None:
+        if not torch.compiler.is_compiling():
+            self.order = []  # a first call that raised left a partial order
+
+    def layer_ran(self, name: str, layer: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not torch.compiler.is_compiling():
+            self.order.append(name)
+
+    def model_ran(self, model: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if torch.compiler.is_compiling():
+            return  # traced, not run: the first eager call decides
+        for module in model.modules():  # done after one call: no cost on the next ones
+            for hooks in (module._forward_hooks, module._forward_pre_hooks):
+                mine = [
+                    key for key, hook in hooks.items() if getattr(getattr(hook, "func", hook), "__self__", 0) is self
+                ]
+                for key in mine:
+                    del hooks[key]
+        if self.order and self.order[-1] != self.kept:
+            last = self.order[-1]
+            warnings.warn(
+                f"sparsify kept {self.kept!r} dense as the output layer (the last registered), but the model applies "
+                f"{last!r} last, which it sparsified; pass output_layer={last!r} (or example_input=) to sparsify to "
+                "keep the real output layer dense",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 def _why_none(kept: list[KeptDense]) -> str:
