@@ -137,6 +137,7 @@ def test_the_trend_baseline_extends_a_straight_line():
     falling = 0.3 - 0.002 * epochs  # meets 0 at epoch 150
     assert trend_baseline(falling) == (True, 150)
     assert trend_baseline(0.3 - 0.0001 * epochs) == (False, None)
+    assert trend_baseline(falling[:80]) is None  # shorter than its window: no baseline
 
 
 def _synthetic_run(death: np.ndarray, epochs: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -160,3 +161,32 @@ def test_the_early_rule_reads_the_equilibrium_of_the_runs_own_rates(monkeypatch)
     monkeypatch.setattr(forecast_score, "training_ink", lambda: ink)
     assert early_rule_rho(*_synthetic_run(0.5 - 0.4 * ink)) > 0.5  # inked pixels die less: follows the ink
     assert early_rule_rho(*_synthetic_run(0.1 + 0.4 * ink)) < -0.5  # inked pixels die more: inverted
+
+
+def test_the_score_table_counts_hits_and_lists_pending_runs(tmp_path, small_mnist):
+    from synapses_study.engine import run_experiment
+    from synapses_study.forecast_score import score, table
+
+    done = ExperimentConfig(epochs=12, record_pruning=True, record_weight_mass=False)
+    pending = done.replace(seed=1)
+    run_experiment(done, tmp_path, data=small_mnist, progress=False)
+    lines = []
+    for config, crosses in ((done, True), (pending, False)):
+        entry = dict(
+            run_id=config.run_id(),
+            crosses=crosses,
+            crossing_epoch=5 if crosses else None,
+            crossing_interval=[1, 12] if crosses else None,
+            rho_end=0.0,
+            rho_end_interval=[-1.0, 1.0],
+            outside_model=None,
+        )
+        lines.append(json.dumps(entry))
+    forecasts = tmp_path / "forecasts.jsonl"
+    forecasts.write_text("\n".join(lines) + "\n")
+    scored = score(forecasts, tmp_path)
+    assert scored[0].observed is not None and scored[1].observed is None
+    text = table(scored)
+    crossed = scored[0].observed.crossing is not None
+    assert f"forecast {int(crossed)}/1" in text and "rho 1/1" in text and "Pending (not finished): 1 run(s)" in text
+    assert text.count(done.run_id()) == 1 and pending.run_id() not in text

@@ -33,11 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import ink_correlation
-from .paths import results_root
+from .paths import REPO_ROOT, results_root
 from .results import training_ink
 from .run_dir import RunDir
 from .survivors import crossing_epoch, survivor_counts, survivor_rho
 
+FORECAST_TEST = REPO_ROOT / "docs" / "forecasts" / "forecast_test.jsonl"
 EARLY_WINDOW = (51, 100)  # epochs (1-based, inclusive) the early rule and the trend read
 END_WINDOW = 10
 
@@ -62,9 +63,11 @@ def observe(run: RunDir) -> Observed:
     return Observed(crossing_epoch(rho), float(rho[-END_WINDOW:].mean()), rho, topology, pruned)
 
 
-def trend_baseline(rho: np.ndarray, window: tuple[int, int] = EARLY_WINDOW) -> tuple[bool, int | None]:
+def trend_baseline(rho: np.ndarray, window: tuple[int, int] = EARLY_WINDOW) -> tuple[bool, int | None] | None:
     """(crosses, crossing epoch) of the straight line through ``rho`` over ``window``,
-    extended to the last epoch."""
+    extended to the last epoch; ``None`` for a run shorter than the window."""
+    if len(rho) < window[1]:
+        return None
     epochs = np.arange(window[0], window[1] + 1)
     slope, intercept = np.polyfit(epochs, rho[window[0] - 1 : window[1]], 1)
     last = len(rho)
@@ -95,6 +98,7 @@ class Scored:
     run_id: str
     observed: Observed | None  # None: the run is not finished
     forecast: dict
+    weight_decay: float | None = None  # the run's, once finished (the "no decay" baseline reads it)
 
 
 def score(forecast_file: Path, results: Path | None = None) -> list[Scored]:
@@ -107,7 +111,10 @@ def score(forecast_file: Path, results: Path | None = None) -> list[Scored]:
         entry = json.loads(line)
         run = RunDir(root / entry["run_id"])
         finished = run.config_file.exists() and run.is_finished(run.config())
-        scored.append(Scored(entry["run_id"], observe(run) if finished else None, entry))
+        if finished:
+            scored.append(Scored(entry["run_id"], observe(run), entry, run.config().weight_decay))
+        else:
+            scored.append(Scored(entry["run_id"], None, entry))
     return scored
 
 
@@ -137,11 +144,13 @@ def table(scored: list[Scored]) -> str:
             continue
         obs, f = item.observed, item.forecast
         crossed = obs.crossing is not None
-        config = RunDir(results_root(None) / item.run_id).config() if f.get("outside_model") is None else None
         model_hit = None if f["crosses"] is None else f["crosses"] == crossed
-        trend_hit = trend_baseline(obs.rho)[0] == crossed
-        decay_hit = (config is not None and config.weight_decay == 0) == crossed
-        early_hit = (early_rule_rho(obs.topology, obs.pruned) < 0) == crossed
+        trend = trend_baseline(obs.rho)
+        trend_hit = None if trend is None else trend[0] == crossed
+        decay_hit = (item.weight_decay == 0) == crossed
+        early_hit = (
+            None if len(obs.pruned) < EARLY_WINDOW[1] else (early_rule_rho(obs.topology, obs.pruned) < 0) == crossed
+        )
         epoch_hit = None
         if f["crosses"] and crossed:
             low, high = f["crossing_interval"]
@@ -172,6 +181,12 @@ def table(scored: list[Scored]) -> str:
     rows.append("")
     rows.append(f"Hits: {counts}." + (f" Pending (not finished): {len(pending)} run(s)." if pending else ""))
     return "\n".join(rows)
+
+
+def forecast_table(results: Path | None = None) -> str:
+    """The write-up's scoring table: the committed forecasts of ``configs/forecast_test.yaml``
+    against their runs finished in ``results``."""
+    return table(score(FORECAST_TEST, results))
 
 
 def main(argv: list[str] | None = None) -> int:
