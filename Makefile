@@ -13,6 +13,8 @@
 #   make report         regenerate the tables and marked numbers of regularization.md from results/
 #   make animations     the topology GIFs (figures/topology_*1000ep.gif) from the committed runs
 #   make lab            JupyterLab on the notebooks (explore.ipynb: the interactive explorer)
+#   make site           the study as a static site in _build/site/ (open _build/site/index.html); PROFILE=smoke
+#                       shows the notebooks' smoke outputs (what CI builds)
 PYTHON ?= .venv/bin/python
 PROFILE ?= default
 JOBS ?= 2
@@ -24,7 +26,7 @@ INSTALL := -e . -e "src/synapses_study[dev,notebooks]"
 pip_install = for try in 1 2 3; do $(PYTHON) -m pip install --quiet $(1) && break; \
 	test $$try -lt 3 || exit 1; echo "pip install failed (try $$try of 3); trying again in 10 s" >&2; sleep 10; done
 
-.PHONY: setup test test-all test-fast bench gpu-check figures figure-runs executed-figures animations lab study report clean FORCE
+.PHONY: setup test test-all test-fast bench gpu-check figures figure-runs executed-figures animations lab study report clean site site-notebooks FORCE
 
 setup: .venv/.installed
 
@@ -88,6 +90,18 @@ FORCE:
 
 animations: setup
 	$(PYTHON) -m synapses_study.animate
+
+# The site (Jupyter Book 1, configured in _config.yml): the write-up, docs/ and each notebook's
+# first figure run, executed by the pipeline above (only those copies that are out of date);
+# synapses_study.site writes the table of contents and the provenance pages, then builds with
+# warnings as errors.
+SITE_RUNS = $(shell $(PYTHON) -m synapses_study.site runs)
+
+site: setup $(FIGURE_DEPS)
+	$(MAKE) --no-print-directory -f $(FIGURE_DEPS) -f Makefile site-notebooks PROFILE=$(PROFILE) FIGURE_DEPS_READ=1
+	$(PYTHON) -m synapses_study.site build --executed $(EXECUTED_DIR) --profile $(PROFILE)
+
+site-notebooks: $(addprefix $(EXECUTED_DIR)/,$(addsuffix .ipynb,$(SITE_RUNS)))
 
 # as root (a container, CI) JupyterLab needs --allow-root
 lab: setup

@@ -3,7 +3,8 @@
 JupyterLab starts on localhost with a token, Chromium (Debian's, driven by Playwright; no
 browser download) opens a copy of ``notebooks/explore.ipynb``, runs all cells, moves the
 epoch slider and checks that the heatmap's pixels change and that no cell shows an error.
-A screenshot lands in ``screenshots/`` (ignored by git) for a person to look at.
+A screenshot lands in ``screenshots/`` (ignored by git) for a person to look at; with
+SYNAPSES_RETAKE_SCREENSHOTS=1 the slider test also writes the committed figures/explorer.png.
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def _serve(tmp_path: Path):
     # the notebook copy lives outside the checkout: the study finds the checkout through
     # SYNAPSES_ROOT (synapses_study.paths), as a user's copy elsewhere would
     env = os.environ | {"SYNAPSES_ROOT": str(ROOT)}
+    # JupyterLab asks whether to fetch its news in a pop-up over the notebook: answered "no"
+    # in user settings of its own, outside the folder it shows (news_url=None alone does not
+    # stop the question)
+    settings_dir = tmp_path.parent / f"{tmp_path.name}-lab-settings"
+    settings = settings_dir / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(settings_dir)
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -186,8 +195,17 @@ def test_explorer_in_jupyterlab_moves_with_the_slider(jupyter_lab):
                 handle.press("ArrowRight")
             page.wait_for_timeout(1500)
             after = image.screenshot()
-            page.screenshot(path=str(shots / "explorer.png"), full_page=True)
+            shot = page.screenshot(path=str(shots / "explorer.png"), full_page=True)
             assert before != after, "the heatmap did not change when the slider moved"
             assert not _errors(page)
+            if os.environ.get("SYNAPSES_RETAKE_SCREENSHOTS"):
+                # README's and docs/figures.md's picture, stamped with the hash of the code it
+                # shows running (tests/test_site.py fails when the notebook's code moves on)
+                from synapses_study.site import stamp_screenshot
+
+                taken_by = "tests/test_browser.py::test_explorer_in_jupyterlab_moves_with_the_slider"
+                stamp_screenshot(
+                    shot, ROOT / "figures" / "explorer.png", ROOT / "notebooks" / "explore.ipynb", taken_by
+                )
         finally:
             page.screenshot(path=str(shots / "explorer_last.png"), full_page=True)
