@@ -801,3 +801,61 @@ print(layer.kernel_for(128))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() in ("native", "sparse")
+
+
+@pytest.mark.parametrize("compute", ["sparse", "native", "dense"])
+def test_bfloat16_autocast_gradients_match_float64(compute):
+    """Under CPU bfloat16 autocast a SETLayer takes a bfloat16 input, computes in its own
+    float32 and returns float32: its values' and bias's gradients match a float64 computation
+    on the same (bfloat16-rounded) input to float32 rounding (rtol 1e-5); the input's
+    gradient comes back in bfloat16, to bfloat16 rounding (rtol 2**-8); the backward pass
+    runs outside the autocast region, as torch recommends (inside it, the sparse and compiled
+    paths still compute in float32; the dense path's matrix products are lowered by autocast,
+    as nn.Linear's are). In a SET-MLP whose
+    dense head autocast lowers to bfloat16, the values' gradient is within 3% (relative norm)
+    of float64's: the head's rounding, not the layer's."""
+    import copy
+
+    torch.manual_seed(0)
+    layer = SETLayer(24, 16, epsilon=3, compute=compute)
+    head = torch.nn.Linear(16, 5)
+    x = torch.randn(8, 24).bfloat16().requires_grad_()
+    target = torch.randint(0, 5, (8,))
+    probe = torch.randn(8, 16)
+
+    layer64 = copy.deepcopy(layer).double()
+    x64 = x.detach().double().requires_grad_()
+    (layer64(x64) * probe.double()).sum().backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+        assert y.dtype == torch.float32
+    (y * probe).sum().backward()  # outside the autocast region, as torch recommends
+    torch.testing.assert_close(layer.weight.grad.double(), layer64.weight.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(layer.bias.grad.double(), layer64.bias.grad, rtol=1e-5, atol=1e-6)
+    assert x.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=2**-8, atol=1e-2)
+
+    layer.zero_grad()
+    layer64.zero_grad()
+    head64 = copy.deepcopy(head).double()
+    torch.nn.functional.cross_entropy(head64(torch.relu(layer64(x64))), target).backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = head(torch.relu(layer(x)))
+        assert logits.dtype == torch.bfloat16  # the dense head does run in bfloat16
+        loss = torch.nn.functional.cross_entropy(logits, target)
+    loss.backward()
+    error = (layer.weight.grad.double() - layer64.weight.grad).norm() / layer64.weight.grad.norm()
+    assert layer.weight.grad.dtype == torch.float32 and 0 < error < 0.03
+
+
+@pytest.mark.parametrize("compute", ["sparse", "native"])
+def test_a_backward_pass_inside_autocast_still_computes_the_sparse_paths_in_float32(compute):
+    torch.manual_seed(0)
+    layer = SETLayer(24, 16, epsilon=3, compute=compute)
+    x = torch.randn(8, 24)
+    layer(x).square().sum().backward()
+    expected = layer.weight.grad.clone()
+    layer.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x).square().sum().backward()  # torch's CSR kernels have no bfloat16: this raised before
+    assert torch.equal(layer.weight.grad, expected)

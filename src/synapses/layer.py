@@ -288,8 +288,10 @@ class SETLayer(nn.Module):
                 "this SETLayer is on the meta device and holds no connections to compute with; build it on a real "
                 "device"
             )
-        if torch.is_autocast_enabled(x.device.type) and x.dtype != self.weight.dtype:
-            # the sparse kernels have no reduced-precision path: compute in the layer's dtype
+        if torch.is_autocast_enabled(x.device.type):
+            # the sparse kernels have no reduced-precision path: compute in the layer's dtype,
+            # also for an input already in it (autocast would lower the dense path's F.linear
+            # and the CSR products, which refuse bfloat16, inside)
             with torch.autocast(x.device.type, enabled=False):
                 return self.forward(x.to(self.weight.dtype))
         if x.dtype != self.weight.dtype:

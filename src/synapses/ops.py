@@ -150,6 +150,13 @@ def _linear_setup(ctx, inputs, output) -> None:
 
 
 def _linear_backward(ctx, grad_y: torch.Tensor):
+    # a backward pass called inside torch.autocast would otherwise lower the CSR products to
+    # bfloat16, which torch's sparse kernels refuse: the layer computes in its own dtype both ways
+    with torch.autocast(grad_y.device.type, enabled=False):
+        return _linear_backward_in_dtype(ctx, grad_y)
+
+
+def _linear_backward_in_dtype(ctx, grad_y: torch.Tensor):
     x, weight, connections = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     need_b = need_b and ctx.has_bias
@@ -296,6 +303,11 @@ def _sampled_setup(ctx, inputs, output) -> None:
 
 
 def _sampled_backward(ctx, grad_v: torch.Tensor):
+    with torch.autocast(grad_v.device.type, enabled=False):  # as _linear_backward
+        return _sampled_backward_in_dtype(ctx, grad_v)
+
+
+def _sampled_backward_in_dtype(ctx, grad_v: torch.Tensor):
     grad_y, x, connections = ctx.saved_tensors
     # d/dg[b, o] = sum_{k: out_k = o} grad_v[k] x[b, in_k]: x through the layer with weight grad_v;
     # d/dx[b, i] = sum_{k: in_k = i} grad_v[k] g[b, out_k]: g through its transpose.
