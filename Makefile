@@ -94,11 +94,12 @@ animations: setup
 # The site (Jupyter Book 1, configured in _config.yml): the write-up, docs/ and each notebook's
 # first figure run, executed by the pipeline above (only those copies that are out of date);
 # synapses_study.site writes the table of contents and the provenance pages, then builds with
-# warnings as errors.
+# warnings as errors. The kernels draw inline (MPLBACKEND unset: CI sets Agg, which shows no
+# figure in a notebook's outputs).
 SITE_RUNS = $(shell $(PYTHON) -m synapses_study.site runs)
 
 site: setup $(FIGURE_DEPS)
-	$(MAKE) --no-print-directory -f $(FIGURE_DEPS) -f Makefile site-notebooks PROFILE=$(PROFILE) FIGURE_DEPS_READ=1
+	env -u MPLBACKEND $(MAKE) --no-print-directory -f $(FIGURE_DEPS) -f Makefile site-notebooks PROFILE=$(PROFILE) FIGURE_DEPS_READ=1
 	$(PYTHON) -m synapses_study.site build --executed $(EXECUTED_DIR) --profile $(PROFILE)
 
 site-notebooks: $(addprefix $(EXECUTED_DIR)/,$(addsuffix .ipynb,$(SITE_RUNS)))

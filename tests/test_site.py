@@ -40,19 +40,19 @@ def test_a_marked_number_becomes_its_value_linked_to_its_sweep():
     text = "ρ = <!--v reproduction:topology | weight_decay=0.0 | ink ρ -->-0.231 ± 0.028<!--/v-->, n = 3.\n"
     out = site.site_markdown(text, "regularization")
     assert out == (
-        "ρ = [-0.231 ± 0.028](_build/site-src/sources.md#sweep-reproduction "
+        "ρ = [-0.231 ± 0.028](_site_sources/sources.md#sweep-reproduction "
         '"reproduction:topology | weight_decay=0.0 | ink ρ"), n = 3.\n'
     )
     # from docs/, the same link climbs one folder
-    assert "(../_build/site-src/sources.md#sweep-reproduction " in site.site_markdown(text, "docs/figures")
+    assert "(../_site_sources/sources.md#sweep-reproduction " in site.site_markdown(text, "docs/figures")
 
 
 def test_a_marked_table_keeps_its_rows_and_names_its_sweeps():
     text = "<!-- table: reproduction+extensions_1000:verdict -->\n| a | b |\n|---|---|\n| 1 | 2 |\n<!-- /table -->\n"
     out = site.site_markdown(text, "regularization")
     assert "<!--" not in out and "| 1 | 2 |" in out
-    assert "[reproduction](_build/site-src/sources.md#sweep-reproduction)" in out
-    assert "[extensions_1000](_build/site-src/sources.md#sweep-extensions_1000)" in out
+    assert "[reproduction](_site_sources/sources.md#sweep-reproduction)" in out
+    assert "[extensions_1000](_site_sources/sources.md#sweep-extensions_1000)" in out
 
 
 @needs_git
@@ -66,6 +66,12 @@ def test_a_figure_gets_a_numbered_caption_ending_with_its_provenance():
     assert "`notebooks/runs/summary.yaml`" in caption and "[reproduction](" in caption
     assert caption.endswith(f"last regenerated in commit `{commit}`.\n:::")
     assert out.endswith("\n\nNext.\n")
+
+
+def test_appendix_mentions_link_to_their_sections_outside_code():
+    text = "See appendix B) and `appendix B` and appendix Z.\n\n### B. Where the test loss comes from\n"
+    out = site.link_appendices(text)
+    assert out.startswith("See [appendix B](#b-where-the-test-loss-comes-from)) and `appendix B` and appendix Z.")
 
 
 def test_a_run_with_parameters_names_them_and_its_sweep():
@@ -150,6 +156,16 @@ def test_a_stamp_is_read_back_and_a_changed_notebook_differs(tmp_path, monkeypat
     assert site.screenshot_source(raw) is None
 
 
+def test_the_build_refuses_missing_or_figureless_executed_copies(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"^no executed copy of benchmark, .* run `make site PROFILE=smoke`$"):
+        site.build(tmp_path, "smoke")
+    empty = {"cells": [{"cell_type": "code", "source": "plt.show()", "outputs": [], "metadata": {}}], "metadata": {}}
+    for run in site.site_runs():
+        (tmp_path / f"{run.name}.ipynb").write_text(json.dumps(empty))
+    with pytest.raises(FileNotFoundError, match=r"benchmark\.ipynb shows none of its figures .* inline figures$"):
+        site.build(tmp_path, "smoke")
+
+
 # --- the built site in Chromium ---------------------------------------------------------
 
 
@@ -182,6 +198,11 @@ def crawled():
                 info = page.evaluate(
                     """() => ({
                         text: document.body.innerText,
+                        prose: (() => {  // the text outside code, where a quoted marker is prose
+                            const body = document.body.cloneNode(true);
+                            body.querySelectorAll('code, pre').forEach(e => e.remove());
+                            return body.textContent;
+                        })(),
                         images: [...document.images].map(i => [i.getAttribute('src'), i.naturalWidth]),
                         ids: [...document.querySelectorAll('[id]')].map(e => e.id),
                         links: [...document.querySelectorAll('a[href]')].map(a => a.href),
@@ -210,7 +231,7 @@ def crawled():
 def test_every_page_loads_and_every_image_shows(crawled):
     pages, outside = crawled
     names = {p.relative_to(BUILT.resolve()).as_posix() for p in pages}
-    assert {"regularization.html", "_build/site-src/sources.html"} <= names
+    assert {"regularization.html", "_site_sources/sources.html"} <= names
     assert sum(n.startswith("docs/") for n in names) == len(list((ROOT / "docs").glob("*.md")))
     assert sum(n.startswith("notebooks/executed/") for n in names) == len(site.site_runs())
     for path, info in pages.items():
@@ -240,7 +261,8 @@ def test_every_internal_link_and_anchor_resolves(crawled):
 def test_no_marker_shows_and_every_number_links_to_its_sweep(crawled):
     pages, _ = crawled
     for path, info in pages.items():
-        assert "<!--" not in info["text"] and "-->" not in info["text"], path.name
+        shown = [m for m in ("<!--", "-->") if m in info["prose"]]
+        assert not shown, f"{path.name} shows {shown} outside code"
     main = pages[(BUILT / "regularization.html").resolve()]
     assert "-0.231 ± 0.028" in main["text"] or re.search(r"ρ = -?\d\.\d{3} ± \d\.\d{3}", main["text"])
     sweep_links = [h for h in main["links"] if "sources.html#sweep-" in h]

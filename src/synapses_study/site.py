@@ -5,7 +5,7 @@
     python -m synapses_study.site runs                      # each notebook's first figure run
     python -m synapses_study.site build --executed DIR --profile PROFILE
 
-``build`` writes, under ``_build/site-src/`` (never committed), the table of contents and a
+``build`` writes, under ``_site_sources/`` (never committed), the table of contents and a
 page of sources generated from the repository's own files, then builds the site into
 ``_build/site/`` with every warning an error. This module is also the Sphinx extension that
 the build loads: it reads the Markdown as the repository holds it and, in memory only, turns
@@ -36,7 +36,8 @@ from .paths import REPO_ROOT
 from .sweep_file import sweep_names
 
 SITE = REPO_ROOT / "_build" / "site"
-SOURCES = REPO_ROOT / "_build" / "site-src"
+# generated pages must lie in the source tree, outside _build/ (which Jupyter Book never reads)
+SOURCES = REPO_ROOT / "_site_sources"
 
 
 CONFIG = REPO_ROOT / "_config.yml"
@@ -47,6 +48,8 @@ FIGURE = re.compile(
     r"(?:[ \t]*\n\*(?P<caption>(?:(?!\n[ \t]*\n).)+?)\*[ \t]*(?=\n|$))?",
     re.MULTILINE | re.DOTALL,
 )
+APPENDIX_HEADING = re.compile(r"^### ([A-Z])\. .+$", re.MULTILINE)
+APPENDIX = re.compile(r"(?<![\[\w])([Aa]ppendix) ([A-Z])\b(?!\])")
 # the text chunks of a committed screenshot: what it shows and how it was taken
 SHOT_NOTEBOOK, SHOT_TAKEN_BY, SHOT_CODE = "synapses:notebook", "synapses:taken-by", "synapses:code-sha256"
 
@@ -276,7 +279,9 @@ def site_markdown(text: str, docname: str) -> str:
         name = match.group("name")
         found = figure_provenance(name)
         caption = " ".join((match.group("caption") or match.group("alt")).split())
-        label = "fig-" + re.sub(r"[^a-z0-9]+", "-", name.rsplit(".", 1)[0].lower())
+        # unique over the site: a figure shown on two pages gets a label on each
+        where = "" if docname == "regularization" else docname + "-"
+        label = "fig-" + re.sub(r"[^a-z0-9]+", "-", (where + name.rsplit(".", 1)[0]).lower())
         provenance = (
             f"Drawn by {found.drawn_by}; read {sweep_links(found.sweeps, docname)}"
             + "".join(f" and `{r}`" for r in found.reads)
@@ -288,7 +293,25 @@ def site_markdown(text: str, docname: str) -> str:
             f"{caption} {provenance}\n:::"
         )
 
-    return FIGURE.sub(figure, text)
+    return link_appendices(FIGURE.sub(figure, text))
+
+
+def link_appendices(text: str) -> str:
+    """``text`` with each mention of "appendix X" outside code a link to the section headed
+    ``### X. ...`` of the same page (a letter without such a section stays text)."""
+    from myst_parser.mdit_to_docutils.base import default_slugify
+
+    sections = {m.group(1): default_slugify(m.group(0).lstrip("# ")) for m in APPENDIX_HEADING.finditer(text)}
+
+    def link(match: re.Match[str]) -> str:
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        in_code = text.count("`", line_start, match.start()) % 2 == 1
+        letter = match.group(2)
+        if in_code or letter not in sections:
+            return match.group(0)
+        return f"[{match.group(0)}](#{sections[letter]})"
+
+    return APPENDIX.sub(link, text)
 
 
 def notebook_note(run: FigureRun, profile: str) -> str:
@@ -367,13 +390,22 @@ def build(executed: Path, profile: str) -> Path:
         raise FileNotFoundError(
             f"no executed copy of {', '.join(missing)} in {executed}; run `make site PROFILE={profile}`"
         )
+    for run in site_runs():
+        copy = executed / f"{run.name}.ipynb"
+        cells = json.loads(copy.read_text())["cells"]
+        drawn = any("image/png" in out.get("data", {}) for cell in cells for out in cell.get("outputs", []))
+        if not drawn and any(name.endswith(".png") for name in run.figures):
+            raise FileNotFoundError(
+                f"{copy} shows none of its figures (executed with MPLBACKEND={os.environ.get('MPLBACKEND', 'Agg')}?); "
+                f"delete it and run `make site PROFILE={profile}`, which executes it with inline figures"
+            )
     SOURCES.mkdir(parents=True, exist_ok=True)
     (SOURCES / "_toc.yml").write_text(toc(executed.resolve(), profile))
     (SOURCES / f"{SOURCES_PAGE}.md").write_text(sources_page(profile))
     BUILD_INFO.write_text(json.dumps({"profile": profile, "executed": str(executed.resolve())}))
     work = REPO_ROOT / "_build" / "site-work"
     command = [
-        *(sys.executable, "-m", "jupyter_book", "build", str(REPO_ROOT)),
+        *(str(Path(sys.executable).parent / "jupyter-book"), "build", str(REPO_ROOT)),
         *("--toc", str(SOURCES / "_toc.yml"), "--config", str(CONFIG), "--path-output", str(work)),
         *("--builder", "html", "--warningiserror", "--keep-going", "--all"),
     ]
