@@ -178,3 +178,95 @@ def test_claim_8_predictions_are_scored_as_written():
     assert not held["4"]
     found["protocol"][1], found["SET net"][1] = None, 35  # a run that never crosses misses "at most half as late"
     assert not {r.name: r.held for r in score(found, rho)}["1"]
+
+
+# ---------------------------------------------------------------------------- issue 35, section 4
+class _Record:
+    """A hand-made lifetime record: slots, their keys and weights per epoch, prunings."""
+
+    def __init__(self, initial_keys, initial_weights, weights, pruned, born_keys, born_weights):
+        self.initial_keys, self.initial_weights = np.asarray(initial_keys), np.asarray(initial_weights, float)
+        self.weights = [np.asarray(w, float) for w in weights]
+        self._pruned = [np.asarray(p, bool) for p in pruned]
+        self.born_keys = [np.asarray(k) for k in born_keys]
+        self.born_weights = [np.asarray(w, float) for w in born_weights]
+
+    @property
+    def epochs(self):
+        return len(self.weights)
+
+    def pruned_mask(self, epoch):
+        return self._pruned[epoch - 1]
+
+
+def test_age_structure_on_a_hand_made_record():
+    from synapses_study.demography import age_structure
+
+    # two pixels: 0 is "never", 1 is "core"; three slots. Slot 0 (core) lives forever; slot 1
+    # (core) is pruned at epoch 3 (age 2, a recruit) after shrinking from 0.5 to 0.3; slot 2
+    # (never) is pruned at epoch 4 (age 3), then its newborn at epoch 5 dies at once (age 0).
+    band = np.array([0, 3])
+    record = _Record(
+        initial_keys=[1, 1, 0],
+        initial_weights=[1.0, 0.5, 0.2],
+        weights=[[1.0, 0.5, 0.2], [1.0, 0.4, 0.2], [1.0, 0.3, 0.2], [1.0, 0.9, 0.1], [1.0, 0.9, 0.7]],
+        pruned=[[0, 0, 0], [0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]],
+        born_keys=[[], [], [1], [0]],
+        born_weights=[[], [], [0.9], [0.7]],
+    )
+    ages = age_structure(record, band, first_epoch=1, old_age=1, young_age=2, n_inputs=2)
+    never, core = 0, 3
+    # older than 1 epoch: core slot 0 at epochs 3-5 (ages 2-4), slot 1 at epoch 3 (age 2, dies);
+    # never slot 2 at epochs 3-4 (dies at 4)
+    assert ages.old_at_risk[core] == 4 and ages.old_deaths[core] == 1
+    assert ages.old_at_risk[never] == 2 and ages.old_deaths[never] == 1
+    assert ages.established_deaths[core] == 1 and ages.recruit_deaths[core] == 1  # age 2 <= 2
+    assert ages.established_deaths[never] == 1 and ages.recruit_deaths[never] == 0  # age 3; the newborn is left out
+    sigma0 = np.std([0.9, 0.7])
+    assert ages.sigma0 == pytest.approx(sigma0)
+    assert ages.recruit_shrink[core] == pytest.approx((0.5 - 0.3) / 2 / sigma0)
+    assert ages.recruit_share[core] == 1.0 and ages.old_hazard[never] == 0.5
+
+
+def test_window_rates_pool_events_over_each_window():
+    import pandas as pd
+
+    from synapses_study.demography import window_rates
+
+    rows = [
+        {"epoch": e, "band": name, "newborns": 10, "newborn_survivors": (e + b) % 3}
+        for e in range(1, 7)
+        for b, name in enumerate(BAND_NAMES)
+    ]
+    out = window_rates(pd.DataFrame(rows), "newborn_survivors", "newborns", start=1, width=2)
+    # windows: epochs 2-3, 4-5, 6; band "never" (b = 0): survivors 2, 0 | 1, 2 | 0
+    np.testing.assert_allclose(out[:, 0], [2 / 20, 3 / 20, 0 / 10])
+    assert out.shape == (3, 4)
+
+
+def test_equalised_accounts_keep_totals_and_remove_a_known_gap():
+    from synapses_study.demography import equalised_accounts
+
+    pixels = np.array([1, 1, 1, 1])
+    start = np.full(4, 10.0)
+    pruned = np.full(50, 8.0)
+    # bands differ only in newborn survival: equal hazards change nothing, equal survival all
+    s, h = np.tile([0.2, 0.4, 0.6, 0.8], (50, 1)), np.full((50, 4), 0.1)
+    out = equalised_accounts(start, pruned, s, h, pixels)
+    np.testing.assert_allclose(out["equal hazard"], out["fitted"])
+    assert np.ptp(out["equal survival"][-1]) == pytest.approx(0.0)
+    # equal survival keeps the number of surviving newborns, so the total is the same
+    assert out["equal survival"][-1].sum() == pytest.approx(out["fitted"][-1].sum())
+
+
+def test_geometric_mean_interval_and_slope():
+    ratios = np.array([0.8, 0.9, 1.0, 1.1])
+    mean, low, high = stats.geometric_mean_ci(ratios)
+    logs = np.log(ratios)
+    half = scipy_stats.t.ppf(0.975, 3) * logs.std(ddof=1) / 2
+    assert mean == pytest.approx(np.exp(logs.mean()))
+    assert (low, high) == pytest.approx((np.exp(logs.mean() - half), np.exp(logs.mean() + half)))
+    with pytest.raises(ValueError):
+        stats.geometric_mean_ci(np.array([1.0]))
+    values = 3.0 + 0.5 * np.arange(1, 11)  # row e - 1 holds epoch e
+    assert stats.slope(values, 4, 9) == pytest.approx(0.5)

@@ -101,3 +101,37 @@ def test_save_figure_refuses_a_figure_hard_to_read(tmp_path):
     ax.set_ylabel("centre ratio")
     assert save_figure(fig, "x", tmp_path).exists()
     plt.close(fig)
+
+
+def test_text_size_is_judged_at_the_width_the_write_up_shows():
+    from synapses_study.plotting import SHOWN_WIDTH_PX, require_text_size, shown_scale, small_text
+
+    narrow, ax = plt.subplots(figsize=(4, 3))
+    ax.set_xlabel("epoch", fontsize=8)
+    assert shown_scale(narrow) == 1.0  # 4 inches at 110 dpi fit in the page
+    assert small_text(narrow, 7) == []
+    wide, ax = plt.subplots(figsize=(16, 3))
+    ax.set_xlabel("epoch", fontsize=8)
+    scale = shown_scale(wide)
+    assert scale == pytest.approx(SHOWN_WIDTH_PX / ((wide.get_tightbbox().width + 0.2) * 110))
+    assert scale < 0.6 and any(t.startswith("'epoch'") for t in small_text(wide, 7))
+    with pytest.raises(ValueError, match="under 7 pt"):
+        require_text_size(wide, 7)
+    plt.close("all")
+
+
+def test_ink_band_colours_are_four_distinct_hues():
+    # never is grey (no ink); the three inked bands differ in hue by more than 0.15 of the
+    # colour circle each (the old ramp of one brown: all within 0.02); lightness falls in band order
+    from matplotlib.colors import rgb_to_hsv, to_rgb
+
+    from synapses_study.plotting import BAND_COLOURS, CONFIG_COLOURS
+
+    hsv = {name: rgb_to_hsv(to_rgb(c)) for name, c in BAND_COLOURS.items()}
+    assert hsv["never"][1] < 0.05
+    inked = [hsv[name][0] for name in ("rare", "medium", "core")]
+    gaps = [abs(a - b) for i, a in enumerate(inked) for b in inked[i + 1 :]]
+    assert min(min(g, 1 - g) for g in gaps) > 0.15
+    lightness = [np.mean(to_rgb(BAND_COLOURS[name])) for name in ("never", "rare", "medium", "core")]
+    assert lightness == sorted(lightness, reverse=True)
+    assert not set(BAND_COLOURS.values()) & set(CONFIG_COLOURS.values())

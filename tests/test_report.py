@@ -546,3 +546,35 @@ def test_no_line_of_the_write_up_starts_with_a_value_marker():
         lines = (Path(__file__).parents[1] / page).read_text().splitlines()
         starts = [n + 1 for n, line in enumerate(lines) if re.match(r"^\s*<!--v ", line)]
         assert not starts, (page, starts)
+
+
+def test_every_p_value_in_the_write_up_belongs_to_a_declared_family():
+    """A p value ("p = 0.05", "p < 0.001", "Holm p") may appear only inside a fact that
+    :mod:`synapses_study.families` assigns to a family, or in the generated families table;
+    every family's facts exist and are used."""
+    import re
+
+    from synapses_study.facts import FACTS, FAMILY_COMPARISONS
+    from synapses_study.families import FAMILIES, family_facts
+
+    text = _write_up()
+    owned = family_facts()
+    assert set(owned) <= set(FACTS) and {f.name for f in FAMILIES} == set(FAMILY_COMPARISONS)
+    text = re.sub(r"<!-- table: families -->.*?<!-- /table -->", "", text, flags=re.DOTALL)
+    for name in re.findall(r"<!--v fact:(\w+) -->", text):
+        body = re.search(rf"<!--v fact:{name} -->(.*?)<!--/v-->", text, flags=re.DOTALL).group(1)
+        if re.search(r"\bp [=<] ?\d", body):
+            assert name in owned, f"fact {name} quotes a p value but belongs to no family"
+    outside = re.sub(r"<!--v [^>]*-->.*?<!--/v-->", "", text, flags=re.DOTALL)
+    assert not re.findall(r"\bp [=<] ?\d", outside), "a p value typed outside any fact"
+    for fact_name in owned:
+        assert f"<!--v fact:{fact_name} -->" in _write_up(), f"{fact_name} is declared but never quoted"
+
+
+def test_a_family_must_compute_exactly_its_declared_members():
+    from synapses_study.facts import _checked
+    from synapses_study.stats import paired
+
+    one = paired("decay_1000", np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="declared"):
+        _checked("accuracy", [one])

@@ -18,6 +18,7 @@ with ``k`` the connections pruned per epoch (regrown uniformly: ``m_b`` pixels o
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -130,3 +131,121 @@ def predicted_rho(survivors: np.ndarray, band: np.ndarray, ink: np.ndarray) -> n
 def predicted_crossing(survivors: np.ndarray, band: np.ndarray, ink: np.ndarray) -> int | None:
     """The crossing epoch (:func:`.survivors.crossing_epoch`) of :func:`predicted_rho`."""
     return crossing_epoch(predicted_rho(survivors, band, ink))
+
+
+# ---------------------------------------------------------------------------- ages, windows, counterfactuals
+def window_rates(table: pd.DataFrame, events: str, at_risk: str, start: int, width: int = 50) -> np.ndarray:
+    """``(windows, 4)`` pooled rates of :func:`demography`'s table per band: the sum of
+    ``events`` over the sum of ``at_risk`` in each window of ``width`` epochs from epoch
+    ``start + 1`` (``events="newborn_survivors", at_risk="newborns"``: newborn survival;
+    ``"established_deaths", "established"``: established hazard). A last, shorter window
+    is kept; NaN where a band had none at risk."""
+    wide = table.pivot(index="epoch", columns="band")
+    events_by_band = wide[events][list(BAND_NAMES)].to_numpy(float)
+    at_risk_by_band = wide[at_risk][list(BAND_NAMES)].to_numpy(float)
+    rows = []
+    for a in range(start, len(events_by_band), width):
+        total = at_risk_by_band[a : a + width].sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rows.append(np.where(total > 0, events_by_band[a : a + width].sum(axis=0) / total, np.nan))
+    return np.array(rows)
+
+
+@dataclass(frozen=True)
+class AgeStructure:
+    """Deaths of established first-layer connections by age, per band (``(4,)`` arrays in
+    the order of :data:`.survivors.BAND_NAMES`), over the epochs from ``first_epoch`` on.
+
+    ``old_at_risk`` / ``old_deaths``: connection-epochs and prunings of connections older
+    than ``old_age`` epochs (their hazard is the ratio); ``established_deaths``: prunings of
+    connections that had survived at least one pruning; ``recruit_deaths``: those of them at
+    most ``young_age`` epochs old; ``recruit_shrink``: the mean over the dead recruits of
+    ``(|w0| - |w|) / age`` in units of ``sigma0``, ``w0`` the weight it was born with and ``w``
+    its weight just before the pruning that removed it (positive: it shrank); ``sigma0``: the
+    standard deviation of every regrown connection's initial weight."""
+
+    first_epoch: int
+    old_age: int
+    young_age: int
+    old_at_risk: np.ndarray
+    old_deaths: np.ndarray
+    established_deaths: np.ndarray
+    recruit_deaths: np.ndarray
+    recruit_shrink: np.ndarray
+    sigma0: float
+
+    @property
+    def old_hazard(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.old_deaths / self.old_at_risk
+
+    @property
+    def recruit_share(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.recruit_deaths / self.established_deaths
+
+
+def age_structure(
+    record: LifetimeRecord,
+    band: np.ndarray,
+    *,
+    first_epoch: int = 151,
+    old_age: int = 50,
+    young_age: int = 50,
+    n_inputs: int = 784,
+) -> AgeStructure:
+    """:class:`AgeStructure` of a lifetime record. A connection's age during epoch ``e`` is
+    ``e - b``, ``b`` the epoch at whose start it was born (1 for the initial ones): 0 for a
+    newborn, which this leaves out (its first pruning is the lottery, :func:`demography`)."""
+    keys = record.initial_keys.astype(np.int64).copy()
+    born = np.ones(len(keys), dtype=np.int64)
+    initial = np.abs(record.initial_weights.astype(np.float64))
+    sigma0 = (
+        float(np.concatenate([w.astype(np.float64) for w in record.born_weights]).std()) if record.born_weights else 0.0
+    )
+    k = len(BAND_NAMES)
+    at_risk, old_deaths, deaths, recruits, shrink = (np.zeros(k) for _ in range(5))
+    for epoch in range(1, record.epochs + 1):
+        if epoch >= 2:
+            moved = record.pruned_mask(epoch - 1)
+            keys[moved], born[moved] = record.born_keys[epoch - 2], epoch
+            initial[moved] = np.abs(record.born_weights[epoch - 2].astype(np.float64))
+        if epoch < first_epoch:
+            continue
+        pruned, age = record.pruned_mask(epoch), epoch - born
+        slot_band = band[keys % n_inputs]
+        before = np.abs(record.weights[epoch - 1].astype(np.float64))
+        old, dead = age > old_age, pruned & (age >= 1)
+        young = dead & (age <= young_age)
+        for b in range(k):
+            in_band = slot_band == b
+            at_risk[b] += (old & in_band).sum()
+            old_deaths[b] += (old & pruned & in_band).sum()
+            deaths[b] += (dead & in_band).sum()
+            recruits[b] += (young & in_band).sum()
+            shrink[b] += ((initial - before)[young & in_band] / age[young & in_band]).sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_shrink = shrink / recruits / sigma0
+    return AgeStructure(first_epoch, old_age, young_age, at_risk, old_deaths, deaths, recruits, mean_shrink, sigma0)
+
+
+def equalised_accounts(
+    start: np.ndarray, pruned_total: np.ndarray, s: np.ndarray, h: np.ndarray, band_pixels: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The account (:func:`simulate`) as fitted, and with one rate made the same in every
+    band: ``"equal survival"`` gives every band, each epoch, the newborn survival of the
+    layer as a whole (bands weighted by their pixels, as newborns arrive), which keeps the
+    number of surviving newborns; ``"equal hazard"`` gives every band the hazard of the
+    established connections as a whole (weighted by the fitted account's survivors of the
+    epoch before), which keeps the number of deaths. Each ``(epochs, 4)``."""
+    fitted = simulate(start, pruned_total, s, h, band_pixels)
+    share = band_pixels / band_pixels.sum()
+    s_equal = np.repeat(np.nansum(s * share, axis=1)[:, None], len(start), axis=1)
+    weights = np.vstack([fitted[:1], fitted[:-1]])
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    h_equal = np.repeat(np.nansum(h * weights, axis=1)[:, None], len(start), axis=1)
+    return {
+        "fitted": fitted,
+        "equal survival": simulate(start, pruned_total, s_equal, h, band_pixels),
+        "equal hazard": simulate(start, pruned_total, s, h_equal, band_pixels),
+    }

@@ -17,15 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
+from . import mechanism
 from .analysis import TRAILING_WINDOW, ink_correlation, settles_below_zero
 from .config import ExperimentConfig
+from .families import FAMILIES, family
 from .paths import RESULTS
 from .protocol import crossings
 from .results import excess_pruning, load_metrics, select_runs, training_ink
 from .run_dir import RunDir
-from .stats import Comparison, describe, holm, paired
+from .stats import Comparison, describe, holm, paired, welch
 from .survivors import ink_band
 from .sweep_file import CONFIGS, load_sweep, sweep_names
 
@@ -117,35 +118,56 @@ def decoupled_paired(results: Path) -> str:
     return f"mean {', '.join(means)} for seeds {', '.join(seeds)}; higher in {', '.join(shares)} of epochs"
 
 
-def _paired_last_epoch(
-    results: Path, sweep: str, positive: str, inverted: str, weight_decay: float, metric: str
-) -> tuple[list[int], np.ndarray, float]:
-    """Two entries of a sweep at one decay, paired by seed at the last epoch: the seeds both
-    have, ``positive - inverted`` of ``metric`` per seed, and Welch's p over the seeds."""
-    final = {
-        entry: {
-            c.seed: _metrics(results, c).iloc[-1][metric]
-            for c in select_runs(sweep, entry=entry, weight_decay=weight_decay)
-        }
-        for entry in (positive, inverted)
+def _last_epoch_by_seed(results: Path, sweep: str, entry: str, weight_decay: float, metric: str) -> dict[int, float]:
+    return {
+        c.seed: _metrics(results, c).iloc[-1][metric]
+        for c in select_runs(sweep, entry=entry, weight_decay=weight_decay)
     }
-    seeds = sorted(final[positive].keys() & final[inverted].keys())
-    high, low = [final[positive][s] for s in seeds], [final[inverted][s] for s in seeds]
-    return seeds, np.subtract(high, low), float(stats.ttest_ind(high, low, equal_var=False).pvalue)
+
+
+def _checked(name: str, comparisons: list[Comparison]) -> dict[str, Comparison]:
+    """The family ``name``'s comparisons, Holm-adjusted, after checking they are exactly
+    the members :mod:`.families` declares."""
+    declared = set(family(name).members)
+    if {c.name for c in comparisons} != declared:
+        raise ValueError(
+            f"family {name!r}: computed {sorted(c.name for c in comparisons)}, declared {sorted(declared)}"
+        )
+    return {c.name: c for c in holm(comparisons)}
+
+
+def _fixed_topology_family(results: Path) -> tuple[dict[str, Comparison], dict[str, tuple[list[int], np.ndarray]]]:
+    """The fixed-topology family: positive minus inverted fixed topology at the last epoch,
+    paired by seed (same fresh weights and data order), test accuracy in points and test
+    loss, at each decay; paired t, Holm over the four. Also each member's seeds and per-seed
+    differences."""
+    comparisons, per_seed = [], {}
+    for decay in (1e-3, 0.0):
+        for metric, scale, short in (("test_acc", 100, "acc"), ("test_loss", 1, "loss")):
+            high, low = (
+                _last_epoch_by_seed(results, "fixed_topology", entry, decay, metric)
+                for entry in ("positive", "inverted")
+            )
+            seeds = sorted(high.keys() & low.keys())
+            a, b = scale * np.array([high[s] for s in seeds]), scale * np.array([low[s] for s in seeds])
+            name = f"{short}_{decay:g}"
+            comparisons.append(paired(name, a, b))
+            per_seed[name] = (seeds, a - b)
+    return _checked("fixed topology", comparisons), per_seed
 
 
 def _fixed_topology_differences(results: Path, weight_decay: float) -> str:
-    """Positive minus inverted fixed topology, paired by seed (same fresh weights and data
-    order), at the last epoch: test accuracy in points and test loss, each seed's, with
-    Welch's p over the seeds."""
+    """Positive minus inverted fixed topology at one decay, at the last epoch: test accuracy
+    in points and test loss, each seed's, with the paired t-test's p, Holm-adjusted over the
+    fixed-topology family (:mod:`.families`)."""
+    family_, per_seed = _fixed_topology_family(results)
     parts = []
-    for metric, scale, unit in (("test_acc", 100, " points"), ("test_loss", 1, "")):
-        seeds, differences, p_value = _paired_last_epoch(
-            results, "fixed_topology", "positive", "inverted", weight_decay, metric
-        )
-        listed = ", ".join(f"{d:+.3f}" if scale == 1 else f"{d:+.2f}" for d in differences * scale)
+    for short, label, unit, digits in (("acc", "test acc", " points", 2), ("loss", "test loss", "", 3)):
+        name = f"{short}_{weight_decay:g}"
+        seeds, differences = per_seed[name]
+        listed = ", ".join(f"{d:+.{digits}f}" for d in differences)
         parts.append(
-            f"{metric.replace('_', ' ')} {listed}{unit} (seeds {', '.join(map(str, seeds))}; Welch p = {p_value:.2f})"
+            f"{label} {listed}{unit} (seeds {', '.join(map(str, seeds))}; paired t, Holm p = {family_[name].p:.2g})"
         )
     return "; ".join(parts)
 
@@ -217,22 +239,46 @@ def turns_negative(results: Path) -> str:
     return "; ".join(parts)
 
 
+def _set_mlp_family(results: Path) -> dict[str, Comparison]:
+    """The SET net's accuracy family: final test accuracy (points) of SET without decay
+    against the dense net (Welch: a different network) and against SET with L2 1e-3 (paired
+    by seed: same initial draw and data order); Holm over the two."""
+
+    def accuracy(entry: str, **fields: Any) -> dict[int, float]:
+        return {
+            c.seed: 100 * _metrics(results, c)["test_acc"].iloc[-1] for c in select_runs("set_mlp", entry, **fields)
+        }
+
+    plain, dense, decayed = accuracy("set", weight_decay=0.0), accuracy("dense"), accuracy("set", weight_decay=1e-3)
+    seeds = sorted(plain.keys() & decayed.keys())
+    return _checked(
+        "SET net accuracy",
+        [
+            welch("set_vs_dense", np.array(list(plain.values())), np.array(list(dense.values()))),
+            paired("set_decay", np.array([plain[s] for s in seeds]), np.array([decayed[s] for s in seeds])),
+        ],
+    )
+
+
 def set_mlp_accuracy(results: Path) -> str:
-    """Welch's t-tests of final test accuracy in set_mlp: SET without decay against the dense
-    net, and against SET with L2 1e-3."""
-
-    def accuracy(entry: str, **fields: Any) -> list[float]:
-        return [_metrics(results, c)["test_acc"].iloc[-1] for c in select_runs("set_mlp", entry, **fields)]
-
-    plain = accuracy("set", weight_decay=0.0)
-    dense = stats.ttest_ind(plain, accuracy("dense"), equal_var=False).pvalue
-    decayed = stats.ttest_ind(plain, accuracy("set", weight_decay=1e-3), equal_var=False).pvalue
-    return f"against the dense net {_p_value(dense)}, against L2 1e-3 {_p_value(decayed)}"
+    """SET without decay against the dense net (Welch) and against SET with L2 1e-3 (paired
+    t), final test accuracy, Holm over the two (the SET net's accuracy family)."""
+    family_ = _set_mlp_family(results)
+    dense, decay = family_["set_vs_dense"], family_["set_decay"]
+    return (
+        f"against the dense net Welch {_p_value(dense.p)}, against L2 1e-3 paired {_p_value(decay.p)}; "
+        "Holm over the two"
+    )
 
 
 def _p_value(p: float) -> str:
     """``p = 0.20``, or ``p < 0.001`` below what two decimals of three seeds can say."""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+    return f"p = {_p_number(p)}" if p >= 0.001 else "p < 0.001"
+
+
+def _p_number(p: float) -> str:
+    """Two significant digits below 0.1 (0.048, 0.0014), two decimals above (0.20)."""
+    return f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
 
 
 def idle_sign_skew(results: Path) -> str:
@@ -270,19 +316,19 @@ def _accuracy_family(results: Path) -> dict[str, Comparison]:
         seeds = sorted(a.keys() & b.keys())
         return paired(name, np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds]))
 
-    family = [
+    members = [
         pair("decay_1000", last("reproduction", None, weight_decay=1e-3), last("reproduction", None, weight_decay=0.0))
     ]
     for layer in ("first", "second"):
         for decay in (1e-3, 0.0):
-            family.append(
+            members.append(
                 pair(
                     f"{layer}_{decay:g}",
                     last("fixed_layers", f"positive_{layer}", weight_decay=decay),
                     last("fixed_layers", f"inverted_{layer}", weight_decay=decay),
                 )
             )
-    return {c.name: c for c in holm(family)}
+    return _checked("accuracy", members)
 
 
 def decay_accuracy_paired(results: Path) -> str:
@@ -313,6 +359,30 @@ def protocol_crossings(results: Path) -> str:
     return f"epochs {own}; at the SET net's connections per pixel {dense}"
 
 
+FAMILY_COMPARISONS: dict[str, Callable[[Path], dict[str, Comparison]]] = {
+    "accuracy": _accuracy_family,
+    "fixed topology": lambda results: _fixed_topology_family(results)[0],
+    "SET net accuracy": _set_mlp_family,
+}
+
+
+def family_table(results: Path) -> str:
+    """The write-up's table of statistical families (:mod:`.families`): each member with
+    its test, its difference and its Holm-adjusted p, and when its family was fixed."""
+    lines = [
+        "| family | fixed | comparison (A minus B) | test | A minus B | p, Holm over the family |",
+        "|---|---|---|---|---|---|",
+    ]
+    for declared in FAMILIES:
+        computed = FAMILY_COMPARISONS[declared.name](results)
+        for i, (name, what) in enumerate(declared.members.items()):
+            c = computed[name]
+            head = f"{declared.name} | {declared.fixed}" if i == 0 else " | "
+            test = "paired t" if c.kind == "paired" else "Welch"
+            lines.append(f"| {head} | {what} | {test}, n = {c.n} | {c.mean:+.3g} | {_p_number(c.p)} |")
+    return "\n".join(lines) + "\n"
+
+
 FACTS: dict[str, Callable[[Path], str]] = {
     "empty_pixels": empty_pixels,
     "decay_accuracy_paired": decay_accuracy_paired,
@@ -328,6 +398,18 @@ FACTS: dict[str, Callable[[Path], str]] = {
     "turns_negative": turns_negative,
     "set_mlp_accuracy": set_mlp_accuracy,
     "protocol_crossings": protocol_crossings,
+    # "Why it inverts" on what holds (issue 35, section 4): src/synapses_study/mechanism.py
+    "newborn_survival_windows": mechanism.newborn_survival_windows,
+    "core_rare_newborn_survival": mechanism.core_rare_newborn_survival,
+    "never_medium_hazard": mechanism.never_medium_hazard,
+    "old_hazards": mechanism.old_hazards,
+    "core_recruit_deaths": mechanism.core_recruit_deaths,
+    "equalised_account": mechanism.equalised_account,
+    "tipping_against_crossing": mechanism.tipping_against_crossing,
+    "account_epochs": mechanism.account_epochs,
+    "unit_late_slope": mechanism.unit_late_slope,
+    "top_pixels_by_band": mechanism.top_pixels_by_band,
+    "scaled_against_standardised": mechanism.scaled_against_standardised,
 }
 
 

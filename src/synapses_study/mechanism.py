@@ -17,11 +17,21 @@ import numpy as np
 import pandas as pd
 
 from .analysis import ink_correlation
-from .demography import demography, predicted_crossing, rates, simulate, windowed
+from .demography import (
+    AgeStructure,
+    age_structure,
+    demography,
+    equalised_accounts,
+    predicted_crossing,
+    rates,
+    simulate,
+    window_rates,
+    windowed,
+)
 from .lifetimes import read_lifetimes
 from .results import select_runs, training_ink
 from .run_dir import RunDir
-from .stats import mean_std
+from .stats import geometric_mean_ci, mean_std, slope
 from .survivors import (
     BAND_NAMES,
     band_density,
@@ -510,3 +520,181 @@ def final_survivor_table(results: Path) -> str:
 
 def final_survivors_of(folder: RunDir) -> np.ndarray:
     return final_survivors(folder.model_state())
+
+
+# ---------------------------------------------------------------------------- "Why it inverts", on what holds
+# Windows: newborn survival over the 50-epoch windows after epoch 50 and the established
+# hazard over those after epoch 150, as E2.1-E2.3 of docs/mechanism_predictions.md (fixed
+# before the runs). The age cuts (older than 50 epochs; recruits at most 50 epochs old), the
+# geometric-mean intervals over windows and the core-minus-rare gap of the counterfactual
+# accounts were chosen after the E2 run had been read (issue 35).
+OLD_AGE = 50
+LATE_FROM = 150  # epochs after which the hazards are read (E2.3's window)
+FLAT_FROM = 850  # [0, 1]: the epoch from which the late slope is read (issue 35's reading)
+
+
+@cache
+def e2_age_structure(results: Path) -> AgeStructure:
+    run = finished_runs(results, "why_it_inverts", "e2_lifetimes")[0]
+    _, band = _bands()
+    return age_structure(
+        read_lifetimes(RunDir(run).lifetimes_file), band, first_epoch=LATE_FROM + 1, old_age=OLD_AGE, young_age=OLD_AGE
+    )
+
+
+def _windows_label(start: int, count: int, width: int = 50) -> str:
+    return f"the {count} {width}-epoch windows of epochs {start + 1}-{start + count * width}"
+
+
+def newborn_survival_windows(results: Path) -> str:
+    """E2: the share of all newborns (every band) that survives its first pruning, in the
+    first and the last 50-epoch window after epoch 50."""
+    per_epoch = e2_demography(results).groupby("epoch")[["newborn_survivors", "newborns"]].sum()
+    window = (per_epoch.index.to_numpy() - 51) // 50  # 0: epochs 51-100; negative: the first 50
+    totals = per_epoch[window >= 0].groupby(window[window >= 0]).sum()
+    survival = (totals.newborn_survivors / totals.newborns).to_numpy()
+    return f"{100 * survival[0]:.1f}% in epochs 51-100, {100 * survival[-1]:.1f}% in epochs 351-400"
+
+
+def _band_ratio(results: Path, events: str, at_risk: str, start: int, a: str, b: str) -> str:
+    rates_ = window_rates(e2_demography(results), events, at_risk, start)
+    ratios = rates_[:, BAND_NAMES.index(a)] / rates_[:, BAND_NAMES.index(b)]
+    mean, low, high = geometric_mean_ci(ratios)
+    return (
+        f"{mean:.2f} (95% CI {low:.2f} to {high:.2f} over {_windows_label(start, len(ratios))}; "
+        f"below 1 in {int((ratios < 1).sum())} of {len(ratios)})"
+    )
+
+
+def core_rare_newborn_survival(results: Path) -> str:
+    """E2: core over rare newborn survival, geometric mean over the 50-epoch windows after
+    epoch 50 with its 95% interval."""
+    return _band_ratio(results, "newborn_survivors", "newborns", 50, "core", "rare")
+
+
+def never_medium_hazard(results: Path) -> str:
+    """E2: never over medium established hazard, geometric mean over the 50-epoch windows
+    after epoch 150 with its 95% interval."""
+    return _band_ratio(results, "established_deaths", "established", LATE_FROM, "never", "medium")
+
+
+def old_hazards(results: Path) -> str:
+    """E2: the hazard per epoch of connections older than 50 epochs, by band, epochs 151-400."""
+    ages = e2_age_structure(results)
+    return ", ".join(f"{name} {h:.1e}" for name, h in zip(BAND_NAMES, ages.old_hazard))
+
+
+def core_recruit_deaths(results: Path) -> str:
+    """E2, epochs 151-400: the share of the core's established deaths that are recruits at
+    most 50 epochs old, and how fast those recruits' |w| shrank (σ₀ per epoch)."""
+    ages = e2_age_structure(results)
+    core = BAND_NAMES.index("core")
+    return (
+        f"{100 * ages.recruit_share[core]:.0f}% of the core's deaths of established connections are recruits at "
+        f"most {ages.young_age} epochs old, whose |w| shrank by {ages.recruit_shrink[core]:.3f} σ₀ per epoch of "
+        f"life on average (rare band: {100 * ages.recruit_share[BAND_NAMES.index('rare')]:.0f}%, "
+        f"{ages.recruit_shrink[BAND_NAMES.index('rare')]:.3f} σ₀)"
+    )
+
+
+def equalised_account(results: Path) -> str:
+    """E2's account over its own 400 epochs, fitted and with newborn survival or the
+    established hazard made equal across bands: how much of the fitted account's
+    core-minus-rare survivor gap at the last epoch each removes."""
+    s, h = (windowed(r, MODEL_WINDOW) for r in rates(e2_demography(results)))
+    _, band = _bands()
+    pixels = np.bincount(band, minlength=len(BAND_NAMES))
+    surv = survivors_of(finished_runs(results, "why_it_inverts", "e2_lifetimes")[0])
+    start = np.array([surv.counts[0][band == b].sum() for b in range(len(BAND_NAMES))])
+    accounts = equalised_accounts(start, surv.pruned_total, s, h, pixels)
+    core, rare = BAND_NAMES.index("core"), BAND_NAMES.index("rare")
+    gap = {name: (a[-1] / pixels)[core] - (a[-1] / pixels)[rare] for name, a in accounts.items()}
+    removed = {name: 1 - gap[name] / gap["fitted"] for name in ("equal survival", "equal hazard")}
+    return (
+        f"the fitted account ends with the core {gap['fitted']:+.2f} survivors per pixel against the rare band; "
+        f"equal newborn survival removes {100 * removed['equal survival']:.0f}% of that gap, equal hazards "
+        f"{100 * removed['equal hazard']:.0f}%"
+    )
+
+
+def tipping_against_crossing(results: Path) -> str:
+    """The survivors' band tipping (core below rare) and crossing (ρ below 0) epochs of the
+    slow first layer (E3, scaled inputs) and of the [0, 1] inputs' 1000-epoch runs."""
+    parts = []
+    for seed, path in sorted(finished_runs(results, "why_it_inverts", "e3_slow_scaled").items()):
+        surv = survivors_of(path)
+        parts.append(
+            f"slow first layer, seed {seed}: crossing at {crossing_epoch(surv.rho)}, tipping at "
+            f"{band_tipping_epoch(surv.density)}"
+        )
+    unit = []
+    for config in select_runs("extensions_1000", "unit_inputs", None):
+        folder = RunDir.of(config, results)
+        if folder.finished(config):
+            surv = survivors_of(folder.path)
+            unit.append((config.seed, band_tipping_epoch(surv.density), crossing_epoch(surv.rho)))
+    crossed = [c for *_, c in unit if c is not None]
+    parts.append(
+        "inputs in [0, 1], seeds "
+        + ", ".join(str(s) for s, *_ in unit)
+        + ": tipping at "
+        + ", ".join(str(t) for _, t, _ in unit)
+        + (", no crossing by epoch 1000" if not crossed else f", crossings {crossed}")
+    )
+    return "; ".join(parts)
+
+
+def account_epochs(results: Path) -> str:
+    """The crossing epochs the account with E2's rates predicts for the runs it was scored
+    on (appendix Q), against the observed ones."""
+    rows = score_model(results)
+    predicted = [r.measured.split("predicted ")[1].split(",")[0] for r in rows]
+    observed = [r.measured.split("observed ")[1] for r in rows]
+    values = sorted({int(p) for p in predicted if p != "None"})
+    return f"predicted epoch {values[0]}-{values[-1]} for all {len(rows)} runs; observed " + ", ".join(
+        "none" if o == "None" else o for o in observed
+    )
+
+
+def unit_late_slope(results: Path) -> str:
+    """Inputs in [0, 1], 1000 epochs: the least-squares slope of recorded ink ρ over epochs
+    850-1000 per 100 epochs, and its 20-epoch means ending at 850 and at 1000, per seed."""
+    parts = []
+    for config in select_runs("extensions_1000", "unit_inputs", None):
+        rho = _recorded_rho(RunDir.of(config, results).verified(config).path)
+        last = len(rho)
+        parts.append(
+            f"seed {config.seed}: {100 * slope(rho, FLAT_FROM, last):+.3f} per 100 epochs "
+            f"({rho[FLAT_FROM - 20 : FLAT_FROM].mean():.3f} to {rho[last - 20 :].mean():.3f})"
+        )
+    return "; ".join(parts)
+
+
+def top_pixels_by_band(results: Path) -> str:
+    """Appendix N: the ink bands of the 50 pixels with most first-layer connections after
+    epoch 1000 without decay (ties broken as :func:`.selection.top_pixels` breaks them)."""
+    from .selection import top_pixels  # (sklearn only when asked)
+
+    _, band = _bands()
+    parts = []
+    for config in select_runs("reproduction", None, None, weight_decay=0.0):
+        counts = np.bincount(band[top_pixels(RunDir.of(config, results).topology()[1000], 50)], minlength=4)
+        parts.append(f"seed {config.seed}: " + ", ".join(f"{c} {n}" for n, c in zip(BAND_NAMES, counts)))
+    return "; ".join(parts)
+
+
+def scaled_against_standardised(results: Path) -> str:
+    """Survivor ink ρ at epoch 1000 of the demo net's scaled-input runs (blank pixels at 0)
+    against its standardised undecayed runs, each seed."""
+    ink, _ = _bands()
+
+    def rho(sweep: str, **fields: object) -> list[str]:
+        found = []
+        for config in select_runs(sweep, None, None, **fields):
+            folder = RunDir.of(config, results)
+            if folder.finished(config):
+                found.append(f"{float(ink_correlation(final_survivors_of(folder), ink)):+.3f}")
+        return found
+
+    scaled, standard = rho("mechanism_1000", inputs="scaled"), rho("reproduction", weight_decay=0.0)
+    return f"{', '.join(scaled)} (n = {len(scaled)}) against {', '.join(standard)} (n = {len(standard)})"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.text
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -369,9 +370,13 @@ GROUP_NAMES = {"inputs": "inputs", "regrowth": "regrowth", "epsilon": "epsilon",
 # One colour per condition in every figure (CONFIG_COLOURS); the values of other groupings
 # take, in order, colours that no condition of the write-up's main figures uses.
 SPARE_COLOURS = ("#000000", "#999999", "#56B4E9", "#CC79A7", "#E69F00")
-# Ink bands are ordered (never < rare < medium < core): a light-to-dark ramp of one hue
-# (brown) that no condition uses.
-BAND_COLOURS = {"never": "#C9B79C", "rare": "#A0825F", "medium": "#6B4E2E", "core": "#2B1B0A"}
+# Ink bands are ordered (never < rare < medium < core): four hues told apart at a glance
+# (grey for no ink, pink, violet, dark brown), light to dark in that order, none of them a
+# condition's colour. (A ramp of one brown, used before, merged its four shades.)
+BAND_COLOURS = {"never": "#A6A6A6", "rare": "#E7298A", "medium": "#7570B3", "core": "#3B2A14"}
+
+# About the width at which a markdown page (GitHub's column) shows a wider image, in pixels.
+SHOWN_WIDTH_PX = 800
 
 
 def axis_label(column: str) -> str:
@@ -460,6 +465,37 @@ def legibility_problems(fig: matplotlib.figure.Figure) -> list[str]:
         if any(other is not ax and box.overlaps(other.get_window_extent(renderer)) for other in axes):
             problems.append(f"title {ax.get_title()!r} overlaps another plot")
     return problems
+
+
+def shown_scale(fig: matplotlib.figure.Figure, dpi: int = 110, shown_width_px: int = SHOWN_WIDTH_PX) -> float:
+    """How much a page showing the PNG of ``fig`` (saved by :func:`save_figure` at ``dpi``,
+    cropped tight) at most ``shown_width_px`` wide shrinks it: 1 for a narrower figure."""
+    fig.canvas.draw()
+    width_px = (fig.get_tightbbox().width + 0.2) * dpi  # savefig's tight crop pads 0.1 inch a side
+    return min(1.0, shown_width_px / width_px)
+
+
+def small_text(
+    fig: matplotlib.figure.Figure, min_pt: float = 7.0, dpi: int = 110, shown_width_px: int = SHOWN_WIDTH_PX
+) -> list[str]:
+    """The texts of ``fig`` (tick labels, axis labels, titles, legends) smaller than
+    ``min_pt`` points once shown at most ``shown_width_px`` wide (:func:`shown_scale`), as
+    ``"'label' 5.2 pt"``; empty when every text is large enough."""
+    scale = shown_scale(fig, dpi, shown_width_px)
+    found = []
+    for text in fig.findobj(matplotlib.text.Text):
+        if text.get_visible() and text.get_text().strip() and text.get_figure() is not None:
+            shown = float(text.get_fontsize()) * scale
+            if shown < min_pt - 1e-9:
+                found.append(f"{text.get_text()[:30]!r} {shown:.1f} pt")
+    return found
+
+
+def require_text_size(fig: matplotlib.figure.Figure, min_pt: float = 7.0, dpi: int = 110) -> None:
+    """Raise ``ValueError`` naming the texts of ``fig`` under ``min_pt`` as shown (:func:`small_text`)."""
+    found = small_text(fig, min_pt, dpi)
+    if found:
+        raise ValueError(f"text under {min_pt:g} pt at {SHOWN_WIDTH_PX} px shown width: " + "; ".join(found[:8]))
 
 
 def decay_label(weight_decay: float) -> str:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .facts import fact
+from .facts import fact, family_table
 from .markers import parse_markers, replace_marked
 from .mechanism import final_survivor_table, prediction_table
 from .paths import RESULTS, results_root
@@ -65,6 +65,8 @@ def refresh(
                 tables[name] = prediction_table(root) if name == "mechanism" else final_survivor_table(root)
             elif name == "protocol":  # docs/protocol_predictions.md scored
                 tables[name] = protocol_table(root)
+            elif name == "families":  # every p value's family (synapses_study.families)
+                tables[name] = family_table(root)
             else:
                 tables[name] = sweep_table(
                     name, results_dir=results_dir, configs_dir=configs_dir, allow_missing=allow_missing

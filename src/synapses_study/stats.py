@@ -97,6 +97,25 @@ def holm(comparisons: list[Comparison]) -> list[Comparison]:
     return [c.with_p(float(p)) for c, p in zip(comparisons, adjusted)]
 
 
+def geometric_mean_ci(ratios: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the geometric mean of positive ``ratios`` (each one
+    observation, such as a rate ratio per window of epochs) and its t confidence interval,
+    computed on the log scale and taken back."""
+    logs = np.log(np.asarray(ratios, float))
+    if logs.ndim != 1 or len(logs) < 2 or not np.isfinite(logs).all():
+        raise ValueError(f"a geometric mean's interval needs at least 2 positive ratios, got {ratios}")
+    half = stats.t.ppf((1 + confidence) / 2, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
+    mean = float(logs.mean())
+    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
+
+
+def slope(values: np.ndarray, first: int, last: int) -> float:
+    """Least-squares slope per epoch of ``values`` ``(epochs,)`` (row ``e - 1`` after epoch
+    ``e``) over epochs ``first`` to ``last`` inclusive."""
+    epochs = np.arange(first, last + 1)
+    return float(np.polyfit(epochs, np.asarray(values, float)[first - 1 : last], 1)[0])
+
+
 def detectable_difference(sd: float, n: int, *, paired: bool, alpha: float = 0.05, power: float = 0.8) -> float:
     """The smallest true difference a two-sided t-test at ``alpha`` detects with ``power``
     (``n`` pairs, or ``n`` per group), for a standard deviation ``sd`` of the differences
