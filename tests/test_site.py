@@ -238,6 +238,8 @@ def test_every_page_loads_and_every_image_shows(crawled):
         assert info["loaded"], path
         empty = [src for src, width in info["images"] if width <= 0]
         assert not empty, f"{path.name}: images that did not load: {empty}"
+        if "notebooks/executed/" in path.as_posix():  # the code beside its figures
+            assert info["images"], f"{path.name} shows no figure"
     assert not outside, f"the site asked outside itself: {sorted(set(outside))[:5]}"
 
 
