@@ -3,6 +3,15 @@ layout, batch and dtype they meet, and refused with a reason where they cannot r
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -170,3 +179,85 @@ def test_the_explicit_build_step_says_ready_or_why_not():
     if native.available():
         ready = subprocess.run([sys.executable, "-m", "synapses.compile_kernels"], capture_output=True, text=True)
         assert ready.returncode == 0 and "compiled CPU kernels ready" in ready.stdout and ".so" in ready.stdout
+
+
+# ---------------------------------------------------------------- kernels compiled into a wheel
+def _record(**changes: object) -> dict:
+    """The record setup.py writes beside kernels it compiled, for this environment."""
+    record = {
+        "torch": torch.__version__,
+        "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
+        "python": "{}.{}".format(*sys.version_info[:2]),
+        "cflags": native.cflags(),
+        "source_sha256": hashlib.sha256(native.SOURCE.read_bytes()).hexdigest(),
+    }
+    return record | changes
+
+
+def test_kernels_built_into_a_wheel_for_another_torch_are_not_used_and_it_is_said(tmp_path, monkeypatch, caplog):
+    assert native.built_in_mismatch(_record()) is None
+    assert native.built_in_mismatch(_record(torch="2.13.0")) == (
+        f"they were built for torch 2.13.0, this is torch {torch.__version__}"
+    )
+    assert native.built_in_mismatch(_record(cflags=["-O3", "-march=native"])) == (
+        f"they were built with -O3 -march=native, this environment asks for {' '.join(native.cflags())}"
+    )
+    assert "source differs" in str(native.built_in_mismatch(_record(source_sha256="0" * 64)))
+    record = tmp_path / "_kernels_build.json"
+    monkeypatch.setattr(native, "BUILT_IN_RECORD", record)
+    assert native._built_in() is None  # no record (a checkout, an isolated build): silent, built at first use
+    record.write_text(json.dumps(_record(torch="2.13.0")))
+    with caplog.at_level("WARNING", logger="synapses"):
+        assert native._built_in() is None
+    assert caplog.messages == [
+        "synapses: not using the CPU kernels compiled into this installation: they were built for torch 2.13.0, this "
+        f"is torch {torch.__version__}; building them instead"
+    ]
+    caplog.clear()
+    record.write_text(json.dumps(_record()))  # matches, but this checkout has no synapses._kernels
+    with caplog.at_level("WARNING", logger="synapses"):
+        assert native._built_in() is None
+    assert caplog.messages[0].startswith("synapses: not using the CPU kernels compiled into this installation: they do")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CI"),
+    reason="builds the wheel (a minute) and installs torch into a fresh virtual environment (2 minutes); CI runs it",
+)
+@pytest.mark.skipif(native.arch() != native.PORTABLE_ARCH, reason="a wheel's kernels are built for x86-64 with AVX2")
+def test_a_wheel_with_compiled_kernels_trains_at_once_with_no_compiler_on_path(tmp_path):
+    root = Path(__file__).parents[1]
+    wheels = tmp_path / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", str(root), "--no-build-isolation", "--no-deps", "-q", "-w"]
+    subprocess.run([*build, str(wheels)], check=True)
+    (wheel,) = wheels.glob("synapses_set-*.whl")
+    assert {"synapses/_kernels_build.json"} < set(zipfile.ZipFile(wheel).namelist())
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "torch==2.14.1"], check=True)  # from this machine's disk
+    subprocess.run([python, "-m", "pip", "install", "--quiet", str(wheel)], check=True)
+    script = """
+import logging, shutil, time
+import torch, synapses
+from synapses import native
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+assert shutil.which("c++") is None and shutil.which("g++") is None, "a compiler is on PATH"
+layer = synapses.SETLayer(784, 512, epsilon=5)  # compute="auto": sparse enough for the compiled kernels
+optimizer = torch.optim.SGD(layer.parameters(), lr=0.01)
+start = time.perf_counter()
+optimizer.zero_grad()
+layer(torch.randn(128, 784)).sum().backward()
+optimizer.step()
+print(layer.kernel_for(128), native.load().__name__, time.perf_counter() - start)
+"""
+    # no compiler: PATH holds the clean environment's bin alone; a fresh extensions cache
+    environment = {key: value for key, value in os.environ.items() if key not in ("CXX", "CC")}
+    environment |= {"PATH": str(venv / "bin"), "TORCH_EXTENSIONS_DIR": str(tmp_path / "extensions")}
+    assert shutil.which("c++", path=environment["PATH"]) is None
+    out = subprocess.run([python, "-c", script], capture_output=True, text=True, env=environment, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    kernel, module, seconds = out.stdout.split()
+    assert (kernel, module) == ("native", "synapses._kernels")
+    assert "using the CPU kernels compiled into this installation" in out.stderr
+    assert float(seconds) < 5  # the issue's bound: the first step takes the compiled kernels at once

@@ -11,18 +11,25 @@ They are built with torch's C++ extension loader (a C++ compiler and ninja, as t
 extensions need) the first time a layer asks for them, which takes about a minute once;
 the build is cached by torch (``TORCH_EXTENSIONS_DIR``, by default under ``~/.cache``), in a
 folder named by :func:`build_tag`, and every build is announced (logger ``synapses``).
-Without a compiler they are simply unavailable: :func:`available` says so, ``compute="auto"`` and ``"measure"``
-does without them and ``compute="native"`` raises :class:`NativeKernelsUnavailable` naming
-the cause. CPU only, float32 and float64.
+A wheel built with torch importable (``pip wheel . --no-build-isolation``, see ``setup.py``)
+carries them already built, as ``synapses._kernels`` with the record of the torch they were
+built against (``_kernels_build.json``); they are used where torch's version and ABI,
+Python, the flags and the source all match, and otherwise the build at first use takes
+over, saying why. Without a compiler (and no matching built-in kernels) they are simply
+unavailable: :func:`available` says so, ``compute="auto"`` and ``"measure"`` does without
+them and ``compute="native"`` raises :class:`NativeKernelsUnavailable` naming the cause. CPU only, float32 and float64.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import json
 import logging
 import os
 import platform
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -33,6 +40,8 @@ import torch
 from .sparse_ops import CSRIndex
 
 SOURCE = Path(__file__).parent / "csrc" / "sparse_linear.cpp"
+# written by setup.py beside the kernels it compiled into a wheel (synapses._kernels)
+BUILT_IN_RECORD = Path(__file__).parent / "_kernels_build.json"
 # The instruction set the kernels are built for (see arch()). A build for one processor
 # can crash on another (a home directory shared by a cluster's nodes), and one for another
 # torch cannot be loaded, so the cached build's name carries a fingerprint of everything
@@ -80,6 +89,9 @@ def available() -> bool:
 def _build() -> tuple[ModuleType | None, str | None]:
     if os.environ.get("SYNAPSES_NO_NATIVE"):
         return None, "SYNAPSES_NO_NATIVE is set"
+    built_in = _built_in()
+    if built_in is not None:
+        return built_in, None
     # torch logs a warning about CUDA when its extension module is imported on a machine
     # without CUDA; it does not concern a CPU build, so that logger is quiet meanwhile.
     logger = logging.getLogger("torch.utils.cpp_extension")
@@ -118,6 +130,51 @@ def _build() -> tuple[ModuleType | None, str | None]:
     finally:
         logger.setLevel(level)
     return module, None
+
+
+def built_in_mismatch(record: dict) -> str | None:
+    """Why the kernels a wheel was built with (their ``record``, see ``setup.py``) cannot
+    be used in this environment, or ``None`` when they can."""
+    here = {
+        "torch": torch.__version__,
+        "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
+        "python": "{}.{}".format(*sys.version_info[:2]),
+        "cflags": cflags(),
+        "source_sha256": hashlib.sha256(SOURCE.read_bytes()).hexdigest(),
+    }
+    names = {"torch": "torch", "cxx11_abi": "torch's C++ ABI", "python": "Python", "cflags": "flags"}
+    for key, value in here.items():
+        if record.get(key) != value:
+            if key == "source_sha256":
+                return "their source differs from this installation's csrc/sparse_linear.cpp"
+            if key == "cflags":  # the processor (no AVX2) or SYNAPSES_NATIVE_ARCH asks for another instruction set
+                built, asked = " ".join(record.get(key) or []), " ".join(cflags())
+                return f"they were built with {built}, this environment asks for {asked}"
+            return f"they were built for {names[key]} {record.get(key)}, this is {names[key]} {value}"
+    return None
+
+
+def _built_in() -> ModuleType | None:
+    """The kernels compiled into this installation's wheel, where they fit this environment;
+    ``None`` (the build at first use takes over, and says why where there were some)."""
+    if not BUILT_IN_RECORD.exists():
+        return None
+    try:
+        record = json.loads(BUILT_IN_RECORD.read_text())
+    except (OSError, ValueError) as error:
+        log.warning("synapses: unreadable %s (%s): building the CPU kernels instead", BUILT_IN_RECORD, error)
+        return None
+    why = built_in_mismatch(record)
+    if why is None:
+        try:
+            module = importlib.import_module("synapses._kernels")
+        except ImportError as error:
+            why = f"they do not load ({error})"
+        else:
+            log.info("synapses: using the CPU kernels compiled into this installation (torch %s)", record["torch"])
+            return module
+    log.warning("synapses: not using the CPU kernels compiled into this installation: %s; building them instead", why)
+    return None
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
