@@ -171,7 +171,7 @@ def test_the_build_refuses_missing_or_figureless_executed_copies(tmp_path):
 
 @pytest.fixture(scope="module")
 def crawled():
-    """Every page reachable from the site's index, opened in Chromium: per page its text, its
+    """Every page reachable from the write-up (where index.html leads), opened in Chromium: per page its text, its
     images' natural widths, its ids, its links and its figure captions; and every request
     that left the site."""
     if not (BUILT / "index.html").exists():
@@ -183,12 +183,14 @@ def crawled():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
     pages: dict[Path, dict] = {}
     outside: list[str] = []
-    todo = [(BUILT / "index.html").resolve()]
+    todo = [(BUILT / "regularization.html").resolve()]
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+            page.goto((BUILT / "index.html").as_uri())  # the site's door: a redirect to the write-up
+            page.wait_for_url("**/regularization.html", timeout=10_000)
             while todo:
                 path = todo.pop()
                 if path in pages:
