@@ -96,13 +96,15 @@ animations: setup
 # synapses_study.site writes the table of contents and the provenance pages, then builds with
 # warnings as errors. The kernels draw inline (MPLBACKEND unset: CI sets Agg, which shows no
 # figure in a notebook's outputs).
-SITE_RUNS = $(shell $(PYTHON) -m synapses_study.site runs)
-
 site: setup $(FIGURE_DEPS)
 	env -u MPLBACKEND $(MAKE) --no-print-directory -f $(FIGURE_DEPS) -f Makefile site-notebooks PROFILE=$(PROFILE) FIGURE_DEPS_READ=1
 	$(PYTHON) -m synapses_study.site build --executed $(EXECUTED_DIR) --profile $(PROFILE)
 
+# (the runs are asked for only when this target is made, not on every make)
+ifneq ($(filter site-notebooks,$(MAKECMDGOALS)),)
+SITE_RUNS := $(shell $(PYTHON) -m synapses_study.site runs)
 site-notebooks: $(addprefix $(EXECUTED_DIR)/,$(addsuffix .ipynb,$(SITE_RUNS)))
+endif
 
 # as root (a container, CI) JupyterLab needs --allow-root
 lab: setup

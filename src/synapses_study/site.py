@@ -38,8 +38,6 @@ from .sweep_file import sweep_names
 SITE = REPO_ROOT / "_build" / "site"
 # generated pages must lie in the source tree, outside _build/ (which Jupyter Book never reads)
 SOURCES = REPO_ROOT / "_site_sources"
-
-
 CONFIG = REPO_ROOT / "_config.yml"
 BUILD_INFO = SOURCES / "build.json"  # what `build` tells the extension: profile, executed copies
 SOURCES_PAGE = "sources"  # the generated page: one section per sweep file
@@ -325,7 +323,7 @@ def notebook_note(run: FigureRun, profile: str) -> str:
     )
     return (
         f"```{{note}}\nThe outputs below are those of figure run `{run.name}` (`notebooks/runs/{run.name}.yaml`, "
-        f"{shown}), executed by `make figures` with {where}.\n```\n"
+        f"{shown}), executed headlessly by the figure pipeline (`make figures`' rule) with {where}.\n```\n"
     )
 
 
