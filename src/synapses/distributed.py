@@ -115,7 +115,8 @@ def check_same_connections(layers: dict[str, torch.Tensor], when: str) -> None:
             raise RuntimeError(
                 f"Evolution: SETLayer {name!r} holds different connections on {versions} after {when}; every rank "
                 "must evolve alike: build Evolution after init_process_group on every rank, the same model on each, "
-                "and draw nothing from evolution.generator yourself"
+                "and draw nothing from evolution.generator yourself (ranks that train models of their own: "
+                "Evolution(distributed=False))"
             )
 
 
