@@ -69,7 +69,8 @@ def _train(rank: int, world: int, init: str, config: dict[str, Any]) -> dict[str
     x, y = _data()
     model = _model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    evolution = synapses.Evolution(model, optimizer, every=EVERY, regrowth=config["regrowth"], seed=config["seed"])
+    when = {"per_pass": 0.2} if config.get("per_pass") else {"every": EVERY}  # per_pass: a coin per layer and pass
+    evolution = synapses.Evolution(model, optimizer, **when, regrowth=config["regrowth"], seed=config["seed"])
     start = 0
     if config.get("resume"):
         saved = torch.load(config["resume"])
@@ -143,14 +144,14 @@ def _assert_equal_runs(ddp: dict[str, Any], single: dict[str, Any], epochs: rang
             assert torch.equal(a, b), f"connections differ at epoch {epoch}"
 
 
-@pytest.mark.parametrize("regrowth", ["uniform", "gradient"])
-def test_two_gloo_ranks_equal_one_process_on_the_concatenated_batch(tmp_path, regrowth):
+@pytest.mark.parametrize(("regrowth", "per_pass"), [("uniform", False), ("gradient", False), ("uniform", True)])
+def test_two_gloo_ranks_equal_one_process_on_the_concatenated_batch(tmp_path, regrowth, per_pass):
     # no seed given and per-rank torch seeds: rank 0's evolution seed, broadcast, decides
-    ranks = _spawn(tmp_path, {"regrowth": regrowth, "seed": None})
+    ranks = _spawn(tmp_path, {"regrowth": regrowth, "seed": None, "per_pass": per_pass})
     assert ranks[0]["seed"] == ranks[1]["seed"]
     for epoch in range(EPOCHS):  # both ranks hold one topology
         assert all(torch.equal(a, b) for a, b in zip(ranks[0]["connections"][epoch], ranks[1]["connections"][epoch]))
-    single = _train(0, 1, "", {"regrowth": regrowth, "seed": ranks[0]["seed"]})
+    single = _train(0, 1, "", {"regrowth": regrowth, "seed": ranks[0]["seed"], "per_pass": per_pass})
     _assert_equal_runs(ranks[0], single, range(EPOCHS))
     # the topology moved: the comparison is not between two static networks
     assert not torch.equal(single["connections"][0][0], single["connections"][EPOCHS - 1][0])
