@@ -402,7 +402,8 @@ def test_the_write_up_opens_with_the_answer_and_keeps_its_main_text_short():
     assert (
         "figures/summary_topology.png" in summary and "<!-- table: reproduction+extensions_1000:verdict -->" in summary
     )
-    assert len(text[: text.index("\n## Appendix\n")]) <= 25_000
+    # the main text's budget; the forecast's section (issue 35) took it from 25,000 to 26,500
+    assert len(text[: text.index("\n## Appendix\n")]) <= 26_500
 
 
 def test_numbers_in_the_summary_and_conclusions_are_generated():

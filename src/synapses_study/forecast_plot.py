@@ -32,12 +32,12 @@ class Condition:
 
 def forecast_figure(conditions: list[Condition], last_epoch: int) -> matplotlib.figure.Figure:
     """The two panels for ``conditions`` (top to bottom in the given order); crossings
-    that did not happen are drawn at ``last_epoch * 1.08`` (the "none" column)."""
+    that did not happen are drawn at ``last_epoch * 1.12`` (the "none" column)."""
     fig, (rho_ax, cross_ax) = plt.subplots(
         1, 2, figsize=(12, 0.42 * len(conditions) + 1.6), sharey=True, layout="constrained"
     )
     rows = np.arange(len(conditions))[::-1]
-    none_at = last_epoch * 1.08
+    none_at = last_epoch * 1.12
     for row, condition in zip(rows, conditions):
         f = condition.forecast
         if f["rho_end"] is not None:
@@ -61,7 +61,7 @@ def forecast_figure(conditions: list[Condition], last_epoch: int) -> matplotlib.
     rho_ax.set_yticks(rows, labels, fontsize=9)
     rho_ax.axvline(0, color="grey", lw=0.8)
     rho_ax.set_xlabel(f"ink ρ of survivors, epoch {last_epoch}")
-    cross_ax.set_xlim(0, last_epoch * 1.14)
+    cross_ax.set_xlim(0, last_epoch * 1.18)
     ticks = [t for t in np.linspace(0, last_epoch, 5)]
     cross_ax.set_xticks([*ticks, none_at], [*(f"{t:.0f}" for t in ticks), "none"])
     cross_ax.set_xlabel("crossing epoch")

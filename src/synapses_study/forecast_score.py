@@ -122,71 +122,95 @@ def _hit(flag: bool | None) -> str:
     return "–" if flag is None else ("hit" if flag else "miss")
 
 
+@dataclass(frozen=True)
+class Judged:
+    """One finished run's hits (``None``: the predictor says nothing about it)."""
+
+    item: Scored
+    forecast: bool | None  # "crosses" right
+    trend: bool | None
+    no_decay: bool
+    early_rule: bool | None
+    epoch: bool | None  # the crossing epoch inside the forecast's interval (both cross)
+    rho: bool | None  # rho at the end inside the forecast's interval
+
+
+def judge(item: Scored) -> Judged:
+    """Every predictor's hit or miss on one finished run (see the module's docstring)."""
+    obs, f = item.observed, item.forecast
+    assert obs is not None
+    crossed = obs.crossing is not None
+    trend = trend_baseline(obs.rho)
+    epoch_hit = None
+    if f["crosses"] and crossed:
+        low, high = f["crossing_interval"]
+        epoch_hit = bool(low <= obs.crossing <= high)
+    return Judged(
+        item,
+        None if f["crosses"] is None else f["crosses"] == crossed,
+        None if trend is None else trend[0] == crossed,
+        (item.weight_decay == 0) == crossed,
+        None if len(obs.pruned) < EARLY_WINDOW[1] else (early_rule_rho(obs.topology, obs.pruned) < 0) == crossed,
+        epoch_hit,
+        None if f["rho_end"] is None else bool(f["rho_end_interval"][0] <= obs.rho_end <= f["rho_end_interval"][1]),
+    )
+
+
 def table(scored: list[Scored]) -> str:
-    """The scoring table in Markdown: one row per finished run, then the hit counts."""
+    """The per-run scoring table in Markdown (finished runs only), then a line on the pending."""
     rows = [
         "| run | observed crossing | forecast crossing [interval] | observed ρ end | forecast ρ end [interval] "
         "| crosses: forecast | trend | no decay | early rule |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    hits: dict[str, list[bool]] = {
-        "forecast": [],
-        "trend": [],
-        "no decay": [],
-        "early rule": [],
-        "epoch": [],
-        "rho": [],
-    }
-    pending = []
-    for item in scored:
-        if item.observed is None:
-            pending.append(item.run_id)
-            continue
-        obs, f = item.observed, item.forecast
-        crossed = obs.crossing is not None
-        model_hit = None if f["crosses"] is None else f["crosses"] == crossed
-        trend = trend_baseline(obs.rho)
-        trend_hit = None if trend is None else trend[0] == crossed
-        decay_hit = (item.weight_decay == 0) == crossed
-        early_hit = (
-            None if len(obs.pruned) < EARLY_WINDOW[1] else (early_rule_rho(obs.topology, obs.pruned) < 0) == crossed
-        )
-        epoch_hit = None
-        if f["crosses"] and crossed:
-            low, high = f["crossing_interval"]
-            epoch_hit = low <= obs.crossing <= high  # type: ignore[operator]
-        rho_hit = None if f["rho_end"] is None else f["rho_end_interval"][0] <= obs.rho_end <= f["rho_end_interval"][1]
-        for name, flag in (
-            ("forecast", model_hit),
-            ("trend", trend_hit),
-            ("no decay", decay_hit),
-            ("early rule", early_hit),
-            ("epoch", epoch_hit),
-            ("rho", rho_hit),
-        ):
-            if flag is not None:
-                hits[name].append(flag)
+    pending = [item.run_id for item in scored if item.observed is None]
+    for judged in (judge(item) for item in scored if item.observed is not None):
+        obs, f = judged.item.observed, judged.item.forecast
+        assert obs is not None
         forecast_cross = (
             "none"
             if not f["crosses"]
             else f"{f['crossing_epoch']} [{f['crossing_interval'][0]}, {f['crossing_interval'][1]}]"
         )
         rows.append(
-            f"| {item.run_id} | {obs.crossing or 'none'} | {forecast_cross} ({_hit(epoch_hit)}) | {obs.rho_end:+.3f} | "
-            f"{f['rho_end']:+.3f} [{f['rho_end_interval'][0]:+.3f}, {f['rho_end_interval'][1]:+.3f}] "
-            f"({_hit(rho_hit)}) | "
-            f"{_hit(model_hit)} | {_hit(trend_hit)} | {_hit(decay_hit)} | {_hit(early_hit)} |"
+            f"| {judged.item.run_id} | {obs.crossing or 'none'} | {forecast_cross} ({_hit(judged.epoch)}) | "
+            f"{obs.rho_end:+.3f} | {f['rho_end']:+.3f} [{f['rho_end_interval'][0]:+.3f}, "
+            f"{f['rho_end_interval'][1]:+.3f}] ({_hit(judged.rho)}) | {_hit(judged.forecast)} | "
+            f"{_hit(judged.trend)} | {_hit(judged.no_decay)} | {_hit(judged.early_rule)} |"
         )
-    counts = ", ".join(f"{name} {sum(v)}/{len(v)}" for name, v in hits.items())
     rows.append("")
-    rows.append(f"Hits: {counts}." + (f" Pending (not finished): {len(pending)} run(s)." if pending else ""))
-    return "\n".join(rows)
+    rows.append(
+        f"Pending (not finished): {len(pending)} of {len(scored)} run(s)." if pending else "Every run finished."
+    )
+    return "\n".join(rows) + "\n"
 
 
-def forecast_table(results: Path | None = None) -> str:
-    """The write-up's scoring table: the committed forecasts of ``configs/forecast_test.yaml``
-    against their runs finished in ``results``."""
-    return table(score(FORECAST_TEST, results))
+def hits_table(scored: list[Scored]) -> str:
+    """Hits per predictor over the finished runs, in Markdown: "k of n" for "crosses", and
+    for the forecast also the crossing epoch and rho at the end inside their intervals."""
+    judged = [judge(item) for item in scored if item.observed is not None]
+
+    def count(flags: list[bool | None]) -> str:
+        known = [flag for flag in flags if flag is not None]
+        return f"{sum(known)} of {len(known)}"
+
+    rows = [
+        "| predictor | crosses or not | crossing epoch in its interval | ρ at the end in its interval |",
+        "|---|---|---|---|",
+        f"| forecast | {count([j.forecast for j in judged])} | {count([j.epoch for j in judged])} | "
+        f"{count([j.rho for j in judged])} |",
+        f"| trend of epochs 51-100 | {count([j.trend for j in judged])} | – | – |",
+        f"| no decay crosses | {count([j.no_decay for j in judged])} | – | – |",
+        f"| early rule | {count([j.early_rule for j in judged])} | – | – |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def forecast_table(results: Path | None = None, hits: bool = False) -> str:
+    """The write-up's scoring tables: the committed forecasts of ``configs/forecast_test.yaml``
+    against their runs finished in ``results``, per run or (``hits``) per predictor."""
+    scored = score(FORECAST_TEST, results)
+    return hits_table(scored) if hits else table(scored)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.forecasts.exists():
         print(f"error: {args.forecasts}: no such file", file=sys.stderr)
         return 2
-    print(table(score(args.forecasts)))
+    scored = score(args.forecasts)
+    print(hits_table(scored) + "\n\n" + table(scored))
     return 0
 
 

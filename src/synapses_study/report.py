@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .facts import fact, family_table
+from .forecast_score import forecast_table
 from .markers import parse_markers, replace_marked
 from .mechanism import final_survivor_table, prediction_table
 from .paths import RESULTS, results_root
@@ -65,6 +66,8 @@ def refresh(
                 tables[name] = prediction_table(root) if name == "mechanism" else final_survivor_table(root)
             elif name == "protocol":  # docs/protocol_predictions.md scored
                 tables[name] = protocol_table(root)
+            elif name in ("forecast", "forecast:hits"):  # docs/forecast_predictions.md scored
+                tables[name] = forecast_table(root, hits=name == "forecast:hits")
             elif name == "families":  # every p value's family (synapses_study.families)
                 tables[name] = family_table(root)
             else:
