@@ -1146,3 +1146,59 @@ class TestSparsify:
             synapses.sparsify(model, epsilon=2, keep_output_dense=False, verbose=False, **kwargs)
         assert "\n" not in str(error.value)
         assert all(type(m) is nn.Linear for m in (model[0], model[2]))  # refused before anything changed
+
+    def test_a_module_registered_twice_is_never_split_into_a_sparse_and_a_dense_copy(self):
+        import torch
+        from torch import nn
+
+        import synapses
+
+        class TwoPaths(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.body = nn.Linear(6, 6)
+                self.mixer = nn.Linear(6, 6)
+                self.out = self.mixer  # the same module under a second, later name: guessed as the output
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.out(torch.relu(self.mixer(torch.relu(self.body(x)))))
+
+        model = TwoPaths()
+        with pytest.warns(UserWarning, match=r"'mixer' kept dense: the same module as 'out', which stays dense"):
+            _, report = synapses.sparsify(model, epsilon=2, verbose=False, return_report=True)
+        assert model.mixer is model.out and type(model.mixer) is nn.Linear  # still one (dense) layer
+        assert isinstance(model.body, synapses.SETLayer)
+        kept = [entry.name for entry in report if "kept dense" in str(entry)]
+        assert "mixer" in kept and "out" in kept
+
+
+class TestKernelBuild:
+    """The compiled kernels' build says what stopped it (issue 39)."""
+
+    @pytest.mark.parametrize(
+        "failure",
+        [
+            OSError(28, "No space left on device"),
+            RuntimeError(
+                "Error building extension 'synapses_sparse_linear_x': ld: final link failed: No space left on device"
+            ),
+        ],
+        ids=["ENOSPC", "linker message"],
+    )
+    def test_a_full_disk_during_the_kernel_build_is_named(self, monkeypatch, failure):
+        from torch.utils import cpp_extension
+
+        from synapses import native
+
+        def fail(*args, **kwargs):
+            raise failure
+
+        monkeypatch.delenv("SYNAPSES_NO_NATIVE", raising=False)
+        monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/tmp/full-disk")
+        monkeypatch.setattr(native, "_stamp", lambda path: None)  # as if nothing were built yet
+        monkeypatch.setattr(native, "_prebuilt", lambda: None, raising=False)
+        monkeypatch.setattr(cpp_extension, "load", fail)
+        module, why = native._build()
+        assert module is None
+        assert why.startswith("no space left on the device to build the kernels in /tmp/full-disk")
+        assert "TORCH_EXTENSIONS_DIR" in why and "\n" not in why

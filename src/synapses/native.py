@@ -22,6 +22,7 @@ them and ``compute="native"`` raises :class:`NativeKernelsUnavailable` naming th
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import json
@@ -126,6 +127,12 @@ def _build() -> tuple[ModuleType | None, str | None]:
                 "synapses: compiled the CPU kernels in %.0f s into %s", time.perf_counter() - start, built.parent
             )
     except Exception as error:  # a missing compiler shows as OSError, RuntimeError or CalledProcessError
+        if _out_of_space(error):
+            where = os.environ.get("TORCH_EXTENSIONS_DIR") or "torch's extensions folder (under ~/.cache)"
+            return None, (
+                f"no space left on the device to build the kernels in {where}: free some, or set "
+                "TORCH_EXTENSIONS_DIR to a folder on a disk with room (about 100 MB), or use compute='sparse'"
+            )
         return None, f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
     finally:
         logger.setLevel(level)
@@ -184,6 +191,18 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return status.st_mtime_ns, status.st_size
+
+
+def _out_of_space(error: BaseException) -> bool:
+    """Whether a failed build ran out of disk: ENOSPC from Python, or the compiler's or
+    linker's "No space left on device" inside the message torch's loader raises."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(error) or "No space left on device" in str(getattr(error, "output", "")):
+            return True
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return False
 
 
 def arch() -> str:

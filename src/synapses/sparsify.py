@@ -352,6 +352,15 @@ def _linear_layers(
             )
         else:
             found[name] = module
+    # One module registered under several names is one layer: where any of its names stays
+    # dense, all do, or the model would hold a SETLayer under one name and the dense layer,
+    # no longer sharing anything with it, under the other.
+    for name in [n for n, m in found.items() if any(linears[e.name] is m for e in kept)]:
+        twin = next(e.name for e in kept if linears[e.name] is found[name])
+        reason = f"the same module as {twin!r}, which stays dense: one layer is never split in two"
+        warnings.warn(f"sparsify: {name!r} kept dense: {reason}", UserWarning, stacklevel=3)
+        kept.append(KeptDense(name, reason))
+        del found[name]
     return found, kept
 
 
