@@ -195,3 +195,33 @@ def test_the_score_table_counts_hits_and_lists_pending_runs(tmp_path, small_mnis
     assert f"| forecast | {int(crossed)} of 1 | {int(crossed)} of {int(crossed)} | 1 of 1 |" in hits
     assert "| trend of epochs 51-100 | 0 of 0 |" in hits and "| early rule | 0 of 0 |" in hits
     assert f"| no decay crosses | {int(crossed)} of 1 |" in hits
+
+
+def test_hits_are_counted_from_each_runs_own_crossing():
+    """Synthetic runs with known crossings: the counts are literal, not the scorer's own reading."""
+    from synapses_study.forecast_score import Observed, Scored, hits_table
+
+    flat = np.zeros((401, 784))
+
+    def run(crossing, rho_end):
+        return Observed(crossing, rho_end, np.full(400, rho_end), flat, flat[1:])
+
+    def forecast(crosses, epoch=None):
+        return dict(
+            crosses=crosses,
+            crossing_epoch=epoch,
+            crossing_interval=[epoch - 5, epoch + 5] if crosses else None,
+            rho_end=0.1,
+            rho_end_interval=[0.0, 0.2],
+        )
+
+    scored = [
+        Scored("a", run(150, -0.2), forecast(True, 148), 0.0),  # crosses in its interval; rho outside
+        Scored("b", run(300, -0.1), forecast(True, 100), 0.0),  # crosses outside its interval
+        Scored("c", run(None, 0.15), forecast(True, 100), 1e-3),  # forecast crosses, run does not
+        Scored("d", run(None, 0.15), forecast(False), 0.0),  # right, rho inside
+        Scored("e", None, forecast(True, 100)),  # pending
+    ]
+    hits = hits_table(scored)
+    assert "| forecast | 3 of 4 | 1 of 2 | 2 of 4 |" in hits
+    assert "| no decay crosses | 3 of 4 |" in hits  # d has no decay but did not cross

@@ -10,13 +10,14 @@ compared with
   machine) and the losses to float32 noise; the later topology exactly when the committed
   run's ``environment.json`` records the same rounding as this process
   (:func:`~synapses_study.rounding.same_rounding`), else within a few connections per
-  pixel, and the test says that the exact comparison was not possible and why (the runs
-  committed before the rounding was recorded name no processor);
+  pixel, and a warning says that the exact comparison was not possible and why (the runs
+  committed before the rounding was recorded name no processor, so for them it never is);
 * its pinned reference, ``tests/reference_runs/<case>/``: the same first epochs made with
   the rounding pinned, compared bit for bit on any x86-64 processor with AVX2 (same torch,
   compiler and thread count), so a change of behaviour fails here whatever the processor.
   ``python tests/test_reproduce_committed.py --regenerate`` rewrites them (only after a
-  deliberate change of the numbers, said in the commit).
+  deliberate change of the numbers, said in the commit). They were made from commit
+  da1e10d, whose evolution and kernels were those the committed runs were made with.
 
 A pruning decides by ranks, so where two weights are within rounding of each other one
 processor keeps what another prunes: the topology is compared over the epochs that are
@@ -35,6 +36,7 @@ if __name__ == "__main__":
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -127,9 +129,10 @@ def test_the_first_epochs_of_a_committed_run_reproduce(case, retrained):
         f"{(differ > 0).sum(1).tolist()} pixel counts differ per epoch, by up to {differ.max()}: more than "
         "rounding explains"
     )
-    pytest.skip(
+    warnings.warn(
         f"{committed.path.name}: topology compared within rounding, not exactly ({why}); {int((differ > 0).sum())} "
-        "pixel counts differ"
+        "pixel counts differ",
+        stacklevel=1,
     )
 
 
@@ -140,6 +143,8 @@ def test_the_first_epochs_repeat_their_pinned_reference_bit_for_bit(case, retrai
     _, epochs = _case_config(case)
     reference, ours = RunDir(REFERENCES / _slug(case)), retrained[case]
     same, why = same_rounding(_environment(reference), _environment(ours))
+    if not same and why.startswith(("torch ", "threads ", "compiler ")):
+        pytest.skip(f"the pinned reference was made with another {why}: not comparable bit for bit")
     assert same, f"the pinned reference and this run should round alike, but {why}"
     _assert_same_losses(ours, reference, epochs, exact=True)
     _assert_same_topology(ours, reference, epochs)

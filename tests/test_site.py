@@ -282,3 +282,10 @@ def test_every_figure_caption_ends_with_its_provenance(crawled):
         assert caption.startswith("Fig. "), caption[:80]
         assert "Drawn by " in caption and " read " in caption, caption[:200]
         assert re.search(r"last regenerated in commit ([0-9a-f]{7,}|uncommitted)\.$", caption.strip()), caption[-120:]
+
+
+def test_a_marker_naming_no_fact_is_an_error_not_every_sweep():
+    from synapses_study.site import marker_sweeps
+
+    with pytest.raises(ValueError, match=r"marker 'fact:no_such_fact': no such fact; known: "):
+        marker_sweeps("fact:no_such_fact")

@@ -324,7 +324,8 @@ class SETLayer(nn.Module):
         if isinstance(probe, torch.Tensor) and probe.is_floating_point() and probe.dtype not in SUPPORTED_DTYPES:
             raise ValueError(
                 f"a SETLayer cannot be converted to {probe.dtype}: it supports dtype float32 and float64 (half "
-                "precision has no sparse kernels); keep it float32 (under torch.autocast it computes in float32)"
+                "precision has no sparse kernels); keep it float32 (under torch.autocast it computes in float32). "
+                "Modules converted before this layer stay converted: convert the model back with .float()"
             )
         return super()._apply(fn, recurse)
 

@@ -15,9 +15,11 @@ survivors), and for each predictor:
   the line meets 0);
 * **no decay crosses** (baseline): crosses when ``weight_decay`` is 0;
 * **early rule**: crosses when the equilibrium of the run's own rates over epochs 51-100 is
-  inverted: per pixel, the hazard ``h`` (connections pruned over those present, with half a
-  death added per pixel so that no hazard is 0) and the births per epoch ``b`` give
-  equilibrium survivors ``b / h * (1 - h)``, and their rho with ink frequency is below 0.
+  inverted (like the trend, it reads the scored run itself, so it speaks only once a run has
+  done 100 epochs: not a forecast from the configuration): per pixel, the hazard ``h``
+  (connections pruned over those present, with half a death added per pixel so that no
+  hazard is 0) and the births per epoch ``b`` give equilibrium survivors
+  ``b / h * (1 - h)``, and their rho with ink frequency is below 0.
 
 Runs not yet finished are listed as pending, never scored.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import ink_correlation
+from .forecast import STREAMS
+from .forecast_fit import FITTING_RUNS
+from .forecast_model import CONSTANTS_FILE, Constants
 from .paths import REPO_ROOT, results_root
 from .results import training_ink
 from .run_dir import RunDir
@@ -211,6 +217,27 @@ def forecast_table(results: Path | None = None, hits: bool = False) -> str:
     against their runs finished in ``results``, per run or (``hits``) per predictor."""
     scored = score(FORECAST_TEST, results)
     return hits_table(scored) if hits else table(scored)
+
+
+def fit_table() -> str:
+    """What the forecast was fitted on and how its intervals are made, as a two-column
+    Markdown table the write-up's numbers read (``forecast:fit | ROW | value``): from the
+    committed constants, the fitting runs and the test's sweep file."""
+    constants = Constants.load()
+    run_ids = [json.loads(line)["run_id"] for line in FORECAST_TEST.read_text().splitlines() if line.strip()]
+    seeds = {run_id.rsplit("_", 2)[1] for run_id in run_ids}  # ..._s<seed>_<digest>
+    rows = {
+        "constants": "three",
+        "conditions fitted": str(len(FITTING_RUNS)),
+        "runs fitted": str(len(constants.fitted_on)),
+        "rms error": f"{math.sqrt(json.loads(CONSTANTS_FILE.read_text())['objective']):.2f}",
+        "streams": str(STREAMS),
+        "crossing tolerance": f"{constants.crossing_tolerance:g}",
+        "rho tolerance": f"{constants.rho_tolerance:.3f}",
+        "test runs": str(len(run_ids)),
+        "test seeds": str(len(seeds)),
+    }
+    return "| quantity | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows.items())
 
 
 def main(argv: list[str] | None = None) -> int:

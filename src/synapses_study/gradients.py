@@ -9,8 +9,9 @@ exposure per pixel and epoch; the per-pixel counts and the pruning record cannot
 :class:`GradientRecorder` adds, after every backward pass, each first-layer weight's squared
 gradient to its input pixel's total (in float64, in a fixed order, so the record is as
 deterministic as the run); the engine takes the totals once per epoch into ``gradients.npz``.
-The gradient is the one the optimizer receives, so with coupled weight decay it includes
-the decay's pull (``2 * weight_decay * w`` per weight).
+The gradient is the loss's, as backward leaves it: coupled weight decay (SGD's
+``weight_decay``, added inside ``optimizer.step()``) and decoupled decay are not in it, and
+neither is momentum; an L1 penalty, added to the loss, is.
 """
 
 from __future__ import annotations

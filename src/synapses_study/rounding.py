@@ -1,5 +1,6 @@
 """What decides a run's rounding, pinned so that a seed names one trajectory on any x86-64
-processor with AVX2, and recorded in each run's ``environment.json``.
+processor with AVX2 (the design; checked so far on one kind of processor, an AVX-512 AMD
+EPYC, by forcing other settings there), and recorded in each run's ``environment.json``.
 
 Three libraries pick their code path by the processor they find, and each path sums in its
 own order: torch's vectorised kernels (``torch.backends.cpu.get_cpu_capability()``: AVX512 on
@@ -160,16 +161,21 @@ def same_rounding(recorded: dict[str, Any], here: dict[str, Any]) -> tuple[bool,
     process does under ``here`` (both with the keys of :func:`environment` in the engine:
     ``torch``, ``threads``, ``rounding``), and if not, why, in a few words.
 
-    Pinned runs round alike on any processor with AVX2 (same torch, thread count and
-    compiler); unpinned ones only on the same processor with the same settings. A run made
-    before the rounding was recorded cannot be matched to anything."""
+    Pinned runs are meant to round alike on any processor with AVX2 (same torch and thread
+    count, and the same compiler where a layer takes the compiled kernels); unpinned ones
+    only on the same processor with the same settings. A run made before the rounding was
+    recorded cannot be matched to anything. The settings compared are those requested of
+    the libraries (MKL and oneDNN do not report what they applied)."""
     if "rounding" not in recorded:
         return False, "the run was made before its rounding was recorded (processor unknown)"
     for key in ("torch", "threads"):
         if recorded.get(key) != here.get(key):
             return False, f"{key} {recorded.get(key)} there, {here.get(key)} here"
     theirs, ours = recorded["rounding"], here["rounding"]
-    keys = ["pinned", "torch_cpu_capability", "blas", "mkl_cbwr", "onednn_max_cpu_isa", "native_arch", "compiler"]
+    keys = ["pinned", "torch_cpu_capability", "blas", "mkl_cbwr", "onednn_max_cpu_isa"]
+    # the compiled kernels' build matters only to a run that computes with them
+    if any(path.endswith(": native") for path in [*recorded.get("layers", []), *here.get("layers", [])]):
+        keys += ["native_arch", "compiler"]
     if not (theirs.get("pinned") and ours.get("pinned")):
         keys.append("processor")
     for key in keys:

@@ -124,7 +124,9 @@ def marker_sweeps(name: str) -> tuple[str, ...]:
         from . import facts
 
         function = facts.FACTS.get(name.removeprefix("fact:"))
-        return tuple(_module_function_sweeps(facts, function)) if function is not None else ()
+        if function is None:  # a misspelt or removed fact is an error, never "every sweep file"
+            raise ValueError(f"marker {name!r}: no such fact; known: {', '.join(sorted(facts.FACTS))}")
+        return tuple(_module_function_sweeps(facts, function))
     table = name.partition("|")[0].strip()
     parts = [part.partition("/")[0] for part in table.partition(":")[0].split("+")]
     if all(part in known for part in parts):
