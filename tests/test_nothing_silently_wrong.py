@@ -513,23 +513,6 @@ def test_a_seed_out_of_range_fails_the_first_cell():
         check_parameters(seed=(2**32, seed_value))
 
 
-def test_a_sweep_into_a_read_only_results_folder_is_one_line(tmp_path, capsys, monkeypatch):
-    # As root (CI) a chmod'ed folder stays writable, so the refusal is simulated where it happens.
-    from pathlib import Path
-
-    def refuse(self, *args, **kwargs):
-        raise PermissionError(13, "Permission denied", str(self))
-
-    sweep = tmp_path / "s.yaml"
-    sweep.write_text("base: {epochs: 1}\n")
-    monkeypatch.setattr(Path, "mkdir", refuse)
-    with pytest.raises(SystemExit) as info:
-        sweep_main([str(sweep), "--results-dir", str(tmp_path / "results")])
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and err.count("\n") == 1
-    assert err.startswith("error: cannot write in ") and "(Permission denied); choose a writable --results-dir" in err
-
-
 def test_the_study_finds_its_checkout_from_the_working_directory_never_from_the_package(tmp_path):
     """A non-editable install puts the package in a virtual environment: the study's
     folders come from $SYNAPSES_ROOT or the working directory (walking up to the checkout),
@@ -919,9 +902,13 @@ class TestSweepsAtScaleAndSideBySide:
         assert "300 new" in format_dry_run(sweep, tmp_path / "results")
         assert len(calls) <= 6 * 300  # was 300 per run: every run rebuilt the sweep's ids
 
-    def test_a_sweep_on_a_read_only_file_system_is_one_line(self, tmp_path, capsys, monkeypatch):
+    @pytest.mark.parametrize(
+        "code, words", [(errno.EACCES, "Permission denied"), (errno.EROFS, "Read-only file system")], ids=str
+    )
+    def test_a_sweep_on_an_unwritable_results_folder_is_one_line(self, tmp_path, capsys, monkeypatch, code, words):
+        # As root (CI) a chmod'ed folder stays writable, so the refusal is simulated where it happens.
         def refuse(self, *args, **kwargs):
-            raise OSError(errno.EROFS, "Read-only file system", str(self))
+            raise OSError(code, words, str(self))
 
         sweep = tmp_path / "s.yaml"
         sweep.write_text("base: {epochs: 1}\n")
@@ -930,7 +917,7 @@ class TestSweepsAtScaleAndSideBySide:
             sweep_main([str(sweep), "--results-dir", str(tmp_path / "results")])
         err = capsys.readouterr().err
         assert info.value.code == 2 and err.count("\n") == 1
-        assert "(Read-only file system); choose a writable --results-dir" in err
+        assert err.startswith("error: cannot write in ") and f"({words}); choose a writable --results-dir" in err
 
     def test_a_run_another_sweep_is_training_is_waited_for_not_failed(self, tmp_path):
         import threading
