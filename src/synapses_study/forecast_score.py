@@ -116,9 +116,9 @@ def score(forecast_file: Path, results: Path | None = None) -> list[Scored]:
             continue
         entry = json.loads(line)
         run = RunDir(root / entry["run_id"])
-        finished = run.config_file.exists() and run.is_finished(run.config())
-        if finished:
-            scored.append(Scored(entry["run_id"], observe(run), entry, run.config().weight_decay))
+        config = run.config() if run.config_file.exists() else None
+        if config is not None and run.is_finished(config):
+            scored.append(Scored(entry["run_id"], observe(run), entry, config.weight_decay))
         else:
             scored.append(Scored(entry["run_id"], None, entry))
     return scored
