@@ -8,10 +8,13 @@ import pytest
 from scipy import stats as scipy_stats
 
 from synapses_study import stats
+from synapses_study.analysis import ink_correlation
 from synapses_study.config import ExperimentConfig
 from synapses_study.demography import demography, predicted_rho, rates, simulate, windowed
 from synapses_study.engine import run_experiment
 from synapses_study.lifetimes import read_lifetimes
+from synapses_study.metrics import final_survivor_counts, run_summary
+from synapses_study.results import training_ink
 from synapses_study.run_dir import RunDir
 from synapses_study.run_files import load_model_state, read_pruning, read_topology
 from synapses_study.survivors import (
@@ -23,6 +26,7 @@ from synapses_study.survivors import (
     ink_band,
     survivor_counts,
 )
+from synapses_study.topology import center_ratio
 
 
 def test_ink_bands_follow_the_fixed_edges():
@@ -44,6 +48,35 @@ def test_survivors_are_the_recorded_counts_minus_the_pruned_and_end_as_the_final
         assert np.array_equal(np.bincount(kept, minlength=784), survivors[epoch - 1])
     with pytest.raises(ValueError, match="expected one more topology row"):
         survivor_counts(topology[1:], pruned)
+
+
+def test_every_last_epoch_number_reads_the_survivors_from_whichever_record_a_run_kept(tmp_path, small_mnist):
+    # the same run three ways: network and pruning record, pruning record only, network only
+    both = ExperimentConfig(epochs=2, record_pruning=True, record_weight_mass=False)
+    run = RunDir(run_experiment(both, tmp_path / "both", data=small_mnist, progress=False))
+    topology, (pruned, _) = read_topology(run.topology_file), read_pruning(run.pruning_file)
+    expected = topology[-1] - pruned[-1]
+    assert pruned[-1].sum() > 0 and np.array_equal(final_survivor_counts(run.path), expected)
+    record_only = RunDir(  # a run that kept no network: its pruning record answers
+        run_experiment(both.replace(keep_network=False), tmp_path / "record", data=small_mnist, progress=False)
+    )
+    assert not record_only.model_file.exists()
+    assert np.array_equal(final_survivor_counts(record_only.path), expected)
+    network_only = RunDir(
+        run_experiment(ExperimentConfig(epochs=2), tmp_path / "network", data=small_mnist, progress=False)
+    )
+    assert np.array_equal(final_survivor_counts(network_only.path), expected)  # same seed, same run
+    summary = run_summary(network_only.path)
+    assert summary["ink_rho"] == float(ink_correlation(expected, training_ink()))
+    assert summary["center_ratio"] == float(center_ratio(expected))
+    assert summary["ink_rho"] != float(ink_correlation(topology[-1], training_ink()))  # not the recorded counts
+    nothing = RunDir(
+        run_experiment(
+            ExperimentConfig(epochs=2, keep_network=False), tmp_path / "bare", data=small_mnist, progress=False
+        )
+    )
+    with pytest.raises(ValueError, match="no final network and no pruning record"):
+        final_survivor_counts(nothing.path)
 
 
 def test_demography_counts_every_connection_once_and_matches_the_pruning(tmp_path, small_mnist):

@@ -40,15 +40,19 @@ def test_table_rows_are_mean_and_std_over_the_finished_seeds(finished):
     assert rows[0][6] == f"{expected.mean() * 100:.2f} ± {expected.std() * 100:.2f}"
     single = [m for m, r in zip(metrics, runs) if r.config.weight_decay == 1e-3][0]
     assert rows[1][6] == f"{single['test_acc'] * 100:.2f}"
-    # ink correlation and peak of center_ratio, from the run's own files
+    # centre ratio and ink correlation on the survivors of the final network (pruned off), the
+    # recorded peak of center_ratio, from the run's own files
     from synapses_study.analysis import ink_correlation, ink_frequency
     from synapses_study.data import load_mnist
+    from synapses_study.survivors import final_survivors
+    from synapses_study.topology import center_ratio
 
     one = [r for r in runs[:3] if r.config.weight_decay == 1e-3][0]
-    rho = ink_correlation(
-        RunDir(tmp / "results" / one.config.run_id()).topology()[-1], ink_frequency(load_mnist().train_x)
-    )
-    assert rows[1][8] == f"{rho:.3f}"
+    folder = RunDir(tmp / "results" / one.config.run_id())
+    survivors = final_survivors(folder.model_state())
+    assert survivors.sum() < folder.topology()[-1].sum()  # the last pruning's connections are left out
+    assert rows[1][7] == f"{center_ratio(survivors):.3f}"
+    assert rows[1][8] == f"{ink_correlation(survivors, ink_frequency(load_mnist().train_x)):.3f}"
     history = pd.read_csv(tmp / "results" / one.config.run_id() / "metrics.csv.xz")
     peak = history["center_ratio"].idxmax()
     assert rows[1][9] == f"{history['center_ratio'][peak]:.3f}"
@@ -178,10 +182,10 @@ def test_topology_view_over_several_sweeps(finished):
     assert [r[0] for r in rows] == ["| tiny: weight_decay=0.0", "| tiny: weight_decay=0.001", "| single"]
     from synapses_study.analysis import ink_correlation
     from synapses_study.results import training_ink
+    from synapses_study.survivors import final_survivors
 
-    rhos = [
-        ink_correlation(RunDir(tmp / "results" / r.config.run_id()).topology()[-1], training_ink()) for r in runs[:2]
-    ]
+    finals = [final_survivors(RunDir(tmp / "results" / r.config.run_id()).model_state()) for r in runs[:2]]
+    rhos = [ink_correlation(counts, training_ink()) for counts in finals]
     assert rows[0][5] == f"{min(rhos):.3f} to {max(rhos):.3f}"
     assert rows[2][1:3] == ["3", "1 of 1"]  # seed 0 at 1e-3: the run tiny's sweep finished
     assert rows[2][4:6] == rows[1][4:6]
@@ -298,7 +302,7 @@ def test_drift_view_reads_the_topology_at_given_epochs(finished):
     text = refresh(
         "<!-- table: tiny:drift -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True
     )
-    assert "| ink ρ, epochs 31-50 |" in text  # the default epochs all lie past a 3-epoch run
+    assert "| recorded ink ρ, epochs 31-50 |" in text  # the default epochs all lie past a 3-epoch run
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| weight_decay")]
     assert all(cell.rstrip(" |") == "–" for row in rows for cell in row[3:])
 

@@ -12,16 +12,48 @@ import numpy as np
 from .analysis import BLANK_BELOW, TRAILING_WINDOW, ink_correlation, pruning_by_region
 from .results import load_metrics, training_ink
 from .run_dir import RunDir
+from .survivors import final_survivors
+from .topology import center_ratio
+
+
+def final_survivor_counts(run_dir: Path) -> np.ndarray:
+    """``(784,)`` first-layer connections per pixel that the last epoch's pruning kept.
+
+    Read from the final network (connections whose ``pruned`` flag is off); from the pruning
+    record where a run kept no network; and from the recorded topology where the run never
+    evolved (``evolution: off`` prunes nothing, so every recorded connection survives).
+
+    Raises:
+        ValueError: an evolving run that kept neither its network nor its pruning record.
+    """
+    folder = RunDir(run_dir)
+    config = folder.verified_config()
+    topology = folder.topology()
+    if config.evolution == "off":
+        return topology[-1]
+    if folder.model_file.exists():
+        return final_survivors(folder.model_state())
+    if config.record_pruning:
+        return topology[-1] - folder.pruning()[0][-1]
+    raise ValueError(
+        f"{folder.path}: no final network and no pruning record, so its survivors cannot be read; "
+        "rerun it with keep_network or record_pruning"
+    )
 
 
 def run_summary(run_dir: Path) -> dict[str, float]:
-    """Last-epoch metrics of a finished run, its Spearman correlation of connections with
-    ink at the last epoch, and the peak of ``center_ratio`` with its epoch."""
+    """Last-epoch metrics of a finished run; its first layer's survivors at the last epoch
+    (:func:`final_survivor_counts`): their Spearman correlation with ink (``ink_rho``) and
+    centre ratio (``center_ratio``); and the peak of the recorded ``center_ratio`` along
+    the way, with its epoch (``peak_center_ratio``, ``peak_epoch``: the recorded topology,
+    since most runs did not record their pruning per epoch)."""
     metrics = load_metrics(run_dir)
     last = metrics.iloc[-1]
     peak = int(metrics["center_ratio"].to_numpy().argmax())
-    summary = {key: float(last[key]) for key in ("train_loss", "train_acc", "test_loss", "test_acc", "center_ratio")}
-    summary["ink_rho"] = float(ink_correlation(RunDir(run_dir).topology()[-1], training_ink()))
+    summary = {key: float(last[key]) for key in ("train_loss", "train_acc", "test_loss", "test_acc")}
+    survivors = final_survivor_counts(run_dir)
+    summary["center_ratio"] = float(center_ratio(survivors))
+    summary["ink_rho"] = float(ink_correlation(survivors, training_ink()))
     summary["peak_center_ratio"] = float(metrics["center_ratio"].iloc[peak])
     summary["peak_epoch"] = float(metrics["epoch"].iloc[peak])
     return summary

@@ -5,12 +5,14 @@ several of them joined by ``+``, and optionally followed by a view
 (``sweep155:overfitting``, ``evolnet_triplet/phase3:overfitting``,
 ``sweep155+reproduction:topology``). The default view gives, for each configuration
 (seeds pooled), mean ± standard deviation across seeds of the last-epoch numbers, the
-Spearman correlation of connections with ink (``ink ρ``), and the peak of
+first layer's ``center_ratio`` and Spearman correlation with ink (``ink ρ``) read on the
+connections the last pruning kept (survivors), and the peak of the recorded
 ``center_ratio`` with the epoch where it peaked. The ``overfitting`` view gives where the
 (smoothed) test loss bottomed out and how test accuracy moved after it; the ``errors`` view
 how much of the final test loss the misclassified images carry; the ``topology`` view
 whether each configuration ends with a positive, negative or no topology, seed by seed; the
-``drift`` view the ink ρ at a few epochs along the way (:data:`DRIFT_EPOCHS`); the
+``drift`` view the recorded ink ρ (the pruned connections included: most runs did not
+record their pruning per epoch) at a few epochs along the way (:data:`DRIFT_EPOCHS`); the
 ``accuracy`` view the topology beside what it buys (last-epoch test loss and accuracy);
 the ``pruning`` and ``pruning_never_inked`` views, for runs recorded with ``record_pruning``,
 who got pruned after the last epoch: blank against inked pixels (blank: ink in fewer than
@@ -81,7 +83,7 @@ COLUMNS = (
     ("test_acc", "test acc (%)", mean_std(2, 100)),
     ("center_ratio", "center_ratio", mean_std(3)),
     ("ink_rho", "ink ρ", mean_std(3)),
-    ("peak_center_ratio", "peak center_ratio", mean_std(3)),
+    ("peak_center_ratio", "recorded peak center_ratio", mean_std(3)),
     ("peak_epoch", "at epoch", mean_std(0)),
 )
 
@@ -145,7 +147,7 @@ VIEWS: dict[str, tuple[Callable[[Path], dict[str, float]], tuple[tuple[str, str,
     "pruning_never_inked": (partial(pruning_summary, blank_below=1e-6), PRUNING_COLUMNS),
     "drift": (
         drift_summary,
-        tuple((f"rho@{e}", f"ink ρ, epochs {e - TRAILING_WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS),
+        tuple((f"rho@{e}", f"recorded ink ρ, epochs {e - TRAILING_WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS),
     ),
     "verdict": (
         run_summary,
