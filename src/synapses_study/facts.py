@@ -22,6 +22,7 @@ from . import mechanism
 from .analysis import TRAILING_WINDOW, ink_correlation, settles_below_zero
 from .config import ExperimentConfig
 from .families import FAMILIES, family
+from .metrics import final_survivor_counts
 from .paths import RESULTS
 from .protocol import crossings
 from .results import excess_pruning, load_metrics, select_runs, training_ink
@@ -186,23 +187,45 @@ def fixed_topology_decay(results: Path) -> str:
 # recorded runs were made.
 
 
-def mechanism_1000_repeats(results: Path) -> str:
-    """How far the recorded standardised runs of mechanism_1000 repeat the reproduction's
-    undecayed runs of the same seeds (recording draws no random numbers, so only processor
-    rounding can part them): the epochs with identical connections per pixel, and ink ρ at
-    the last epoch of each."""
+# The committed runs that repeat another committed run's seed with recording switched on
+# (recording draws no random numbers): (label, the original's selection, the rerun's).
+RERUN_PAIRS: tuple[
+    tuple[str, tuple[str, str | None, dict[str, object]], tuple[str, str | None, dict[str, object]]], ...
+] = (
+    ("no decay", ("reproduction", None, {"weight_decay": 0.0}), ("mechanism_1000", None, {"inputs": "standardized"})),
+    (
+        "L2 1e-3",
+        ("reproduction", None, {"weight_decay": 1e-3}),
+        ("why_it_inverts", "survivors_decay", {"weight_decay": 1e-3}),
+    ),
+    (
+        "L2 1e-2",
+        ("reproduction", None, {"weight_decay": 1e-2}),
+        ("why_it_inverts", "survivors_decay", {"weight_decay": 1e-2}),
+    ),
+)
+
+
+def seed_reruns(results: Path) -> str:
+    """How far a rerun of the same seed repeats a committed run made before the rounding was
+    pinned: per pair of :data:`RERUN_PAIRS` and seed, the last epoch with identical
+    connections per pixel, and ink ρ on survivors at the last epoch of each (original, then
+    rerun). Only processor rounding can part them."""
     ink = training_ink()
-    reference = {c.seed: c for c in select_runs("reproduction", weight_decay=0.0)}
     parts = []
-    for config in select_runs("mechanism_1000", inputs="standardized"):
-        recorded, original = (_topology(results, c) for c in (config, reference[config.seed]))
-        same = [np.array_equal(a, b) for a, b in zip(recorded, original)]
-        agree = len(same) if all(same) else same.index(False)
-        rho = [float(ink_correlation(t[-1], ink)) for t in (recorded, original)]
-        parts.append(
-            f"seed {config.seed}: identical through epoch {agree - 1}, ink ρ at the end {rho[0]:.3f} against "
-            f"{rho[1]:.3f}"
-        )
+    for label, original_selection, rerun_selection in RERUN_PAIRS:
+        originals = {c.seed: c for c in select_runs(*original_selection[:2], **original_selection[2])}
+        for config in select_runs(*rerun_selection[:2], **rerun_selection[2]):
+            original = originals[config.seed]
+            same = [np.array_equal(a, b) for a, b in zip(_topology(results, original), _topology(results, config))]
+            agree = len(same) if all(same) else same.index(False)
+            rho = [
+                float(ink_correlation(final_survivor_counts(_run(results, c).path), ink)) for c in (original, config)
+            ]
+            parts.append(
+                f"{label} seed {config.seed}: identical through epoch {agree - 1}, ρ at the end {rho[0]:.3f} and "
+                f"{rho[1]:.3f}"
+            )
     return "; ".join(parts)
 
 
@@ -393,7 +416,7 @@ FACTS: dict[str, Callable[[Path], str]] = {
     "decoupled_paired": decoupled_paired,
     "fixed_topology_no_decay": fixed_topology_no_decay,
     "fixed_topology_decay": fixed_topology_decay,
-    "mechanism_1000_repeats": mechanism_1000_repeats,
+    "seed_reruns": seed_reruns,
     "pruning_crossing": pruning_crossing,
     "turns_negative": turns_negative,
     "set_mlp_accuracy": set_mlp_accuracy,
