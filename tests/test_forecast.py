@@ -225,3 +225,30 @@ def test_hits_are_counted_from_each_runs_own_crossing():
     hits = hits_table(scored)
     assert "| forecast | 3 of 4 | 1 of 2 | 2 of 4 |" in hits
     assert "| no decay crosses | 3 of 4 |" in hits  # d has no decay but did not cross
+
+
+def test_the_replicate_spread_and_the_after_the_fact_widening():
+    """Literal replicates: sd and half range by hand; intervals widened from the committed
+    tolerance (5 epochs, 0.02) to two sd (28.3 epochs, 0.2) take in a run 12 epochs and 0.1 out."""
+    from synapses_study.forecast_model import Constants
+    from synapses_study.forecast_score import Observed, Scored, replicate_rows
+
+    observed = [(0, 90, -0.1), (1, 110, 0.1), (2, None, 0.0)]  # sd 14.14 epochs and 0.1
+    flat = np.zeros((401, 784))
+
+    def scored(crossing, rho_end):
+        run = Observed(crossing, rho_end, np.full(400, rho_end), flat, flat[1:])
+        interval = dict(crossing_interval=[95, 105], rho_end_interval=[0.0, 0.1])
+        return Scored("x", run, dict(crosses=True, crossing_epoch=100, rho_end=0.05, **interval), 0.0)
+
+    committed = Constants(rate=1.0, slowdown_epochs=1.0, learned_spread=1.0, crossing_tolerance=5, rho_tolerance=0.02)
+    rows = replicate_rows(observed, [scored(117, 0.2), scored(150, 0.5)], committed)
+    assert rows["crossing epochs"] == "90, 110, none"
+    assert rows["crossing epoch, sd"] == "14.1 (1 without a crossing left out)"
+    assert rows["ρ at the end, sd"] == "0.100" and rows["half range"] == "10 epochs, 0.100 in ρ"
+    assert rows["two sd"] == "28.3 epochs, 0.200 in ρ"
+    # widened by 28.3 - 5 epochs and 0.2 - 0.02: 117 and 0.2 fall inside, 150 and 0.5 do not
+    assert (
+        rows["forecast hits, intervals widened to two sd (after the fact)"]
+        == "crossing epoch 1 of 2, ρ at the end 1 of 2"
+    )

@@ -187,33 +187,33 @@ def fixed_topology_decay(results: Path) -> str:
 # recorded runs were made.
 
 
-# The committed runs that repeat another committed run's seed with recording switched on
-# (recording draws no random numbers): (label, the original's selection, the rerun's).
-RERUN_PAIRS: tuple[
-    tuple[str, tuple[str, str | None, dict[str, object]], tuple[str, str | None, dict[str, object]]], ...
-] = (
-    ("no decay", ("reproduction", None, {"weight_decay": 0.0}), ("mechanism_1000", None, {"inputs": "standardized"})),
-    (
-        "L2 1e-3",
-        ("reproduction", None, {"weight_decay": 1e-3}),
-        ("why_it_inverts", "survivors_decay", {"weight_decay": 1e-3}),
-    ),
-    (
-        "L2 1e-2",
-        ("reproduction", None, {"weight_decay": 1e-2}),
-        ("why_it_inverts", "survivors_decay", {"weight_decay": 1e-2}),
-    ),
-)
-
-
 def seed_reruns(results: Path) -> str:
     """How far a rerun of the same seed repeats a committed run made before the rounding was
-    pinned: per pair of :data:`RERUN_PAIRS` and seed, the last epoch with identical
+    pinned: per pair (below) and seed, the last epoch with identical
     connections per pixel, and ink ρ on survivors at the last epoch of each (original, then
     rerun). Only processor rounding can part them."""
+    # the committed reruns of a committed run's seed with recording switched on (recording
+    # draws no random numbers): (label, the original's selection, the rerun's)
+    pairs = (
+        (
+            "no decay",
+            ("reproduction", None, {"weight_decay": 0.0}),
+            ("mechanism_1000", None, {"inputs": "standardized"}),
+        ),
+        (
+            "L2 1e-3",
+            ("reproduction", None, {"weight_decay": 1e-3}),
+            ("why_it_inverts", "survivors_decay", {"weight_decay": 1e-3}),
+        ),
+        (
+            "L2 1e-2",
+            ("reproduction", None, {"weight_decay": 1e-2}),
+            ("why_it_inverts", "survivors_decay", {"weight_decay": 1e-2}),
+        ),
+    )
     ink = training_ink()
     parts = []
-    for label, original_selection, rerun_selection in RERUN_PAIRS:
+    for label, original_selection, rerun_selection in pairs:
         originals = {c.seed: c for c in select_runs(*original_selection[:2], **original_selection[2])}
         for config in select_runs(*rerun_selection[:2], **rerun_selection[2]):
             original = originals[config.seed]

@@ -37,10 +37,10 @@ import numpy as np
 
 from .analysis import ink_correlation
 from .forecast import STREAMS
-from .forecast_fit import FITTING_RUNS
+from .forecast_fit import FIT_EPOCHS, FITTING_RUNS, REPLICATE_RUNS
 from .forecast_model import CONSTANTS_FILE, Constants
 from .paths import REPO_ROOT, results_root
-from .results import training_ink
+from .results import select_runs, training_ink
 from .run_dir import RunDir
 from .survivors import crossing_epoch, survivor_counts, survivor_rho
 
@@ -238,6 +238,80 @@ def fit_table() -> str:
         "test seeds": str(len(seeds)),
     }
     return "| quantity | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows.items())
+
+
+REPLICATE_SWEEP = "replicate_noise"  # more seeds of the replicate runs' condition (issue 35, §2)
+
+
+def replicate_runs(results: Path | None = None) -> list[RunDir]:
+    """The committed replicate runs the tolerances were fixed on (:data:`REPLICATE_RUNS`), then
+    the finished runs of ``configs/replicate_noise.yaml``: one condition (scaled inputs, no
+    decay), pruning recorded."""
+    root = results_root(results)
+    runs = [RunDir(root / name) for name in REPLICATE_RUNS]
+    for config in select_runs(REPLICATE_SWEEP):
+        folder = RunDir.of(config, root)
+        if folder.is_finished(config):
+            runs.append(folder)
+    return runs
+
+
+def replicate_table(results: Path | None = None) -> str:
+    """The spread between replicate runs (:func:`replicate_runs`, read over their first
+    ``FIT_EPOCHS`` epochs on survivors) as the write-up's two-column table
+    (:func:`replicate_rows`), scored against the committed forecasts."""
+    observed = []
+    for run in replicate_runs(results):
+        run.verified_config()
+        rho = survivor_rho(survivor_counts(run.topology(), run.pruning()[0]), training_ink())[:FIT_EPOCHS]
+        observed.append((run.config().seed, crossing_epoch(rho), float(rho[-END_WINDOW:].mean())))
+    rows = replicate_rows(observed, score(FORECAST_TEST, results), Constants.load())
+    return "| quantity | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows.items())
+
+
+def replicate_rows(
+    observed: list[tuple[int, int | None, float]], scored: list[Scored], committed: Constants
+) -> dict[str, str]:
+    """Replicate runs' ``(seed, crossing epoch or None, rho at the end)``: their crossing
+    epochs and rho at the end (mean of the last ``END_WINDOW`` epochs) with standard
+    deviations and half ranges, against the tolerances committed with the forecast (half
+    ranges of the first three runs); and the forecast's interval hits in ``scored`` had its
+    tolerances been two of these runs' standard deviations, an after-the-fact reading beside
+    the committed scoring, which stands."""
+    crossings = np.array([c for _, c, _ in observed if c is not None], dtype=float)
+    ends = np.array([e for _, _, e in observed])
+    half_crossing, half_rho = (crossings.max() - crossings.min()) / 2, (ends.max() - ends.min()) / 2
+    # two standard deviations: where about 95% of single runs fall about their condition's mean
+    two_sd_crossing, two_sd_rho = 2 * crossings.std(ddof=1), 2 * ends.std(ddof=1)
+    widen_epoch, widen_rho = two_sd_crossing - committed.crossing_tolerance, two_sd_rho - committed.rho_tolerance
+    epoch_hits, rho_hits = [], []
+    for item in scored:
+        if item.observed is None:
+            continue
+        f, obs = item.forecast, item.observed
+        if f["crosses"] and obs.crossing is not None:
+            low, high = f["crossing_interval"]
+            epoch_hits.append(low - widen_epoch <= obs.crossing <= high + widen_epoch)
+        if f["rho_end"] is not None:
+            low, high = f["rho_end_interval"]
+            rho_hits.append(low - widen_rho <= obs.rho_end <= high + widen_rho)
+    never = sum(c is None for _, c, _ in observed)
+    return {
+        "runs": f"{len(observed)} (seeds {', '.join(str(seed) for seed, _, _ in observed)})",
+        "crossing epochs": ", ".join("none" if c is None else str(c) for _, c, _ in observed),
+        "crossing epoch, sd": f"{crossings.std(ddof=1):.1f}"
+        + (f" ({never} without a crossing left out)" if never else ""),
+        "ρ at the end": ", ".join(f"{e:+.3f}" for _, _, e in observed),
+        "ρ at the end, sd": f"{ends.std(ddof=1):.3f}",
+        "half range": f"{half_crossing:g} epochs, {half_rho:.3f} in ρ",
+        "committed tolerance (half range of the first three runs)": (
+            f"{committed.crossing_tolerance:g} epochs, {committed.rho_tolerance:.3f} in ρ"
+        ),
+        "two sd": f"{two_sd_crossing:.1f} epochs, {two_sd_rho:.3f} in ρ",
+        "forecast hits, intervals widened to two sd (after the fact)": (
+            f"crossing epoch {sum(epoch_hits)} of {len(epoch_hits)}, ρ at the end {sum(rho_hits)} of {len(rho_hits)}"
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

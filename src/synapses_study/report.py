@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .facts import fact, family_table
-from .forecast_score import fit_table, forecast_table
+from .forecast_score import fit_table, forecast_table, replicate_table
 from .markers import parse_markers, replace_marked
 from .mechanism import final_survivor_table, prediction_table
 from .paths import RESULTS, results_root
@@ -70,6 +70,8 @@ def refresh(
                 tables[name] = forecast_table(root, hits=name == "forecast:hits")
             elif name == "forecast:fit":  # the forecast's fit and intervals (committed constants)
                 tables[name] = fit_table()
+            elif name == "forecast:replicates":  # the spread between runs of one condition
+                tables[name] = replicate_table(root)
             elif name == "families":  # every p value's family (synapses_study.families)
                 tables[name] = family_table(root)
             else:
