@@ -13,8 +13,8 @@ from synapses_study.config import ExperimentConfig
 from synapses_study.demography import demography, predicted_rho, rates, simulate, windowed
 from synapses_study.engine import run_experiment
 from synapses_study.lifetimes import read_lifetimes
-from synapses_study.metrics import final_survivor_counts, run_summary
-from synapses_study.results import training_ink
+from synapses_study.metrics import run_summary
+from synapses_study.results import final_survivor_counts, training_ink
 from synapses_study.run_dir import RunDir
 from synapses_study.run_files import load_model_state, read_pruning, read_topology
 from synapses_study.survivors import (

@@ -22,10 +22,9 @@ from . import mechanism
 from .analysis import TRAILING_WINDOW, ink_correlation, settles_below_zero
 from .config import ExperimentConfig
 from .families import FAMILIES, family
-from .metrics import final_survivor_counts
 from .paths import RESULTS
 from .protocol import crossings
-from .results import excess_pruning, load_metrics, select_runs, training_ink
+from .results import excess_pruning, final_survivor_counts, load_metrics, select_runs, training_ink
 from .run_dir import RunDir
 from .stats import Comparison, describe, holm, paired, welch
 from .survivors import ink_band
@@ -193,29 +192,29 @@ def seed_reruns(results: Path) -> str:
     connections per pixel, and ink ρ on survivors at the last epoch of each (original, then
     rerun). Only processor rounding can part them."""
     # the committed reruns of a committed run's seed with recording switched on (recording
-    # draws no random numbers): (label, the original's selection, the rerun's)
-    pairs = (
+    # draws no random numbers): (label, the originals, the reruns)
+    pairs: tuple[tuple[str, list[ExperimentConfig], list[ExperimentConfig]], ...] = (
         (
             "no decay",
-            ("reproduction", None, {"weight_decay": 0.0}),
-            ("mechanism_1000", None, {"inputs": "standardized"}),
+            select_runs("reproduction", weight_decay=0.0),
+            select_runs("mechanism_1000", inputs="standardized"),
         ),
         (
             "L2 1e-3",
-            ("reproduction", None, {"weight_decay": 1e-3}),
-            ("why_it_inverts", "survivors_decay", {"weight_decay": 1e-3}),
+            select_runs("reproduction", weight_decay=1e-3),
+            select_runs("why_it_inverts", "survivors_decay", weight_decay=1e-3),
         ),
         (
             "L2 1e-2",
-            ("reproduction", None, {"weight_decay": 1e-2}),
-            ("why_it_inverts", "survivors_decay", {"weight_decay": 1e-2}),
+            select_runs("reproduction", weight_decay=1e-2),
+            select_runs("why_it_inverts", "survivors_decay", weight_decay=1e-2),
         ),
     )
     ink = training_ink()
     parts = []
-    for label, original_selection, rerun_selection in pairs:
-        originals = {c.seed: c for c in select_runs(*original_selection[:2], **original_selection[2])}
-        for config in select_runs(*rerun_selection[:2], **rerun_selection[2]):
+    for label, original_runs, reruns in pairs:
+        originals = {c.seed: c for c in original_runs}
+        for config in reruns:
             original = originals[config.seed]
             same = [np.array_equal(a, b) for a, b in zip(_topology(results, original), _topology(results, config))]
             agree = len(same) if all(same) else same.index(False)

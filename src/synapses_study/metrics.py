@@ -10,35 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import BLANK_BELOW, TRAILING_WINDOW, ink_correlation, pruning_by_region
-from .results import load_metrics, training_ink
+from .results import final_survivor_counts, load_metrics, training_ink
 from .run_dir import RunDir
-from .survivors import final_survivors
 from .topology import center_ratio
-
-
-def final_survivor_counts(run_dir: Path) -> np.ndarray:
-    """``(784,)`` first-layer connections per pixel that the last epoch's pruning kept.
-
-    Read from the final network (connections whose ``pruned`` flag is off); from the pruning
-    record where a run kept no network; and from the recorded topology where the run never
-    evolved (``evolution: off`` prunes nothing, so every recorded connection survives).
-
-    Raises:
-        ValueError: an evolving run that kept neither its network nor its pruning record.
-    """
-    folder = RunDir(run_dir)
-    config = folder.verified_config()
-    topology = folder.topology()
-    if config.evolution == "off":
-        return topology[-1]
-    if folder.model_file.exists():
-        return final_survivors(folder.model_state())
-    if config.record_pruning:
-        return topology[-1] - folder.pruning()[0][-1]
-    raise ValueError(
-        f"{folder.path}: no final network and no pruning record, so its survivors cannot be read; "
-        "rerun it with keep_network or record_pruning"
-    )
 
 
 def run_summary(run_dir: Path) -> dict[str, float]:

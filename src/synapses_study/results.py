@@ -22,7 +22,9 @@ from .data import load_mnist
 from .paths import results_root
 from .run_dir import METRIC_COLUMNS, RunDir
 from .run_files import DamagedFileError, read_text
+from .survivors import final_survivors
 from .sweep_file import CONFIGS, Sweep, labelled_groups, load_sweep, matching, run_labels
+from .topology import center_ratio
 
 CONFIG_COLUMNS = (
     "run_id",
@@ -247,20 +249,45 @@ def labelled_runs(sweeps: Iterable[str], overrides: dict | None = None) -> dict[
     return groups
 
 
+def final_survivor_counts(run_dir: Path) -> np.ndarray:
+    """``(784,)`` first-layer connections per pixel that the last epoch's pruning kept.
+
+    Read from the final network (connections whose ``pruned`` flag is off); from the pruning
+    record where a run kept no network; and from the recorded topology where the run never
+    evolved (``evolution: off`` prunes nothing, so every recorded connection survives).
+
+    Raises:
+        ValueError: an evolving run that kept neither its network nor its pruning record.
+    """
+    folder = RunDir(run_dir)
+    config = folder.verified_config()
+    topology = folder.topology()
+    if config.evolution == "off":
+        return topology[-1]
+    if folder.model_file.exists():
+        return final_survivors(folder.model_state())
+    if config.record_pruning:
+        return topology[-1] - folder.pruning()[0][-1]
+    raise ValueError(
+        f"{folder.path}: no final network and no pruning record, so its survivors cannot be read; "
+        "rerun it with keep_network or record_pruning"
+    )
+
+
 def final_values(groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None) -> pd.DataFrame:
     """One row per finished run of labelled groups: ``configuration``, ``seed``, and at the
-    last epoch ``ink_rho`` and ``center_ratio``."""
+    last epoch ``ink_rho`` and ``center_ratio`` on survivors (:func:`final_survivor_counts`)."""
     root = results_root(results_dir)
     rows = []
     for label, configs in groups.items():
         for config in configs:
-            run_dir = RunDir.of(config, root).verified(config).path
+            survivors = final_survivor_counts(RunDir.of(config, root).verified(config).path)
             rows.append(
                 dict(
                     configuration=label,
                     seed=config.seed,
-                    ink_rho=float(ink_correlation(RunDir(run_dir).topology()[-1], training_ink())),
-                    center_ratio=float(load_metrics(run_dir)["center_ratio"].iloc[-1]),
+                    ink_rho=float(ink_correlation(survivors, training_ink())),
+                    center_ratio=float(center_ratio(survivors)),
                 )
             )
     return pd.DataFrame(rows)
