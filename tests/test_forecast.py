@@ -239,7 +239,7 @@ def test_the_replicate_spread_and_the_after_the_fact_widening():
     def scored(crossing, rho_end):
         run = Observed(crossing, rho_end, np.full(400, rho_end), flat, flat[1:])
         interval = dict(crossing_interval=[95, 105], rho_end_interval=[0.0, 0.1])
-        return Scored("x", run, dict(crosses=True, crossing_epoch=100, rho_end=0.05, **interval), 0.0)
+        return Scored("condition_s0_digest", run, dict(crosses=True, crossing_epoch=100, rho_end=0.05, **interval), 0.0)
 
     committed = Constants(rate=1.0, slowdown_epochs=1.0, learned_spread=1.0, crossing_tolerance=5, rho_tolerance=0.02)
     rows = replicate_rows(observed, [scored(117, 0.2), scored(150, 0.5)], committed)
@@ -247,6 +247,10 @@ def test_the_replicate_spread_and_the_after_the_fact_widening():
     assert rows["crossing epoch, sd"] == "14.1 (1 without a crossing left out)"
     assert rows["ρ at the end, sd"] == "0.100" and rows["half range"] == "10 epochs, 0.100 in ρ"
     assert rows["two sd"] == "28.3 epochs, 0.200 in ρ"
+    assert (
+        rows["the test's conditions: two seeds' crossing epochs apart"]
+        == "33 epochs (1 conditions where both seeds cross)"
+    )
     # widened by 28.3 - 5 epochs and 0.2 - 0.02: 117 and 0.2 fall inside, 150 and 0.5 do not
     assert (
         rows["forecast hits, intervals widened to two sd (after the fact)"]

@@ -277,7 +277,8 @@ def replicate_rows(
     deviations and half ranges, against the tolerances committed with the forecast (half
     ranges of the first three runs); and the forecast's interval hits in ``scored`` had its
     tolerances been two of these runs' standard deviations, an after-the-fact reading beside
-    the committed scoring, which stands."""
+    the committed scoring, which stands; and, for the test's conditions whose two seeds both
+    cross, how far apart their crossings are."""
     crossings = np.array([c for _, c, _ in observed if c is not None], dtype=float)
     ends = np.array([e for _, _, e in observed])
     half_crossing, half_rho = (crossings.max() - crossings.min()) / 2, (ends.max() - ends.min()) / 2
@@ -296,6 +297,12 @@ def replicate_rows(
             low, high = f["rho_end_interval"]
             rho_hits.append(low - widen_rho <= obs.rho_end <= high + widen_rho)
     never = sum(c is None for _, c, _ in observed)
+    # the test's own replicates: two seeds per condition (run ids differ only in seed and digest)
+    by_condition: dict[str, list[int]] = {}
+    for item in scored:
+        if item.observed is not None and item.observed.crossing is not None:
+            by_condition.setdefault(item.run_id.rsplit("_", 2)[0], []).append(item.observed.crossing)
+    apart = sorted(max(c) - min(c) for c in by_condition.values() if len(c) == 2)
     return {
         "runs": f"{len(observed)} (seeds {', '.join(str(seed) for seed, _, _ in observed)})",
         "crossing epochs": ", ".join("none" if c is None else str(c) for _, c, _ in observed),
@@ -308,6 +315,11 @@ def replicate_rows(
             f"{committed.crossing_tolerance:g} epochs, {committed.rho_tolerance:.3f} in ρ"
         ),
         "two sd": f"{two_sd_crossing:.1f} epochs, {two_sd_rho:.3f} in ρ",
+        "the test's conditions: two seeds' crossing epochs apart": (
+            f"{', '.join(str(a) for a in apart)} epochs ({len(apart)} conditions where both seeds cross)"
+            if apart
+            else "no condition where both seeds cross"
+        ),
         "forecast hits, intervals widened to two sd (after the fact)": (
             f"crossing epoch {sum(epoch_hits)} of {len(epoch_hits)}, ρ at the end {sum(rho_hits)} of {len(rho_hits)}"
         ),
