@@ -67,6 +67,19 @@ def test_same_rounding_needs_a_record_and_matches_pinned_runs_across_processors(
     assert not same and why.startswith("processor")
 
 
+@pytest.mark.skipif(not rounding.pinnable(), reason="needs an x86-64 processor with AVX2 and FMA")
+def test_a_pinned_process_keeps_its_own_compile_cache_unless_told_one(monkeypatch, tmp_path):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.delenv(rounding.INDUCTOR_CACHE_VARIABLE, raising=False)
+    monkeypatch.delenv(rounding.MODE_VARIABLE, raising=False)
+    assert rounding.pin()
+    pinned = os.environ[rounding.INDUCTOR_CACHE_VARIABLE]
+    assert pinned == rounding.pinned_inductor_cache() and Path(pinned) != Path(default_cache_dir())
+    monkeypatch.setenv(rounding.INDUCTOR_CACHE_VARIABLE, str(tmp_path))  # the user's own choice stands
+    assert rounding.pin() and os.environ[rounding.INDUCTOR_CACHE_VARIABLE] == str(tmp_path)
+
+
 def test_an_unknown_rounding_mode_is_named(monkeypatch):
     monkeypatch.setenv(rounding.MODE_VARIABLE, "fast")
     with pytest.raises(ValueError, match=r"SYNAPSES_ROUNDING='fast': use one of pinned, fastest"):

@@ -277,10 +277,7 @@ class SETLayer(nn.Module):
                 "use_nested_tensor = False, as synapses.sparsify does"
             )
         if (torch.compiler.is_exporting() or torch.jit.is_tracing()) and torch.onnx.is_in_onnx_export():
-            raise RuntimeError(
-                "a SETLayer cannot be exported to ONNX (its sparse kernels have no ONNX operator): export "
-                "synapses.densify(model) instead"
-            )
+            raise RuntimeError(ops.ONNX_REFUSAL)
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
         if self.weight.device.type == "meta":

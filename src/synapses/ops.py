@@ -99,6 +99,26 @@ def _layer_sizes(x: torch.Tensor, rows: int, transpose: bool) -> tuple[int, int]
     return (rows, x.shape[1]) if transpose else (x.shape[1], rows)
 
 
+ONNX_REFUSAL = (
+    "a SETLayer cannot be exported to ONNX in sparse form (its sparse kernels have no ONNX operator): export "
+    "synapses.densify(model) instead"
+)
+
+
+def refuse_onnx_export() -> None:
+    """Raise :data:`ONNX_REFUSAL` where an ONNX export is tracing the operators.
+
+    torch's ONNX exporter (``torch.onnx.export(..., dynamo=True)``) first captures the model
+    with ``torch.export``, non-strict and, where that fails, strict: under dynamo (strict)
+    ``torch.onnx.is_in_onnx_export()`` in traced code reads as ``False``, so a layer's own
+    check cannot see the export there. The fake implementations below run as plain Python
+    while any tracer (dynamo included) computes the operators' shapes, where the exporter's
+    flag reads true; they call this, so every way into the ONNX exporter ends in this one line
+    (plain ``torch.export`` and ``torch.compile`` leave the flag unset)."""
+    if torch.onnx.is_in_onnx_export():
+        raise RuntimeError(ONNX_REFUSAL)
+
+
 def _transposed_output(x: torch.Tensor, rows: int) -> torch.Tensor:
     """An empty ``(batch, rows)`` tensor laid out as the transpose of a contiguous ``(rows, batch)``."""
     return x.new_empty(rows, x.shape[0]).t()
@@ -136,6 +156,7 @@ def _linear_impl(
 
 @linear.register_fake
 def _(x, weight, bias, connections, rows, kernel, transpose=False):
+    refuse_onnx_export()
     return _transposed_output(x, rows)
 
 
@@ -272,6 +293,7 @@ def _linear_backward_impl(
 
 @linear_backward.register_fake
 def _(grad_y, x, weight, connections, rows, kernel, transpose, need_x, need_w, need_b, x_row_major):
+    refuse_onnx_export()
     if not need_x:
         grad_x = grad_y.new_empty(0)
     elif kernel == "native" and x_row_major:
@@ -293,6 +315,7 @@ def sampled(grad_y: torch.Tensor, x: torch.Tensor, connections: torch.Tensor, tr
 
 @sampled.register_fake
 def _(grad_y, x, connections, transpose=False):
+    refuse_onnx_export()
     return grad_y.new_empty(connections.shape[0])
 
 

@@ -17,6 +17,9 @@ turns a rounding difference into another topology. Pinned, all three take their 
 * ``SYNAPSES_NATIVE_ARCH=x86-64-v3`` (the compiled kernels' instruction set; the library's
   own default on processors with AVX2, see :mod:`synapses.native`).
 
+and, where unset, ``TORCHINDUCTOR_CACHE_DIR`` to a folder of the pinned processes' own
+(:func:`pinned_inductor_cache`: torch's compile cache does not tell the two apart).
+
 :func:`pin` sets them; it must run before torch computes anything, so the study's command
 lines (``run``, ``sweep``) call it before they import torch, and the test suite's conftest
 does too. ``SYNAPSES_ROUNDING=fastest`` leaves the processor's own paths (AVX512 where it
@@ -29,12 +32,15 @@ accident and costs nothing.
 
 from __future__ import annotations
 
+import getpass
 import os
 import platform
 import re
 import subprocess
 import sys
+import tempfile
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 PINNED_ENV = {
@@ -44,6 +50,7 @@ PINNED_ENV = {
     "SYNAPSES_NATIVE_ARCH": "x86-64-v3",
 }
 MODE_VARIABLE = "SYNAPSES_ROUNDING"
+INDUCTOR_CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"  # set by pin() where unset: see pinned_inductor_cache
 MODES = ("pinned", "fastest")
 # The processor features that decide which paths the libraries may take.
 DECIDING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_tile")
@@ -88,7 +95,27 @@ def pin() -> bool:
     if not pinnable():
         return False
     os.environ.update(PINNED_ENV)
+    os.environ.setdefault(INDUCTOR_CACHE_VARIABLE, pinned_inductor_cache())
     return True
+
+
+def pinned_inductor_cache() -> str:
+    """The folder where ``torch.compile``'s inductor keeps its compiled graphs in a pinned
+    process (unless ``$TORCHINDUCTOR_CACHE_DIR`` names one): torch's default,
+    ``<temp>/torchinductor_<user>``, with ``_pinned_avx2`` appended.
+
+    torch's compiled-graph cache is not keyed by ``ATEN_CPU_CAPABILITY``: a pinned process
+    that finds a graph compiled by an unpinned one (AVX-512 here) loads it, and it computes
+    wrong values (seen here with torch 2.14.1: a 12-SETLayer model at one thread, whose
+    in-place ReLU after the first layer returned wrong values for half its elements; the
+    same graph compiled pinned, into a fresh cache, matched eager). So pinned and unpinned
+    processes keep separate caches."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (some containers): torch falls back likewise
+        user = str(os.getuid())
+    user = re.sub(r"[^A-Za-z0-9_.-]", "_", user)
+    return str(Path(tempfile.gettempdir()) / f"torchinductor_{user}_pinned_avx2")
 
 
 @cache
