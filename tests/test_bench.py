@@ -94,7 +94,8 @@ def test_sparseprop_shapes_compare_the_same_weights(monkeypatch):
     from synapses_study.bench import SPARSEPROP_SHAPES, SPARSITIES, bench_linear_shapes
 
     threads = torch.get_num_threads()
-    monkeypatch.setattr(bench, "sparseprop_linear", lambda dense: None)  # as where SparseProp is not installed
+    for peer in ("sparseprop_linear", "sparselab_linear"):  # as where no peer is installed
+        monkeypatch.setattr(bench, peer, lambda dense: None)
     results = bench_linear_shapes(1, torch.device("cpu"), quick=True)
     assert torch.get_num_threads() == threads  # measured at one thread, then restored
     assert len(results) == len(SPARSEPROP_SHAPES) * len(SPARSITIES) == 6
@@ -110,9 +111,9 @@ def test_sparseprop_shapes_compare_the_same_weights(monkeypatch):
     )
 
 
-def test_an_installed_sparseprop_is_timed_alongside_on_the_same_weights(monkeypatch):
-    # A stand-in for SparseProp's layer (a copy of the dense one) takes its place in the
-    # rounds; the line then reports its measured fraction of dense and our speedup over it.
+def test_installed_peers_are_timed_alongside_on_the_same_weights(monkeypatch):
+    # Stand-ins for the peers' layers (copies of the dense one) take their places in the
+    # rounds; the line then reports each one's measured fraction of dense and ours of it.
     peers = []
 
     def stand_in(dense):
@@ -121,30 +122,36 @@ def test_an_installed_sparseprop_is_timed_alongside_on_the_same_weights(monkeypa
         return peer
 
     monkeypatch.setattr(bench, "sparseprop_linear", stand_in)
+    monkeypatch.setattr(bench, "sparselab_linear", stand_in)
     results = bench.bench_linear_shapes(1, torch.device("cpu"), quick=True)
-    assert len(peers) == 6
-    for peer, weight in peers:  # the peer got the SETLayer's weights, zeros included
+    assert len(peers) == 2 * 6
+    for peer, weight in peers:  # each peer got the SETLayer's weights, zeros included
         assert torch.equal(peer.weight, weight) and (weight == 0).float().mean() >= 0.89
+    fraction = r"\d+\.\d\d of dense \(ours takes \d+\.\d\d of its time\)"
     assert all(
         re.fullmatch(
-            r"SparseProp \d+\.\d\d of dense \(timed alongside\), ours \d+\.\d\d: \d+\.\d\dx faster "
+            rf"timed alongside: SparseProp {fraction}, SparseLab {fraction}; ours \d+\.\d\d of dense "
             r"\((dense|sparse|native) kernels\)",
             r.target,
         )
         for r in results
-    )
+    ), results[0].target
 
 
-def test_sparseprop_where_installed_computes_what_dense_does():
-    pytest.importorskip("sparseprop", reason="SparseProp is an optional peer for the benchmark")
+@pytest.mark.parametrize("name", ["sparseprop", "sparselab"])
+def test_each_peer_where_installed_computes_what_dense_does(name):
+    pytest.importorskip(name, reason=f"{name} is an optional peer for the benchmark")
     torch.manual_seed(0)
     layer = SETLayer(48, 32, sparsity=0.9)
     dense = torch.nn.Linear(48, 32)
     with torch.no_grad():
         dense.weight.copy_(layer.to_dense())
-    peer = bench.sparseprop_linear(dense)
-    x = torch.randn(16, 48)
+    peer = getattr(bench, f"{name}_linear")(dense)
+    x = torch.randn(16, 48, requires_grad=True)
     torch.testing.assert_close(peer(x), dense(x), rtol=1e-5, atol=1e-5)
+    (grad_peer,) = torch.autograd.grad(peer(x).pow(2).sum(), x)
+    (grad_dense,) = torch.autograd.grad(dense(x).pow(2).sum(), x)
+    torch.testing.assert_close(grad_peer, grad_dense, rtol=1e-5, atol=1e-5)
 
 
 def test_scale_run_counts_connections_and_extrapolates_the_epoch(tmp_path):

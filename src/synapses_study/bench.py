@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -253,7 +254,8 @@ SPARSITIES = (0.98, 0.95, 0.90)
 def bench_linear_shapes(repeats: int, device: torch.device, quick: bool = False) -> list[Comparison]:
     """Forward + backward (input and weight gradients) of one SETLayer against dense
     ``nn.Linear`` with the same weights, at SparseProp's shapes and sparsities, and of
-    SparseProp's ``SparseLinear`` on those weights where it is installed (CPU). The target
+    SparseProp's and SparseLab's ``SparseLinear`` on those weights where each is installed
+    (CPU), in the same interleaved rounds. The target
     column gives SparseProp's time as a fraction of dense; ours is ``1 / speedup``, with
     the path ``compute="measure"`` chose. One thread, as SparseProp's numbers were measured."""
     results = []
@@ -280,6 +282,33 @@ def sparseprop_linear(dense: nn.Linear) -> nn.Module | None:
     return SparseLinear.from_dense(dense)
 
 
+def sparselab_linear(dense: nn.Linear) -> nn.Module | None:
+    """SparseLab's ``SparseLinear`` (its padded-CSR storage and SIMD kernels) holding
+    ``dense``'s nonzero weights and bias, or ``None`` where SparseLab is not installed
+    (``pip install sparselab``; CPU, float32)."""
+    try:
+        import sparselab
+        from sparselab import layout
+    except ImportError:
+        return None
+    weight = dense.weight.detach().cpu().float()
+    density = float((weight != 0).float().mean())
+    peer = sparselab.SparseLinear(dense.in_features, dense.out_features, sparsity=min(1 - density, 0.999))
+    # its constructor draws its own weights; these take their place: the values parameter
+    # shares memory with the padded CSR's value buffer, as SparseLab's own layer keeps it
+    peer._csr = layout.from_dense(weight, padding_ratio=peer.padding_ratio)
+    peer._values = nn.Parameter(torch.from_numpy(np.asarray(peer._csr.values)))
+    with torch.no_grad():
+        peer.bias.copy_(dense.bias)
+    return peer
+
+
+def peer_layers(dense: nn.Linear) -> dict[str, nn.Module]:
+    """The peers installed here, each holding ``dense``'s nonzero weights, by name."""
+    made = {"SparseProp": sparseprop_linear(dense), "SparseLab": sparselab_linear(dense)}
+    return {name: module for name, module in made.items() if module is not None}
+
+
 def _bench_shape(
     n_in: int, n_out: int, batch: int, fractions: tuple[float, ...], repeats: int, device: torch.device, quick: bool
 ) -> list[Comparison]:
@@ -294,7 +323,7 @@ def _bench_shape(
             dense.weight.copy_(layer.to_dense())
             if layer.bias is not None:
                 dense.bias.copy_(layer.bias)
-        peer = sparseprop_linear(dense) if device.type == "cpu" else None
+        peers = peer_layers(dense) if device.type == "cpu" else {}
         x = torch.randn(batch, n_in, device=device, requires_grad=True)
 
         def fwd_bwd(module: nn.Module) -> Callable[[], None]:
@@ -308,12 +337,16 @@ def _bench_shape(
         # A step of the small shape takes under a millisecond: many more repeats for a
         # stable median than for the large one (a quarter of a second per dense step).
         rounds = repeats if n_in * n_out * batch < 1 << 26 else max(3, repeats // 20)
-        modules = [layer, dense] if peer is None else [layer, dense, peer]
+        modules = [layer, dense, *peers.values()]
         ours_ms, base_ms, *peer_ms = interleaved_medians_of([fwd_bwd(m) for m in modules], rounds, device)
         name = f"{n_in}->{n_out}, batch {batch}, {100 * sparsity:.0f}% sparse"
-        if peer_ms:
-            measured = f"SparseProp {peer_ms[0] / base_ms:.2f} of dense (timed alongside), ours {ours_ms / base_ms:.2f}"
-            note = f"{measured}: {peer_ms[0] / ours_ms:.2f}x faster ({layer.kernel_for(batch)} kernels)"
+        if peers:
+            measured = ", ".join(
+                f"{peer} {ms / base_ms:.2f} of dense (ours takes {ours_ms / ms:.2f} of its time)"
+                for peer, ms in zip(peers, peer_ms)
+            )
+            kernels = layer.kernel_for(batch)
+            note = f"timed alongside: {measured}; ours {ours_ms / base_ms:.2f} of dense ({kernels} kernels)"
         else:
             note = (
                 f"SparseProp {fraction:.2f} of dense (as reported), ours {ours_ms / base_ms:.2f} "
