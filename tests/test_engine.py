@@ -62,6 +62,29 @@ def test_same_config_gives_bit_identical_results(tmp_path, small_mnist):
     assert all(np.array_equal(ta[k], tb[k]) for k in ta)
 
 
+def test_a_run_trains_at_its_thread_count_and_gives_the_callers_back(tmp_path, small_mnist, monkeypatch):
+    from synapses_study import engine
+
+    real, seen = engine.train_epoch, []
+
+    def counting(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_epoch", counting)
+    torch.set_num_threads(2)  # conftest restores the suite's own afterwards
+    run_experiment(ExperimentConfig(epochs=1, threads=1), tmp_path / "done", data=small_mnist, progress=False)
+    assert seen == [1] and torch.get_num_threads() == 2
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(engine, "train_epoch", failing)
+    with pytest.raises(RuntimeError, match="interrupted"):  # a run that stops gives the threads back too
+        run_experiment(ExperimentConfig(epochs=1, threads=1), tmp_path / "failed", data=small_mnist, progress=False)
+    assert torch.get_num_threads() == 2
+
+
 def test_seeds_differ(tmp_path, small_mnist):
     a = run_experiment(ExperimentConfig(epochs=1, seed=0), tmp_path, data=small_mnist, progress=False)
     b = run_experiment(ExperimentConfig(epochs=1, seed=1), tmp_path, data=small_mnist, progress=False)

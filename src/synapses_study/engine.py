@@ -278,8 +278,19 @@ def train(
     config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress: bool = True, stop_after: int | None = None
 ) -> None:
     """The training loop: from the folder's checkpoint (or from scratch) to ``stop_after``
-    or the last epoch, writing results and a checkpoint after every epoch."""
+    or the last epoch, writing results and a checkpoint after every epoch, at the config's
+    thread count (the caller's is restored afterwards, whatever happens)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
+    try:
+        _train(config, folder, data, progress, stop_after)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    config: ExperimentConfig, folder: RunDir, data: MNISTTensors, progress: bool, stop_after: int | None
+) -> None:
     data = prepare_data(data, config.train_size, config.test_size, config.inputs).to(training_device(config))
     trainee = build_trainee(config, folder.path.parent)
     model, optimizer, run_id = trainee.model, trainee.optimizer, config.run_id()
