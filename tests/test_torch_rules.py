@@ -188,14 +188,12 @@ import sys
 if sys.argv[1] == "pinned":
     from synapses_study.rounding import pin
     pin()
-import torch, copy, torch.nn as nn
-from synapses import SETLayer
+import copy, torch
+sys.path.insert(0, sys.argv[2])
+from test_torch_rules import _deep_model
 torch.set_num_threads(1)
 torch.manual_seed(0)
-layers = []
-for _ in range(12):
-    layers += [SETLayer(24, 24, epsilon=4, compute="native", dtype=torch.float64), nn.ReLU()]
-model = nn.Sequential(*layers, nn.Linear(24, 3, dtype=torch.float64))
+model = _deep_model("native")
 x = torch.randn(16, 24, dtype=torch.float64)
 expected = copy.deepcopy(model)(x)
 print((torch.compile(model)(x) - expected).abs().max().item())
@@ -213,7 +211,11 @@ def test_a_pinned_process_never_loads_a_graph_an_unpinned_one_compiled(tmp_path)
 
     def compiled_against_eager(mode: str) -> float:
         done = subprocess.run(
-            [sys.executable, "-c", _COMPILED_FORWARD, mode], env=env, capture_output=True, text=True, timeout=600
+            [sys.executable, "-c", _COMPILED_FORWARD, mode, str(Path(__file__).parent)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert done.returncode == 0, done.stderr[-2000:]
         return float(done.stdout.split()[-1])
