@@ -14,7 +14,12 @@ from synapses_study.demography import demography, predicted_rho, rates, simulate
 from synapses_study.engine import run_experiment
 from synapses_study.lifetimes import read_lifetimes
 from synapses_study.metrics import run_summary
-from synapses_study.results import final_survivor_counts, training_ink
+from synapses_study.results import (
+    final_survivor_counts,
+    load_ink_correlation,
+    survivor_ink_correlation,
+    training_ink,
+)
 from synapses_study.run_dir import RunDir
 from synapses_study.run_files import load_model_state, read_pruning, read_topology
 from synapses_study.survivors import (
@@ -48,6 +53,14 @@ def test_survivors_are_the_recorded_counts_minus_the_pruned_and_end_as_the_final
         assert np.array_equal(np.bincount(kept, minlength=784), survivors[epoch - 1])
     with pytest.raises(ValueError, match="expected one more topology row"):
         survivor_counts(topology[1:], pruned)
+    # the curves the figures draw on survivors: epoch 0 the initial network, then each pruning's keep
+    curve = survivor_ink_correlation(run.path)
+    assert curve.epoch.tolist() == [0, 1, 2, 3]
+    assert curve.ink_rho.iloc[0] == load_ink_correlation([run.path]).ink_rho.iloc[0]
+    assert np.allclose(curve.ink_rho.iloc[1:], ink_correlation(survivors, training_ink()))
+    run.pruning_file.unlink()
+    with pytest.raises(ValueError, match="did not record its pruning"):
+        survivor_ink_correlation(run.path)
 
 
 def test_every_last_epoch_number_reads_the_survivors_from_whichever_record_a_run_kept(tmp_path, small_mnist):
@@ -303,3 +316,20 @@ def test_geometric_mean_interval_and_slope():
         stats.geometric_mean_ci(np.array([1.0]))
     values = 3.0 + 0.5 * np.arange(1, 11)  # row e - 1 holds epoch e
     assert stats.slope(values, 4, 9) == pytest.approx(0.5)
+
+
+def test_the_demography_view_reads_the_e2_run_exactly_as_its_facts_do():
+    from synapses_study import mechanism
+    from synapses_study.paths import results_root
+
+    results = results_root(None)
+    summary = mechanism.demography_summary(mechanism.finished_runs(results, "why_it_inverts", "e2_lifetimes")[0])
+    ages = mechanism.e2_age_structure(results)
+    for name, hazard in zip(BAND_NAMES, ages.old_hazard):
+        assert summary[f"hazard_{name}"] == hazard
+    assert summary["core_recruit_share"] == ages.recruit_share[BAND_NAMES.index("core")]
+    early, late = mechanism.newborn_survival_windows(results).split(", ")
+    assert early == f"{100 * summary['survival_early']:.1f}% in epochs 51-100"
+    assert late == f"{100 * summary['survival_late']:.1f}% in epochs 351-400"
+    assert mechanism.core_rare_newborn_survival(results).startswith(f"{summary['core_rare_survival']:.2f} (95% CI")
+    assert summary["crossing"] == 152  # E2.4 as scored in appendix Q

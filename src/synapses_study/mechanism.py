@@ -698,3 +698,38 @@ def scaled_against_standardised(results: Path) -> str:
 
     scaled, standard = rho("mechanism_1000", inputs="scaled"), rho("reproduction", weight_decay=0.0)
     return f"{', '.join(scaled)} (n = {len(scaled)}) against {', '.join(standard)} (n = {len(standard)})"
+
+
+# ---------------------------------------------------------------------------- E2's quantities in every recorded run
+def demography_summary(run_dir: Path) -> dict[str, float]:
+    """E2's births-and-deaths quantities in any run with a lifetime record, read as E2's
+    facts read them (the windows and age cuts above): newborn survival, all bands, in epochs
+    51-100 and in the last 50 epochs (``survival_early``, ``survival_late``); core over rare
+    newborn survival (geometric mean over the 50-epoch windows after epoch 50,
+    ``core_rare_survival``); the hazard of connections older than 50 epochs from epoch 151
+    on, per band (``hazard_<band>``); the share of the core's established deaths that are
+    recruits at most 50 epochs old (``core_recruit_share``); survivors' ink ρ at the last
+    epoch and the epoch it first fell below 0 (``ink_rho``, ``crossing``; NaN: never)."""
+    folder = RunDir(run_dir)
+    folder.verified_config()
+    record = read_lifetimes(folder.lifetimes_file)
+    _, band = _bands()
+    table = demography(record, band)
+    per_epoch = table.groupby("epoch")[["newborn_survivors", "newborns"]].sum()
+    early = per_epoch.loc[51:100].sum()
+    late = per_epoch.loc[record.epochs - 49 :].sum()
+    survival = window_rates(table, "newborn_survivors", "newborns", 50)
+    ratios = survival[:, BAND_NAMES.index("core")] / survival[:, BAND_NAMES.index("rare")]
+    ages = age_structure(record, band, first_epoch=LATE_FROM + 1, old_age=OLD_AGE, young_age=OLD_AGE)
+    surv = survivors_of(folder.path)
+    crossing = crossing_epoch(surv.rho)
+    summary = {
+        "survival_early": float(early.newborn_survivors / early.newborns),
+        "survival_late": float(late.newborn_survivors / late.newborns),
+        "core_rare_survival": float(geometric_mean_ci(ratios)[0]),
+        "core_recruit_share": float(ages.recruit_share[BAND_NAMES.index("core")]),
+        "ink_rho": float(surv.rho[-1]),
+        "crossing": float("nan") if crossing is None else float(crossing),
+    }
+    summary |= {f"hazard_{name}": float(h) for name, h in zip(BAND_NAMES, ages.old_hazard)}
+    return summary

@@ -22,7 +22,7 @@ from .data import load_mnist
 from .paths import results_root
 from .run_dir import METRIC_COLUMNS, RunDir
 from .run_files import DamagedFileError, read_text
-from .survivors import final_survivors
+from .survivors import final_survivors, survivor_counts
 from .sweep_file import CONFIGS, Sweep, labelled_groups, load_sweep, matching, run_labels
 from .topology import center_ratio
 
@@ -142,6 +142,18 @@ def load_ink_correlation(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "epoch", "ink_rho"])
 
 
+def survivor_ink_correlation(run_dir: str | Path) -> pd.DataFrame:
+    """:func:`load_ink_correlation` of one run, read on survivors (the connections each
+    epoch's pruning kept); refuses a run that did not record its pruning."""
+    folder = RunDir(Path(run_dir))
+    if not folder.pruning_file.exists():
+        raise ValueError(f"{folder.path} did not record its pruning (record_pruning), so its survivors cannot be read")
+    topology = folder.topology()
+    counts = np.vstack([topology[:1], survivor_counts(topology, folder.pruning()[0])])
+    rho = np.asarray(ink_correlation(counts, training_ink()))
+    return pd.DataFrame({"run_id": folder.path.name, "epoch": np.arange(len(rho)), "ink_rho": rho})
+
+
 def with_ink_rho(runs: pd.DataFrame, results_dir: str | Path | None = None) -> pd.DataFrame:
     """``runs`` (from :func:`load_runs`) with the column ``ink_rho`` of
     :func:`load_ink_correlation` for each run and epoch."""
@@ -184,18 +196,20 @@ def select_runs(
 
 
 def configuration_runs(
-    groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None
+    groups: dict[str, list[ExperimentConfig]], results_dir: str | Path | None = None, *, survivors: bool = False
 ) -> pd.DataFrame:
     """One row per (run, epoch) of labelled groups of finished runs: ``configuration`` (the
     group's label), ``seed``, ``epoch`` (0: initialisation), ``ink_rho``, ``center_ratio``,
-    ``test_loss`` and ``test_acc`` (NaN at epoch 0)."""
+    ``test_loss`` and ``test_acc`` (NaN at epoch 0). ``ink_rho`` reads the recorded topology,
+    or with ``survivors`` the connections each epoch's pruning kept (every run must have
+    recorded its pruning; epoch 0 is the initial network, which nothing has pruned yet)."""
     root = results_root(results_dir)
     frames = []
     for label, configs in groups.items():
         for config in configs:
             run_dir = RunDir.of(config, root).verified(config).path
             metrics = load_metrics(run_dir)[["epoch", "center_ratio", "test_loss", "test_acc"]]
-            rho = load_ink_correlation([run_dir])
+            rho = survivor_ink_correlation(run_dir) if survivors else load_ink_correlation([run_dir])
             frames.append(rho.merge(metrics, on="epoch", how="left").assign(configuration=label, seed=config.seed))
     return pd.concat(frames, ignore_index=True)
 

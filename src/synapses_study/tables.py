@@ -31,6 +31,7 @@ import pandas as pd
 from .analysis import TRAILING_WINDOW
 from .config import ExperimentConfig
 from .evaluation import errors_summary
+from .mechanism import demography_summary
 from .metrics import (
     DRIFT_EPOCHS,
     drift_summary,
@@ -44,6 +45,7 @@ from .run_dir import RunDir
 from .run_files import DamagedFileError
 from .selection import BUDGETS, CLASSIFIERS, RANK_EPOCHS, missing_scores
 from .stats import Formatter, mean_std
+from .survivors import BAND_NAMES
 from .sweep_file import labelled_groups, load_sweep
 
 
@@ -53,6 +55,18 @@ def value_range(values: np.ndarray) -> str:
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     return "–" if len(values) == 0 else f"{np.min(values):.3f} to {np.max(values):.3f}"
+
+
+def seed_values(spec: str, scale: float = 1.0, missing: str = "none") -> Formatter:
+    """Cells listing each finished seed's value in seed order (``spec`` a format spec of
+    ``scale`` times the value; NaN written as ``missing``): for runs of one or two seeds,
+    where a mean and a deviation would say more than the runs do."""
+
+    def format_cell(values: np.ndarray) -> str:
+        cells = [missing if np.isnan(v) else format(v * scale, spec) for v in np.asarray(values, dtype=float)]
+        return ", ".join(cells) if cells else "–"
+
+    return format_cell
 
 
 NO_TOPOLOGY = 0.1  # |ink ρ| below this: no topology
@@ -163,6 +177,22 @@ VIEWS: dict[str, tuple[Callable[[Path], dict[str, float]], tuple[tuple[str, str,
             ("ink_rho", "ink ρ", mean_std(3)),
             ("ink_rho", "ink ρ, lowest to highest seed", value_range),
             ("ink_rho", "topology at the end", topology_verdict),
+        ),
+    ),
+    # E2's births-and-deaths quantities, for runs with a lifetime record (record_lifetimes)
+    "demography": (
+        demography_summary,
+        (
+            ("survival_early", "newborn survival, epochs 51-100 (%)", seed_values(".1f", 100)),
+            ("survival_late", "newborn survival, last 50 epochs (%)", seed_values(".1f", 100)),
+            ("core_rare_survival", "core / rare newborn survival", seed_values(".2f")),
+            *(
+                (f"hazard_{band}", f"hazard after age 50, {band} (1e-3 per epoch)", seed_values(".2f", 1e3))
+                for band in BAND_NAMES
+            ),
+            ("core_recruit_share", "core deaths that are recruits (%)", seed_values(".0f", 100)),
+            ("crossing", "ρ below 0 from epoch", seed_values(".0f")),
+            ("ink_rho", "ink ρ at the end", seed_values(".3f")),
         ),
     ),
 }
