@@ -31,6 +31,39 @@ def dense_step(layer: SETLayer, x: torch.Tensor, grad_y: torch.Tensor) -> tuple[
     return y.detach(), x.grad, weight.grad[outputs, inputs], bias.grad
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["f32", "f64"])
+def test_int32_and_int64_indices_give_bit_identical_outputs_and_gradients(dtype):
+    from synapses.sparse_ops import CSRIndex
+
+    torch.manual_seed(1)
+    layer = SETLayer(300, 200, sparsity=0.9, dtype=dtype)
+    x, grad_y = torch.randn(150, 300, dtype=dtype), torch.randn(150, 200, dtype=dtype)
+    results = {}
+    for compact in (False, True):
+        index = CSRIndex.build(layer.connections, 300, 200, compact)
+        expected = torch.int32 if compact else torch.int64
+        assert {t.dtype for t in (index.crow, index.col, index.order, index.crow_t, index.col_t, index.order_t)} == {
+            expected
+        }
+        y = native.linear_t(x, layer.weight.detach(), layer.bias.detach(), index)
+        grads = native.linear_t_backward(grad_y, x, layer.weight.detach(), index, True, True, True, True)
+        results[compact] = (y, *grads)
+    for full, compact in zip(results[False], results[True]):
+        assert torch.equal(full, compact)
+
+
+def test_a_native_layer_keeps_an_int32_index_and_never_builds_the_inverse_permutation():
+    from synapses import ops
+
+    layer = SETLayer(100, 80, sparsity=0.8, compute="native")
+    x = torch.randn(32, 100, requires_grad=True)
+    layer(x).sum().backward()
+    index = ops.index_for(layer.connections, 100, 80, compact=True)
+    assert index.col.dtype == torch.int32 and index.col_t.dtype == torch.int32
+    assert "inverse" not in vars(index)  # only torch's CSR path computes it
+    assert torch.equal(index.inverse, torch.argsort(index.order))  # and where asked, it is the right one
+
+
 # Batches around the kernels' vector (16 samples) and chunk (128) sizes; widths that are not
 # multiples of the 8 x 8 transpose tile.
 @pytest.mark.parametrize("batch", [1, 7, 16, 17, 128, 130, 300])

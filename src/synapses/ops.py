@@ -24,7 +24,7 @@ pass it on without copies); the fake implementations return the same strides.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +42,8 @@ class _Entry:
     sizes: tuple[int, int]  # (in_features, out_features)
     n: int
     source: torch.Tensor | None  # a copy of the connections, for the content check
-    index: CSRIndex
-    transposed: CSRIndex | None = None
+    indexes: dict[bool, CSRIndex] = field(default_factory=dict)  # by compact (int32) or not
+    transposed: dict[bool, CSRIndex] = field(default_factory=dict)
 
 
 _indexes: dict[tuple[torch.device, int], _Entry] = {}
@@ -51,7 +51,7 @@ _builds = 0
 
 
 def index_builds() -> int:
-    """How many CSR indexes have been built in this process (each topology once)."""
+    """How many CSR indexes have been built in this process (each topology once per index dtype)."""
     return _builds
 
 
@@ -59,9 +59,12 @@ def _forget(key: tuple[torch.device, int]) -> None:
     _indexes.pop(key, None)
 
 
-def index_for(connections: torch.Tensor, in_features: int, out_features: int, transpose: bool = False) -> CSRIndex:
+def index_for(
+    connections: torch.Tensor, in_features: int, out_features: int, transpose: bool = False, compact: bool = False
+) -> CSRIndex:
     """The CSR index of ``connections`` ``(n, 2)`` for an ``in_features x out_features``
-    layer (of its transpose with ``transpose``), built on the first call for this topology."""
+    layer (of its transpose with ``transpose``), built on the first call for this topology;
+    with ``compact``, int32 where it fits (the compiled kernels' index: half the memory)."""
     global _builds
     key = (connections.device, connections.data_ptr())
     entry = _indexes.get(key)
@@ -81,16 +84,17 @@ def index_for(connections: torch.Tensor, in_features: int, out_features: int, tr
             sizes=(in_features, out_features),
             n=len(connections),
             source=connections.clone() if checked else None,
-            index=CSRIndex.build(connections, in_features, out_features),
         )
         _indexes[key] = entry
-        _builds += 1
     assert entry is not None
+    if compact not in entry.indexes:
+        entry.indexes[compact] = CSRIndex.build(connections, in_features, out_features, compact)
+        _builds += 1
     if not transpose:
-        return entry.index
-    if entry.transposed is None:
-        entry.transposed = entry.index.transposed()
-    return entry.transposed
+        return entry.indexes[compact]
+    if compact not in entry.transposed:
+        entry.transposed[compact] = entry.indexes[compact].transposed()
+    return entry.transposed[compact]
 
 
 def _layer_sizes(x: torch.Tensor, rows: int, transpose: bool) -> tuple[int, int]:
@@ -142,7 +146,8 @@ def linear(
     width; ``kernel``: ``"sparse"`` (torch's CSR kernels) or ``"native"`` (the compiled
     ones). Returns ``(batch, rows)``, the transpose of a contiguous ``(rows, batch)``.
     """
-    return _linear_impl(x, weight, bias, index_for(connections, *_layer_sizes(x, rows, transpose), transpose), kernel)
+    index = index_for(connections, *_layer_sizes(x, rows, transpose), transpose, compact=kernel == "native")
+    return _linear_impl(x, weight, bias, index, kernel)
 
 
 def _linear_impl(
@@ -228,7 +233,7 @@ class _EagerLinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias, connections, rows, kernel, transpose):  # type: ignore[override]
         _linear_setup(ctx, (x, weight, bias, connections, rows, kernel, transpose), None)
         ctx.eager = True
-        ctx.index = index_for(connections, *_layer_sizes(x, rows, transpose), transpose)
+        ctx.index = index_for(connections, *_layer_sizes(x, rows, transpose), transpose, compact=kernel == "native")
         return _linear_impl(x, weight, bias, ctx.index, kernel)
 
     @staticmethod
@@ -269,7 +274,7 @@ def linear_backward(
     """The gradients of :func:`linear` (first order): ``(dL/dx, dL/dweight, dL/dbias)`` of
     shapes ``(batch, x.shape[1])``, ``(n,)`` and ``(rows,)``, from ``grad_y`` ``(batch, rows)``.
     One not asked for (``need_*`` false) is returned empty (shape ``(0,)``)."""
-    index = index_for(connections, *_layer_sizes(x, rows, transpose), transpose)
+    index = index_for(connections, *_layer_sizes(x, rows, transpose), transpose, compact=kernel == "native")
     grads = _linear_backward_impl(grad_y, x, weight, index, kernel, need_x, need_w, need_b, x_row_major)
     # an operator's outputs may not alias each other: one empty tensor for each gradient not asked for
     return tuple(grad if grad is not None else grad_y.new_empty(0) for grad in grads)  # type: ignore[return-value]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -62,57 +63,63 @@ class CSRIndex:
         col: ``(n,)`` input index of each CSR entry.
         order: ``(n,)`` position in ``weight`` of each CSR entry (``weight[order]`` is the
             CSR value vector).
-        inverse: ``(n,)`` CSR position of each weight (``csr_values[inverse]`` is in weight
-            order); a gather is several times cheaper than the equivalent scatter.
         crow_t, col_t, order_t: the same for the transposed weight (rows are inputs).
-        flat: ``(n,)`` ``out_index * in_features + in_index`` of each connection, in weight
-            order (used by the dense path).
         shape: ``(out_features, in_features)``.
+
+    Every index tensor is int64, or int32 where built ``compact`` (the compiled kernels
+    read either; torch's CSR kernels are given int64). :attr:`inverse` is computed on first
+    use: only torch's CSR path needs it.
     """
 
     crow: torch.Tensor
     col: torch.Tensor
     order: torch.Tensor
-    inverse: torch.Tensor
     crow_t: torch.Tensor
     col_t: torch.Tensor
     order_t: torch.Tensor
-    flat: torch.Tensor
     shape: tuple[int, int]
 
     @classmethod
-    def build(cls, connections: torch.Tensor, in_features: int, out_features: int) -> CSRIndex:
+    def build(cls, connections: torch.Tensor, in_features: int, out_features: int, compact: bool = False) -> CSRIndex:
+        """The index of ``connections`` ``(n, 2)`` (input, output) of an ``in_features x
+        out_features`` layer; int32 with ``compact`` where every index fits (see :func:`fits_int32`)."""
+        dtype = torch.int32 if compact and fits_int32(len(connections), in_features, out_features) else torch.int64
         inputs, outputs = connections[:, 0], connections[:, 1]
-        flat = outputs * in_features + inputs
-        order = torch.argsort(flat)
-        flat_t = inputs * out_features + outputs
-        order_t = torch.argsort(flat_t)
+        # one orientation at a time, each key freed once sorted: the int64 temporaries of a
+        # large layer's build are what its memory peaks on
+        order = torch.argsort(outputs * in_features + inputs)
+        col = inputs[order].to(dtype)
+        order = order.to(dtype)
+        order_t = torch.argsort(inputs * out_features + outputs)
+        col_t = outputs[order_t].to(dtype)
+        order_t = order_t.to(dtype)
         return cls(
-            crow=_row_pointers(outputs, out_features),
-            col=inputs[order].contiguous(),
+            crow=_row_pointers(outputs, out_features, dtype),
+            col=col,
             order=order,
-            inverse=torch.argsort(order),
-            crow_t=_row_pointers(inputs, in_features),
-            col_t=outputs[order_t].contiguous(),
+            crow_t=_row_pointers(inputs, in_features, dtype),
+            col_t=col_t,
             order_t=order_t,
-            flat=flat,
             shape=(out_features, in_features),
         )
+
+    @cached_property
+    def inverse(self) -> torch.Tensor:
+        """``(n,)`` CSR position of each weight (``csr_values[inverse]`` is in weight order);
+        a gather is several times cheaper than the equivalent scatter."""
+        return torch.argsort(self.order)
 
     def transposed(self) -> CSRIndex:
         """The index of the transposed weight ``(in, out)``: the same connections with
         input and output swapped, values still in weight order."""
         out_features, in_features = self.shape
-        inputs, outputs = self.flat % in_features, self.flat // in_features
         return CSRIndex(
             crow=self.crow_t,
             col=self.col_t,
             order=self.order_t,
-            inverse=torch.argsort(self.order_t),
             crow_t=self.crow,
             col_t=self.col,
             order_t=self.order,
-            flat=inputs * out_features + outputs,
             shape=(in_features, out_features),
         )
 
@@ -129,10 +136,15 @@ class CSRIndex:
         )
 
 
-def _row_pointers(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+def fits_int32(n: int, in_features: int, out_features: int) -> bool:
+    """Whether every index of a layer (positions up to ``n``, rows and columns) fits int32."""
+    return max(n, in_features, out_features) < 2**31 - 1
+
+
+def _row_pointers(rows: torch.Tensor, n_rows: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
     """CSR row pointers ``(n_rows + 1,)`` for entries whose row indices are ``rows``."""
     counts = torch.bincount(rows, minlength=n_rows)
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
+    crow = torch.zeros(n_rows + 1, dtype=dtype, device=rows.device)
     torch.cumsum(counts, 0, out=crow[1:])
     return crow
 
@@ -174,7 +186,7 @@ def csr_backward(
 def sampled_product(grad_y: torch.Tensor, x: torch.Tensor, index: CSRIndex) -> torch.Tensor:
     """``v[k] = sum_b grad_y[b, out_k] * x[b, in_k]`` ``(n,)`` in weight order, for
     ``grad_y`` ``(batch, out)`` and ``x`` ``(batch, in)``: the weight gradient, by SDDMM."""
-    pattern = index.matrix(grad_y.new_zeros(len(index.flat)))
+    pattern = index.matrix(grad_y.new_zeros(len(index.col)))
     if len(x) >= TILE_MIN_BATCH:
         return _sampled_values_tiles(pattern, grad_y, x, index)
     return _sampled_values(pattern, grad_y.t().contiguous(), x.t().contiguous(), index)

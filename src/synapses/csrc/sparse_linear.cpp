@@ -67,8 +67,8 @@ const T* chunk_of(const T* src, int64_t features, int64_t batch, int64_t b0, int
 // in: (n_in, batch), out: (n_rows, batch), vals in CSR order. Chunks of PER vectors of
 // samples; a row's entries are dealt round-robin to SPLIT partial sums so that eight
 // independent vector FMAs are in flight however narrow the chunk.
-template <typename T, int PER>
-void rows_times(const T* in, int64_t n_in, int64_t batch, const int64_t* crow, const int64_t* col, const T* vals,
+template <typename T, int PER, typename I>
+void rows_times(const T* in, int64_t n_in, int64_t batch, const I* crow, const I* col, const T* vals,
                 int64_t n_rows, const T* bias, T* out) {
   using V = typename Lanes<T>::type;
   constexpr int64_t WIDTH = PER * LANES;
@@ -150,9 +150,9 @@ inline V sixteen_lane_sums(V* d) {
 // (the bias gradient, from the registers the row is held in anyway): a row's samples stay
 // in registers while its entries pass, and the dot products are reduced sixteen at a time
 // into consecutive sums.
-template <typename T, int PER>
+template <typename T, int PER, typename I>
 void full_chunk_products(const T* rows, int64_t row_stride, const T* cols, int64_t r_begin, int64_t r_end,
-                         const int64_t* crow, const int64_t* col, T* sums, T* row_sums) {
+                         const I* crow, const I* col, T* sums, T* row_sums) {
   using V = typename Lanes<T>::type;
   constexpr int64_t WIDTH = PER * LANES;
   constexpr int PARTS = PER < 4 ? PER : 4;  // independent partial products per dot product
@@ -189,9 +189,9 @@ void full_chunk_products(const T* rows, int64_t row_stride, const T* cols, int64
 // grad[order[k]] = sum_b rows[r_k, b] * cols[col[k], b] for each CSR entry k of row r_k, and
 // row_sums[r] = sum_b rows[r, b] when row_sums is given; rows: (n_rows, batch), cols:
 // (n_cols, batch). Only cols is packed chunk by chunk: it is read at random, rows in order.
-template <typename T, int PER>
-void sampled_products(const T* rows, int64_t n_rows, const T* cols, int64_t n_cols, int64_t batch, const int64_t* crow,
-                      const int64_t* col, const int64_t* order, T* grad, T* row_sums) {
+template <typename T, int PER, typename I>
+void sampled_products(const T* rows, int64_t n_rows, const T* cols, int64_t n_cols, int64_t batch, const I* crow,
+                      const I* col, const I* order, T* grad, T* row_sums) {
   using V = typename Lanes<T>::type;
   constexpr int64_t WIDTH = PER * LANES;
   std::vector<T> sums(crow[n_rows], T(0));  // in CSR order, scattered once at the end
@@ -204,7 +204,7 @@ void sampled_products(const T* rows, int64_t n_rows, const T* cols, int64_t n_co
     // Threads split the rows: no two write one entry.
     at::parallel_for(0, n_rows, 8, [&](int64_t r_begin, int64_t r_end) {
       if (width == WIDTH) {  // a whole chunk
-        full_chunk_products<T, PER>(row_chunk, batch, col_chunk, r_begin, r_end, crow, col, sums.data(), row_sums);
+        full_chunk_products<T, PER, I>(row_chunk, batch, col_chunk, r_begin, r_end, crow, col, sums.data(), row_sums);
         return;
       }
       for (int64_t r = r_begin; r < r_end; ++r) {  // a partial chunk (the batch's last)
@@ -315,11 +315,24 @@ void check_operand(const torch::Tensor& t, const char* name) {
 // Index values are not range-checked here (a pass over every connection per call): the
 // indices come from synapses.sparse_ops.CSRIndex, built from checked connections.
 void check_index(const torch::Tensor& crow, const torch::Tensor& col, const torch::Tensor& order) {
+  const auto type = crow.scalar_type();
   for (const auto* t : {&crow, &col, &order}) {
-    TORCH_CHECK(t->scalar_type() == torch::kInt64 && t->is_contiguous() && t->device().is_cpu(),
-                "synapses native kernels: index tensors must be contiguous int64 on the CPU");
+    TORCH_CHECK((type == torch::kInt64 || type == torch::kInt32) && t->scalar_type() == type && t->is_contiguous() &&
+                    t->device().is_cpu(),
+                "synapses native kernels: index tensors must be contiguous, all int64 or all int32, on the CPU");
   }
   TORCH_CHECK(col.numel() == order.numel(), "synapses native kernels: col and order differ in length");
+}
+
+// Calls body with a value of the index tensors' element type (int32 where a layer's indices
+// fit: half the index memory; int64 otherwise).
+template <typename Body>
+void with_index_type(const torch::Tensor& crow, Body&& body) {
+  if (crow.scalar_type() == torch::kInt32) {
+    body(int32_t{});
+  } else {
+    body(int64_t{});
+  }
 }
 
 // (n_cols, batch) -> (rows, batch) through the CSR weight (rows = crow.numel() - 1); width:
@@ -343,9 +356,12 @@ torch::Tensor linear(const torch::Tensor& input, const torch::Tensor& weight, co
   const int per = chunk_vectors(n_cols, input.element_size(), width, PRODUCT_CHUNK_BYTES);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "synapses_native_linear", [&] {
     with_chunk_vectors(per, [&](auto vectors) {
-      rows_times<scalar_t, decltype(vectors)::value>(input.data_ptr<scalar_t>(), n_cols, batch, crow.data_ptr<int64_t>(),
-                                                     col.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(), n_rows,
-                                                     b.defined() ? b.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>());
+      with_index_type(crow, [&](auto index) {
+        using I = decltype(index);
+        rows_times<scalar_t, decltype(vectors)::value, I>(input.data_ptr<scalar_t>(), n_cols, batch, crow.data_ptr<I>(),
+                                                          col.data_ptr<I>(), vals.data_ptr<scalar_t>(), n_rows,
+                                                          b.defined() ? b.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>());
+      });
     });
   });
   return out;
@@ -368,10 +384,13 @@ std::tuple<torch::Tensor, torch::Tensor> sampled(const torch::Tensor& rows, cons
   const int per = chunk_vectors(n_cols, rows.element_size(), width, SAMPLED_CHUNK_BYTES);
   AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "synapses_native_sampled", [&] {
     with_chunk_vectors(per, [&](auto vectors) {
-      sampled_products<scalar_t, decltype(vectors)::value>(rows.data_ptr<scalar_t>(), rows.size(0), cols.data_ptr<scalar_t>(), n_cols,
-                                                           rows.size(1), crow.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
-                                                           order.data_ptr<int64_t>(), grad.data_ptr<scalar_t>(),
-                                                           row_sums ? sums.data_ptr<scalar_t>() : nullptr);
+      with_index_type(crow, [&](auto index) {
+        using I = decltype(index);
+        sampled_products<scalar_t, decltype(vectors)::value, I>(rows.data_ptr<scalar_t>(), rows.size(0), cols.data_ptr<scalar_t>(),
+                                                                n_cols, rows.size(1), crow.data_ptr<I>(), col.data_ptr<I>(),
+                                                                order.data_ptr<I>(), grad.data_ptr<scalar_t>(),
+                                                                row_sums ? sums.data_ptr<scalar_t>() : nullptr);
+      });
     });
   });
   return {grad, sums};
