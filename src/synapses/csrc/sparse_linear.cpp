@@ -29,6 +29,22 @@ struct Lanes {
   typedef T type __attribute__((vector_size(LANES * sizeof(T)), aligned(sizeof(T))));
 };
 
+// The widest register the build targets: the accumulators of the products below are held in
+// vectors of this size. A vector of LANES samples spans two AVX2 registers (four in
+// float64), and eight such accumulators would not fit AVX2's sixteen: they spilled to memory
+// on every stored weight, which made an x86-64-v3 build several times slower than an
+// AVX-512 one at large layers.
+#if defined(__AVX512F__)
+constexpr int64_t REGISTER_BYTES = 64;
+#else
+constexpr int64_t REGISTER_BYTES = 32;
+#endif
+template <typename T>
+struct Register {
+  typedef T type __attribute__((vector_size(REGISTER_BYTES), aligned(sizeof(T))));
+};
+constexpr int ACCUMULATORS = 8;  // independent FMA chains in flight; at most half the registers
+
 // The sum of a vector's lanes, in log2(LANES) shuffle-and-add steps (a chain of scalar adds
 // would cost LANES dependent additions per stored weight).
 template <typename V>
@@ -83,24 +99,34 @@ void rows_times(const T* in, int64_t n_in, int64_t batch, const I* crow, const I
         const T shift = bias ? bias[r] : T(0);
         T* dst = out + r * batch + b0;
         if (width == WIDTH) {  // the common case: a whole chunk, unrolled into registers
-          V acc[SPLIT][PER] = {};
-          int64_t k = crow[r];
-          for (; k + SPLIT <= crow[r + 1]; k += SPLIT) {
-            for (int s = 0; s < SPLIT; ++s) {
-              const T w = vals[k + s];
-              const V* src = reinterpret_cast<const V*>(chunk + col[k + s] * WIDTH);
-              for (int v = 0; v < PER; ++v) acc[s][v] += w * src[v];
+          // The chunk's samples in passes of GROUP registers, so that the SPLIT x GROUP
+          // accumulators stay in registers; every sample's sum is the same sequence of
+          // operations in any grouping, so the results do not depend on the register size.
+          using R = typename Register<T>::type;
+          constexpr int UNITS = WIDTH * sizeof(T) / REGISTER_BYTES;  // registers per chunk row
+          constexpr int FIT = ACCUMULATORS / SPLIT > 0 ? ACCUMULATORS / SPLIT : 1;
+          constexpr int GROUP = FIT < UNITS ? FIT : UNITS;
+          static_assert(UNITS % GROUP == 0, "a chunk row is a whole number of passes");
+          for (int u0 = 0; u0 < UNITS; u0 += GROUP) {
+            R acc[SPLIT][GROUP] = {};
+            int64_t k = crow[r];
+            for (; k + SPLIT <= crow[r + 1]; k += SPLIT) {
+              for (int s = 0; s < SPLIT; ++s) {
+                const T w = vals[k + s];
+                const R* src = reinterpret_cast<const R*>(chunk + col[k + s] * WIDTH) + u0;
+                for (int g = 0; g < GROUP; ++g) acc[s][g] += w * src[g];
+              }
             }
-          }
-          for (int s = 1; k < crow[r + 1]; ++k, ++s) {
-            const T w = vals[k];
-            const V* src = reinterpret_cast<const V*>(chunk + col[k] * WIDTH);
-            for (int v = 0; v < PER; ++v) acc[s % SPLIT][v] += w * src[v];
-          }
-          for (int v = 0; v < PER; ++v) {
-            V total = acc[0][v] + shift;
-            for (int s = 1; s < SPLIT; ++s) total += acc[s][v];
-            reinterpret_cast<V*>(dst)[v] = total;
+            for (int s = 1; k < crow[r + 1]; ++k, ++s) {
+              const T w = vals[k];
+              const R* src = reinterpret_cast<const R*>(chunk + col[k] * WIDTH) + u0;
+              for (int g = 0; g < GROUP; ++g) acc[s % SPLIT][g] += w * src[g];
+            }
+            for (int g = 0; g < GROUP; ++g) {
+              R total = acc[0][g] + shift;
+              for (int s = 1; s < SPLIT; ++s) total += acc[s][g];
+              reinterpret_cast<R*>(dst)[u0 + g] = total;
+            }
           }
           continue;
         }
