@@ -28,7 +28,7 @@ from setuptools import setup
 SOURCE = Path("src/synapses/csrc/sparse_linear.cpp")
 # the instruction set of synapses.native.PORTABLE_ARCH: AVX2 and FMA, so that the kernels
 # run, and round alike, on every x86-64 processor that has them; elsewhere none is built in
-FLAGS = ["-O3", "-march=x86-64-v3"]
+FLAGS = ["-O3", "-march=x86-64-v3", "-fopenmp"]  # as synapses.native.cflags(): OpenMP for at::parallel_for
 
 
 def _kernels() -> tuple[list, dict]:
@@ -61,7 +61,9 @@ def _kernels() -> tuple[list, dict]:
             target.write_text(json.dumps(record, indent=1) + "\n")
 
     # -g0: no debugging symbols (11 MB of the wheel otherwise); the code is the same
-    extension = CppExtension("synapses._kernels", [str(SOURCE)], extra_compile_args=[*FLAGS, "-g0"])
+    extension = CppExtension(
+        "synapses._kernels", [str(SOURCE)], extra_compile_args=[*FLAGS, "-g0"], extra_link_args=["-fopenmp"]
+    )
     return [extension], {"build_ext": BuildAndRecord}
 
 

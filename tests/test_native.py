@@ -31,6 +31,15 @@ def dense_step(layer: SETLayer, x: torch.Tensor, grad_y: torch.Tensor) -> tuple[
     return y.detach(), x.grad, weight.grad[outputs, inputs], bias.grad
 
 
+def test_the_kernels_run_in_torchs_openmp_runtime_so_they_follow_its_thread_count():
+    # built without OpenMP, at::parallel_for is a plain loop: one thread whatever torch says
+    module = Path(native.load().__file__).read_bytes()
+    assert b"GOMP_parallel" in module
+    if Path("/proc/self/maps").exists():  # one OpenMP runtime in the process: torch's
+        runtimes = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "gomp" in line}
+        assert len(runtimes) <= 1, runtimes
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["f32", "f64"])
 def test_int32_and_int64_indices_give_bit_identical_outputs_and_gradients(dtype):
     from synapses.sparse_ops import CSRIndex

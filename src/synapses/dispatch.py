@@ -15,8 +15,12 @@ A measured choice can differ between machines and between processes (timing nois
 near a tie), and the two paths round differently, so ``"measure"`` is not for bit-identical
 reruns; ``"fixed"`` (the rule below, the same everywhere), ``"sparse"`` or ``"dense"`` are.
 Measuring costs seconds per new batch size and is opt-in, as ``torch.backends.cudnn.benchmark``
-is. The default, ``"auto"``, decides by a rule at no cost: the fixed rule's dense path where
-it applies, else the compiled kernels on the CPU where they are built, else the CSR kernels.
+is. The default, ``"auto"``, decides by a rule at no cost. On the CPU with the compiled
+kernels built: dense for layers small enough to densify whose density reaches
+:data:`AUTO_DENSE_MIN_DENSITY` at the current thread count (the compiled kernels beat dense
+below it on every shape measured, ``python -m synapses_study.auto_rule``), the compiled
+kernels otherwise. Elsewhere (a GPU, or no compiler): the fixed rule's choice between dense
+and the CSR kernels. The rule reads the thread count, never a clock.
 """
 
 from __future__ import annotations
@@ -43,6 +47,14 @@ REPEATS = 5  # timed steps per path; the fastest counts
 # docs/performance.md), elsewhere the CSR kernels.
 MEASURE_MAX_PARAMS = 1 << 22
 
+# compute="auto" on the CPU with the compiled kernels: dense from this density on, by torch's
+# thread count (more threads than measured: the most measured). From it on, dense's forward and
+# backward beat the compiled kernels' in the geometric mean over the shapes of
+# python -m synapses_study.auto_rule (docs/benchmarks/auto_rule.json, batch 128, densities up
+# to 0.5); at two threads the compiled kernels won at every density measured, so only a
+# layer with every pair connected takes the dense path there.
+AUTO_DENSE_MIN_DENSITY = {1: 0.5, 2: 1.0}
+
 _measured: dict[tuple, str] = {}
 
 
@@ -55,11 +67,23 @@ def fixed_rule_is_dense(in_features: int, out_features: int, n_params: int, devi
     return device.type != "cpu" or n_params / elements >= DENSE_MIN_DENSITY
 
 
-def auto_kernel(in_features: int, out_features: int, n_params: int, device: torch.device) -> str:
-    """``compute="auto"``'s path: decided by rule, never timed (see the module's docstring)."""
-    if fixed_rule_is_dense(in_features, out_features, n_params, device):
-        return "dense"
-    return "native" if device.type == "cpu" and native.available() else "sparse"
+def auto_dense_min_density(threads: int) -> float:
+    """:data:`AUTO_DENSE_MIN_DENSITY` at ``threads`` (at least 1; above the measured counts, the largest)."""
+    return AUTO_DENSE_MIN_DENSITY[min(max(threads, 1), max(AUTO_DENSE_MIN_DENSITY))]
+
+
+def auto_kernel(
+    in_features: int, out_features: int, n_params: int, device: torch.device, threads: int | None = None
+) -> str:
+    """``compute="auto"``'s path at ``threads`` (default: torch's current count): decided by
+    rule, never timed (see the module's docstring)."""
+    if device.type == "cpu" and native.available():
+        elements = in_features * out_features
+        threads = torch.get_num_threads() if threads is None else threads
+        if elements <= DENSE_MAX_ELEMENTS and n_params / elements >= auto_dense_min_density(threads):
+            return "dense"
+        return "native"
+    return "dense" if fixed_rule_is_dense(in_features, out_features, n_params, device) else "sparse"
 
 
 def candidates(in_features: int, out_features: int, device: torch.device) -> list[str]:

@@ -59,9 +59,11 @@ class SETLayer(nn.Module):
         generator: random source of initialisation and evolution (its device is where the
             drawing happens); ``None`` uses torch's default generator, so
             ``torch.manual_seed`` makes runs repeat.
-        compute: ``"auto"``: by a rule, at no cost: dense for small layers of density >= 6%,
-            else the compiled CPU kernels where they are built (announced, about a minute,
-            once per environment), else CSR; ``"measure"``: whichever of the dense, the CSR
+        compute: ``"auto"``: by a rule, at no cost: on the CPU the compiled kernels (built
+            on first use: announced, about a minute, once per environment) unless the layer
+            is small and dense enough for dense to win (by thread count, 50% at one thread:
+            :data:`synapses.dispatch.AUTO_DENSE_MIN_DENSITY`), then dense; where the compiled
+            kernels cannot be built, and on a GPU, the ``"fixed"`` rule; ``"measure"``: whichever of the dense, the CSR
             and (on the CPU) the compiled kernels runs a training step fastest for this
             layer, batch size, dtype and thread count, timed on first use (seconds;
             :mod:`synapses.dispatch`; large layers never timed); ``"fixed"``: dense for small

@@ -118,7 +118,9 @@ def _build() -> tuple[ModuleType | None, str | None]:
                 "synapses: compiling the CPU kernels for this environment, once (about a minute) into %s", built.parent
             )
         start = time.perf_counter()
-        module = cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=cflags(), verbose=False)
+        module = cpp_extension.load(
+            name=name, sources=[str(SOURCE)], extra_cflags=cflags(), extra_ldflags=LDFLAGS, verbose=False
+        )
         # torch's loader may also rebuild a build that exists (its sources or headers
         # changed, a half-finished build): every build is told, after the fact where it
         # could not be foreseen
@@ -218,8 +220,14 @@ def arch() -> str:
 
 
 def cflags() -> list[str]:
-    """The compiler flags of the build (the instruction set from :func:`arch`)."""
-    return ["-O3", f"-march={arch()}"]
+    """The compiler flags of the build (the instruction set from :func:`arch`). ``-fopenmp``:
+    without it ``at::parallel_for`` compiles to a plain loop, and the kernels ran on one
+    thread whatever ``torch.set_num_threads`` said; with it they run in the OpenMP runtime
+    torch loaded (the same ``libgomp.so.1``), so torch's thread count holds for them too."""
+    return ["-O3", f"-march={arch()}", "-fopenmp"]
+
+
+LDFLAGS = ["-fopenmp"]  # links the OpenMP runtime torch has already loaded (see cflags)
 
 
 def _cpu_flags() -> set[str]:

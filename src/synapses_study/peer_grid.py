@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from torch import nn
 from synapses import SETLayer
 
 from .bench import interleaved_medians_of, peer_layers
+from .docs_blocks import fill_block
 from .run_files import write_atomic
 
 # (in, out, batch): SparseProp's two benchmark shapes, the demo-sized 784 -> 1000 and a large
@@ -44,7 +44,7 @@ THREADS: tuple[int, ...] = (1, 2)
 MODES = ("forward+backward", "forward")
 # ours over a peer's time, at most (issue 38, goal 1)
 TARGETS = {"forward+backward": 0.8, "forward": 1.0}
-MARKER_START, MARKER_END = "<!-- peer-grid -->", "<!-- /peer-grid -->"
+BLOCK = "peer-grid"  # docs/performance.md's generated block
 
 
 @dataclass
@@ -183,6 +183,8 @@ def render(data: dict[str, Any]) -> str:
     """Markdown tables of the grid: per mode, one row per (shape, sparsity), ours against
     each peer at each thread count (ms and ours / peer), and which kernels ours took."""
     points = from_json(data)
+    if "command" not in data or "environment" not in data:
+        raise ValueError("not a peer-grid result file (no command or environment)")
     peers = [p for p in ("SparseProp", "SparseLab") if any(p in point.ms for point in points)]
     env = data["environment"]
     lines = [
@@ -225,13 +227,8 @@ def _ratio_cell(point: GridPoint, peer: str, target: float) -> str:
 
 
 def write_docs(markdown_file: Path, data: dict[str, Any]) -> None:
-    """Replace what stands between the peer-grid markers of ``markdown_file`` (atomically)."""
-    text = markdown_file.read_text()
-    pattern = re.compile(re.escape(MARKER_START) + r".*?" + re.escape(MARKER_END), re.DOTALL)
-    if not pattern.search(text):
-        raise ValueError(f"{markdown_file} has no {MARKER_START} ... {MARKER_END} block to fill")
-    block = f"{MARKER_START}\n{render(data)}\n{MARKER_END}"
-    write_atomic(markdown_file, pattern.sub(lambda _: block, text, count=1).encode())
+    """Fill the peer-grid block of ``markdown_file`` with :func:`render` of ``data``."""
+    fill_block(markdown_file, BLOCK, render(data))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,3 +113,58 @@ def scale_run(
 
 def as_dict(result: ScaleResult) -> dict:
     return asdict(result)
+
+
+BLOCK = "scale"  # docs/performance.md's generated block
+
+
+def render(files: list[dict]) -> str:
+    """The docs block: one row per result file ``bench --scale --json`` wrote."""
+    lines = [
+        "| hidden neurons | connections | threads | step | epoch (469 steps) | evolution | peak memory |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for data in files:
+        try:
+            result = ScaleResult(**data)
+        except TypeError as error:
+            raise ValueError(f"not a scale result file ({error})") from None
+        epoch = f"{result.epoch_s / 3600:.1f} hours" + (
+            "" if result.epoch_measured else f" (from {result.steps_timed} steps)"
+        )
+        lines.append(
+            f"| {result.layers} x {result.hidden:,} | {result.connections:,} | {result.threads} | "
+            f"{result.step_ms / 1e3:.1f} s | {epoch} | {result.evolution_ms / 1e3:.1f} s | "
+            f"{result.peak_memory_gib:.1f} GiB |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m synapses_study.scale --from-json FILE... [--write-docs FILE]``: render
+    results of ``python -m synapses_study.bench --scale --json FILE``."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    from .docs_blocks import fill_block
+
+    parser = argparse.ArgumentParser(prog="python -m synapses_study.scale", description="render --scale results")
+    parser.add_argument("--from-json", type=Path, nargs="+", required=True, help="result files of bench --scale --json")
+    parser.add_argument("--write-docs", type=Path, default=None, help="fill this Markdown file's scale block")
+    args = parser.parse_args(argv)
+    try:
+        body = render([json.loads(path.read_text()) for path in args.from_json])
+        if args.write_docs is not None:
+            fill_block(args.write_docs, BLOCK, body)
+        else:
+            print(body)
+    except (OSError, ValueError) as error:
+        print(f"scale: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

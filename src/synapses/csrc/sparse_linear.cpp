@@ -104,8 +104,11 @@ void rows_times(const T* in, int64_t n_in, int64_t batch, const I* crow, const I
           // operations in any grouping, so the results do not depend on the register size.
           using R = typename Register<T>::type;
           constexpr int UNITS = WIDTH * sizeof(T) / REGISTER_BYTES;  // registers per chunk row
-          constexpr int FIT = ACCUMULATORS / SPLIT > 0 ? ACCUMULATORS / SPLIT : 1;
-          constexpr int GROUP = FIT < UNITS ? FIT : UNITS;
+          // One pass where the split alone fills the accumulators (the narrowest chunks,
+          // chosen for layers so wide that each gathered row comes from memory): a second
+          // pass would fetch every row twice, which costs more than a few spilled registers.
+          constexpr int FIT = ACCUMULATORS / SPLIT;
+          constexpr int GROUP = FIT <= 1 || FIT > UNITS ? UNITS : FIT;
           static_assert(UNITS % GROUP == 0, "a chunk row is a whole number of passes");
           for (int u0 = 0; u0 < UNITS; u0 += GROUP) {
             R acc[SPLIT][GROUP] = {};

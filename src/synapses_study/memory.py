@@ -1,0 +1,220 @@
+"""Bytes per connection at the peak of training, with the activations apart.
+
+    python -m synapses_study.memory [--width 4096] [--layers 5] [--sparsity 0.9] [--batch 128]
+    python -m synapses_study.memory --width 250000 --layers 4 --epsilon 20 --input 784
+    python -m synapses_study.memory --from-json FILE... --write-docs docs/performance.md
+
+Builds a stack of ``--layers`` SETLayers (``--input`` -> ``--width`` -> ... -> ``--width``,
+ReLU between, the default ``compute``) and trains it on random data with SGD and momentum
+0.9: ``--steps`` steps, an evolution of every layer (optimizer state reset for the moved
+weights), and ``--steps`` steps again (the index is rebuilt for the new topology). Each
+measurement runs in a fresh process: its peak resident memory (``ru_maxrss``) above its
+resident memory just before the model is built.
+
+That peak holds costs that do not grow with the connections: the activations (batch x
+widths), and the pages of torch's code a first large step brings in. So the same widths and
+batch are trained twice, at the density asked for and at half of it: the difference in peak
+over the difference in connections is what a connection costs (values, gradients, momentum,
+connections, the pruned flags, the kernels' indices and every temporary of a step or an
+evolution, allocator slack included), and what is left at zero connections the fixed part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from synapses import SETLayer
+
+from .docs_blocks import fill_block
+from .run_files import write_atomic
+
+BLOCK = "memory"  # docs/performance.md's generated block
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What is trained: the widths, how sparse, the batch, how many steps."""
+
+    input: int = 4096
+    width: int = 4096
+    layers: int = 5
+    sparsity: float | None = 0.9
+    epsilon: float = 20.0
+    batch: int = 128
+    steps: int = 3
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One process's figures (bytes)."""
+
+    connections: int
+    peak_bytes: int  # peak resident memory above the resident memory before the model was built
+    parameter_bytes: int  # weights and biases as allocated
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def _model(spec: Spec) -> nn.Sequential:
+    widths = [spec.input] + [spec.width] * spec.layers
+    parts: list[nn.Module] = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        parts += [SETLayer(n_in, n_out, epsilon=spec.epsilon, sparsity=spec.sparsity), nn.ReLU()]
+    return nn.Sequential(*parts[:-1])
+
+
+def measure_here(spec: Spec) -> Measurement:
+    """Train ``spec`` in this process and measure it (call it in a fresh process: the peak
+    is the process's)."""
+    torch.manual_seed(0)
+    warm = SETLayer(64, 64, sparsity=0.5)  # loads the kernels and torch's lazy state first
+    warm(torch.randn(2, 64)).sum().backward()
+    del warm
+    before = _resident_bytes()
+    model = _model(spec)
+    layers = [m for m in model if isinstance(m, SETLayer)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.randn(spec.batch, spec.input)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+        optimizer.step()
+
+    for _ in range(spec.steps):
+        step()
+    for layer in layers:
+        layer.evolve_connections(optimizer=optimizer)
+    for _ in range(spec.steps):
+        step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before  # kB on Linux
+    parameters = sum(p.numel() * p.element_size() for p in model.parameters())
+    return Measurement(sum(layer.n_params for layer in layers), peak, parameters)
+
+
+def measure(spec: Spec) -> Measurement:
+    """:func:`measure_here` in a fresh Python process."""
+    code = (
+        "import json, sys; from synapses_study.memory import Spec, measure_here; from dataclasses import asdict; "
+        "print(json.dumps(asdict(measure_here(Spec(**json.loads(sys.argv[1]))))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(asdict(spec))], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the measurement process failed:\n{done.stderr.strip()[-2000:]}")
+    return Measurement(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def halved(spec: Spec) -> Spec:
+    """``spec`` at half its density (same widths and batch)."""
+    if spec.sparsity is not None:
+        return Spec(**(asdict(spec) | {"sparsity": 1 - (1 - spec.sparsity) / 2}))
+    return Spec(**(asdict(spec) | {"epsilon": spec.epsilon / 2}))
+
+
+def report(spec: Spec) -> dict[str, float]:
+    """The peak of ``spec`` and of :func:`halved` ``spec``: bytes per connection (the slope
+    between them) and the fixed part (activations and code pages: the intercept)."""
+    full, half = measure(spec), measure(halved(spec))
+    per_connection = (full.peak_bytes - half.peak_bytes) / (full.connections - half.connections)
+    return {
+        "connections": full.connections,
+        "peak_gib": full.peak_bytes / 2**30,
+        "bytes_per_connection": per_connection,
+        "fixed_gib": (full.peak_bytes - per_connection * full.connections) / 2**30,
+        "half_connections": half.connections,
+        "half_peak_gib": half.peak_bytes / 2**30,
+    }
+
+
+def render(files: list[dict[str, Any]]) -> str:
+    """The docs block: one row per measurement file :func:`main` wrote."""
+    lines = [
+        "| layers | connections | batch | peak above the start | at half the density | bytes per connection "
+        "| fixed part (activations, code) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for data in files:
+        try:
+            spec = Spec(**data["spec"])
+            density = f"sparsity {spec.sparsity:g}" if spec.sparsity is not None else f"epsilon {spec.epsilon:g}"
+            lines.append(
+                f"| {spec.layers} x ({spec.input} -> {spec.width}, ...), {density} | {data['connections']:,} | "
+                f"{spec.batch} | {data['peak_gib']:.2f} GiB | {data['half_peak_gib']:.2f} GiB "
+                f"({data['half_connections']:,}) | {data['bytes_per_connection']:.1f} | {data['fixed_gib']:.2f} GiB |"
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"not a memory measurement file ({error})") from None
+    commands = "; ".join(f"`{data['command']}`" for data in files)
+    return "\n".join(lines) + f"\n\nMeasured by {commands} (torch threads: 1)."
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m synapses_study.memory", description=__doc__.split("\n")[0])
+    defaults = Spec()
+    parser.add_argument("--input", type=int, default=defaults.input, help="input width (default 4096)")
+    parser.add_argument("--width", type=int, default=defaults.width, help="width of every layer (default 4096)")
+    parser.add_argument("--layers", type=int, default=defaults.layers, help="SET layers (default 5)")
+    parser.add_argument("--sparsity", type=float, default=None, help="sparsity (default 0.9 unless --epsilon is given)")
+    parser.add_argument("--epsilon", type=float, default=None, help="Erdős–Rényi epsilon instead of a sparsity")
+    parser.add_argument("--batch", type=int, default=defaults.batch, help="batch size (default 128)")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="steps before and after the evolution (3)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None, help="render these files instead")
+    parser.add_argument("--write-docs", type=Path, default=None, help="fill this Markdown file's memory block")
+    args = parser.parse_args(argv)
+    if args.from_json is not None:
+        try:
+            files = [json.loads(path.read_text()) for path in args.from_json]
+            body = render(files)
+            if args.write_docs is not None:
+                fill_block(args.write_docs, BLOCK, body)
+            else:
+                print(body)
+        except (OSError, ValueError) as error:
+            print(f"memory: {error}", file=sys.stderr)
+            return 2
+        return 0
+    for name in ("input", "width", "layers", "batch", "steps"):
+        if getattr(args, name) < 1:
+            print(f"memory: --{name} must be a positive integer, got {getattr(args, name)}", file=sys.stderr)
+            return 2
+    sparsity = None if args.epsilon is not None else (0.9 if args.sparsity is None else args.sparsity)
+    epsilon = args.epsilon if args.epsilon is not None else defaults.epsilon
+    spec = Spec(args.input, args.width, args.layers, sparsity, epsilon, args.batch, args.steps)
+    figures = report(spec)
+    described = f"sparsity {sparsity}" if sparsity is not None else f"epsilon {epsilon:g}"
+    print(
+        f"{args.layers} SET layers {args.input} -> {args.width} ... ({described}), batch {args.batch}, "
+        "SGD with momentum, "
+        f"{args.steps} steps, an evolution, {args.steps} steps; torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"{figures['connections']:,} connections: peak {figures['peak_gib']:.2f} GiB above the start "
+        f"(at half the density, {figures['half_connections']:,}: {figures['half_peak_gib']:.2f} GiB); "
+        f"{figures['bytes_per_connection']:.1f} bytes per connection, {figures['fixed_gib']:.2f} GiB fixed "
+        "(activations, code pages)"
+    )
+    if args.json is not None:
+        command = "python -m synapses_study.memory " + " ".join(argv if argv is not None else sys.argv[1:])
+        data = {"command": command.replace(f" --json {args.json}", "").strip(), "spec": asdict(spec), **figures}
+        write_atomic(args.json, (json.dumps(data, indent=1) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
