@@ -33,18 +33,18 @@ def test_a_point_times_ours_dense_and_the_peers_in_both_modes_and_gives_the_thre
     assert [p.mode for p in points] == list(peer_grid.MODES)
     for point in points:
         assert {"ours", "dense"} <= set(point.ms) and all(ms > 0 for ms in point.ms.values())
-        assert point.path in ("dense", "sparse", "native") and point.threads == 1
+        assert point.path in ("dense", "sparse", "native") and point.threads == 1 and point.calls == 3
     assert from_json(json.loads(json.dumps(to_json(points, "cmd")))) == points
 
 
 def test_the_tables_bold_exactly_the_ratios_over_the_target_and_count_them():
     slow = GridPoint(
-        512, 256, 128, 0.9, 1, "forward+backward", "native", {"ours": 0.9, "dense": 2.0, "SparseProp": 1.0}
+        512, 256, 128, 0.9, 1, "forward+backward", "native", {"ours": 0.9, "dense": 2.0, "SparseProp": 1.0}, 40
     )
-    fast = GridPoint(512, 256, 128, 0.9, 1, "forward", "native", {"ours": 0.5, "dense": 1.0, "SparseProp": 1.0})
+    fast = GridPoint(512, 256, 128, 0.9, 1, "forward", "native", {"ours": 0.5, "dense": 1.0, "SparseProp": 1.0}, 40)
     text = render(_data([slow, fast]))
-    assert "| 512 -> 256, 128 | 90% | 1 | 0.9 (native) | 2 | 1 | **0.90** |" in text  # 0.9 > 0.8
-    assert "| 512 -> 256, 128 | 90% | 1 | 0.5 (native) | 1 | 1 | 0.50 |" in text  # 0.5 <= 1.0
+    assert "| 512 -> 256, 128 | 90% | 1 | 40 | 0.9 (native) | 2 | 1 | **0.90** |" in text  # 0.9 > 0.8
+    assert "| 512 -> 256, 128 | 90% | 1 | 40 | 0.5 (native) | 1 | 1 | 0.50 |" in text  # 0.5 <= 1.0
     assert "Ratios over the target (bold): 1 of 2." in text
     assert "SparseLab not installed" in text and "SparseLab |" not in text
 
@@ -63,7 +63,7 @@ def test_docs_are_filled_between_the_markers_only(tmp_path):
     write_docs(page, _data([point]))
     text = page.read_text()
     assert text.startswith("before\n<!-- peer-grid -->\n") and text.endswith("<!-- /peer-grid -->\nafter\n")
-    assert "\nold\n" not in text and "| 64 -> 32, 16 | 90% | 1 | 1 (dense) | 1 |" in text
+    assert "\nold\n" not in text and "| 64 -> 32, 16 | 90% | 1 | – | 1 (dense) | 1 |" in text
     (tmp_path / "none.md").write_text("no block\n")
     with pytest.raises(ValueError, match="no <!-- peer-grid --> ... <!-- /peer-grid --> block"):
         write_docs(tmp_path / "none.md", _data([point]))

@@ -224,10 +224,14 @@ def cflags() -> list[str]:
     without it ``at::parallel_for`` compiles to a plain loop, and the kernels ran on one
     thread whatever ``torch.set_num_threads`` said; with it they run in the OpenMP runtime
     torch loaded (the same ``libgomp.so.1``), so torch's thread count holds for them too."""
-    return ["-O3", f"-march={arch()}", "-fopenmp"]
+    return ["-O3", f"-march={arch()}", *OPENMP]
 
 
-LDFLAGS = ["-fopenmp"]  # links the OpenMP runtime torch has already loaded (see cflags)
+# Linux only: there torch's wheels load GNU OpenMP (libgomp.so.1), which the kernels then
+# share. Apple's compiler refuses -fopenmp, and a clang build would bring LLVM's runtime as
+# a second one that ignores torch's thread count; elsewhere the kernels stay on one thread.
+OPENMP = ["-fopenmp"] if platform.system() == "Linux" else []
+LDFLAGS = list(OPENMP)  # links the OpenMP runtime torch has already loaded (see cflags)
 
 
 def _cpu_flags() -> set[str]:

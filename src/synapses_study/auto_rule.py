@@ -33,7 +33,7 @@ from .docs_blocks import fill_block
 from .run_files import write_atomic
 
 SHAPES: tuple[tuple[int, int, int], ...] = ((784, 512, 128), (512, 128, 128), (512, 256, 128), (784, 1000, 128))
-DENSITIES: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+DENSITIES: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 BLOCK = "auto-rule"  # docs/performance.md's generated block
 
 

@@ -59,6 +59,7 @@ class GridPoint:
     mode: str
     path: str  # the kernels ours took
     ms: dict[str, float] = field(default_factory=dict)
+    calls: int = 0  # timed calls per module (after warm-up)
 
     def ratio(self, peer: str) -> float:
         """Ours over ``peer``'s time (below 1: ours is faster)."""
@@ -103,19 +104,34 @@ def measure_point(n_in: int, n_out: int, batch: int, sparsity: float, threads: i
         x = torch.randn(batch, n_in, requires_grad=True)
         ours = layers["ours"]
         assert isinstance(ours, SETLayer)
-        # dense at a large layer takes a quarter of a second a step: fewer rounds there
-        rounds = repeats if n_in * n_out * batch < 1 << 26 else max(3, repeats // 20)
+        # dense at the two largest shapes takes a tenth to a third of a second a step: a
+        # fifth of the calls there (each point's count is recorded and shown)
+        rounds = repeats if n_in * n_out * batch < 1 << 28 else max(5, repeats // 5)
         points = []
         for mode in MODES:
             medians = interleaved_medians_of([_step(m, x, mode) for m in layers.values()], rounds, torch.device("cpu"))
             points.append(
                 GridPoint(
-                    n_in, n_out, batch, sparsity, threads, mode, ours.kernel_for(batch), dict(zip(layers, medians))
+                    n_in,
+                    n_out,
+                    batch,
+                    sparsity,
+                    threads,
+                    mode,
+                    ours.kernel_for(batch),
+                    dict(zip(layers, medians)),
+                    _timed_calls(rounds),
                 )
             )
         return points
     finally:
         torch.set_num_threads(previous)
+
+
+def _timed_calls(repeats: int) -> int:
+    """How many calls :func:`synapses_study.bench.interleaved_medians_of` times per module."""
+    rounds = min(5, repeats)
+    return rounds * max(1, repeats // rounds)
 
 
 def run_grid(
@@ -197,7 +213,7 @@ def render(data: dict[str, Any]) -> str:
         "",
     ]
     for mode in MODES:
-        header = ["shape, batch", "sparsity", "threads", "ours (kernels)", "dense", *peers]
+        header = ["shape, batch", "sparsity", "threads", "calls", "ours (kernels)", "dense", *peers]
         header += [f"ours / {peer}" for peer in peers]
         lines += [f"**{mode}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for point in points:
@@ -207,6 +223,7 @@ def render(data: dict[str, Any]) -> str:
                 f"{point.n_in} -> {point.n_out}, {point.batch}",
                 f"{100 * point.sparsity:.0f}%",
                 str(point.threads),
+                str(point.calls) if point.calls else "–",
             ]
             cells += [f"{point.ms['ours']:.3g} ({point.path})", f"{point.ms['dense']:.3g}"]
             cells += [f"{point.ms[peer]:.3g}" if peer in point.ms else "" for peer in peers]

@@ -37,6 +37,7 @@ class ScaleResult:
     epoch_measured: bool
     evolution_ms: float  # zero_connections + evolve_connections of every SET layer
     peak_memory_gib: float  # CPU: peak resident set of the process; GPU: peak allocated
+    kernels: str = ""  # the compute path of each SET layer at the batch, e.g. "native, native, native, native"
 
     def line(self) -> str:
         epoch = f"{self.epoch_s:.1f} s" + (
@@ -69,9 +70,9 @@ def scale_run(
     dev = torch.device(device)
     torch.manual_seed(seed)
     data = load_mnist()
-    net = SparseNet(
-        (784, *[hidden] * layers, 10), epsilon, compute="sparse", generator=torch.Generator().manual_seed(seed)
-    ).to(dev)
+    # the default compute path: what a user's network of this size takes (the compiled
+    # kernels on a CPU where they are built)
+    net = SparseNet((784, *[hidden] * layers, 10), epsilon, generator=torch.Generator().manual_seed(seed)).to(dev)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     order = torch.randperm(len(data.train_y))
     batches = len(order) // BATCH + (len(order) % BATCH > 0)
@@ -108,6 +109,7 @@ def scale_run(
         n_steps == batches,
         evolution * 1e3,
         _peak_memory_gib(dev),
+        ", ".join(layer.kernel_for(BATCH) for layer in net.sparse_layers()),
     )
 
 
@@ -121,8 +123,8 @@ BLOCK = "scale"  # docs/performance.md's generated block
 def render(files: list[dict]) -> str:
     """The docs block: one row per result file ``bench --scale --json`` wrote."""
     lines = [
-        "| hidden neurons | connections | threads | step | epoch (469 steps) | evolution | peak memory |",
-        "|---|---|---|---|---|---|---|",
+        "| hidden neurons | connections | kernels | threads | step | epoch (469 steps) | evolution | peak memory |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for data in files:
         try:
@@ -133,7 +135,8 @@ def render(files: list[dict]) -> str:
             "" if result.epoch_measured else f" (from {result.steps_timed} steps)"
         )
         lines.append(
-            f"| {result.layers} x {result.hidden:,} | {result.connections:,} | {result.threads} | "
+            f"| {result.layers} x {result.hidden:,} | {result.connections:,} | {result.kernels or 'not recorded'} | "
+            f"{result.threads} | "
             f"{result.step_ms / 1e3:.1f} s | {epoch} | {result.evolution_ms / 1e3:.1f} s | "
             f"{result.peak_memory_gib:.1f} GiB |"
         )
