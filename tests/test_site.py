@@ -63,7 +63,8 @@ def test_a_figure_gets_a_numbered_caption_ending_with_its_provenance():
     assert out.startswith(":::{figure} figures/summary_topology.png\n:name: fig-summary-topology\n")
     caption = out.split("\n\n")[1]
     assert caption.startswith("Ink ρ of the first layer, mean over seeds. Drawn by notebook run `summary`")
-    assert "`notebooks/runs/summary.yaml`" in caption and "[reproduction](" in caption
+    # the sweeps the notebook reads, linked (the headline conditions come from headline_seeds)
+    assert "`notebooks/runs/summary.yaml`" in caption and "[headline_seeds](" in caption
     assert caption.endswith(f"last regenerated in commit `{commit}`.\n:::")
     assert out.endswith("\n\nNext.\n")
 
