@@ -29,7 +29,7 @@ import torch
 from synapses import SETLayer
 
 from .bench import interleaved_medians_of
-from .docs_blocks import fill_block
+from .docs_blocks import publish
 from .run_files import write_atomic
 
 SHAPES: tuple[tuple[int, int, int], ...] = ((784, 512, 128), (512, 128, 128), (512, 256, 128), (784, 1000, 128))
@@ -171,10 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.json is not None:
                 write_atomic(args.json, (json.dumps(data, indent=1) + "\n").encode())
-        if args.write_docs is not None:
-            fill_block(args.write_docs, BLOCK, render(data))
-        else:
-            print(render(data))
+        publish(render(data), args.write_docs, BLOCK)
     except (OSError, ValueError) as error:
         print(f"auto_rule: {error}", file=sys.stderr)
         return 2

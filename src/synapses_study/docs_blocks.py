@@ -36,3 +36,12 @@ def fill_block(markdown_file: Path, name: str, body: str) -> None:
         raise ValueError(f"{markdown_file} has no {start} ... {end} block to fill")
     block = f"{start}\n{body}\n{end}"
     write_atomic(markdown_file, pattern.sub(lambda _: block, text, count=1).encode())
+
+
+def publish(body: str, markdown_file: Path | None, name: str) -> None:
+    """A measurement command's output: into ``name``'s block of ``markdown_file`` where one
+    is given (``--write-docs``), else printed."""
+    if markdown_file is not None:
+        fill_block(markdown_file, name, body)
+    else:
+        print(body)

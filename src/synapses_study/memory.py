@@ -35,7 +35,7 @@ from torch import nn
 
 from synapses import SETLayer
 
-from .docs_blocks import fill_block
+from .docs_blocks import publish
 from .run_files import write_atomic
 
 BLOCK = "memory"  # docs/performance.md's generated block
@@ -188,11 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json is not None:
         try:
             files = [json.loads(path.read_text()) for path in args.from_json]
-            body = render(files)
-            if args.write_docs is not None:
-                fill_block(args.write_docs, BLOCK, body)
-            else:
-                print(body)
+            publish(render(files), args.write_docs, BLOCK)
         except (OSError, ValueError) as error:
             print(f"memory: {error}", file=sys.stderr)
             return 2

@@ -33,7 +33,7 @@ from torch import nn
 from synapses import SETLayer
 
 from .bench import interleaved_medians_of, peer_layers
-from .docs_blocks import fill_block
+from .docs_blocks import fill_block, publish
 from .run_files import write_atomic
 
 # (in, out, batch): SparseProp's two benchmark shapes, the demo-sized 784 -> 1000 and a large
@@ -276,14 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         data = to_json(points, command)
         if args.json is not None:
             write_atomic(args.json, (json.dumps(data, indent=1) + "\n").encode())
-    if args.write_docs is not None:
-        try:
-            write_docs(args.write_docs, data)
-        except (OSError, ValueError) as error:
-            print(f"peer_grid: {error}", file=sys.stderr)
-            return 2
-    else:
-        print(render(data))
+    try:
+        publish(render(data), args.write_docs, BLOCK)
+    except (OSError, ValueError) as error:
+        print(f"peer_grid: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

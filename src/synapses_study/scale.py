@@ -151,18 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from pathlib import Path
 
-    from .docs_blocks import fill_block
+    from .docs_blocks import publish
 
     parser = argparse.ArgumentParser(prog="python -m synapses_study.scale", description="render --scale results")
     parser.add_argument("--from-json", type=Path, nargs="+", required=True, help="result files of bench --scale --json")
     parser.add_argument("--write-docs", type=Path, default=None, help="fill this Markdown file's scale block")
     args = parser.parse_args(argv)
     try:
-        body = render([json.loads(path.read_text()) for path in args.from_json])
-        if args.write_docs is not None:
-            fill_block(args.write_docs, BLOCK, body)
-        else:
-            print(body)
+        publish(render([json.loads(path.read_text()) for path in args.from_json]), args.write_docs, BLOCK)
     except (OSError, ValueError) as error:
         print(f"scale: {error}", file=sys.stderr)
         return 2
