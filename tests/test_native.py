@@ -118,6 +118,23 @@ def test_every_chunk_width_gives_the_dense_products(width, batch):
     torch.testing.assert_close(grad_b, grad_y_t.sum(1), **tol)
 
 
+def test_operands_far_beyond_the_cache_take_the_prefetching_loops_and_stay_exact():
+    # 140,000 inputs of 16 float64 samples are 18 MB, past both kernels' prefetch thresholds:
+    # the loops that announce rows ahead give the dense products like the others
+    torch.manual_seed(0)
+    layer = SETLayer(140_000, 9, epsilon=1, compute="native", dtype=F64)
+    x = torch.randn(37, 140_000, dtype=F64, requires_grad=True)
+    grad_y = torch.randn(37, 9, dtype=F64)
+    y = layer(x)
+    y.backward(grad_y)
+    ref_y, ref_x, ref_w, ref_b = dense_step(layer, x, grad_y)
+    tol = dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, ref_y, **tol)
+    torch.testing.assert_close(x.grad, ref_x, **tol)
+    torch.testing.assert_close(layer.weight.grad, ref_w, **tol)
+    torch.testing.assert_close(layer.bias.grad, ref_b, **tol)
+
+
 def test_stacked_layers_pass_feature_major_tensors_without_copies():
     # A layer's output is feature-major (the transpose of a contiguous (out, batch) matrix);
     # the next layer reads it as it is, and the gradients still match the dense network.
