@@ -657,11 +657,11 @@ def account_epochs(results: Path) -> str:
 
 
 def unit_late_slope(results: Path) -> str:
-    """Inputs in [0, 1], 1000 epochs: the least-squares slope of recorded ink ρ over epochs
-    850-1000 per 100 epochs, and its 20-epoch means ending at 850 and at 1000, per seed."""
+    """Inputs in [0, 1], 1000 epochs: the least-squares slope of ink ρ on survivors over
+    epochs 850-1000 per 100 epochs, and its 20-epoch means ending at 850 and at 1000, per seed."""
     parts = []
     for config in select_runs("extensions_1000", "unit_inputs", None):
-        rho = _recorded_rho(RunDir.of(config, results).verified(config).path)
+        rho = survivors_of(RunDir.of(config, results).verified(config).path).rho
         last = len(rho)
         parts.append(
             f"seed {config.seed}: {100 * slope(rho, FLAT_FROM, last):+.3f} per 100 epochs "

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import BLANK_BELOW, TRAILING_WINDOW, ink_correlation, pruning_by_region
-from .results import final_survivor_counts, load_metrics, training_ink
+from .results import final_survivor_counts, load_metrics, survivor_ink_correlation, training_ink
 from .run_dir import RunDir
 from .topology import center_ratio
 
@@ -71,14 +71,17 @@ def outcome_summary(run_dir: Path) -> dict[str, float]:
 DRIFT_EPOCHS = (50, 155, 300, 500, 700, 1000)
 
 
-def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS) -> dict[str, float]:
+def drift_summary(run_dir: Path, epochs: tuple[int, ...] = DRIFT_EPOCHS, survivors: bool = False) -> dict[str, float]:
     """A run's Spearman correlation of connections with ink, averaged over the
     :data:`TRAILING_WINDOW` epochs ending at each of ``epochs`` (keys ``"rho@<epoch>"``; fewer near
-    the start), NaN for epochs past its end."""
-    topology = RunDir(run_dir).topology()  # (epochs + 1, 784): row e after epoch e
-    rho = np.asarray(ink_correlation(topology, training_ink()))
+    the start), NaN for epochs past its end: on the recorded topology, or with ``survivors``
+    on the connections each epoch's pruning kept (runs with ``record_pruning`` only)."""
+    if survivors:
+        rho = survivor_ink_correlation(run_dir)["ink_rho"].to_numpy()  # row e after epoch e
+    else:
+        rho = np.atleast_1d(ink_correlation(RunDir(run_dir).topology(), training_ink()))
     return {
-        f"rho@{e}": float(np.mean(rho[max(0, e - TRAILING_WINDOW + 1) : e + 1])) if e < len(topology) else float("nan")
+        f"rho@{e}": float(np.mean(rho[max(0, e - TRAILING_WINDOW + 1) : e + 1])) if e < len(rho) else float("nan")
         for e in epochs
     }
 

@@ -12,7 +12,8 @@ connections the last pruning kept (survivors), and the peak of the recorded
 how much of the final test loss the misclassified images carry; the ``topology`` view
 whether each configuration ends with a positive, negative or no topology, seed by seed; the
 ``drift`` view the recorded ink ρ (the pruned connections included: most runs did not
-record their pruning per epoch) at a few epochs along the way (:data:`DRIFT_EPOCHS`); the
+record their pruning per epoch) at a few epochs along the way (:data:`DRIFT_EPOCHS`), and
+``survivors_drift`` the same on survivors for runs that did; the
 ``accuracy`` view the topology beside what it buys (last-epoch test loss and accuracy);
 the ``pruning`` and ``pruning_never_inked`` views, for runs recorded with ``record_pruning``,
 who got pruned after the last epoch: blank against inked pixels (blank: ink in fewer than
@@ -162,6 +163,11 @@ VIEWS: dict[str, tuple[Callable[[Path], dict[str, float]], tuple[tuple[str, str,
     "drift": (
         drift_summary,
         tuple((f"rho@{e}", f"recorded ink ρ, epochs {e - TRAILING_WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS),
+    ),
+    # the same on survivors, for runs that recorded their pruning (record_pruning)
+    "survivors_drift": (
+        partial(drift_summary, survivors=True),
+        tuple((f"rho@{e}", f"ink ρ on survivors, epochs {e - TRAILING_WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS),
     ),
     "verdict": (
         run_summary,
