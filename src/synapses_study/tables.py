@@ -167,7 +167,9 @@ VIEWS: dict[str, tuple[Callable[[Path], dict[str, float]], tuple[tuple[str, str,
     # the same on survivors, for runs that recorded their pruning (record_pruning)
     "survivors_drift": (
         partial(drift_summary, survivors=True),
-        tuple((f"rho@{e}", f"ink ρ on survivors, epochs {e - TRAILING_WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS),
+        tuple(
+            (f"rho@{e}", f"ink ρ on survivors, epochs {e - TRAILING_WINDOW + 1}-{e}", mean_std(3)) for e in DRIFT_EPOCHS
+        ),
     ),
     "verdict": (
         run_summary,
