@@ -99,7 +99,8 @@ def test_a_clean_venv_installs_as_readme_says_and_runs_the_library_example(tmp_p
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "torch==2.14.1"], check=True)  # from this machine's disk
+    # from this machine's disk; --no-compile: byte-compiling torch's sources was 40% of the install
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-compile", "torch==2.14.1"], check=True)
     for command in readme_install_commands():
         subprocess.run([python, "-m", *command[:2], "--quiet", *command[2:]], check=True, cwd=ROOT)
     listed = subprocess.run([python, "-m", "pip", "list"], capture_output=True, text=True, check=True).stdout.lower()
