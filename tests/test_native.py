@@ -44,6 +44,23 @@ def test_the_kernels_run_in_torchs_openmp_runtime_so_they_follow_its_thread_coun
         assert len(runtimes) <= 1, runtimes
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="OpenMP is used on Linux only")
+def test_openmp_only_with_a_compiler_that_links_torchs_runtime(tmp_path, monkeypatch):
+    # clang's -fopenmp links LLVM's runtime, a second one beside torch's: that build stays serial
+    fakes = {}
+    for name, banner in (("gcc-like", "c++ (Debian 14.2.0-19) 14.2.0"), ("clang-like", "Debian clang version 19.1.7")):
+        script = tmp_path / name
+        script.write_text(f"#!/bin/sh\necho '{banner}'\n")
+        script.chmod(0o755)
+        fakes[name] = str(script)
+    monkeypatch.setenv("CXX", fakes["gcc-like"])
+    assert native.openmp_flags() == ["-fopenmp"] and "-fopenmp" in native.cflags()
+    monkeypatch.setenv("CXX", fakes["clang-like"])
+    assert native.openmp_flags() == [] and "-fopenmp" not in native.cflags()
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert native.openmp_flags() == ["-fopenmp"]  # the build itself will say the compiler is missing
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["f32", "f64"])
 def test_int32_and_int64_indices_give_bit_identical_outputs_and_gradients(dtype):
     from synapses.sparse_ops import CSRIndex

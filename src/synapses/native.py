@@ -23,13 +23,16 @@ them and ``compute="native"`` raises :class:`NativeKernelsUnavailable` naming th
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import importlib
 import json
 import logging
 import os
 import platform
+import shlex
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -119,7 +122,7 @@ def _build() -> tuple[ModuleType | None, str | None]:
             )
         start = time.perf_counter()
         module = cpp_extension.load(
-            name=name, sources=[str(SOURCE)], extra_cflags=cflags(), extra_ldflags=LDFLAGS, verbose=False
+            name=name, sources=[str(SOURCE)], extra_cflags=cflags(), extra_ldflags=openmp_flags(), verbose=False
         )
         # torch's loader may also rebuild a build that exists (its sources or headers
         # changed, a half-finished build): every build is told, after the fact where it
@@ -224,14 +227,29 @@ def cflags() -> list[str]:
     without it ``at::parallel_for`` compiles to a plain loop, and the kernels ran on one
     thread whatever ``torch.set_num_threads`` said; with it they run in the OpenMP runtime
     torch loaded (the same ``libgomp.so.1``), so torch's thread count holds for them too."""
-    return ["-O3", f"-march={arch()}", *OPENMP]
+    return ["-O3", f"-march={arch()}", *openmp_flags()]
 
 
-# Linux only: there torch's wheels load GNU OpenMP (libgomp.so.1), which the kernels then
-# share. Apple's compiler refuses -fopenmp, and a clang build would bring LLVM's runtime as
-# a second one that ignores torch's thread count; elsewhere the kernels stay on one thread.
-OPENMP = ["-fopenmp"] if platform.system() == "Linux" else []
-LDFLAGS = list(OPENMP)  # links the OpenMP runtime torch has already loaded (see cflags)
+def openmp_flags() -> list[str]:
+    """``["-fopenmp"]`` where the build can share torch's OpenMP runtime, else ``[]`` (the
+    kernels then stay on one thread). Only on Linux with GCC: torch's wheels load GNU
+    OpenMP (``libgomp.so.1``) there, which a GCC build links by soname; Apple's compiler
+    refuses ``-fopenmp``, and clang would link LLVM's runtime as a second one that ignores
+    torch's thread count. The compiler is the one torch's extension builder calls
+    (``$CXX``, else ``c++``)."""
+    if platform.system() != "Linux":
+        return []
+    return [] if "clang" in _compiler_banner(os.environ.get("CXX", "c++")) else ["-fopenmp"]
+
+
+@functools.cache
+def _compiler_banner(compiler: str) -> str:
+    """``compiler --version``'s output (empty where it cannot run: the build then fails on
+    its own and says why)."""
+    try:
+        return subprocess.run([*shlex.split(compiler), "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return ""
 
 
 def _cpu_flags() -> set[str]:

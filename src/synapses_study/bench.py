@@ -74,14 +74,22 @@ def interleaved_medians(
 
 
 def interleaved_medians_of(fns: Sequence[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
-    """Median ms of each of ``fns``, timed in turns (rounds of ``repeats / 5`` calls each)."""
+    """Median ms of each of ``fns``, timed in turns (rounds of ``repeats / 5`` calls each;
+    :func:`timed_calls` of them per function)."""
     times: list[list[float]] = [[] for _ in fns]
     rounds = min(5, repeats)
     warmup = 1 if repeats < 10 else 5
     for _ in range(rounds):
         for fn, fn_times in zip(fns, times):
             fn_times += time_ms(fn, max(1, repeats // rounds), device, warmup)
+    assert all(len(t) == timed_calls(repeats) for t in times)
     return [statistics.median(t) for t in times]
+
+
+def timed_calls(repeats: int) -> int:
+    """How many calls :func:`interleaved_medians_of` times per function for ``repeats``."""
+    rounds = min(5, repeats)
+    return rounds * max(1, repeats // rounds)
 
 
 def masked_copy(net: SparseNet) -> nn.Module:

@@ -32,7 +32,7 @@ from torch import nn
 
 from synapses import SETLayer
 
-from .bench import interleaved_medians_of, peer_layers
+from .bench import interleaved_medians_of, peer_layers, timed_calls
 from .docs_blocks import fill_block, publish
 from .run_files import write_atomic
 
@@ -120,18 +120,12 @@ def measure_point(n_in: int, n_out: int, batch: int, sparsity: float, threads: i
                     mode,
                     ours.kernel_for(batch),
                     dict(zip(layers, medians)),
-                    _timed_calls(rounds),
+                    timed_calls(rounds),
                 )
             )
         return points
     finally:
         torch.set_num_threads(previous)
-
-
-def _timed_calls(repeats: int) -> int:
-    """How many calls :func:`synapses_study.bench.interleaved_medians_of` times per module."""
-    rounds = min(5, repeats)
-    return rounds * max(1, repeats // rounds)
 
 
 def run_grid(
