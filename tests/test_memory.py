@@ -15,6 +15,17 @@ def test_a_measurement_counts_the_connections_it_trained_in_a_fresh_process():
     assert found.connections == SETLayer(96, 64, sparsity=0.5).n_params + SETLayer(64, 64, sparsity=0.5).n_params
     assert found.parameter_bytes == 4 * (found.connections + 2 * 64)  # float32 weights and biases
     assert found.peak_bytes > 0
+    n, biases = found.connections, 4 * 2 * 64
+    # at density 0.5 these layers take the dense path, which builds no CSR index
+    assert found.live_bytes == {
+        "weight": 4 * n,
+        "bias": biases,
+        "gradients": 4 * n + biases,
+        "connections": 16 * n,
+        "pruned": n,
+        "index": 0,
+        "momentum": 4 * n + biases,
+    }
 
 
 def test_the_second_measurement_halves_the_density_and_keeps_widths_and_batch():

@@ -152,6 +152,18 @@ def test_operands_far_beyond_the_cache_take_the_prefetching_loops_and_stay_exact
     torch.testing.assert_close(layer.bias.grad, ref_b, **tol)
 
 
+def test_memory_bytes_names_each_part_a_layer_holds():
+    layer = SETLayer(61, 45, epsilon=6, compute="native")
+    n = layer.n_params
+    before = {"weight": 4 * n, "bias": 4 * 45, "gradients": 0, "connections": 16 * n, "pruned": n, "index": 0}
+    assert layer.memory_bytes() == before
+    layer(torch.randn(3, 61)).sum().backward()
+    # int32 col, order, col_t, order_t and the two row pointers, and the content check's
+    # int64 copy of the connections (kept up to CONTENT_CHECK_MAX connections)
+    index = 4 * 4 * n + 4 * (45 + 1) + 4 * (61 + 1) + 16 * n
+    assert layer.memory_bytes() == before | {"gradients": 4 * n + 4 * 45, "index": index}
+
+
 def test_stacked_layers_pass_feature_major_tensors_without_copies():
     # A layer's output is feature-major (the transpose of a contiguous (out, batch) matrix);
     # the next layer reads it as it is, and the gradients still match the dense network.

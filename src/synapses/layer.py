@@ -397,6 +397,24 @@ class SETLayer(nn.Module):
         dense = self.weight.new_zeros(self.out_features, self.in_features)
         return dense.index_put((self.connections[:, 1], self.connections[:, 0]), self.weight)
 
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes this layer holds now, by part: ``weight`` and ``bias`` (values),
+        ``gradients`` (their ``.grad`` where set), ``connections``, ``pruned`` and ``index``
+        (what :func:`synapses.ops.cached_index_bytes` says of the connections: the CSR index
+        the sparse and compiled kernels last read, 0 before the first such call). An
+        optimizer's state (momentum) is not the layer's and is not counted."""
+        def nbytes(t: torch.Tensor | None) -> int:
+            return 0 if t is None else t.numel() * t.element_size()
+
+        return {
+            "weight": nbytes(self.weight),
+            "bias": nbytes(self.bias),
+            "gradients": nbytes(self.weight.grad) + (0 if self.bias is None else nbytes(self.bias.grad)),
+            "connections": nbytes(self.connections),
+            "pruned": nbytes(self.pruned),
+            "index": ops.cached_index_bytes(self.connections),
+        }
+
     # ------------------------------------------------------------------ evolution
     @torch.no_grad()
     def zero_connections(self, zeta: float | None = None) -> torch.Tensor:

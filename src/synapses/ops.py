@@ -55,6 +55,22 @@ def index_builds() -> int:
     return _builds
 
 
+def cached_index_bytes(connections: torch.Tensor) -> int:
+    """Bytes the cached indexes of ``connections`` hold now (every orientation and index
+    dtype built so far, the content check's copy, the inverse permutation once computed;
+    storage shared between them counted once); 0 where none is cached."""
+    entry = _indexes.get((connections.device, connections.data_ptr()))
+    if entry is None:
+        return 0
+    tensors = [entry.source] if entry.source is not None else []
+    for index in [*entry.indexes.values(), *entry.transposed.values()]:
+        tensors += [index.crow, index.col, index.order, index.crow_t, index.col_t, index.order_t]
+        if "inverse" in index.__dict__:  # computed on first use only (cached_property)
+            tensors.append(index.__dict__["inverse"])
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
 def _forget(key: tuple[torch.device, int]) -> None:
     _indexes.pop(key, None)
 

@@ -17,6 +17,10 @@ batch are trained twice, at the density asked for and at half of it: the differe
 over the difference in connections is what a connection costs (values, gradients, momentum,
 connections, the pruned flags, the kernels' indices and every temporary of a step or an
 evolution, allocator slack included), and what is left at zero connections the fixed part.
+
+Beside that estimate, exact and without noise: the bytes of the tensors a connection keeps
+alive after the last step (``SETLayer.memory_bytes`` of every layer and the optimizer's
+momentum), by part. A slope below that total is not a reading of the peak.
 """
 
 from __future__ import annotations
@@ -39,10 +43,6 @@ from .docs_blocks import publish
 from .run_files import write_atomic
 
 BLOCK = "memory"  # docs/performance.md's generated block
-# What a float32 connection certainly holds while training with SGD and momentum on the
-# compiled kernels: value, gradient, momentum (12), int64 connections (16), the pruned flag
-# (1) and two int32 indices (16). A slope below it is not a connection's cost.
-LIVE_FLOOR_BYTES = 45
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class Measurement:
     connections: int
     peak_bytes: int  # peak resident memory above the resident memory before the model was built
     parameter_bytes: int  # weights and biases as allocated
+    live_bytes: dict[str, int]  # after the last step, by part: SETLayer.memory_bytes's and "momentum"
 
 
 def _resident_bytes() -> int:
@@ -106,7 +107,19 @@ def measure_here(spec: Spec) -> Measurement:
         step()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before  # kB on Linux
     parameters = sum(p.numel() * p.element_size() for p in model.parameters())
-    return Measurement(sum(layer.n_params for layer in layers), peak, parameters)
+    return Measurement(sum(layer.n_params for layer in layers), peak, parameters, live_bytes(layers, optimizer))
+
+
+def live_bytes(layers: list[SETLayer], optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    """What ``layers`` hold now, summed by part (:meth:`SETLayer.memory_bytes`), and the
+    momentum ``optimizer`` keeps for their weights and biases."""
+    parts: dict[str, int] = {}
+    for layer in layers:
+        for part, size in layer.memory_bytes().items():
+            parts[part] = parts.get(part, 0) + size
+    buffers = [optimizer.state[p].get("momentum_buffer") for layer in layers for p in layer.parameters()]
+    parts["momentum"] = sum(b.numel() * b.element_size() for b in buffers if b is not None)
+    return parts
 
 
 def measure(spec: Spec) -> Measurement:
@@ -130,12 +143,13 @@ def halved(spec: Spec) -> Spec:
     return Spec(**(asdict(spec) | {"epsilon": spec.epsilon / 2}))
 
 
-def report(spec: Spec) -> dict[str, float]:
+def report(spec: Spec) -> dict[str, Any]:
     """The peak of ``spec`` and of :func:`halved` ``spec``: bytes per connection (the slope
     between them) and the fixed part (activations and code pages: the intercept)."""
     full, half = measure(spec), measure(halved(spec))
     per_connection = (full.peak_bytes - half.peak_bytes) / (full.connections - half.connections)
     return {
+        "live_bytes_per_connection": {part: size / full.connections for part, size in full.live_bytes.items()},
         "connections": full.connections,
         "peak_gib": full.peak_bytes / 2**30,
         "bytes_per_connection": per_connection,
@@ -149,21 +163,25 @@ def render(files: list[dict[str, Any]]) -> str:
     """The docs block: one row per measurement file :func:`main` wrote."""
     lines = [
         "| layers | connections | batch | threads | peak above the start | at half the density "
-        "| bytes per connection | fixed part (activations, code) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| bytes per connection | fixed part (activations, code) | live after training, per connection (exact) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for data in files:
         try:
             spec = Spec(**data["spec"])
             density = f"sparsity {spec.sparsity:g}" if spec.sparsity is not None else f"epsilon {spec.epsilon:g}"
             slope = data["bytes_per_connection"]
-            below = slope < LIVE_FLOOR_BYTES
-            per_connection = f"({slope:.1f}: below the floor, no reading)" if below else f"{slope:.1f}"
+            live = data["live_bytes_per_connection"]
+            below = slope < sum(live.values())
+            largest_first = sorted(live.items(), key=lambda kv: -kv[1])
+            parts = ", ".join(f"{part} {size:.1f}" for part, size in largest_first if size >= 0.05)
+            per_connection = f"({slope:.1f}: below the live tensors, no reading)" if below else f"{slope:.1f}"
             fixed = "–" if below else f"{data['fixed_gib']:.2f} GiB"
             lines.append(
                 f"| {spec.layers} x ({spec.input} -> {spec.width}, ...), {density} | {data['connections']:,} | "
                 f"{spec.batch} | {data.get('threads', 'not recorded')} | {data['peak_gib']:.2f} GiB | "
-                f"{data['half_peak_gib']:.2f} GiB ({data['half_connections']:,}) | {per_connection} | {fixed} |"
+                f"{data['half_peak_gib']:.2f} GiB ({data['half_connections']:,}) | {per_connection} | {fixed} | "
+                f"{sum(live.values()):.1f} ({parts}) |"
             )
         except (KeyError, TypeError) as error:
             raise ValueError(f"not a memory measurement file ({error})") from None
@@ -212,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         f"(at half the density, {figures['half_connections']:,}: {figures['half_peak_gib']:.2f} GiB); "
         f"{figures['bytes_per_connection']:.1f} bytes per connection, {figures['fixed_gib']:.2f} GiB fixed "
         "(activations, code pages)"
+    )
+    live = figures["live_bytes_per_connection"]
+    print(
+        f"live after training: {sum(live.values()):.1f} bytes per connection ("
+        + ", ".join(f"{part} {size:.1f}" for part, size in live.items())
+        + ")"
     )
     if args.json is not None:
         command = "python -m synapses_study.memory " + " ".join(argv if argv is not None else sys.argv[1:])
