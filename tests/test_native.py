@@ -82,6 +82,27 @@ def test_int32_and_int64_indices_give_bit_identical_outputs_and_gradients(dtype)
         assert torch.equal(full, compact)
 
 
+def test_one_index_dtype_is_cached_at_a_time_and_the_other_is_a_cast_not_a_rebuild():
+    # a layer whose path changes between calls (compute="measure" at two batch sizes) asks
+    # for the int64 index of torch's CSR kernels and the int32 one of the compiled kernels
+    from synapses import ops
+
+    layer = SETLayer(300, 200, sparsity=0.9)
+    n = layer.n_params
+    builds = ops.index_builds()
+    wide = ops.index_for(layer.connections, 300, 200, compact=False)
+    wide_bytes = ops.cached_index_bytes(layer.connections)
+    narrow = ops.index_for(layer.connections, 300, 200, compact=True)
+    assert ops.index_builds() == builds + 1  # built once, then cast
+    assert narrow.col.dtype == torch.int32 and wide.col.dtype == torch.int64
+    for field in ("crow", "col", "order", "crow_t", "col_t", "order_t"):
+        assert torch.equal(getattr(narrow, field).long(), getattr(wide, field))
+    # the int64 index is gone: 4 int32 arrays of n and the row pointers, plus the content check's copy
+    assert ops.cached_index_bytes(layer.connections) == 16 * n + 4 * (201 + 301) + 16 * n
+    assert wide_bytes == 32 * n + 8 * (201 + 301) + 16 * n
+    assert ops.index_for(layer.connections, 300, 200, compact=True) is narrow
+
+
 def test_a_native_layer_keeps_an_int32_index_and_never_builds_the_inverse_permutation():
     from synapses import ops
 
@@ -140,8 +161,10 @@ def test_operands_far_beyond_the_cache_take_the_prefetching_loops_and_stay_exact
     # the loops that announce rows ahead give the dense products like the others
     torch.manual_seed(0)
     layer = SETLayer(140_000, 9, epsilon=1, compute="native", dtype=F64)
-    x = torch.randn(37, 140_000, dtype=F64, requires_grad=True)
-    grad_y = torch.randn(37, 9, dtype=F64)
+    # 144 samples: a whole 128-sample chunk for the weight gradient's prefetching loop, and a
+    # partial one after it
+    x = torch.randn(144, 140_000, dtype=F64, requires_grad=True)
+    grad_y = torch.randn(144, 9, dtype=F64)
     y = layer(x)
     y.backward(grad_y)
     ref_y, ref_x, ref_w, ref_b = dense_step(layer, x, grad_y)
@@ -291,9 +314,16 @@ def test_kernels_built_into_a_wheel_for_another_torch_are_not_used_and_it_is_sai
     assert native.built_in_mismatch(_record(torch="2.13.0")) == (
         f"they were built for torch 2.13.0, this is torch {torch.__version__}"
     )
+    asked = " ".join(flag for flag in native.cflags() if flag != "-fopenmp")
     assert native.built_in_mismatch(_record(cflags=["-O3", "-march=native"])) == (
-        f"they were built with -O3 -march=native, this environment asks for {' '.join(native.cflags())}"
+        f"they were built with -O3 -march=native, this environment asks for {asked}"
     )
+    # a wheel built with OpenMP stays usable where this environment's compiler is clang (which
+    # a local build would not give -fopenmp): what matters is the instruction set
+    built_flags = native.cflags() if "-fopenmp" in native.cflags() else [*native.cflags(), "-fopenmp"]
+    with_openmp = _record(cflags=built_flags)
+    monkeypatch.setattr(native, "openmp_flags", lambda: [])
+    assert native.built_in_mismatch(with_openmp) is None
     assert "source differs" in str(native.built_in_mismatch(_record(source_sha256="0" * 64)))
     record = tmp_path / "_kernels_build.json"
     monkeypatch.setattr(native, "BUILT_IN_RECORD", record)

@@ -150,7 +150,12 @@ def test_figure_run_executes_headlessly_with_the_smoke_profile(run, tmp_path):
     copy = up_to_date_smoke_copy(run)
     if copy is not None:
         figures = SMOKE_DIR / "figures"
-        started = datetime.fromisoformat(json.loads(copy.read_text())["metadata"]["papermill"]["start_time"])
+        executed = json.loads(copy.read_text())
+        # papermill writes the copy as it goes and on an error too: only a whole, clean run counts
+        assert not executed["metadata"]["papermill"].get("exception"), f"{copy} ended in an error"
+        statuses = {cell.get("metadata", {}).get("papermill", {}).get("status") for cell in executed["cells"]}
+        assert statuses <= {"completed", None} and "completed" in statuses, f"{copy} did not run to the end"
+        started = datetime.fromisoformat(executed["metadata"]["papermill"]["start_time"])
         for name in run.figures:  # written by that execution, not left from an earlier one
             assert (figures / name).stat().st_mtime >= started.timestamp(), name
     else:

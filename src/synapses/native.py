@@ -151,19 +151,26 @@ def built_in_mismatch(record: dict) -> str | None:
         "torch": torch.__version__,
         "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
         "python": "{}.{}".format(*sys.version_info[:2]),
-        "cflags": cflags(),
+        # the instruction set and optimisation; whether this environment would link OpenMP
+        # (its compiler) says nothing about a wheel's kernels, built and linked already
+        "cflags": _without_openmp(cflags()),
         "source_sha256": hashlib.sha256(SOURCE.read_bytes()).hexdigest(),
     }
+    record = record | {"cflags": _without_openmp(record.get("cflags") or [])}
     names = {"torch": "torch", "cxx11_abi": "torch's C++ ABI", "python": "Python", "cflags": "flags"}
     for key, value in here.items():
         if record.get(key) != value:
             if key == "source_sha256":
                 return "their source differs from this installation's csrc/sparse_linear.cpp"
             if key == "cflags":  # the processor (no AVX2) or SYNAPSES_NATIVE_ARCH asks for another instruction set
-                built, asked = " ".join(record.get(key) or []), " ".join(cflags())
+                built, asked = " ".join(record.get(key) or []), " ".join(_without_openmp(cflags()))
                 return f"they were built with {built}, this environment asks for {asked}"
             return f"they were built for {names[key]} {record.get(key)}, this is {names[key]} {value}"
     return None
+
+
+def _without_openmp(flags: list[str]) -> list[str]:
+    return [flag for flag in flags if flag != "-fopenmp"]
 
 
 def _built_in() -> ModuleType | None:

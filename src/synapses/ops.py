@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import native
-from .sparse_ops import CSRIndex, csr_backward, csr_product, sampled_product
+from .sparse_ops import CSRIndex, csr_backward, csr_product, fits_int32, sampled_product
 
 CONTENT_CHECK_MAX = 1 << 20  # connections whose content is compared with the cached index's on every CPU call
 COMPUTE_OPS = ("sparse", "native")  # the paths that run through the custom operators
@@ -42,8 +42,10 @@ class _Entry:
     sizes: tuple[int, int]  # (in_features, out_features)
     n: int
     source: torch.Tensor | None  # a copy of the connections, for the content check
-    indexes: dict[bool, CSRIndex] = field(default_factory=dict)  # by compact (int32) or not
-    transposed: dict[bool, CSRIndex] = field(default_factory=dict)
+    # by index dtype; one at a time (a layer whose path changes between calls, as under
+    # compute="measure", converts it rather than keeping both)
+    indexes: dict[torch.dtype, CSRIndex] = field(default_factory=dict)
+    transposed: dict[torch.dtype, CSRIndex] = field(default_factory=dict)
 
 
 _indexes: dict[tuple[torch.device, int], _Entry] = {}
@@ -103,14 +105,20 @@ def index_for(
         )
         _indexes[key] = entry
     assert entry is not None
-    if compact not in entry.indexes:
-        entry.indexes[compact] = CSRIndex.build(connections, in_features, out_features, compact)
-        _builds += 1
+    dtype = torch.int32 if compact and fits_int32(len(connections), in_features, out_features) else torch.int64
+    if dtype not in entry.indexes:
+        if entry.indexes:  # the other dtype: the same index, cast (no sort), and the old one dropped
+            (other,) = entry.indexes.values()
+            entry.indexes = {dtype: other.to(dtype)}
+            entry.transposed.clear()
+        else:
+            entry.indexes[dtype] = CSRIndex.build(connections, in_features, out_features, compact)
+            _builds += 1
     if not transpose:
-        return entry.indexes[compact]
-    if compact not in entry.transposed:
-        entry.transposed[compact] = entry.indexes[compact].transposed()
-    return entry.transposed[compact]
+        return entry.indexes[dtype]
+    if dtype not in entry.transposed:
+        entry.transposed[dtype] = entry.indexes[dtype].transposed()
+    return entry.transposed[dtype]
 
 
 def _layer_sizes(x: torch.Tensor, rows: int, transpose: bool) -> tuple[int, int]:

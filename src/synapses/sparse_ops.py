@@ -109,6 +109,13 @@ class CSRIndex:
         a gather is several times cheaper than the equivalent scatter."""
         return torch.argsort(self.order)
 
+    def to(self, dtype: torch.dtype) -> CSRIndex:
+        """The same index with every index tensor in ``dtype`` (int32 only where it fits)."""
+        return CSRIndex(
+            **{f: getattr(self, f).to(dtype) for f in ("crow", "col", "order", "crow_t", "col_t", "order_t")},
+            shape=self.shape,
+        )
+
     def transposed(self) -> CSRIndex:
         """The index of the transposed weight ``(in, out)``: the same connections with
         input and output swapped, values still in weight order."""

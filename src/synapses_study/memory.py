@@ -163,7 +163,7 @@ def render(files: list[dict[str, Any]]) -> str:
     """The docs block: one row per measurement file :func:`main` wrote."""
     lines = [
         "| layers | connections | batch | threads | peak above the start | at half the density "
-        "| bytes per connection | fixed part (activations, code) | live after training, per connection (exact) |",
+        "| bytes per connection | fixed part (activations, code) | live after training / connections (exact) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for data in files:
