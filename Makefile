@@ -27,8 +27,8 @@ pip_install = for try in 1 2 3; do $(PYTHON) -m pip install --quiet $(1) && brea
 	test $$try -lt 3 || exit 1; echo "pip install failed (try $$try of 3); trying again in 10 s" >&2; sleep 10; done
 
 .PHONY: setup test test-all test-fast bench gpu-check figures figure-runs executed-figures animations lab study report clean site site-notebooks FORCE
-# a recipe that fails removes what it had begun to write (papermill writes an executed copy
-# as it goes, and on an error too), so that no half-run copy is taken as up to date
+# a recipe that fails removes what it had begun to write (the notebook runner writes an
+# executed copy as it goes, and on an error too), so that no half-run copy is taken as up to date
 .DELETE_ON_ERROR:
 
 setup: .venv/.installed
