@@ -307,6 +307,18 @@ def test_drift_view_reads_the_topology_at_given_epochs(finished):
     assert all(cell.rstrip(" |") == "–" for row in rows for cell in row[3:])
 
 
+def _recorded_run(tmp, data):
+    """The 2-epoch run of the sweep ``recorded`` (pruning recorded) in ``tmp``, trained once."""
+    (tmp / "configs" / "recorded.yaml").write_text(
+        "base: {epochs: 2, train_size: 1000, test_size: 200, record_pruning: true}\n"
+    )
+    config = load_sweep(tmp / "configs" / "recorded.yaml").runs[0].config
+    run_dir = tmp / "results" / config.run_id()
+    if RunDir(run_dir).problem(config) is not None:
+        run_experiment(config, tmp / "results", data=data, progress=False)
+    return run_dir
+
+
 def test_survivors_drift_reads_what_each_epochs_pruning_kept(finished, small_mnist):
     """``survivors_drift`` averages ink ρ of the recorded counts minus that epoch's pruned
     connections (row 0: the initial topology), and refuses a run without a pruning record."""
@@ -315,21 +327,16 @@ def test_survivors_drift_reads_what_each_epochs_pruning_kept(finished, small_mni
     from synapses_study.metrics import drift_summary
     from synapses_study.results import training_ink
 
-    (tmp / "configs" / "recorded3.yaml").write_text(
-        "base: {epochs: 3, train_size: 1000, test_size: 200, record_pruning: true}\n"
-    )
-    config = load_sweep(tmp / "configs" / "recorded3.yaml").runs[0].config
-    run_experiment(config, tmp / "results", data=small_mnist, progress=False)
-    run_dir = tmp / "results" / config.run_id()
+    run_dir = _recorded_run(tmp, small_mnist)
     topology, (pruned, _) = RunDir(run_dir).topology(), RunDir(run_dir).pruning()
-    kept = np.vstack([topology[:1], topology[1:] - pruned])  # (4, 784): row e after epoch e
+    kept = np.vstack([topology[:1], topology[1:] - pruned])  # (3, 784): row e after epoch e
     rho = np.asarray(ink_correlation(kept, training_ink()))
-    drift = drift_summary(run_dir, epochs=(1, 3, 4), survivors=True)
-    assert drift["rho@1"] == pytest.approx(rho[:2].mean()) and drift["rho@3"] == pytest.approx(rho.mean())
-    assert np.isnan(drift["rho@4"])
-    assert drift["rho@3"] != pytest.approx(drift_summary(run_dir, epochs=(3,))["rho@3"])  # not the recorded ρ
+    drift = drift_summary(run_dir, epochs=(1, 2, 3), survivors=True)
+    assert drift["rho@1"] == pytest.approx(rho[:2].mean()) and drift["rho@2"] == pytest.approx(rho.mean())
+    assert np.isnan(drift["rho@3"])
+    assert drift["rho@2"] != pytest.approx(drift_summary(run_dir, epochs=(2,))["rho@2"])  # not the recorded ρ
     text = refresh(
-        "<!-- table: recorded3:survivors_drift -->\n<!-- /table -->\n", tmp / "results", tmp / "configs"
+        "<!-- table: recorded:survivors_drift -->\n<!-- /table -->\n", tmp / "results", tmp / "configs"
     )
     assert "| ink ρ on survivors, epochs 31-50 |" in text
     with pytest.raises(ValueError, match="did not record its pruning \\(record_pruning\\)"):
@@ -350,12 +357,7 @@ def test_pruning_views_read_the_recorded_pruning(finished, small_mnist):
     from synapses_study.analysis import pruning_by_region
     from synapses_study.results import training_ink
 
-    (tmp / "configs" / "recorded.yaml").write_text(
-        "base: {epochs: 2, train_size: 1000, test_size: 200, record_pruning: true}\n"
-    )
-    config = load_sweep(tmp / "configs" / "recorded.yaml").runs[0].config
-    run_experiment(config, tmp / "results", data=small_mnist, progress=False)
-    run_dir = tmp / "results" / config.run_id()
+    run_dir = _recorded_run(tmp, small_mnist)
     tables = {
         view: refresh(
             f"<!-- table: recorded:{view} -->\n<!-- /table -->\n", tmp / "results", tmp / "configs", allow_missing=True
