@@ -26,7 +26,7 @@ def dense_reference(layer: SETLayer, x: torch.Tensor) -> torch.Tensor:
 
 
 def keys_of(layer: SETLayer) -> torch.Tensor:
-    conn = layer.connections
+    conn = layer.connections.long()
     return conn[:, 1] * layer.in_features + conn[:, 0]
 
 
@@ -321,7 +321,7 @@ def test_attributes_and_buffers():
     assert layer.weight.shape == (n,) and isinstance(layer.weight, torch.nn.Parameter)
     assert layer.bias.shape == (200,)
     conn = layer.connections
-    assert conn.shape == (n, 2) and conn.dtype == torch.int64
+    assert conn.shape == (n, 2) and conn.dtype == torch.int32  # keys fit int32: see connections_dtype
     assert layer.pruned.shape == (n,) and layer.pruned.dtype == torch.bool and not layer.pruned.any()
     assert {name for name, _ in layer.named_buffers()} == {"connections", "pruned"}
     assert set(layer.state_dict()) == {"weight", "bias", "connections", "pruned"}
@@ -556,7 +556,7 @@ def test_dtype_conversion(compute, convert):
     y32 = layer(x32)
     layer = layer.to(F64) if convert == "to" else layer.double()
     assert layer.weight.dtype == F64 and layer.bias.dtype == F64
-    assert layer.connections.dtype == torch.int64
+    assert layer.connections.dtype == torch.int32  # integer buffers keep their dtype
     x = x32.double()
     y = layer(x)
     assert y.dtype == F64
@@ -905,3 +905,32 @@ def test_mnist_set_mlp_under_bfloat16_autocast_is_within_0_3_points_of_float32(m
     print(f"float32 {float32}, bfloat16 {bfloat16}")
     assert min(float32) > 85  # it learned
     assert abs(sum(bfloat16) / 3 - sum(float32) / 3) <= 0.3
+
+
+def test_connections_are_int32_exactly_while_every_flat_key_fits_int32():
+    from synapses import connections_dtype
+
+    assert connections_dtype(2**16, 2**15) == torch.int32  # 2**31 pairs: the last key is 2**31 - 1
+    assert connections_dtype(2**16 + 1, 2**15) == torch.int64  # the last key is 2**31 + 2**15 - 1
+    assert connections_dtype(2**31 + 7, 1) == torch.int64
+    assert SETLayer(300, 200).connections.dtype == torch.int32
+    big = SETLayer(2**16 + 1, 2**15, epsilon=1, generator=torch.Generator().manual_seed(0))
+    assert big.connections.dtype == torch.int64
+    assert_unique_pairs(big)
+
+
+def test_an_int64_state_dict_loads_into_int32_connections_and_the_layer_goes_on_identically():
+    """Checkpoints written before the buffer became int32 hold int64 connections."""
+    source = SETLayer(50, 40, epsilon=4, generator=torch.Generator().manual_seed(1))
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    state["connections"] = state["connections"].to(torch.int64)
+    target = SETLayer(50, 40, epsilon=4, generator=torch.Generator().manual_seed(2))
+    target.load_state_dict(state)
+    assert target.connections.dtype == torch.int32
+    assert torch.equal(target.connections, source.connections)
+    x = torch.randn(6, 50)
+    for layer in (source, target):
+        layer.generator = torch.Generator().manual_seed(3)
+        layer.evolve_connections()
+    assert torch.equal(target.connections, source.connections)
+    torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)

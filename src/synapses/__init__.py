@@ -1,6 +1,6 @@
 """Sparse Evolutionary Training (SET) for PyTorch with truly sparse layers."""
 
-from .layer import SETLayer, erdos_renyi_n_params
+from .layer import SETLayer, connections_dtype, erdos_renyi_n_params
 from .models import DenseNet, EvolNet, SparseNet
 from .native import arch as native_arch
 from .optim_state import UnknownOptimizerStateError, register_reset_rule, reset_state
@@ -25,6 +25,7 @@ __all__ = [
     "NearParents",
     "Gradient",
     "erdos_renyi_n_params",
+    "connections_dtype",
     "reset_state",
     "register_reset_rule",
     "UnknownOptimizerStateError",

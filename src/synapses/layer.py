@@ -14,7 +14,7 @@ from .dispatch import KERNELS, auto_kernel, fixed_rule_is_dense, measured_kernel
 from .evolution import prune_closest_to_zero, sample_free_pairs
 from .optim_state import apply_reset, plan_reset
 from .regrowth import NearParents, RegrowthRule, as_rule
-from .sparse_ops import CSRIndex
+from .sparse_ops import CSRIndex, flat_keys
 
 CONTENT_CHECK_MAX = ops.CONTENT_CHECK_MAX  # connections whose content is compared on every CPU forward call
 COMPUTE_MODES = ("auto", "measure", "fixed", "sparse", "native", "dense")
@@ -26,6 +26,17 @@ Compute = Literal["auto", "measure", "fixed", "sparse", "native", "dense"]
 Regrowth = Literal["uniform", "near_parents", "gradient"] | RegrowthRule
 # Connections are addressed by the flat key out * in_features + in, an int64.
 MAX_PAIRS = 2**62
+INT32_MAX = 2**31 - 1
+
+
+def connections_dtype(in_features: int, out_features: int) -> torch.dtype:
+    """The dtype of a layer's ``connections`` buffer: int32 (8 bytes a connection, half of
+    int64's) where every flat key ``out * in_features + in`` fits int32, int64 beyond.
+
+    Keyed on the pairs, not on each side: a key computed in the buffer's own dtype (as user
+    code may) is then exact for every layer; the layer computes its keys in int64 anyway.
+    """
+    return torch.int32 if in_features * out_features - 1 <= INT32_MAX else torch.int64
 
 
 def erdos_renyi_n_params(in_features: int, out_features: int, epsilon: float, sparsity: float | None) -> int:
@@ -90,8 +101,9 @@ class SETLayer(nn.Module):
     Attributes:
         weight: ``(n_params,)`` the connection values, initialised from N(0, 2 / in_features).
         bias: ``(out_features,)`` initialised from N(0, 2 / in_features), or ``None``.
-        connections: ``(n_params, 2)`` int64 buffer; column 0 the input index, column 1 the
-            output index of each value. No pair appears twice.
+        connections: ``(n_params, 2)`` int32 buffer (int64 where ``in_features *
+            out_features`` exceeds 2**31: :func:`connections_dtype`); column 0 the input
+            index, column 1 the output index of each value. No pair appears twice.
         pruned: ``(n_params,)`` bool buffer; the connections ``zero_connections`` marked
             and the next ``evolve_connections`` moves.
         optimizer: an optimizer whose state is reset for moved weights (assign it, as in
@@ -195,7 +207,10 @@ class SETLayer(nn.Module):
 
         self.weight = nn.Parameter(torch.empty(n_params, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype)) if bias else None
-        self.register_buffer("connections", torch.empty(n_params, 2, dtype=torch.int64, device=device))
+        self.register_buffer(
+            "connections",
+            torch.empty(n_params, 2, dtype=connections_dtype(in_features, out_features), device=device),
+        )
         self.register_buffer("pruned", torch.zeros(n_params, dtype=torch.bool, device=device))
         self.reset_parameters()
         rule.attach(self)
@@ -235,11 +250,13 @@ class SETLayer(nn.Module):
         return (values * self.init_std).to(self.weight.device)
 
     def _pairs_from_keys(self, keys: torch.Tensor) -> torch.Tensor:
-        """``(k,)`` flat keys ``out * in_features + in`` to ``(k, 2)`` (input, output) pairs."""
-        return torch.stack([keys % self.in_features, keys // self.in_features], dim=1)
+        """``(k,)`` int64 flat keys ``out * in_features + in`` to ``(k, 2)`` (input, output)
+        pairs in the connections' dtype."""
+        return torch.stack([keys % self.in_features, keys // self.in_features], dim=1).to(self.connections.dtype)
 
     def _keys(self) -> torch.Tensor:
-        return self.connections[:, 1] * self.in_features + self.connections[:, 0]
+        """``(n_params,)`` int64 flat keys of the connections (:func:`synapses.sparse_ops.flat_keys`)."""
+        return flat_keys(self.connections, self.in_features)
 
     # ------------------------------------------------------------------ computation
     def _csr_index(self) -> CSRIndex:
@@ -403,6 +420,7 @@ class SETLayer(nn.Module):
         (what :func:`synapses.ops.cached_index_bytes` says of the connections: the CSR index
         the sparse and compiled kernels last read, 0 before the first such call). An
         optimizer's state (momentum) is not the layer's and is not counted."""
+
         def nbytes(t: torch.Tensor | None) -> int:
             return 0 if t is None else t.numel() * t.element_size()
 

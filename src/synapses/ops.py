@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import native
-from .sparse_ops import CSRIndex, csr_backward, csr_product, fits_int32, sampled_product
+from .sparse_ops import CSRIndex, csr_backward, csr_product, fits_int32, flat_keys, sampled_product
 
 CONTENT_CHECK_MAX = 1 << 20  # connections whose content is compared with the cached index's on every CPU call
 COMPUTE_OPS = ("sparse", "native")  # the paths that run through the custom operators
@@ -401,6 +401,6 @@ def dense_linear(
     """Dense path: the weights scattered into an ``(out, in)`` matrix, then ``F.linear``
     (plain torch operations: autograd gathers the gradient back)."""
     in_features = x.shape[1]
-    flat = connections[:, 1] * in_features + connections[:, 0]
+    flat = flat_keys(connections, in_features)
     dense = weight.new_zeros(out_features * in_features).scatter(0, flat, weight)
     return F.linear(x, dense.view(out_features, in_features), bias)

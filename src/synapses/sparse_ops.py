@@ -86,11 +86,12 @@ class CSRIndex:
         dtype = torch.int32 if compact and fits_int32(len(connections), in_features, out_features) else torch.int64
         inputs, outputs = connections[:, 0], connections[:, 1]
         # one orientation at a time, each key freed once sorted: the int64 temporaries of a
-        # large layer's build are what its memory peaks on
-        order = torch.argsort(outputs * in_features + inputs)
+        # large layer's build are what its memory peaks on (keys in int64: an int32 product
+        # overflows beyond 2**31 pairs)
+        order = torch.argsort(flat_keys(connections, in_features))
         col = inputs[order].to(dtype)
         order = order.to(dtype)
-        order_t = torch.argsort(inputs * out_features + outputs)
+        order_t = torch.argsort(inputs.long() * out_features + outputs)
         col_t = outputs[order_t].to(dtype)
         order_t = order_t.to(dtype)
         return cls(
@@ -141,6 +142,13 @@ class CSRIndex:
         return torch.sparse_csr_tensor(
             self.crow_t, self.col_t, weight.index_select(0, self.order_t), self.shape[::-1], check_invariants=False
         )
+
+
+def flat_keys(connections: torch.Tensor, in_features: int) -> torch.Tensor:
+    """``(n,)`` int64 flat keys ``out * in_features + in`` of ``connections`` ``(n, 2)``
+    (input, output), in int64 whatever the connections' dtype: an int32 product would
+    overflow beyond 2**31 pairs."""
+    return connections[:, 1].long() * in_features + connections[:, 0]
 
 
 def fits_int32(n: int, in_features: int, out_features: int) -> bool:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from synapses import SETLayer
+from synapses.sparse_ops import flat_keys
 
 from .run_files import DamagedFileError, npz_bytes, read_npz, to_bytes, write_atomic
 
@@ -132,7 +133,7 @@ class LifetimeRecord:
 
 def _keys(layer: SETLayer) -> np.ndarray:
     connections = layer.connections.cpu()
-    return (connections[:, 1] * layer.in_features + connections[:, 0]).numpy().astype(np.int32)
+    return flat_keys(connections, layer.in_features).numpy().astype(np.int32)
 
 
 def write_lifetimes(path: Path, record: LifetimeRecord, final: bool = False) -> None:
