@@ -335,9 +335,7 @@ def test_survivors_drift_reads_what_each_epochs_pruning_kept(finished, small_mni
     assert drift["rho@1"] == pytest.approx(rho[:2].mean()) and drift["rho@2"] == pytest.approx(rho.mean())
     assert np.isnan(drift["rho@3"])
     assert drift["rho@2"] != pytest.approx(drift_summary(run_dir, epochs=(2,))["rho@2"])  # not the recorded ρ
-    text = refresh(
-        "<!-- table: recorded:survivors_drift -->\n<!-- /table -->\n", tmp / "results", tmp / "configs"
-    )
+    text = refresh("<!-- table: recorded:survivors_drift -->\n<!-- /table -->\n", tmp / "results", tmp / "configs")
     assert "| ink ρ on survivors, epochs 31-50 |" in text
     with pytest.raises(ValueError, match="did not record its pruning \\(record_pruning\\)"):
         drift_summary(tmp / "results" / runs[0].config.run_id(), survivors=True)

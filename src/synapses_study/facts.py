@@ -24,7 +24,14 @@ from .config import ExperimentConfig
 from .families import FAMILIES, family
 from .paths import RESULTS
 from .protocol import crossings
-from .results import excess_pruning, final_survivor_counts, load_metrics, select_runs, training_ink
+from .results import (
+    excess_pruning,
+    final_survivor_counts,
+    load_metrics,
+    select_runs,
+    survivor_ink_correlation,
+    training_ink,
+)
 from .run_dir import RunDir
 from .stats import Comparison, describe, holm, paired, welch
 from .survivors import ink_band
@@ -103,14 +110,17 @@ def growing_early(results: Path) -> str:
 
 
 def decoupled_paired(results: Path) -> str:
-    """Decoupled 2e-5 minus coupled 1e-3 in ink ρ, paired by seed over all 1000 epochs:
-    the mean difference per seed and the share of epochs where decoupled is higher."""
-    ink = training_ink()
-    coupled = {c.seed: c for c in select_runs("reproduction", weight_decay=1e-3)}
+    """Decoupled 2e-5 minus coupled 1e-3 in ink ρ on survivors, paired by seed (the same
+    initial draw and data order) over all 1000 epochs: the reruns with pruning recorded
+    (``survivors_curves``) against the headline runs of the same seed, the mean difference
+    per seed and the share of epochs where decoupled is higher."""
+    coupled = {c.seed: c for c in select_runs("headline_seeds", weight_decay=1e-3)}
     seeds, means, shares = [], [], []
-    for config in select_runs("extensions_1000", entry="decoupled"):
-        decoupled_rho = np.asarray(ink_correlation(_topology(results, config), ink))
-        coupled_rho = np.asarray(ink_correlation(_topology(results, coupled[config.seed]), ink))
+    for config in select_runs("survivors_curves", entry="decoupled"):
+        decoupled_rho, coupled_rho = (
+            survivor_ink_correlation(_run(results, c).path)["ink_rho"].to_numpy()
+            for c in (config, coupled[config.seed])
+        )
         difference = (decoupled_rho - coupled_rho)[1:]
         seeds.append(str(config.seed))
         means.append(f"{difference.mean():+.3f}")
