@@ -170,3 +170,12 @@ def test_a_damaged_lifetime_record_is_named(tmp_path, small_mnist):
     run.lifetimes_file.write_bytes(run.lifetimes_file.read_bytes()[:200])
     with pytest.raises(DamagedFileError, match="lifetimes.npz"):
         read_lifetimes(run.lifetimes_file)
+
+
+def test_a_lifetime_record_refuses_a_layer_whose_keys_overflow_int32():
+    from synapses import SETLayer
+    from synapses_study.lifetimes import LifetimeRecord
+
+    layer = SETLayer(2**16 + 1, 2**15, epsilon=1, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="this layer has 2147516416 pairs"):
+        LifetimeRecord.start(layer)

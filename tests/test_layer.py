@@ -919,6 +919,14 @@ def test_connections_are_int32_exactly_while_every_flat_key_fits_int32():
     assert_unique_pairs(big)
 
 
+def test_connection_keys_are_exact_int64_keys_in_slot_order_for_both_connection_dtypes():
+    for layer in (SETLayer(300, 200), SETLayer(2**16 + 1, 2**15, epsilon=1, generator=torch.Generator().manual_seed(0))):
+        keys = layer.connection_keys()
+        assert keys.dtype == torch.int64 and keys.shape == (layer.n_params,)
+        inputs, outputs = layer.connections[:, 0].tolist(), layer.connections[:, 1].tolist()
+        assert keys.tolist() == [o * layer.in_features + i for i, o in zip(inputs, outputs)]  # Python ints: exact
+
+
 def test_an_int64_state_dict_loads_into_int32_connections_and_the_layer_goes_on_identically():
     """Checkpoints written before the buffer became int32 hold int64 connections."""
     source = SETLayer(50, 40, epsilon=4, generator=torch.Generator().manual_seed(1))

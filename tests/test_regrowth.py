@@ -117,12 +117,12 @@ def test_a_new_rule_is_one_class_usable_by_the_layer_and_by_evolution():
     layer = SETLayer(784, 64, epsilon=2, regrowth=rule, generator=torch.Generator().manual_seed(0))
     assert "LowestInputsFirst()" in repr(layer)
     layer.zero_connections()
-    kept = layer._keys()[~layer.pruned].clone()
+    kept = layer.connection_keys()[~layer.pruned].clone()
     moved = layer.evolve_connections()
-    new_keys = layer._keys()[moved]
+    new_keys = layer.connection_keys()[moved]
     free_of_output_0 = torch.tensor([k for k in range(784) if k not in set(kept.tolist())])
     assert torch.equal(new_keys[: moved.numel() // 2], free_of_output_0[: moved.numel() // 2])  # placed by the rule
-    assert layer._keys().unique().numel() == layer.n_params  # the rest uniform, never a duplicate
+    assert layer.connection_keys().unique().numel() == layer.n_params  # the rest uniform, never a duplicate
 
     model = torch.nn.Sequential(SETLayer(784, 64, epsilon=2), torch.nn.ReLU(), torch.nn.Linear(64, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

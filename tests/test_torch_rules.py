@@ -355,7 +355,7 @@ def test_to_linear_and_from_dense_round_trip():
     assert linear.weight.dtype == F64 and torch.equal(linear.weight, layer.to_dense())
     # the n largest |w| of the densified layer are exactly the layer's connections
     back = SETLayer.from_dense(linear, epsilon=3, connections="largest")
-    order, back_order = torch.argsort(layer._keys()), torch.argsort(back._keys())
+    order, back_order = torch.argsort(layer.connection_keys()), torch.argsort(back.connection_keys())
     assert torch.equal(back.connections[back_order], layer.connections[order])
     assert torch.equal(back.weight[back_order], layer.weight[order])
     assert torch.equal(back.bias, layer.bias)

@@ -254,8 +254,10 @@ class SETLayer(nn.Module):
         pairs in the connections' dtype."""
         return torch.stack([keys % self.in_features, keys // self.in_features], dim=1).to(self.connections.dtype)
 
-    def _keys(self) -> torch.Tensor:
-        """``(n_params,)`` int64 flat keys of the connections (:func:`synapses.sparse_ops.flat_keys`)."""
+    def connection_keys(self) -> torch.Tensor:
+        """``(n_params,)`` int64 flat keys ``out * in_features + in`` of the connections, in
+        slot order: one integer per connection, exact whatever the ``connections`` dtype (a
+        key computed in int32 would overflow past 2**31 pairs)."""
         return flat_keys(self.connections, self.in_features)
 
     # ------------------------------------------------------------------ computation
@@ -485,7 +487,7 @@ class SETLayer(nn.Module):
             self.zero_connections()
         moved = self.pruned.nonzero().squeeze(1)
         kept = ~self.pruned
-        kept_keys = self._keys()[kept]
+        kept_keys = self.connection_keys()[kept]
         new_keys = rule.grow(self, kept_keys, self.weight[kept], moved.numel())
         self.connections[moved] = self._pairs_from_keys(new_keys)
         self.weight[moved] = self._draw_normal(moved.numel()) if init else 0

@@ -34,7 +34,6 @@ import numpy as np
 import torch
 
 from synapses import SETLayer
-from synapses.sparse_ops import flat_keys
 
 from .run_files import DamagedFileError, npz_bytes, read_npz, to_bytes, write_atomic
 
@@ -132,8 +131,13 @@ class LifetimeRecord:
 
 
 def _keys(layer: SETLayer) -> np.ndarray:
-    connections = layer.connections.cpu()
-    return flat_keys(connections, layer.in_features).numpy().astype(np.int32)
+    # the record stores keys as int32 (half the file); a layer with more pairs cannot be recorded
+    if layer.in_features * layer.out_features > 2**31:
+        raise ValueError(
+            f"a lifetime record keys connections in int32; this layer has "
+            f"{layer.in_features * layer.out_features} pairs (at most 2**31): record a smaller layer"
+        )
+    return layer.connection_keys().cpu().numpy().astype(np.int32)
 
 
 def write_lifetimes(path: Path, record: LifetimeRecord, final: bool = False) -> None:
