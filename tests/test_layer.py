@@ -920,7 +920,10 @@ def test_connections_are_int32_exactly_while_every_flat_key_fits_int32():
 
 
 def test_connection_keys_are_exact_int64_keys_in_slot_order_for_both_connection_dtypes():
-    for layer in (SETLayer(300, 200), SETLayer(2**16 + 1, 2**15, epsilon=1, generator=torch.Generator().manual_seed(0))):
+    for layer in (
+        SETLayer(300, 200),
+        SETLayer(2**16 + 1, 2**15, epsilon=1, generator=torch.Generator().manual_seed(0)),
+    ):
         keys = layer.connection_keys()
         assert keys.dtype == torch.int64 and keys.shape == (layer.n_params,)
         inputs, outputs = layer.connections[:, 0].tolist(), layer.connections[:, 1].tolist()
