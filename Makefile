@@ -5,6 +5,8 @@
 #   make test-fast      the same without the slow and end-to-end tests: several minutes, more on a
 #                       loaded machine (it trains many tiny runs); pytest ends with its wall time and
 #                       the slowest tests
+#   make lint           what the tests check of the code's form: ruff (rules and formatting) and mypy
+#   make format         format the code and apply ruff's safe fixes (then make lint)
 #   make bench          SETLayer vs the dense masked reference, as ratios
 #   make gpu-check      on a GPU machine: the CUDA tests, then the GPU benchmark and scale run
 #   make -j2 figures    execute the notebook runs of notebooks/runs/ that are out of date; PNGs land in figures/
@@ -26,7 +28,7 @@ INSTALL := -e . -e "src/synapses_study[dev,notebooks]"
 pip_install = for try in 1 2 3; do $(PYTHON) -m pip install --quiet $(1) && break; \
 	test $$try -lt 3 || exit 1; echo "pip install failed (try $$try of 3); trying again in 10 s" >&2; sleep 10; done
 
-.PHONY: setup test test-all test-fast bench gpu-check figures figure-runs executed-figures animations lab study report clean site site-notebooks FORCE
+.PHONY: setup test test-all test-fast lint format bench gpu-check figures figure-runs executed-figures animations lab study report clean site site-notebooks FORCE
 # a recipe that fails removes what it had begun to write (the notebook runner writes an
 # executed copy as it goes, and on an error too), so that no half-run copy is taken as up to date
 .DELETE_ON_ERROR:
@@ -55,6 +57,18 @@ test-all: setup
 
 test-fast: setup
 	$(PYTHON) -m pytest -q --durations=12 -m "not end_to_end and not slow"
+
+# the paths test_lint.py checks
+LINTED := src tests examples notebooks
+
+lint: setup
+	$(PYTHON) -m ruff check $(LINTED)
+	$(PYTHON) -m ruff format --check $(LINTED)
+	$(PYTHON) -m mypy --ignore-missing-imports src
+
+format: setup
+	$(PYTHON) -m ruff format $(LINTED)
+	$(PYTHON) -m ruff check --fix $(LINTED)
 
 bench: setup
 	$(PYTHON) -m synapses_study.bench

@@ -33,6 +33,7 @@ WORLD = 2
 GLOBAL_BATCH = 64
 SAMPLES = 512
 EPOCHS = 4
+RULES = {"uniform": synapses.Uniform, "gradient": synapses.Gradient}
 EVERY = 4  # optimizer steps between evolutions: 2 per epoch, 8 in all
 
 
@@ -70,7 +71,7 @@ def _train(rank: int, world: int, init: str, config: dict[str, Any]) -> dict[str
     model = _model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     when = {"per_pass": 0.2} if config.get("per_pass") else {"every": EVERY}  # per_pass: a coin per layer and pass
-    evolution = synapses.Evolution(model, optimizer, **when, regrowth=config["regrowth"], seed=config["seed"])
+    evolution = synapses.Evolution(model, optimizer, **when, regrowth=RULES[config["regrowth"]](), seed=config["seed"])
     start = 0
     if config.get("resume"):
         saved = torch.load(config["resume"])

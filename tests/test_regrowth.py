@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from synapses import SETLayer
-from synapses.evolution import sample_near_parents
+from synapses import NearParents, SETLayer
+from synapses.pairs import sample_near_parents
 
 
 def _is_neighbour(a: torch.Tensor, b: torch.Tensor, width: int = 28) -> torch.Tensor:
@@ -15,8 +15,8 @@ def _is_neighbour(a: torch.Tensor, b: torch.Tensor, width: int = 28) -> torch.Te
 
 def test_near_parents_evolution_keeps_the_invariants_and_places_children_next_to_survivors():
     torch.manual_seed(0)
-    layer = SETLayer(784, 64, epsilon=1, regrowth="near_parents", parent_fraction=0.5, input_grid=(28, 28))
-    assert "regrowth=NearParents(fraction=0.5)" in repr(layer)
+    layer = SETLayer(784, 64, epsilon=1, regrowth=NearParents(0.5, input_grid=(28, 28)))
+    assert "regrowth=NearParents(fraction=0.5, input_grid=(28, 28))" in repr(layer)
     layer.zero_connections()
     kept = layer.connections[~layer.pruned].clone()
     moved = layer.evolve_connections()
@@ -68,7 +68,8 @@ def test_sample_near_parents_stays_in_the_image():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"regrowth": "nearest"}, "regrowth must be one of"),
+        ({"regrowth": "nearest"}, "regrowth must be a synapses.RegrowthRule"),
+        ({"regrowth": NearParents(0.5, input_grid=(10, 10))}, r"has 100 pixels but a SETLayer has in_features=784"),
         ({"parent_fraction": 1.5}, r"parent_fraction must be in \[0, 1\]"),
         ({"input_grid": (10, 10)}, "input_grid"),
     ],
@@ -78,20 +79,21 @@ def test_bad_regrowth_arguments(kwargs, message):
         SETLayer(784, 16, **kwargs)
 
 
-def _evolved(regrowth, seed: int = 0, **kwargs) -> torch.Tensor:
+def _evolved(regrowth, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    layer = SETLayer(784, 64, epsilon=2, regrowth=regrowth, input_grid=(28, 28), generator=generator, **kwargs)
+    layer = SETLayer(784, 64, epsilon=2, regrowth=regrowth, generator=generator)
     layer.evolve_connections()
     layer.evolve_connections()
     return layer.connections.clone()
 
 
-def test_a_rule_by_name_and_as_an_object_evolve_identically():
-    from synapses import NearParents, Uniform
+def test_a_rule_s_settings_change_where_it_grows():
+    from synapses import Uniform
 
-    assert torch.equal(_evolved("uniform"), _evolved(Uniform()))
-    assert torch.equal(_evolved("near_parents", parent_fraction=0.3), _evolved(NearParents(0.3)))
-    assert not torch.equal(_evolved(NearParents(0.3)), _evolved(NearParents(0.9)))
+    assert torch.equal(_evolved(None), _evolved(Uniform()))  # the default rule
+    grid = (28, 28)
+    assert not torch.equal(_evolved(NearParents(0.3, input_grid=grid)), _evolved(NearParents(0.9, input_grid=grid)))
+    assert not torch.equal(_evolved(NearParents(0.9, input_grid=grid)), _evolved(NearParents(0.9)))
 
 
 def _lowest_inputs_rule():
@@ -156,7 +158,5 @@ def test_an_unknown_rule_name_is_refused_everywhere():
             torch.nn.Sequential(torch.nn.Linear(10, 10), torch.nn.Linear(10, 2)), epsilon=2, regrowth="nearest"
         ),
     ):
-        with pytest.raises(
-            ValueError, match="regrowth must be one of .*'uniform'.* or a synapses.RegrowthRule, got 'nearest'"
-        ):
+        with pytest.raises(ValueError, match="regrowth must be a synapses.RegrowthRule .*, got 'nearest'"):
             build()

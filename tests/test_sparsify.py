@@ -114,7 +114,7 @@ def test_device_dtype_and_a_shared_layer_are_kept():
         (
             nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2)),
             dict(epsilon=2, regrowth="magic"),
-            "regrowth must be one of",
+            "regrowth must be a synapses.RegrowthRule",
         ),
     ],
 )

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from . import native, ops
+from .deprecation import warn_once
 from .dispatch import KERNELS, auto_kernel, fixed_rule_is_dense, measured_kernel
-from .evolution import prune_closest_to_zero, sample_free_pairs
 from .optim_state import apply_reset, plan_reset
-from .regrowth import NearParents, RegrowthRule, as_rule
+from .pairs import prune_closest_to_zero, sample_free_pairs
+from .regrowth import NearParents, RegrowthRule, Uniform, as_rule
 from .sparse_ops import CSRIndex, flat_keys
 
 CONTENT_CHECK_MAX = ops.CONTENT_CHECK_MAX  # connections whose content is compared on every CPU forward call
@@ -24,6 +25,9 @@ SUPPORTED_DTYPES = (torch.float32, torch.float64)
 DENSE_COMPUTE_MAX_ELEMENTS = 1 << 26
 Compute = Literal["auto", "measure", "fixed", "sparse", "native", "dense"]
 Regrowth = Literal["uniform", "near_parents", "gradient"] | RegrowthRule
+# The defaults of SET (Mocanu et al. 2018), stated here for every constructor that takes them.
+DEFAULT_EPSILON: float = 11
+DEFAULT_ZETA: float = 0.3
 # Connections are addressed by the flat key out * in_features + in, an int64.
 MAX_PAIRS = 2**62
 INT32_MAX = 2**31 - 1
@@ -83,16 +87,17 @@ class SETLayer(nn.Module):
             :mod:`synapses.native`, built on first use; refused where they cannot be built
             or off the CPU) or ``"dense"``. Only the compute path changes; storage is sparse
             in every mode. ``"dense"`` is refused for large layers.
-        regrowth: where moved weights go, a :class:`~synapses.regrowth.RegrowthRule` or
-            its name: ``"uniform"`` (SET, :class:`~synapses.regrowth.Uniform`),
-            ``"near_parents"`` (:class:`~synapses.regrowth.NearParents`: a fraction
-            ``parent_fraction`` next to strong surviving connections, the rest uniformly) or
-            ``"gradient"`` (RigL, :class:`~synapses.regrowth.Gradient`: the free pairs with
+        regrowth: where moved weights go, a :class:`~synapses.regrowth.RegrowthRule`:
+            :class:`~synapses.regrowth.Uniform` (SET; the default, ``None``),
+            :class:`~synapses.regrowth.NearParents` (a fraction next to strong surviving
+            connections, on the rule's ``input_grid`` when the inputs are an image, the rest
+            uniformly) or :class:`~synapses.regrowth.Gradient` (RigL: the free pairs with
             the largest weight gradient on the last training batch; the rule, not the layer,
             keeps that batch's input and output gradient, ``batch x (in + out)`` values).
-        parent_fraction: the fraction of ``regrowth="near_parents"`` given by name.
-        input_grid: ``(height, width)`` of the inputs when they are an image, so that
-            "neighbouring input" means a neighbouring pixel; otherwise index +-1.
+            A rule's name (``"uniform"``, ``"near_parents"``, ``"gradient"``) still works
+            and warns once: deprecated.
+        parent_fraction, input_grid: deprecated spellings of ``NearParents(fraction,
+            input_grid=...)``'s settings; they still work and warn once.
 
     Shape:
         - Input: :math:`(*, H_{in})`, :math:`H_{in} = \text{in\_features}`.
@@ -106,8 +111,8 @@ class SETLayer(nn.Module):
             index, column 1 the output index of each value. No pair appears twice.
         pruned: ``(n_params,)`` bool buffer; the connections ``zero_connections`` marked
             and the next ``evolve_connections`` moves.
-        optimizer: an optimizer whose state is reset for moved weights (assign it, as in
-            synapses 0.0.13, or pass ``optimizer=`` to :meth:`evolve_connections`).
+        optimizer: ``None``, or an optimizer assigned as in synapses 0.0.13 (deprecated:
+            warns once) whose state of moved weights is reset.
 
     Example::
 
@@ -126,17 +131,17 @@ class SETLayer(nn.Module):
         self,
         in_features: int,
         out_features: int,
-        epsilon: float = 11,
+        epsilon: float = DEFAULT_EPSILON,
         sparsity: float | None = None,
-        zeta: float = 0.3,
+        zeta: float = DEFAULT_ZETA,
         bias: bool = True,
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
         compute: Compute = "auto",
-        regrowth: Regrowth = "uniform",
-        parent_fraction: float = 0.5,
+        regrowth: Regrowth | None = None,
+        parent_fraction: float | None = None,
         input_grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
@@ -162,10 +167,13 @@ class SETLayer(nn.Module):
             raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
         if compute not in COMPUTE_MODES:
             raise ValueError(f"compute must be one of {COMPUTE_MODES}, got {compute!r}")
+        if parent_fraction is not None:
+            warn_once("SETLayer(parent_fraction=...)", "regrowth=synapses.NearParents(fraction)")
+            if not 0 <= parent_fraction <= 1:
+                raise ValueError(f"parent_fraction must be in [0, 1], got {parent_fraction!r}")
         rule = as_rule(regrowth, parent_fraction)
-        if not 0 <= parent_fraction <= 1:
-            raise ValueError(f"parent_fraction must be in [0, 1], got {parent_fraction!r}")
         if input_grid is not None:
+            warn_once("SETLayer(input_grid=...)", "regrowth=synapses.NearParents(fraction, input_grid=(height, width))")
             if len(input_grid) != 2 or any(
                 isinstance(side, bool) or not isinstance(side, int) or side < 1 for side in input_grid
             ):
@@ -200,10 +208,11 @@ class SETLayer(nn.Module):
         self.compute = compute
         self.generator = generator
         self.regrowth_rule = rule
-        self.regrowth = rule.name  # a name, as synapses 0.0.13's string attribute
+        # kept for the deprecated spellings: a rule named later (evolve_connections) takes
+        # the fraction given here, and NearParents without a grid reads the layer's
         self.parent_fraction = rule.fraction if isinstance(rule, NearParents) else parent_fraction
         self.input_grid = input_grid
-        self.optimizer: torch.optim.Optimizer | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
 
         self.weight = nn.Parameter(torch.empty(n_params, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype)) if bias else None
@@ -351,7 +360,7 @@ class SETLayer(nn.Module):
     def from_dense(
         cls,
         linear: nn.Linear,
-        epsilon: float = 11,
+        epsilon: float = DEFAULT_EPSILON,
         sparsity: float | None = None,
         *,
         connections: Literal["random", "largest"] = "random",
@@ -415,6 +424,29 @@ class SETLayer(nn.Module):
         """The weight as a dense ``(out_features, in_features)`` tensor (differentiable)."""
         dense = self.weight.new_zeros(self.out_features, self.in_features)
         return dense.index_put((self.connections[:, 1], self.connections[:, 0]), self.weight)
+
+    @property
+    def regrowth(self) -> str:
+        """The regrowth rule's name (a deprecated spelling: read ``regrowth_rule``)."""
+        warn_once("layer.regrowth (the rule's name)", "layer.regrowth_rule (the rule itself)")
+        return self.regrowth_rule.name
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimizer assigned as in synapses 0.0.13 (``layer.optimizer = opt``, a
+        deprecated spelling): its state of moved weights is reset too. ``None`` by default;
+        pass ``optimizer=`` to :meth:`evolve_connections` or use :class:`~synapses.Evolution`."""
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer: torch.optim.Optimizer | None) -> None:
+        # four frames up: warn_once, this setter, nn.Module.__setattr__, the assignment
+        warn_once(
+            "layer.optimizer = ...",
+            "synapses.Evolution(model, optimizer) or evolve_connections(optimizer=...)",
+            stacklevel=4,
+        )
+        self._optimizer = optimizer
 
     def memory_bytes(self) -> dict[str, int]:
         """Bytes this layer holds now, by part: ``weight`` and ``bias`` (values),
@@ -535,7 +567,7 @@ class SETLayer(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"n_params={self.n_params}, density={self.density:.4f}, epsilon={self.epsilon}, "
             f"zeta={self.zeta}, bias={self.bias is not None}"
-            + (f", regrowth={self.regrowth_rule!r}" if self.regrowth != "uniform" else "")
+            + (f", regrowth={self.regrowth_rule!r}" if not isinstance(self.regrowth_rule, Uniform) else "")
         )
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layer import Compute, Regrowth, SETLayer
-from .schedule import Evolution
+from .evolution import Evolution
+from .layer import DEFAULT_EPSILON, DEFAULT_ZETA, Compute, Regrowth, SETLayer
 
 
 class SparseNet(nn.Module):
@@ -28,9 +28,10 @@ class SparseNet(nn.Module):
         generator: passed to each SETLayer.
         compute: passed to each SETLayer (``"auto"``, ``"fixed"``, ``"sparse"`` or ``"dense"``).
         dropout: probability of zeroing each hidden unit after its ReLU, in training.
-        input_regrowth, parent_fraction, input_grid: the first SET layer's regrowth rule
-            (see :class:`SETLayer`); the input layer is the one whose inputs have a geometry
-            (``input_grid``, e.g. ``(28, 28)``) in which "next to" means something.
+        input_regrowth: the first SET layer's regrowth rule (see :class:`SETLayer`; the
+            others regrow uniformly): the input layer is the one whose inputs have a geometry
+            (``NearParents(fraction, input_grid=(28, 28))``) in which "next to" means something.
+        parent_fraction, input_grid: deprecated spellings of that rule's settings (warn once).
 
     Shape:
         Input ``(batch, *)`` with ``prod(*) == sizes[0]`` (e.g. ``(batch, 1, 28, 28)``);
@@ -40,14 +41,14 @@ class SparseNet(nn.Module):
     def __init__(
         self,
         sizes: tuple[int, ...] = (784, 512, 128, 10),
-        epsilon: float | Sequence[float] = 11,
-        zeta: float = 0.3,
+        epsilon: float | Sequence[float] = DEFAULT_EPSILON,
+        zeta: float = DEFAULT_ZETA,
         *,
         generator: torch.Generator | None = None,
         compute: Compute = "auto",
         dropout: float = 0.0,
-        input_regrowth: Regrowth = "uniform",
-        parent_fraction: float = 0.5,
+        input_regrowth: Regrowth | None = None,
+        parent_fraction: float | None = None,
         input_grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
@@ -68,8 +69,8 @@ class SparseNet(nn.Module):
                 zeta=zeta,
                 generator=generator,
                 compute=compute,
-                regrowth=input_regrowth if i == 0 else "uniform",
-                parent_fraction=parent_fraction,
+                regrowth=input_regrowth if i == 0 else None,
+                parent_fraction=parent_fraction,  # deprecated spellings: the layer warns once
                 input_grid=input_grid if i == 0 else None,
             )
             for i, (a, b, eps) in enumerate(zip(sizes[:-2], sizes[1:-1], epsilons))
@@ -121,16 +122,16 @@ class EvolNet(SparseNet):
         self,
         evolution_proba: float,
         sizes: tuple[int, ...] = (784, 512, 128, 10),
-        epsilon: float | Sequence[float] = 11,
-        zeta: float = 0.3,
+        epsilon: float | Sequence[float] = DEFAULT_EPSILON,
+        zeta: float = DEFAULT_ZETA,
         *,
         generator: torch.Generator | None = None,
         compute: Compute = "auto",
         optimizer: torch.optim.Optimizer | None = None,
         dropout: float = 0.0,
         per_layer: bool = False,
-        input_regrowth: Regrowth = "uniform",
-        parent_fraction: float = 0.5,
+        input_regrowth: Regrowth | None = None,
+        parent_fraction: float | None = None,
         input_grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(

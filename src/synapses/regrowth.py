@@ -7,7 +7,7 @@ A new rule is one subclass of :class:`RegrowthRule` that overrides :meth:`~Regro
 it places as many of the ``n`` new connections as it likes and the rest are drawn
 uniformly among the free pairs, so that every step moves exactly ``n`` weights.
 
-Pairs are flat keys ``out_index * in_features + in_index`` (as in :mod:`synapses.evolution`).
+Pairs are flat keys ``out_index * in_features + in_index`` (as in :mod:`synapses.pairs`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import distributed
-from .evolution import largest_gradient_pairs, sample_free_pairs, sample_near_parents
+from .deprecation import warn_once
+from .pairs import largest_gradient_pairs, sample_free_pairs, sample_near_parents
 
 if TYPE_CHECKING:
     from .layer import SETLayer
@@ -100,8 +101,8 @@ class NearParents(RegrowthRule):
     """A fraction ``fraction`` of the new connections next to strong kept ones: a parent is
     drawn with probability proportional to ``|weight|`` and its child keeps the parent's
     output and takes a neighbouring input (a neighbouring pixel on ``input_grid =
-    (height, width)``, default the layer's; else the input index +-1); see
-    :func:`synapses.evolution.sample_near_parents`. The rest are uniform."""
+    (height, width)``, else the input index +-1); see
+    :func:`synapses.pairs.sample_near_parents`. The rest are uniform."""
 
     name = "near_parents"
 
@@ -129,8 +130,8 @@ class NearParents(RegrowthRule):
         if height * width != layer.in_features:
             raise ValueError(
                 f"NearParents(input_grid={self.input_grid}) has {height * width} pixels but a SETLayer has "
-                f"in_features={layer.in_features}; give the grid to the layers it fits (SETLayer(input_grid=...)) and "
-                "NearParents no input_grid"
+                f"in_features={layer.in_features}; give this rule to the layer whose inputs are that image only "
+                "(SETLayer(..., regrowth=NearParents(fraction, input_grid=...))), a grid-less NearParents to others"
             )
         return self.input_grid
 
@@ -155,7 +156,7 @@ class NearParents(RegrowthRule):
 class Gradient(RegrowthRule):
     """RigL's rule: the free pairs whose weight gradient on the last training batch is
     largest in magnitude, computed a block of outputs at a time
-    (:func:`synapses.evolution.largest_gradient_pairs`).
+    (:func:`synapses.pairs.largest_gradient_pairs`).
 
     Under a data-parallel :class:`~synapses.Evolution` (``torch.distributed``), the gradient
     blocks are summed over ranks before choosing, so every rank takes the same pairs: those of
@@ -214,13 +215,21 @@ _TRUSTED_PLACES = (RegrowthRule.place, NearParents.place, Gradient.place)
 NAMED_RULES = {"uniform": Uniform, "near_parents": NearParents, "gradient": Gradient}
 
 
-def as_rule(regrowth: str | RegrowthRule, parent_fraction: float = 0.5) -> RegrowthRule:
-    """The rule ``regrowth`` names (``"near_parents"`` with ``parent_fraction``), or
-    ``regrowth`` itself when it is already a :class:`RegrowthRule`."""
+def as_rule(regrowth: str | RegrowthRule | None, parent_fraction: float | None = None) -> RegrowthRule:
+    """``regrowth`` itself when it is a :class:`RegrowthRule`, :class:`Uniform` for ``None``,
+    or the rule a name stands for (``"near_parents"`` with ``parent_fraction``, else the
+    rule's own default): names are a deprecated spelling and warn once."""
     if isinstance(regrowth, RegrowthRule):
         return regrowth
-    if regrowth == "near_parents":
-        return NearParents(parent_fraction)
+    if regrowth is None:
+        return Uniform()
     if isinstance(regrowth, str) and regrowth in NAMED_RULES:
-        return NAMED_RULES[regrowth]()
-    raise ValueError(f"regrowth must be one of {tuple(NAMED_RULES)} or a synapses.RegrowthRule, got {regrowth!r}")
+        rule = NAMED_RULES[regrowth]
+        warn_once(f"regrowth={regrowth!r}", f"regrowth=synapses.{rule.__name__}()", stacklevel=4)
+        if regrowth == "near_parents" and parent_fraction is not None:
+            return NearParents(parent_fraction)
+        return rule()
+    raise ValueError(
+        f"regrowth must be a synapses.RegrowthRule (synapses.Uniform(), synapses.NearParents(), synapses.Gradient() "
+        f"or your own), got {regrowth!r}"
+    )

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .layer import SUPPORTED_DTYPES, Regrowth, SETLayer
+from .layer import DEFAULT_EPSILON, DEFAULT_ZETA, SUPPORTED_DTYPES, Regrowth, SETLayer
 from .regrowth import as_rule
 
 Distribution = Literal["erdos_renyi", "erk", "uniform"]
@@ -65,8 +65,8 @@ def sparsify(
     epsilon: float | None = None,
     sparsity: float | None = None,
     distribution: Distribution = "erdos_renyi",
-    zeta: float = 0.3,
-    regrowth: Regrowth = "uniform",
+    zeta: float = DEFAULT_ZETA,
+    regrowth: Regrowth | None = None,
     exclude: Iterable[str] = (),
     keep_output_dense: bool = True,
     output_layer: str | None = None,
@@ -422,7 +422,7 @@ def _set_layer_for(
     density: float | None,
     epsilon: float | None,
     zeta: float,
-    regrowth: Regrowth,
+    regrowth: Regrowth | None,
     keep_weights: bool,
     generator: torch.Generator | None,
 ) -> SETLayer:
@@ -430,7 +430,7 @@ def _set_layer_for(
     sparsity = None if density is None else max(0.0, 1 - density) if not math.isclose(density, 1.0) else 0.0
     layer = SETLayer.from_dense(
         linear,
-        epsilon=epsilon if epsilon is not None else 11,
+        epsilon=epsilon if epsilon is not None else DEFAULT_EPSILON,
         sparsity=sparsity,
         keep_weights=keep_weights,
         zeta=zeta,

@@ -32,8 +32,7 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network
         return DenseNet(sizes, dropout=config.dropout)
     # near-parents regrowth acts on the input layer: the one with a pixel geometry
     parents = config.regrowth == "near_parents"
-    regrowth = NearParents(config.parent_fraction) if parents else Uniform()
-    grid = (SIDE, SIDE) if parents else None
+    regrowth = NearParents(config.parent_fraction, input_grid=(SIDE, SIDE)) if parents else Uniform()
     if config.model == "EvolNet":
         return EvolNet(
             config.evolution_proba,
@@ -45,8 +44,6 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network
             dropout=config.dropout,
             per_layer=True,
             input_regrowth=regrowth,
-            parent_fraction=config.parent_fraction,
-            input_grid=grid,
         )
     return SparseNet(
         sizes,
@@ -56,8 +53,6 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network
         compute="fixed",
         dropout=config.dropout,
         input_regrowth=regrowth,
-        parent_fraction=config.parent_fraction,
-        input_grid=grid,
     )
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from synapses import EvolNet, Evolution, SETLayer, SparseNet
+from synapses import ByHand, EvolNet, Evolution, SETLayer, SparseNet
 
 from . import rounding
 from .analysis import abs_weight_sum
@@ -263,11 +263,10 @@ def build_trainee(config: ExperimentConfig, results_dir: Path) -> Trainee:
         if config.random_shift or config.blank_noise
         else None
     )
-    # the library's driver, in its two halves: prune after an epoch's training (the pruned
-    # network is evaluated and recorded), regrow before the next one; step() is never
-    # called, so its every=1 is never read
+    # the library's driver, by hand, in its two halves: prune after an epoch's training (the
+    # pruned network is evaluated and recorded), regrow before the next one
     evolution = (
-        Evolution(model, optimizer, every=1, reset_optimizer_state=config.reset_optimizer_state)
+        Evolution(model, optimizer, cadence=ByHand(), reset_optimizer_state=config.reset_optimizer_state)
         if config.evolution == "epoch"
         else None
     )
