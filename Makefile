@@ -97,29 +97,29 @@ executed-figures: $(FIGURE_RUNS)
 
 ifndef FIGURE_DEPS_READ
 $(FIGURE_DEPS): FORCE setup
-	$(PYTHON) -m synapses_study.figure_runs deps --executed $(EXECUTED_DIR) --output $@ $(if $(filter smoke,$(PROFILE)),--no-results)
+	$(PYTHON) -m synapses_study.figures.figure_runs deps --executed $(EXECUTED_DIR) --output $@ $(if $(filter smoke,$(PROFILE)),--no-results)
 endif
 
 $(EXECUTED_DIR)/%.ipynb:
-	$(PYTHON) -m synapses_study.figure_runs execute $* --profile $(PROFILE) --output $@
+	$(PYTHON) -m synapses_study.figures.figure_runs execute $* --profile $(PROFILE) --output $@
 
 FORCE:
 
 animations: setup
-	$(PYTHON) -m synapses_study.animate
+	$(PYTHON) -m synapses_study.figures.animate
 
 # The site (Jupyter Book 1, configured in _config.yml): the write-up, docs/ and each notebook's
 # first figure run, executed by the pipeline above (only those copies that are out of date);
-# synapses_study.site writes the table of contents and the provenance pages, then builds with
+# synapses_study.figures.site writes the table of contents and the provenance pages, then builds with
 # warnings as errors. The kernels draw inline (MPLBACKEND unset: CI sets Agg, which shows no
 # figure in a notebook's outputs).
 site: setup $(FIGURE_DEPS)
 	env -u MPLBACKEND $(MAKE) --no-print-directory -f $(FIGURE_DEPS) -f Makefile site-notebooks PROFILE=$(PROFILE) FIGURE_DEPS_READ=1
-	$(PYTHON) -m synapses_study.site build --executed $(EXECUTED_DIR) --profile $(PROFILE)
+	$(PYTHON) -m synapses_study.figures.site build --executed $(EXECUTED_DIR) --profile $(PROFILE)
 
 # (the runs are asked for only when this target is made, not on every make)
 ifneq ($(filter site-notebooks,$(MAKECMDGOALS)),)
-SITE_RUNS := $(shell $(PYTHON) -m synapses_study.site runs)
+SITE_RUNS := $(shell $(PYTHON) -m synapses_study.figures.site runs)
 site-notebooks: $(addprefix $(EXECUTED_DIR)/,$(addsuffix .ipynb,$(SITE_RUNS)))
 endif
 
@@ -128,10 +128,10 @@ lab: setup
 	$(PYTHON) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 study: setup
-	$(PYTHON) -m synapses_study.sweep configs/*.yaml --jobs $(JOBS)
+	$(PYTHON) -m synapses_study.training.sweep configs/*.yaml --jobs $(JOBS)
 
 report: setup
-	$(PYTHON) -m synapses_study.report regularization.md
+	$(PYTHON) -m synapses_study.writeup.report regularization.md
 
 clean:
 	rm -rf $(EXECUTED) .pytest_cache

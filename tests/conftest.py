@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 
 # ruff: noqa: E402 (torch must not compute before pin() sets the rounding)
-from synapses_study.rounding import pin
+from synapses_study.training.rounding import pin
 
-pin()  # the tests train as the study's commands do: rounding pinned (synapses_study.rounding)
+pin()  # the tests train as the study's commands do: rounding pinned (synapses_study.training.rounding)
 
 import pytest
 import torch
 
-from synapses_study.data import MNISTTensors, load_mnist
+from synapses_study.setup.data import MNISTTensors, load_mnist
 
 
 @pytest.fixture(scope="session")

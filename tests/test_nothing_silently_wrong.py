@@ -9,21 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from synapses_study import report, run_files
-from synapses_study.config import ConfigError, ExperimentConfig
-from synapses_study.engine import run_experiment
-from synapses_study.markers import MarkerError, parse_markers
-from synapses_study.results import load_runs
-from synapses_study.run_dir import RunDir
-from synapses_study.run_files import DamagedFileError, save_checkpoint
-from synapses_study.sweep import main as sweep_main
-from synapses_study.sweep_file import load_sweep
+from synapses_study.reading.results import load_runs
+from synapses_study.runs import run_files
+from synapses_study.runs.run_dir import RunDir
+from synapses_study.runs.run_files import DamagedFileError, save_checkpoint
+from synapses_study.setup.config import ConfigError, ExperimentConfig
+from synapses_study.setup.sweep_file import load_sweep
+from synapses_study.training.engine import run_experiment
+from synapses_study.training.sweep import main as sweep_main
+from synapses_study.writeup import report
+from synapses_study.writeup.markers import MarkerError, parse_markers
 
 
 # ---------------------------------------------------------------------------- finished runs
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, mnist):
-    from synapses_study.data import MNISTTensors
+    from synapses_study.setup.data import MNISTTensors
 
     small = MNISTTensors(mnist.train_x[:1000], mnist.train_y[:1000], mnist.test_x[:200], mnist.test_y[:200])
     root = tmp_path_factory.mktemp("finished")
@@ -140,7 +141,7 @@ def test_sweep_time_limit_must_be_positive(tmp_path, capsys):
 def test_the_committed_results_are_all_sealed_and_verify():
     # every committed folder is a finished run whose files verify, or a run stopped at a
     # session's end (its checkpoint committed for the next to resume): never damaged
-    from synapses_study.paths import RESULTS
+    from synapses_study.setup.paths import RESULTS
 
     folders = [p for p in RESULTS.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert folders
@@ -411,7 +412,7 @@ def test_resuming_under_another_environment_is_said_and_recorded(partial_run):
 
 
 def test_a_diverged_run_stops_with_a_status_and_is_never_done(tmp_path, finished_run, capsys):
-    from synapses_study.engine import DivergedError
+    from synapses_study.training.engine import DivergedError
 
     _, _, small = finished_run
     config = ExperimentConfig(epochs=3, lr=1e12)
@@ -460,7 +461,7 @@ def test_config_values_that_were_silently_bent_are_refused(fields, problem):
 
 
 def test_the_run_command_refuses_a_training_set_larger_than_mnist_in_one_line(tmp_path, capsys):
-    from synapses_study import run as cli
+    from synapses_study.training import run as cli
 
     with pytest.raises(SystemExit) as info:
         cli.main(["--epochs", "1", "--train-size", "100000", "--results-dir", str(tmp_path)])
@@ -469,7 +470,7 @@ def test_the_run_command_refuses_a_training_set_larger_than_mnist_in_one_line(tm
 
 
 def test_a_full_cache_disk_is_not_reported_as_a_damaged_mnist(tmp_path, monkeypatch):
-    from synapses_study import data
+    from synapses_study.setup import data
 
     real_open = open
 
@@ -506,7 +507,7 @@ def test_the_kernel_build_is_keyed_by_torch_and_the_source(monkeypatch):
 
 
 def test_a_seed_out_of_range_fails_the_first_cell():
-    from synapses_study.params import check_parameters, seed_value
+    from synapses_study.setup.params import check_parameters, seed_value
 
     check_parameters(seed=(2**32 - 1, seed_value))
     with pytest.raises(ValueError, match="seed"):
@@ -520,7 +521,7 @@ def test_the_study_finds_its_checkout_from_the_working_directory_never_from_the_
     import subprocess
     import sys
 
-    probe = "from synapses_study.paths import RESULTS, MNIST_DIR; print(RESULTS); print(MNIST_DIR)"
+    probe = "from synapses_study.setup.paths import RESULTS, MNIST_DIR; print(RESULTS); print(MNIST_DIR)"
 
     def where(cwd: Path, **env: str) -> list[str]:
         environ = {k: v for k, v in __import__("os").environ.items() if k != "SYNAPSES_ROOT"} | env
@@ -533,7 +534,7 @@ def test_the_study_finds_its_checkout_from_the_working_directory_never_from_the_
     assert where(tmp_path) == [str(tmp_path.resolve() / "results"), str(tmp_path.resolve() / "data" / "mnist")]
     assert where(tmp_path, SYNAPSES_ROOT=str(root)) == [str(root / "results"), str(root / "data" / "mnist")]
     missing = subprocess.run(
-        [sys.executable, "-c", "from synapses_study.data import load_mnist; load_mnist()"],
+        [sys.executable, "-c", "from synapses_study.setup.data import load_mnist; load_mnist()"],
         cwd=tmp_path,
         env={k: v for k, v in __import__("os").environ.items() if k not in ("SYNAPSES_ROOT", "SYNAPSES_MNIST_DIR")},
         capture_output=True,
@@ -560,7 +561,7 @@ class TestTheWriteUpReadsOnlyVerifiedRunsOfItsSweepFiles:
     NOISE_S1 = "sparsenet_e400_wd0_scaled_noise0.1_rec_s1_84f47b98"
 
     def test_a_run_with_another_runs_valid_topology_is_named_not_pending(self, tmp_path):
-        from synapses_study.mechanism import finished_runs
+        from synapses_study.mechanism.account import finished_runs
 
         first, second = (_copy_committed(r, tmp_path) for r in (self.NOISE_S0, self.NOISE_S1))
         assert set(finished_runs(tmp_path, "why_it_inverts", "e5_blank_noise")) == {0, 1}
@@ -569,8 +570,8 @@ class TestTheWriteUpReadsOnlyVerifiedRunsOfItsSweepFiles:
             finished_runs(tmp_path, "why_it_inverts", "e5_blank_noise")
 
     def test_the_survivor_table_names_a_damaged_run(self, tmp_path):
-        from synapses_study.mechanism import FINAL_CONFIGURATIONS, final_survivor_table
-        from synapses_study.results import select_runs
+        from synapses_study.mechanism.account import FINAL_CONFIGURATIONS, final_survivor_table
+        from synapses_study.reading.results import select_runs
 
         _, sweep, entry, fields = FINAL_CONFIGURATIONS[0]
         folder = _copy_committed(select_runs(sweep, entry, None, **fields)[0].run_id(), tmp_path)
@@ -579,7 +580,7 @@ class TestTheWriteUpReadsOnlyVerifiedRunsOfItsSweepFiles:
             final_survivor_table(tmp_path)
 
     def test_a_trial_run_never_changes_a_fact_and_a_damaged_one_is_named(self, tmp_path, run_copy):
-        from synapses_study.facts import empty_pixels
+        from synapses_study.writeup.facts import empty_pixels
 
         hit = "sparsenet_e155_wd0_l1-1e-05_s1_bb182bc2"
         _copy_committed(hit, tmp_path)
@@ -594,8 +595,8 @@ class TestTheWriteUpReadsOnlyVerifiedRunsOfItsSweepFiles:
             empty_pixels(tmp_path)
 
     def test_a_fact_reading_a_run_verifies_it_first(self, tmp_path):
-        from synapses_study.facts import experiment_1_window
-        from synapses_study.results import select_runs
+        from synapses_study.reading.results import select_runs
+        from synapses_study.writeup.facts import experiment_1_window
 
         configs = select_runs("sweep155", weight_decay=1e-3)
         for config in configs:
@@ -659,7 +660,7 @@ class TestRunStateIsNeverLost:
         assert folder.checkpoint_file.read_bytes() == before and not folder.manifest_file.exists()
 
     def test_a_partial_run_whose_pruning_lost_an_epoch_is_refused(self, partial_run):
-        from synapses_study.run_files import read_pruning, write_pruning
+        from synapses_study.runs.run_files import read_pruning, write_pruning
 
         config, folder, small = partial_run
         pruned, mass = read_pruning(folder.pruning_file)
@@ -762,7 +763,7 @@ class TestConfigValuesMeanWhatTheySay:
             load_sweep(path)
 
     def test_a_config_json_with_a_key_twice_is_one_line(self, tmp_path, capsys):
-        from synapses_study.run import main as run_main
+        from synapses_study.training.run import main as run_main
 
         path = tmp_path / "c.json"
         path.write_text('{"epochs": 2, "epochs": 3}')
@@ -793,7 +794,7 @@ class TestConfigValuesMeanWhatTheySay:
         ids=["lr", "input-lr-factor", "hidden-sparse", "hidden-dense"],
     )
     def test_huge_values_are_one_line_before_a_folder_is_made(self, tmp_path, capsys, fields, problem):
-        from synapses_study.run import main as run_main
+        from synapses_study.training.run import main as run_main
 
         with pytest.raises(ConfigError, match=problem):
             ExperimentConfig(**fields)
@@ -891,7 +892,7 @@ class TestRegrowthRulesAreChecked:
 
 class TestSweepsAtScaleAndSideBySide:
     def test_a_dry_run_computes_each_run_id_a_bounded_number_of_times(self, tmp_path, monkeypatch):
-        from synapses_study.sweep import format_dry_run
+        from synapses_study.training.sweep import format_dry_run
 
         path = tmp_path / "s.yaml"
         path.write_text("base: {epochs: 2}\ngrid: {seed: [" + ", ".join(map(str, range(300))) + "]}\n")
@@ -922,8 +923,8 @@ class TestSweepsAtScaleAndSideBySide:
     def test_a_run_another_sweep_is_training_is_waited_for_not_failed(self, tmp_path):
         import threading
 
-        from synapses_study.run_files import hold_lock
-        from synapses_study.sweep import run_job
+        from synapses_study.runs.run_files import hold_lock
+        from synapses_study.training.sweep import run_job
 
         config = ExperimentConfig(epochs=1, train_size=500, test_size=100)
         folder = RunDir.of(config, tmp_path)
@@ -948,19 +949,19 @@ class TestClearWords:
     """Where a user waited in silence or read a misleading message (issue 39 §3)."""
 
     def test_no_checkout_found_says_how_to_point_at_one(self, tmp_path):
-        from synapses_study.sweep_file import sweep_names
+        from synapses_study.setup.sweep_file import sweep_names
 
         with pytest.raises(ConfigError, match="no configs/ \\(nor results/\\) found: .* set SYNAPSES_ROOT to it"):
             sweep_names(tmp_path / "configs")
 
     def test_the_run_command_says_where_it_trains_before_training(self, tmp_path, capsys, monkeypatch):
-        import synapses_study.engine
-        from synapses_study.run import main as run_main
+        import synapses_study.training.engine
+        from synapses_study.training.run import main as run_main
 
         def refuse(*args, **kwargs):
             raise ConfigError("stopped before training")
 
-        monkeypatch.setattr(synapses_study.engine, "run_experiment", refuse)
+        monkeypatch.setattr(synapses_study.training.engine, "run_experiment", refuse)
         with pytest.raises(SystemExit):
             run_main(["--epochs", "1", "--results-dir", str(tmp_path)])
         out = capsys.readouterr().out
@@ -1050,8 +1051,8 @@ class TestEveryOptimizerIsReset:
 
 class TestNotebookParameters:
     def test_a_misspelt_papermill_parameter_is_refused(self):
-        from synapses_study.notebook import check_known_parameters
-        from synapses_study.params import ParameterError
+        from synapses_study.figures.notebook import check_known_parameters
+        from synapses_study.setup.params import ParameterError
 
         defaults = '# Parameters (papermill: -p NAME VALUE)\nprofile: str = "default"\nprefix = ""\n'
         check_known_parameters(["import x", defaults, '# Parameters\nprofile = "smoke"\n'])

@@ -18,7 +18,7 @@ Measuring costs seconds per new batch size and is opt-in, as ``torch.backends.cu
 is. The default, ``"auto"``, decides by a rule at no cost. On the CPU with the compiled
 kernels built: dense for layers small enough to densify whose density reaches
 :data:`AUTO_DENSE_MIN_DENSITY` at the current thread count (below it the compiled kernels
-beat dense in the geometric mean over the shapes ``python -m synapses_study.auto_rule``
+beat dense in the geometric mean over the shapes ``python -m synapses_study.bench.auto_rule``
 measured), the compiled kernels otherwise. Elsewhere (a GPU, or no compiler): the fixed rule's choice between dense
 and the CSR kernels. The rule reads the thread count, never a clock.
 """
@@ -37,7 +37,7 @@ from .sparse_ops import DENSE_MAX_ELEMENTS
 Kernel = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", torch.Tensor, int], torch.Tensor]
 KERNELS: dict[str, Kernel] = {"dense": ops.dense_linear, "sparse": ops.sparse_linear, "native": ops.native_linear}
 
-# The fixed rule: the CSR kernels below this density (measured once by synapses_study.bench, at
+# The fixed rule: the CSR kernels below this density (measured once by synapses_study.bench.kernels, at
 # the thread count of a laptop), the dense ones above it, for layers small enough to densify.
 DENSE_MIN_DENSITY = 0.06
 REPEATS = 5  # timed steps per path; the fastest counts
@@ -50,7 +50,7 @@ MEASURE_MAX_PARAMS = 1 << 22
 # compute="auto" on the CPU with the compiled kernels: dense from this density on, by torch's
 # thread count (more threads than measured: the most measured). From it on, dense's forward and
 # backward beat the compiled kernels' in the geometric mean over the shapes of
-# python -m synapses_study.auto_rule (docs/benchmarks/auto_rule.json, batch 128, densities
+# python -m synapses_study.bench.auto_rule (docs/benchmarks/auto_rule.json, batch 128, densities
 # 0.05 to 1); below it the compiled kernels were faster in that mean.
 AUTO_DENSE_MIN_DENSITY = {1: 0.5, 2: 0.5}
 
