@@ -33,7 +33,6 @@ import contextlib
 import csv
 import io
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +41,8 @@ import torch
 
 from ..setup.config import ExperimentConfig
 from ..setup.paths import results_root
-from .lifetimes import LifetimeRecord, read_lifetimes, write_lifetimes
+from .history import History
+from .instruments import file_names, instruments_for
 from .run_files import (
     DamagedFileError,
     file_digest,
@@ -56,8 +56,6 @@ from .run_files import (
     save_checkpoint,
     save_model,
     write_atomic,
-    write_gradients,
-    write_pruning,
     write_topology,
     write_xz_text,
 )
@@ -75,26 +73,6 @@ METRIC_COLUMNS = (
 
 RunState = Literal["done", "partial", "new", "damaged", "diverged"]
 MANIFEST_FORMAT = "synapses-run/1"
-
-
-@dataclass
-class History:
-    """What a run has recorded so far: the content of ``metrics.csv``, ``topology.npz`` and
-    ``pruning.npz``.
-
-    ``rows`` holds one dict per epoch with the keys of :data:`METRIC_COLUMNS`; ``counts``
-    ``epoch + 1`` arrays ``(784,)``; ``pruned`` and ``weight_mass`` one ``(784,)`` array per
-    epoch, with ``record_pruning`` only; ``lifetimes`` with ``record_lifetimes`` only;
-    ``gradients`` one ``(784,)`` array per epoch, with ``record_gradients`` only.
-    """
-
-    epoch: int = 0
-    rows: list[dict[str, float]] = field(default_factory=list)
-    counts: list[np.ndarray] = field(default_factory=list)
-    pruned: list[np.ndarray] = field(default_factory=list)
-    weight_mass: list[np.ndarray] = field(default_factory=list)
-    lifetimes: LifetimeRecord | None = None
-    gradients: list[np.ndarray] = field(default_factory=list)
 
 
 def read_metric_rows(path: Path) -> list[dict[str, float]]:
@@ -204,10 +182,7 @@ class RunDir:
         """The files a finished run of ``config`` holds, each listed in its manifest."""
         files = [self.config_file, self.environment_file, self.path / "metrics.csv.xz", self.topology_file]
         files += [self.model_file] if config.keep_network else []
-        files += [self.pruning_file] if config.record_pruning else []
-        files += [self.lifetimes_file] if config.record_lifetimes else []
-        files += [self.gradients_file] if config.record_gradients else []
-        return files
+        return files + [self.path / name for name in file_names(config)]
 
     # ------------------------------------------------------------------ state
     def problem(self, config: ExperimentConfig) -> str | None:
@@ -366,7 +341,7 @@ class RunDir:
         write_atomic(self.diverged_file, (message + "\n").encode())
 
     def write_history(self, history: History, final: bool = False) -> None:
-        """``metrics.csv``, ``topology.npz`` (and ``pruning.npz``) for the epochs done so far
+        """``metrics.csv``, ``topology.npz`` and each instrument's file for the epochs done so far
         (``final``: the finished run's, compressed harder, the metrics as ``metrics.csv.xz``;
         see :mod:`.run_files`). The other form of the metrics is removed once the new one is
         in place, so a crash between the two leaves both, never neither."""
@@ -378,17 +353,8 @@ class RunDir:
             write_atomic(plain, metrics_text(history.rows).encode())
             packed.unlink(missing_ok=True)
         write_topology(self.topology_file, np.stack(history.counts), final)
-        if history.pruned:
-            write_pruning(
-                self.pruning_file,
-                np.stack(history.pruned),
-                np.stack(history.weight_mass) if history.weight_mass else None,
-                final,
-            )
-        if history.lifetimes is not None:
-            write_lifetimes(self.lifetimes_file, history.lifetimes, final)
-        if history.gradients:
-            write_gradients(self.gradients_file, np.stack(history.gradients), final)
+        for instrument in history.instruments:
+            instrument.write(self.path / instrument.file_name, final)
 
     def save_checkpoint(self, resumable: dict[str, Any], run_id: str, epoch: int) -> None:
         save_checkpoint(self.checkpoint_file, resumable, run_id, epoch)
@@ -431,7 +397,7 @@ class RunDir:
 
     def history(self, epochs: int, config: ExperimentConfig) -> History:
         """The first ``epochs`` epochs of ``config``'s history (what a checkpoint of epoch
-        ``epochs`` resumes).
+        ``epochs`` resumes), its instruments resumed but not attached to a network.
 
         Raises:
             DamagedFileError: a file the run has written since its first epoch is missing or
@@ -443,9 +409,7 @@ class RunDir:
             return DamagedFileError(f"{self.path}: {why}; delete the folder to restart that run")
 
         needed = [self.config_file, self.environment_file, self.metrics_file, self.topology_file]
-        needed += [self.pruning_file] if config.record_pruning else []
-        needed += [self.lifetimes_file] if config.record_lifetimes else []
-        needed += [self.gradients_file] if config.record_gradients else []
+        needed += [self.path / name for name in file_names(config)]
         if missing := [path.name for path in needed if not path.exists()]:
             raise damaged(f"{', '.join(missing)} missing beside the checkpoint of epoch {epochs}")
         rows = read_metric_rows(self.metrics_file)
@@ -454,23 +418,9 @@ class RunDir:
             raise damaged(
                 f"results hold {len(rows)} epochs of metrics, {len(counts) - 1} of topology, the checkpoint {epochs}"
             )
-        history = History(epochs, rows[:epochs], list(counts[: epochs + 1]))
-        if config.record_pruning:
-            pruned, weight_mass = read_pruning(self.pruning_file)
-            if len(pruned) < epochs:
-                raise damaged(f"{self.pruning_file.name} holds {len(pruned)} epochs, the checkpoint {epochs}")
-            history.pruned = list(pruned[:epochs])
-            history.weight_mass = list(weight_mass[:epochs]) if weight_mass is not None else []
-        if config.record_lifetimes:
-            history.lifetimes = read_lifetimes(self.lifetimes_file).truncated(epochs)
-        if config.record_gradients:
-            gradients = read_gradients(self.gradients_file)
-            if len(gradients) < epochs:
-                raise DamagedFileError(
-                    f"{self.gradients_file} holds {len(gradients)} epochs, the checkpoint {epochs}; delete "
-                    f"{self.path} to rerun that run"
-                )
-            history.gradients = list(gradients[:epochs])
+        history = History(epochs, rows[:epochs], list(counts[: epochs + 1]), instruments_for(config))
+        for instrument in history.instruments:
+            instrument.resume(self.path / instrument.file_name, epochs)
         return history
 
     def gradients(self) -> np.ndarray:

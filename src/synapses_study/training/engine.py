@@ -26,11 +26,10 @@ from tqdm.auto import tqdm
 
 from synapses import ByHand, EvolNet, Evolution, SETLayer, SparseNet
 
-from ..measures.analysis import abs_weight_sum
-from ..measures.gradients import GradientRecorder
-from ..measures.topology import center_ratio, pixel_counts
-from ..runs.lifetimes import LifetimeRecord
-from ..runs.run_dir import History, RunDir
+from ..measures.topology import center_ratio
+from ..runs.history import History
+from ..runs.instruments import instruments_for
+from ..runs.run_dir import RunDir
 from ..runs.run_files import DamagedFileError
 from ..setup.augment import Augmentation
 from ..setup.config import ConfigError, ExperimentConfig
@@ -307,14 +306,14 @@ def _train(
             )
     else:
         folder.start(config, found)
-        history = History(counts=[first_layer_counts(model)])
-        if config.record_lifetimes:
-            assert isinstance(model, SparseNet)  # config validation: lifetimes need evolution="epoch"
-            history.lifetimes = LifetimeRecord.start(model.sparse_layers()[0])
-    recorder = None
-    if config.record_gradients:
-        assert isinstance(model, SparseNet)  # config validation: no record_gradients for Dense
-        recorder = GradientRecorder(model.sparse_layers()[0])
+        history = History(counts=[first_layer_counts(model)], instruments=instruments_for(config))
+    if history.instruments:
+        assert isinstance(model, SparseNet)  # config validation: instruments record a SET first layer
+        watched = model.sparse_layers()[0]
+        for instrument in history.instruments:
+            if not history.epoch:
+                instrument.start(watched)
+            instrument.attach(watched)
     decay = WeightDecayPolicy.of(config)
     augment = Augmentation(config.random_shift, config.blank_noise, float(data.train_x.min()))
     last = config.epochs if stop_after is None else min(config.epochs, stop_after)
@@ -334,9 +333,9 @@ def _train(
             )
             folder.mark_diverged(message)
             raise DivergedError(f"{run_id} {message}")
-        if recorder is not None:
-            history.gradients.append(recorder.take())
-        prune(model, trainee.evolution, config, history)
+        for instrument in history.instruments:
+            instrument.after_training(watched)
+        prune(trainee.evolution, history)
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y, config.batch_size)
         counts = first_layer_counts(model)
         history.epoch = epoch
@@ -364,44 +363,37 @@ def _train(
             )
     if bar is not None:
         bar.close()
-    if recorder is not None:
-        recorder.close()
+    for instrument in history.instruments:
+        instrument.close()
     if history.epoch == config.epochs:
         folder.finish(history, model.state_dict() if config.keep_network else None, config)
 
 
 def evolve(evolution: Evolution, config: ExperimentConfig, history: History) -> None:
     """SET's regrowth at the start of an epoch: every SET layer moves the weights its last
-    pruning marked; the first layer's newborns are scaled by ``input_regrowth_scale`` and,
-    with ``record_lifetimes``, recorded."""
+    pruning marked; the first layer's newborns are scaled by ``input_regrowth_scale``, then
+    shown to the instruments."""
     moved = evolution.regrow()[0]
     first = evolution.layers[0]
     if config.input_regrowth_scale != 1:
         with torch.no_grad():
             first.weight[moved] *= config.input_regrowth_scale
-    if history.lifetimes is not None:
-        history.lifetimes.record_births(first, moved)
+    for instrument in history.instruments:
+        instrument.after_regrowth(first, moved)
 
 
-def prune(model: Network, evolution: Evolution | None, config: ExperimentConfig, history: History) -> None:
-    """SET's pruning at the end of an epoch (``evolution="epoch"``), with the first layer's
-    pruning recorded in ``history`` when ``config.record_pruning``: the summed ``|weight|``
-    per pixel just before it, and the connections it removed per pixel; with
-    ``record_lifetimes``, every first-layer weight before it and which ones it removed."""
-    first = (
-        model.sparse_layers()[0]
-        if isinstance(model, SparseNet) and (config.record_pruning or config.record_lifetimes)
-        else None
-    )
-    if first is not None and config.record_pruning and config.record_weight_mass:
-        history.weight_mass.append(abs_weight_sum(first.connections, first.weight, first.in_features))
-    weights_before = first.weight.detach().clone() if first is not None and history.lifetimes is not None else None
+def prune(evolution: Evolution | None, history: History) -> None:
+    """SET's pruning at the end of an epoch (``evolution="epoch"``), the instruments shown
+    the first layer just before it and just after (what it marked)."""
+    first = evolution.layers[0] if evolution is not None else None
+    for instrument in history.instruments:
+        if first is not None:
+            instrument.before_pruning(first)
     if evolution is not None:
         evolution.prune()
-    if first is not None and config.record_pruning:
-        history.pruned.append(pixel_counts(first.connections[first.pruned], first.in_features))
-    if first is not None and history.lifetimes is not None and weights_before is not None:
-        history.lifetimes.record_pruning(weights_before, first.pruned)
+    for instrument in history.instruments:
+        if first is not None:
+            instrument.after_pruning(first)
 
 
 def environment(
