@@ -305,7 +305,7 @@ def test_pruning_counts_without_weight_mass_are_recorded_and_resume(tmp_path, sm
 def _fresh_trainee(config):
     torch.manual_seed(config.seed)
     model = build_model(config, torch.Generator().manual_seed(config.seed))
-    return model, build_optimizer(config, model)
+    return model, build_optimizer(config, model, WeightDecayPolicy.of(config))
 
 
 def test_epoch_and_evaluation_sums_are_the_float_sums_of_the_batches_bit_for_bit(small_mnist):

@@ -12,6 +12,7 @@ from synapses_study.runs.run_files import DamagedFileError, load_model_state, re
 from synapses_study.setup.augment import Augmentation, shift_images
 from synapses_study.setup.config import ConfigError, ExperimentConfig
 from synapses_study.training.build import build_model, build_optimizer
+from synapses_study.training.decay import WeightDecayPolicy
 from synapses_study.training.engine import run_experiment
 
 INTERVENTIONS = dict(input_regrowth_scale=0.05, input_lr_factor=10.5, blank_noise=0.1, random_shift=2)
@@ -82,7 +83,7 @@ def test_input_lr_factor_scales_the_first_layers_weight_step_only(small_mnist):
     for config in (base, fast):
         torch.manual_seed(0)
         model = build_model(config, torch.Generator().manual_seed(0))
-        optimizer = build_optimizer(config, model)
+        optimizer = build_optimizer(config, model, WeightDecayPolicy.of(config))
         before = {name: p.detach().clone() for name, p in model.named_parameters()}
         torch.nn.functional.nll_loss(model(small_mnist.train_x[:64]), small_mnist.train_y[:64]).backward()
         optimizer.step()

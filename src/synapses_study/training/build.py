@@ -56,13 +56,16 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network
     )
 
 
-def build_optimizer(config: ExperimentConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(
+    config: ExperimentConfig, model: torch.nn.Module, decay: WeightDecayPolicy
+) -> torch.optim.Optimizer:
     """SGD (with ``momentum``) or Adam at ``lr``; the coupled decay of epoch 1, which
-    :class:`~synapses_study.training.decay.WeightDecayPolicy` updates each epoch. With
+    ``decay`` (the run's one :class:`~synapses_study.training.decay.WeightDecayPolicy`)
+    updates each epoch. With
     ``input_lr_factor`` the first SET layer's weight is a parameter group of its own, at
     ``lr * input_lr_factor`` (without it, one group: the optimizer state of the runs made
     before the factor existed)."""
-    coupled = WeightDecayPolicy.of(config).optimizer_coefficient(1)
+    coupled = decay.optimizer_coefficient(1)
     params: Any = list(model.parameters())
     if config.input_lr_factor != 1:
         assert isinstance(model, SparseNet)  # config validation: the factor is for SET models

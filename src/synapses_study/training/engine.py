@@ -203,6 +203,7 @@ class Trainee:
 
     model: Network
     optimizer: torch.optim.Optimizer
+    decay: WeightDecayPolicy  # the run's weight decay, built once: the optimizer's coefficient and each epoch's
     model_rng: torch.Generator  # SET's draws: initial topology, regrowth
     data_rng: torch.Generator  # the order of the training images
     device: torch.device  # where the model is; on CUDA, dropout draws from that device's generator
@@ -252,7 +253,8 @@ def build_trainee(config: ExperimentConfig, results_dir: Path) -> Trainee:
         fix_topology(model, RunDir(results_dir / config.topology_from).model_state(), config.topology_layers)
     device = torch.device(config.device)
     model.to(device)
-    optimizer = build_optimizer(config, model)
+    decay = WeightDecayPolicy.of(config)
+    optimizer = build_optimizer(config, model, decay)
     if isinstance(model, EvolNet) and config.reset_optimizer_state:
         # EvolNet evolves inside forward, so it holds the optimizer whose state moved weights
         # reset; the optimizer needs the model's parameters first.
@@ -269,7 +271,7 @@ def build_trainee(config: ExperimentConfig, results_dir: Path) -> Trainee:
         if config.evolution == "epoch"
         else None
     )
-    return Trainee(model, optimizer, model_rng, data_rng, device, augment_rng, evolution)
+    return Trainee(model, optimizer, decay, model_rng, data_rng, device, augment_rng, evolution)
 
 
 def train(
@@ -314,7 +316,7 @@ def _train(
             if not history.epoch:
                 instrument.start(watched)
             instrument.attach(watched)
-    decay = WeightDecayPolicy.of(config)
+    decay = trainee.decay
     augment = Augmentation(config.random_shift, config.blank_noise, float(data.train_x.min()))
     last = config.epochs if stop_after is None else min(config.epochs, stop_after)
     bar = _progress_bar(config, history.epoch, progress)
