@@ -28,7 +28,7 @@ INSTALL := -e . -e "src/synapses_study[dev,notebooks]"
 pip_install = for try in 1 2 3; do $(PYTHON) -m pip install --quiet $(1) && break; \
 	test $$try -lt 3 || exit 1; echo "pip install failed (try $$try of 3); trying again in 10 s" >&2; sleep 10; done
 
-.PHONY: setup test test-all test-fast lint format bench gpu-check figures figure-runs executed-figures animations lab study report clean site site-notebooks FORCE
+.PHONY: setup test test-all test-fast lint format bench gpu-check figures figure-runs animations lab study report clean site site-notebooks
 # a recipe that fails removes what it had begun to write (the notebook runner writes an
 # executed copy as it goes, and on an error too), so that no half-run copy is taken as up to date
 .DELETE_ON_ERROR:
@@ -80,30 +80,36 @@ gpu-check: setup
 	$(PYTHON) -m synapses_study.bench --device cuda --no-epoch --repeats 100
 	$(PYTHON) -m synapses_study.bench --scale --device cuda --hidden 250000 --layers 4
 
-# The figure runs are declared in notebooks/runs/ (one file per executed notebook); the
-# figure_runs module writes their prerequisites (notebook, sweep files, study code and, for
-# the default profile, the metrics of the runs they read), so that `make -j2 figures`
+# The figure runs are declared in notebooks/runs/, one file per executed notebook, and made
+# by one rule per run file below: its executed copy depends on the run file, its notebook,
+# the library's and the study's code, and a digest of what it reads (the sweep files and,
+# for the default profile, the metrics of the runs it reads), which the figure_runs module
+# rewrites, when make reads this file, only where it changed; so `make -j2 figures`
 # re-executes only what is out of date. Smoke copies, figures and runs go to
 # notebooks/executed/smoke/, never to figures/ or results/.
 EXECUTED_DIR := $(if $(filter smoke,$(PROFILE)),$(EXECUTED)/smoke,$(EXECUTED))
-FIGURE_DEPS := $(EXECUTED_DIR)/figures.mk
+FIGURE_RUNS := $(patsubst notebooks/runs/%.yaml,$(EXECUTED_DIR)/%.ipynb,$(wildcard notebooks/runs/*.yaml))
+STUDY_CODE := $(wildcard src/synapses/*.py src/synapses_study/*.py src/synapses_study/*/*.py)
+# the digests, only when an executed copy may be made (the environment may not exist yet: the
+# copies are then out of date anyway, and a placeholder digest stands in until the next make)
+ifneq ($(filter figures figure-runs site site-notebooks $(EXECUTED)/%,$(MAKECMDGOALS)),)
+$(shell test -x $(PYTHON) && $(PYTHON) -m synapses_study.figures.figure_runs digests --executed $(EXECUTED_DIR) $(if $(filter smoke,$(PROFILE)),--no-results) >&2)
+endif
 
 figures: setup $(if $(filter smoke,$(PROFILE)),,animations) figure-runs
 
-figure-runs: $(FIGURE_DEPS)
-	$(MAKE) --no-print-directory -f $(FIGURE_DEPS) -f Makefile executed-figures PROFILE=$(PROFILE) FIGURE_DEPS_READ=1
+figure-runs: setup $(FIGURE_RUNS)
 
-executed-figures: $(FIGURE_RUNS)
+# the notebook of run NAME[@VARIANT] is notebooks/NAME.ipynb; the kernels draw inline
+# (MPLBACKEND unset: CI sets Agg, which would leave no figure in the copies the site shows)
+.SECONDEXPANSION:
+$(FIGURE_RUNS): $(EXECUTED_DIR)/%.ipynb: notebooks/runs/%.yaml notebooks/$$(firstword $$(subst @, ,$$*)).ipynb \
+		$(STUDY_CODE) $(EXECUTED_DIR)/inputs/%.digest | .venv/.installed
+	env -u MPLBACKEND $(PYTHON) -m synapses_study.figures.figure_runs execute $* --profile $(PROFILE) --output $@
 
-ifndef FIGURE_DEPS_READ
-$(FIGURE_DEPS): FORCE setup
-	$(PYTHON) -m synapses_study.figures.figure_runs deps --executed $(EXECUTED_DIR) --output $@ $(if $(filter smoke,$(PROFILE)),--no-results)
-endif
+$(EXECUTED_DIR)/inputs/%.digest:
+	mkdir -p $(@D) && echo "not computed: the environment was not set up" > $@
 
-$(EXECUTED_DIR)/%.ipynb:
-	$(PYTHON) -m synapses_study.figures.figure_runs execute $* --profile $(PROFILE) --output $@
-
-FORCE:
 
 animations: setup
 	$(PYTHON) -m synapses_study.figures.animate
@@ -113,12 +119,11 @@ animations: setup
 # synapses_study.figures.site writes the table of contents and the provenance pages, then builds with
 # warnings as errors. The kernels draw inline (MPLBACKEND unset: CI sets Agg, which shows no
 # figure in a notebook's outputs).
-site: setup $(FIGURE_DEPS)
-	env -u MPLBACKEND $(MAKE) --no-print-directory -f $(FIGURE_DEPS) -f Makefile site-notebooks PROFILE=$(PROFILE) FIGURE_DEPS_READ=1
+site: setup site-notebooks
 	$(PYTHON) -m synapses_study.figures.site build --executed $(EXECUTED_DIR) --profile $(PROFILE)
 
 # (the runs are asked for only when this target is made, not on every make)
-ifneq ($(filter site-notebooks,$(MAKECMDGOALS)),)
+ifneq ($(filter site site-notebooks,$(MAKECMDGOALS)),)
 SITE_RUNS := $(shell $(PYTHON) -m synapses_study.figures.site runs)
 site-notebooks: $(addprefix $(EXECUTED_DIR)/,$(addsuffix .ipynb,$(SITE_RUNS)))
 endif

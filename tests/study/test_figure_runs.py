@@ -51,41 +51,63 @@ def test_a_bad_run_file_is_refused_with_its_name(tmp_path, name, text, message):
         fr.load_figure_run(path)
 
 
-def test_prerequisites_are_the_files_that_change_a_run_output():
+def test_inputs_are_the_files_beyond_code_that_change_a_run_output():
     run = next(r for r in fr.figure_runs() if r.name == "pruning_mechanism@mechanism")
-    files = fr.prerequisites(run)
-    assert files[:3] == [
-        "notebooks/runs/pruning_mechanism@mechanism.yaml",
-        "notebooks/pruning_mechanism.ipynb",
-        "configs/mechanism.yaml",
-    ]
+    files = [str(f.relative_to(ROOT)) for f in fr.inputs(run)]
+    assert files[0] == "configs/mechanism.yaml"
     assert "configs/reproduction.yaml" not in files  # only the sweep it reads
-    assert "src/synapses_study/figures/plotting.py" in files
     metrics = [f for f in files if f.endswith("metrics.csv.xz")]
     assert len(metrics) == 6 and all((ROOT / f).exists() for f in metrics)  # 3 decays x 2 seeds, committed
     assert sorted(f.replace("pruning.npz", "metrics.csv.xz") for f in files if f.endswith("pruning.npz")) == sorted(
         metrics
     )  # all recorded
-    assert not any(
-        f.endswith(("metrics.csv", "metrics.csv.xz", "pruning.npz")) for f in fr.prerequisites(run, with_results=False)
-    )
+    assert [str(f.relative_to(ROOT)) for f in fr.inputs(run, with_results=False)] == ["configs/mechanism.yaml"]
 
 
-def test_files_a_run_reads_beside_its_runs_are_prerequisites_too():
+def test_files_a_run_reads_beside_its_runs_are_inputs_too():
     run = next(r for r in fr.figure_runs() if r.name == "feature_selection")
     assert run.reads == ("results/feature_selection.csv",)
-    assert "results/feature_selection.csv" in fr.prerequisites(run)
-    assert "results/feature_selection.csv" not in fr.prerequisites(run, with_results=False)
+    assert ROOT / "results/feature_selection.csv" in fr.inputs(run)
+    assert ROOT / "results/feature_selection.csv" not in fr.inputs(run, with_results=False)
 
 
-def test_make_rules_list_every_executed_copy(tmp_path):
-    runs = fr.figure_runs()
-    rules = fr.make_rules(runs, "out", with_results=False)
-    assert rules.splitlines()[0] == "FIGURE_RUNS := " + " ".join(f"out/{r.name}.ipynb" for r in runs)
-    assert all(
-        any(line.startswith(f"out/{r.name}.ipynb: notebooks/runs/{r.name}.yaml ") for line in rules.splitlines())
-        for r in runs
+def test_a_digest_is_rewritten_only_when_what_its_run_reads_changed(tmp_path):
+    import hashlib
+    import os
+
+    runs = [r for r in fr.figure_runs() if r.name in ("mnist_demo", "pruning_mechanism@mechanism")]
+    fr.write_digests(runs, tmp_path, with_results=False)
+    digest = tmp_path / "inputs" / "pruning_mechanism@mechanism.digest"
+    sweep = (ROOT / "configs" / "mechanism.yaml").read_bytes()
+    assert digest.read_text() == f"{hashlib.sha256(sweep).hexdigest()}  configs/mechanism.yaml\n"
+    os.utime(digest, ns=(1, 1))
+    fr.write_digests(runs, tmp_path, with_results=False)
+    assert digest.stat().st_mtime_ns == 1  # unchanged: make keeps the executed copy
+    digest.write_text("an older input\n")
+    fr.write_digests(runs, tmp_path, with_results=False)
+    assert digest.read_text().endswith("configs/mechanism.yaml\n") and digest.stat().st_mtime_ns > 1
+
+
+def test_make_has_one_rule_per_run_file_and_no_generated_makefile(tmp_path):
+    """`make -n` lists one execution per run file, each with its own notebook, from the
+    Makefile alone."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    dry = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", "figure-runs", "PROFILE=smoke", f"EXECUTED={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
+    executed = [line for line in dry.stdout.splitlines() if "figure_runs execute" in line]
+    assert sorted(line.split(" execute ")[1].split()[0] for line in executed) == sorted(
+        r.name for r in fr.figure_runs()
+    )
+    assert "figures.mk" not in (ROOT / "Makefile").read_text() and "$(MAKE)" not in (ROOT / "Makefile").read_text()
 
 
 def test_table_command_regenerates_and_checks(tmp_path, capsys):

@@ -15,7 +15,7 @@ what the notebook tests run with the smoke profile. Commands::
 
     python -m synapses_study.figures.figure_runs list
     python -m synapses_study.figures.figure_runs execute NAME [--profile smoke] --output OUT.ipynb
-    python -m synapses_study.figures.figure_runs deps --executed DIR   # make prerequisites (figures.mk)
+    python -m synapses_study.figures.figure_runs digests --executed DIR   # what each run read (for make)
     python -m synapses_study.figures.figure_runs table docs/figures.md [--check]
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from ..runs.run_dir import RunDir
-from ..runs.run_files import write_atomic
+from ..runs.run_files import file_digest, write_atomic
 from ..setup.config import ConfigError
 from ..setup.paths import CONFIGS, NOTEBOOKS, REPO_ROOT, RESULTS
 from ..setup.sweep_file import load_sweep_spec, sweep_names
@@ -131,16 +131,13 @@ def execute(run: FigureRun, output: Path, profile: str = "default", **extra: Any
     )
 
 
-def prerequisites(run: FigureRun, with_results: bool = True) -> list[str]:
-    """What an executed copy depends on, relative to the repository: its run file and
-    notebook, the sweep files it reads, the library's and the study's code, and (``with_results``)
-    the metrics and pruning files of each of those sweeps' runs that exist and the other
-    files it ``reads``, so that a run that finishes or changes makes it out of date."""
+def inputs(run: FigureRun, with_results: bool = True) -> list[Path]:
+    """What an executed copy reads beyond its run file, notebook and the code (the Makefile
+    names those): the sweep files it reads and (``with_results``) the metrics and pruning
+    files of each of those sweeps' runs that exist and the other files it ``reads``, so that
+    a run that finishes or changes makes it out of date."""
     names = run.sweeps() or sweep_names()
-    files = [RUNS_DIR / f"{run.name}.yaml", run.notebook_path, *(CONFIGS / f"{n}.yaml" for n in names)]
-    files += sorted(
-        path for package in ("synapses", "synapses_study") for path in (REPO_ROOT / "src" / package).rglob("*.py")
-    )
+    files = [CONFIGS / f"{n}.yaml" for n in names]
     if with_results:
         for name in names:
             sweep = load_sweep_spec(name)
@@ -148,15 +145,20 @@ def prerequisites(run: FigureRun, with_results: bool = True) -> list[str]:
             folders = [RunDir(RESULTS / c.run_id()) for c in configs]
             files += sorted({f.metrics_file for f in folders} | {f.pruning_file for f in folders})
         files += [REPO_ROOT / r for r in run.reads]
-    return [str(f.relative_to(REPO_ROOT)) for f in files if f.exists()]
+    return [f for f in files if f.exists()]
 
 
-def make_rules(runs: list[FigureRun], executed: str, with_results: bool = True) -> str:
-    """Make prerequisites of each executed copy (the recipe is the Makefile's pattern rule)."""
-    lines = [f"FIGURE_RUNS := {' '.join(f'{executed}/{run.name}.ipynb' for run in runs)}"]
+def inputs_digest(run: FigureRun, with_results: bool = True) -> str:
+    """One line per input of :func:`inputs`: its SHA-256 and its path in the repository."""
+    return "".join(f"{file_digest(f)['sha256']}  {f.relative_to(REPO_ROOT)}\n" for f in inputs(run, with_results))
+
+
+def write_digests(runs: list[FigureRun], executed: Path, with_results: bool = True) -> None:
+    """``<executed>/inputs/<run>.digest`` for each run, rewritten only when what it reads
+    changed: the Makefile's rule for each executed copy depends on it, so make re-executes
+    a notebook when a run it reads finishes or changes, and only then."""
     for run in runs:
-        lines.append(f"{executed}/{run.name}.ipynb: " + " ".join(prerequisites(run, with_results)))
-    return "\n".join(lines) + "\n"
+        _write_if_changed(executed / "inputs" / f"{run.name}.digest", inputs_digest(run, with_results))
 
 
 def figure_table(runs: list[FigureRun]) -> str:
@@ -170,7 +172,7 @@ def figure_table(runs: list[FigureRun]) -> str:
 
 
 def _write_if_changed(path: Path, text: str) -> None:
-    # an unchanged file keeps its time stamp, so make does not restart to re-read it
+    # an unchanged file keeps its time stamp, so make does not re-execute what depends on it
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, text.encode())
@@ -187,12 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("name")
     run_cmd.add_argument("--profile", default="default", choices=["smoke", "default"])
     run_cmd.add_argument("--output", type=Path, required=True)
-    deps = commands.add_parser("deps", help="write make prerequisites of every executed copy")
-    deps.add_argument("--executed", required=True, help="folder of the executed copies, as the Makefile names it")
-    deps.add_argument(
+    digests = commands.add_parser("digests", help="write the digest of what each run reads, where it changed")
+    digests.add_argument("--executed", type=Path, required=True, help="folder of the executed copies")
+    digests.add_argument(
         "--no-results", action="store_true", help="leave results/ out (the smoke profile trains its own runs)"
     )
-    deps.add_argument("--output", type=Path, required=True)
     table = commands.add_parser("table", help="regenerate the figure table of a Markdown file")
     table.add_argument("markdown", type=Path)
     table.add_argument("--check", action="store_true", help="exit 1 if the table is stale, change nothing")
@@ -212,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             execute(chosen, args.output, args.profile)
         except ValueError as err:  # a parameter the notebook does not have
             parser.exit(2, f"error: {err}\n")
-    elif args.command == "deps":
-        _write_if_changed(args.output, make_rules(runs, args.executed, with_results=not args.no_results))
+    elif args.command == "digests":
+        write_digests(runs, args.executed, with_results=not args.no_results)
     else:
         text = args.markdown.read_text()
         if not TABLE.search(text):
