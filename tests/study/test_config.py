@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -125,3 +126,68 @@ def test_list_fields_round_trip_through_json(tmp_path):
     path.write_text(config.to_json())
     assert ExperimentConfig.from_json(path) == config
     assert config.layer_epsilons() == (20.0, 5.0) and ExperimentConfig().layer_epsilons() == (11.0, 11.0)
+
+
+def test_each_field_is_declared_and_documented_in_exactly_one_section():
+    from dataclasses import fields
+
+    from synapses_study.setup.config import ALL_SECTIONS, field_help
+
+    owners = {}
+    for section in ALL_SECTIONS:
+        own = section.__dict__.get("__annotations__", {})
+        documented = (section.__doc__ or "").split("Attributes:", 1)[1]
+        for name in own:
+            assert name not in owners, f"{name} in {owners.get(name)} and {section.__name__}"
+            owners[name] = section.__name__
+            entries = re.findall(r"(?m)^ {8}([a-z0-9_, ]+):", documented)
+            assert any(name in entry.replace(" ", "").split(",") for entry in entries), f"{name}: {section.__name__}"
+    # the config is the sections' fields: the core's, then each later section's, in order
+    assert [f.name for f in fields(ExperimentConfig)] == [
+        name for section in ALL_SECTIONS for name in section.__dict__.get("__annotations__", {})
+    ]
+    assert set(field_help()) == set(owners)
+
+
+def test_the_run_id_is_the_sections_tags_in_order():
+    config = ExperimentConfig(
+        epochs=3,
+        input_regrowth_scale=0.5,
+        input_lr_factor=0.1,
+        blank_noise=0.1,
+        random_shift=2,
+        record_pruning=True,
+        record_lifetimes=True,
+        record_gradients=True,
+        train_size=100,
+    )
+    parts = config.run_id().split("_")
+    assert parts[:-2] == [
+        "sparsenet",
+        "e3",
+        "wd0",
+        "regrow0.5",
+        "lr1x0.1",
+        "noise0.1",
+        "shift2",
+        "rec",
+        "life",
+        "grad",
+        "subset",
+    ]
+    assert parts[-2] == "s0" and len(parts[-1]) == 8
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"random_shift": 9}, r"random_shift must be a whole number of pixels in 0..8, got 9"),
+        ({"blank_noise": -0.1}, r"blank_noise must be >= 0, got -0.1"),
+        ({"input_lr_factor": 0.0}, r"input_lr_factor must be > 0, got 0.0"),
+        ({"model": "Dense", "evolution": "off", "input_lr_factor": 2.0}, "input_lr_factor applies to SET layers only"),
+        ({"record_weight_mass": False}, "record_weight_mass applies with record_pruning only"),
+    ],
+)
+def test_a_section_refuses_its_own_bad_settings(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        ExperimentConfig(**fields)
