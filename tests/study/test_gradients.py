@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from synapses import SETLayer
-from synapses_study.measures.gradients import GradientRecorder
+from synapses_study.runs.instruments import GradientRecorder
 from synapses_study.runs.run_dir import RunDir
 from synapses_study.runs.run_files import DamagedFileError
 from synapses_study.setup.config import ConfigError, ExperimentConfig

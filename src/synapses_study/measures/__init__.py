@@ -1,2 +1,2 @@
 """What a network's topology and training measure, used by training and reading alike: the
-topology's per-pixel counts, ink correlations, survivors, the gradient record."""
+topology's per-pixel counts, ink correlations, survivors."""

@@ -1,1 +1,2 @@
-"""Run folders on disk: each file's encoding and seal, the lifetime record, a run's folder."""
+"""Run folders on disk: each file's encoding and seal, the records a run keeps
+(instruments), its history in memory, a run's folder."""

@@ -19,7 +19,7 @@ Files:
   (:mod:`synapses_study.runs.lifetimes`);
 * ``gradients.npz`` (runs with ``record_gradients``): ``squared_gradient`` ``(epochs, 784)``,
   each epoch's squared first-layer gradients summed per input pixel
-  (:class:`synapses_study.measures.gradients.GradientRecorder`);
+  (:class:`synapses_study.runs.instruments.GradientRecorder`);
 * ``model.pt``: the final network, once the run is finished;
 * ``checkpoint.pt`` while it is not: network, optimizer and random states;
 * ``manifest.json``, written last: the run id and every result file's size and SHA-256;
