@@ -57,6 +57,53 @@ class Scored:
     held: bool | None  # None: its runs are not all finished yet
 
 
+@dataclass(frozen=True)
+class RunSet:
+    """Where a run set of the mechanism lives: a sweep (``"name"`` or ``"name/entry"``) and
+    the fields that narrow it; its seeds are :data:`SEEDS`."""
+
+    spec: str
+    fields: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def sweep(self) -> str:
+        return self.spec.partition("/")[0]
+
+    @property
+    def entry(self) -> str | None:
+        return self.spec.partition("/")[2] or None
+
+    def narrowed(self, **fields: object) -> RunSet:
+        """The same set with more fields fixed."""
+        return RunSet(self.spec, self.fields + tuple(fields.items()))
+
+    def finished(self, results: Path) -> dict[int, Path]:
+        """Seed -> folder of its finished runs (:func:`finished_runs`)."""
+        return finished_runs(results, self.sweep, self.entry, **dict(self.fields))
+
+
+# The mechanism's run sets, declared once: the undecayed 1000-epoch baselines with pruning
+# recorded, by the inputs' name the figures give them, and the interventions of
+# configs/why_it_inverts.yaml; the scores below and why_it_inverts.ipynb read them here.
+BASELINES = {
+    "standardised": RunSet("mechanism_1000", (("inputs", "standardized"), ("weight_decay", 0.0))),
+    "scaled (blank at 0)": RunSet("mechanism_1000", (("inputs", "scaled"), ("weight_decay", 0.0))),
+    "unit ([0, 1])": RunSet("extensions_1000/unit_inputs", (("inputs", "unit"), ("weight_decay", 0.0))),
+}
+E1_SMALL_NEWBORNS = RunSet("why_it_inverts/e1_small_newborns")  # at 0.05σ and 0.1σ
+E3_FAST_UNIT = RunSet("why_it_inverts/e3_fast_unit")
+E3_SLOW_SCALED = RunSet("why_it_inverts/e3_slow_scaled")
+E5_BLANK_NOISE = RunSet("why_it_inverts/e5_blank_noise")
+E5_SHIFTS = RunSet("why_it_inverts/e5_shifts")
+INTERVENTIONS = {
+    "E1: newborns at 0.05σ": E1_SMALL_NEWBORNS.narrowed(input_regrowth_scale=0.05),
+    "E3: unit, first layer lr × 10.5": E3_FAST_UNIT,
+    "E3: scaled, first layer lr ÷ 10.5": E3_SLOW_SCALED,
+    "E5: noise on blank pixels": E5_BLANK_NOISE,
+    "E5: shifts of ±2 px": E5_SHIFTS,
+}
+
+
 class _Pending(Exception):
     """A prediction's runs are not all finished."""
 
@@ -109,9 +156,9 @@ def finished_runs(results: Path, sweep: str, entry: str | None = None, **fields:
 
 
 def undecayed_baseline(results: Path, inputs: str) -> dict[int, Path]:
-    """The committed undecayed 1000-epoch runs with pruning recorded, by seed."""
-    sweep, entry = ("extensions_1000", "unit_inputs") if inputs == "unit" else ("mechanism_1000", None)
-    return finished_runs(results, sweep, entry, inputs=inputs, weight_decay=0.0)
+    """The committed undecayed 1000-epoch runs with pruning recorded, by seed (:data:`BASELINES`)."""
+    label = {"standardized": "standardised", "scaled": "scaled (blank at 0)", "unit": "unit ([0, 1])"}[inputs]
+    return BASELINES[label].finished(results)
 
 
 def _count(flags: list[bool]) -> str:
@@ -225,7 +272,7 @@ def score_interventions(results: Path) -> list[Scored]:
     rows = []
 
     def e1(scale: float) -> Scored:
-        runs = finished_runs(results, "why_it_inverts", "e1_small_newborns", input_regrowth_scale=scale)
+        runs = E1_SMALL_NEWBORNS.narrowed(input_regrowth_scale=scale).finished(results)
         rho, base, density, _, seeds = _paired_rows(results, "E1", runs, standard, 400)
         crossings = [crossing_epoch(survivors_of(runs[s]).rho[:400]) for s in seeds]
         bands_ok = [int(np.argmax(d)) == core and int(np.argmin(d)) == never for d in density]
@@ -238,7 +285,7 @@ def score_interventions(results: Path) -> list[Scored]:
         )
 
     def e3_fast() -> Scored:
-        fast = finished_runs(results, "why_it_inverts", "e3_fast_unit")
+        fast = E3_FAST_UNIT.finished(results)
         rho, base, density, base_density, seeds = _paired_rows(results, "E3", fast, unit, 400)
         crossings = [crossing_epoch(survivors_of(fast[s]).rho[:400]) for s in seeds]
         shifted = [d[core] < b[core] and d[rare] > b[rare] for d, b in zip(density, base_density)]
@@ -251,7 +298,7 @@ def score_interventions(results: Path) -> list[Scored]:
         )
 
     def e3_slow() -> Scored:
-        slow = finished_runs(results, "why_it_inverts", "e3_slow_scaled")
+        slow = E3_SLOW_SCALED.finished(results)
         rho, base, _, _, seeds = _paired_rows(results, "E3", slow, scaled, 400)
         crossings = [crossing_epoch(survivors_of(slow[s]).rho[:400]) for s in seeds]
         return Scored(
@@ -262,7 +309,7 @@ def score_interventions(results: Path) -> list[Scored]:
         )
 
     def e5_noise() -> Scored:
-        noise = finished_runs(results, "why_it_inverts", "e5_blank_noise")
+        noise = E5_BLANK_NOISE.finished(results)
         rho, base, density, base_density, _ = _paired_rows(results, "E5", noise, scaled, 400)
         periphery_lost = [d[never] < b[never] and d[rare] < b[rare] for d, b in zip(density, base_density)]
         return Scored(
@@ -273,11 +320,11 @@ def score_interventions(results: Path) -> list[Scored]:
         )
 
     def e5_noise_sign() -> Scored:
-        rho = _paired_rows(results, "E5", finished_runs(results, "why_it_inverts", "e5_blank_noise"), scaled, 400)[0]
+        rho = _paired_rows(results, "E5", E5_BLANK_NOISE.finished(results), scaled, 400)[0]
         return Scored("E5 (noise), sign", "ρ at 400 ≥ 0 (weak)", f"ρ {_fmt(rho)}", all(r >= 0 for r in rho))
 
     def e5_shifts() -> Scored:
-        shifts = finished_runs(results, "why_it_inverts", "e5_shifts")
+        shifts = E5_SHIFTS.finished(results)
         rho, base, _, _, seeds = _paired_rows(results, "E5", shifts, scaled, 400)
         crossings = [crossing_epoch(survivors_of(shifts[s]).rho[:400]) for s in seeds]
         base_crossings = [crossing_epoch(survivors_of(scaled[s]).rho[:400]) for s in seeds]
@@ -362,7 +409,7 @@ def score_model(results: Path) -> list[Scored]:
     pixels = np.bincount(band, minlength=len(BAND_NAMES))
     targets = {f"scaled, seed {k}": v for k, v in undecayed_baseline(results, "scaled").items() if k == 1}
     targets |= {f"standardised, seed {k}": v for k, v in undecayed_baseline(results, "standardized").items()}
-    targets |= {f"E5 shifts, seed {k}": v for k, v in finished_runs(results, "why_it_inverts", "e5_shifts").items()}
+    targets |= {f"E5 shifts, seed {k}": v for k, v in E5_SHIFTS.finished(results).items()}
     targets |= {f"unit, seed {k} (not a committed target)": v for k, v in undecayed_baseline(results, "unit").items()}
     rows = []
     for name, path in targets.items():
@@ -621,7 +668,7 @@ def tipping_against_crossing(results: Path) -> str:
     """The survivors' band tipping (core below rare) and crossing (ρ below 0) epochs of the
     slow first layer (E3, scaled inputs) and of the [0, 1] inputs' 1000-epoch runs."""
     parts = []
-    for seed, path in sorted(finished_runs(results, "why_it_inverts", "e3_slow_scaled").items()):
+    for seed, path in sorted(E3_SLOW_SCALED.finished(results).items()):
         surv = survivors_of(path)
         parts.append(
             f"slow first layer, seed {seed}: crossing at {crossing_epoch(surv.rho)}, tipping at "

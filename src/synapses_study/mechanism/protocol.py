@@ -15,7 +15,6 @@ fact, because the SET paper's net did not record its pruning; the survivors' cro
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,34 +23,17 @@ from ..measures.analysis import ink_correlation, settles_below_zero
 from ..measures.survivors import crossing_epoch
 from ..reading.results import training_ink
 from ..runs.run_dir import RunDir
-from .account import SEEDS, Scored, finished_runs, survivors_of
+from .account import BASELINES, SEEDS, RunSet, Scored, survivors_of
 
 EPOCHS = 300  # the protocol runs' length: every run is read over its first 300 epochs
 ARMS = {"protocol": "set_protocol", "protocol + density": "set_protocol_matched_density"}
-
-
-@dataclass(frozen=True)
-class RunSet:
-    """Where a run set of claim 8 lives: a sweep (``"name"`` or ``"name/entry"``) and the
-    fields that narrow it; its seeds are :data:`SEEDS`."""
-
-    spec: str
-    fields: tuple[tuple[str, object], ...] = ()
-
-    @property
-    def sweep(self) -> str:
-        return self.spec.partition("/")[0]
-
-    @property
-    def entry(self) -> str | None:
-        return self.spec.partition("/")[2] or None
 
 
 # claim 8's run sets, read by the write-up's table (run_sets) and by why_it_inverts'
 # protocol figure: the demo net under its own protocol, the SET paper's net, and the demo
 # net under the SET paper's protocol (each arm of ARMS)
 RUN_SETS = {
-    "demo": RunSet("mechanism_1000", (("inputs", "standardized"), ("weight_decay", 0.0))),
+    "demo": BASELINES["standardised"],
     "SET net": RunSet("set_mlp/set", (("weight_decay", 0.0),)),
     **{name: RunSet(f"protocol_matched/{entry}") for name, entry in ARMS.items()},
 }
@@ -83,10 +65,7 @@ def explained_fraction(baseline: int | None, arm: int | None, set_net: int | Non
 def run_sets(results: Path) -> dict[str, dict[int, Path]]:
     """Seed -> run folder (seeds of :data:`SEEDS` only) of each run set: ``"demo"``,
     ``"SET net"`` and each arm of :data:`ARMS`."""
-    sets = {
-        name: finished_runs(results, run_set.sweep, run_set.entry, **dict(run_set.fields))
-        for name, run_set in RUN_SETS.items()
-    }
+    sets = {name: run_set.finished(results) for name, run_set in RUN_SETS.items()}
     return {name: {seed: path for seed, path in runs.items() if seed in SEEDS} for name, runs in sets.items()}
 
 
