@@ -100,9 +100,30 @@ def test_a_figure_no_run_draws_is_refused_with_the_fix():
         site.figure_provenance("nowhere.png")
 
 
-def test_sweeps_are_read_from_string_literals_only():
+def test_sweeps_are_read_from_string_literals_and_declared_run_sets_only():
     code = '%matplotlib inline\nsweeps = ["reproduction", "set_mlp/set", "not_a_sweep"]\n# "sweep155"\n'
     assert site.sweeps_in_code(code) == ["reproduction", "set_mlp"]
+    # a declared run set by name reads its sweeps; one key of a dict of them, that key's only
+    assert site.sweeps_in_code("runs = mechanism.E5_SHIFTS.finished(results)") == ["why_it_inverts"]
+    assert site.sweeps_in_code('demo = BASELINES["standardised"]') == ["mechanism_1000"]
+    assert site.sweeps_in_code("every = {**BASELINES}") == ["mechanism_1000", "extensions_1000"]
+
+
+def test_a_table_named_after_a_study_module_reads_the_sweeps_that_module_names():
+    """The modules live in wings; the table's name is the module's, in whichever wing."""
+    assert site.marker_sweeps("protocol") == ("mechanism_1000", "set_mlp", "protocol_matched")
+    assert site.marker_sweeps("selection") == ("reproduction",)
+
+
+def test_a_notebook_that_reads_the_declared_run_sets_reads_their_sweeps():
+    run = next(r for r in site.figure_runs() if r.name == "why_it_inverts")
+    assert site.run_sweeps(run) == [
+        "mechanism_1000",
+        "extensions_1000",
+        "why_it_inverts",
+        "set_mlp",
+        "protocol_matched",
+    ]
 
 
 def test_the_toc_lists_every_doc_and_one_page_per_notebook():

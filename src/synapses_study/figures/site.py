@@ -60,21 +60,72 @@ def site_runs(runs: list[FigureRun] | None = None) -> list[FigureRun]:
     return list(first.values())
 
 
+@cache
+def declared_run_sets() -> dict[str, dict[str, tuple[str, ...]]]:
+    """The run sets the study declares by name (:class:`~synapses_study.mechanism.account.RunSet`
+    constants and dicts of them in :mod:`~synapses_study.mechanism.account` and
+    :mod:`~synapses_study.mechanism.protocol`): name -> key (``""`` for a constant) -> the
+    sweep files that key's sets read."""
+    from ..mechanism import account, protocol
+
+    declared: dict[str, dict[str, tuple[str, ...]]] = {}
+    for module in (account, protocol):
+        for name, value in vars(module).items():
+            if isinstance(value, account.RunSet):
+                declared[name] = {"": (value.sweep,)}
+            elif isinstance(value, dict) and value and all(isinstance(v, account.RunSet) for v in value.values()):
+                declared[name] = {str(key): (run_set.sweep,) for key, run_set in value.items()}
+    return declared
+
+
+class _SweepNames(ast.NodeVisitor):
+    """Sweep names in source order: string literals, and the declared run sets the code
+    uses by name (``E5_SHIFTS``, ``mechanism.BASELINES``, ``RUN_SETS["demo"]``: that key's
+    set only)."""
+
+    def __init__(self, declared: dict[str, dict[str, tuple[str, ...]]]) -> None:
+        self.declared = declared
+        self.found: list[str] = []
+
+    def _named(self, node: ast.AST) -> str | None:
+        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+        return name if name in self.declared else None
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        name = self._named(node.value)
+        if name is not None and isinstance(node.slice, ast.Constant) and str(node.slice.value) in self.declared[name]:
+            self.found += self.declared[name][str(node.slice.value)]
+            return
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if (name := self._named(node)) is not None:
+            self.found += [sweep for sweeps in self.declared[name].values() for sweep in sweeps]
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if (name := self._named(node)) is not None:
+            self.found += [sweep for sweeps in self.declared[name].values() for sweep in sweeps]
+            return
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str):
+            self.found.append(node.value.partition("/")[0])
+
+
 def sweeps_in_code(code: str, known: list[str] | None = None) -> list[str]:
-    """The sweep files (``configs/NAME.yaml``) that ``code`` names in a string literal, as
-    ``"NAME"`` or ``"NAME/entry"``, in order of first mention. Lines of IPython magics
-    (``%``, ``!``) are skipped; code that does not parse names none."""
+    """The sweep files (``configs/NAME.yaml``) that ``code`` names, in order of first
+    mention: in a string literal (``"NAME"`` or ``"NAME/entry"``) or through a run set the
+    study declares (:func:`declared_run_sets`). Lines of IPython magics (``%``, ``!``) are
+    skipped; code that does not parse names none."""
     names = set(known if known is not None else sweep_names())
     try:
         tree = ast.parse("\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))))
     except SyntaxError:
         return []
-    found = [
-        node.value.partition("/")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str)
-    ]
-    return list(dict.fromkeys(name for name in found if name in names))
+    visitor = _SweepNames(declared_run_sets())
+    visitor.visit(tree)
+    return list(dict.fromkeys(name for name in visitor.found if name in names))
 
 
 def notebook_code(path: Path) -> str:
@@ -109,6 +160,20 @@ def _module_function_sweeps(module: Any, function: Any) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+STUDY_WINGS = (
+    "measures",
+    "setup",
+    "runs",
+    "training",
+    "reading",
+    "mechanism",
+    "forecast",
+    "writeup",
+    "figures",
+    "bench",
+)
+
+
 @cache
 def marker_sweeps(name: str) -> tuple[str, ...]:
     """The sweep files a marker's table or number is computed from (empty: every sweep file).
@@ -131,11 +196,14 @@ def marker_sweeps(name: str) -> tuple[str, ...]:
     parts = [part.partition("/")[0] for part in table.partition(":")[0].split("+")]
     if all(part in known for part in parts):
         return tuple(dict.fromkeys(parts))
-    try:
-        module = importlib.import_module(f".{parts[0]}", __package__)
-    except ImportError:
-        return ()
-    return tuple(sweeps_in_code(inspect.getsource(module)))
+    # a table named after a study module, in whichever wing it lives
+    for wing in STUDY_WINGS:
+        try:
+            module = importlib.import_module(f"synapses_study.{wing}.{parts[0]}")
+        except ImportError:
+            continue
+        return tuple(sweeps_in_code(inspect.getsource(module)))
+    return ()
 
 
 def last_commit(path: Path) -> str:
