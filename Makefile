@@ -90,10 +90,17 @@ gpu-check: setup
 EXECUTED_DIR := $(if $(filter smoke,$(PROFILE)),$(EXECUTED)/smoke,$(EXECUTED))
 FIGURE_RUNS := $(patsubst notebooks/runs/%.yaml,$(EXECUTED_DIR)/%.ipynb,$(wildcard notebooks/runs/*.yaml))
 STUDY_CODE := $(wildcard src/synapses/*.py src/synapses_study/*.py src/synapses_study/*/*.py)
-# the digests, only when an executed copy may be made (the environment may not exist yet: the
-# copies are then out of date anyway, and a placeholder digest stands in until the next make)
+DIGESTS := $(patsubst $(EXECUTED_DIR)/%.ipynb,$(EXECUTED_DIR)/inputs/%.digest,$(FIGURE_RUNS))
+DIGEST_COMMAND := $(PYTHON) -m synapses_study.figures.figure_runs digests --executed $(EXECUTED_DIR) \
+	$(if $(filter smoke,$(PROFILE)),--no-results)
+# the digests, when an executed copy may be made; where the environment is not set up yet,
+# the rule below writes them all once it is
 ifneq ($(filter figures figure-runs site site-notebooks $(EXECUTED)/%,$(MAKECMDGOALS)),)
-$(shell test -x $(PYTHON) && $(PYTHON) -m synapses_study.figures.figure_runs digests --executed $(EXECUTED_DIR) $(if $(filter smoke,$(PROFILE)),--no-results) >&2)
+ifneq ($(wildcard $(PYTHON)),)
+ifneq ($(shell $(DIGEST_COMMAND) >&2; echo $$?),0)
+$(error the figure runs' digests could not be written: figure_runs digests failed (its message is above))
+endif
+endif
 endif
 
 figures: setup $(if $(filter smoke,$(PROFILE)),,animations) figure-runs
@@ -107,8 +114,9 @@ $(FIGURE_RUNS): $(EXECUTED_DIR)/%.ipynb: notebooks/runs/%.yaml notebooks/$$(firs
 		$(STUDY_CODE) $(EXECUTED_DIR)/inputs/%.digest | .venv/.installed
 	env -u MPLBACKEND $(PYTHON) -m synapses_study.figures.figure_runs execute $* --profile $(PROFILE) --output $@
 
-$(EXECUTED_DIR)/inputs/%.digest:
-	mkdir -p $(@D) && echo "not computed: the environment was not set up" > $@
+# one command writes every digest (a grouped target: made once, not once per run)
+$(DIGESTS) &: | .venv/.installed
+	$(DIGEST_COMMAND)
 
 
 animations: setup
@@ -124,6 +132,9 @@ site: setup site-notebooks
 
 # (the runs are asked for only when this target is made, not on every make)
 ifneq ($(filter site site-notebooks,$(MAKECMDGOALS)),)
+ifeq ($(wildcard $(PYTHON)),)
+$(error make site reads which notebook runs the site shows from the study's code: run `make setup` first)
+endif
 SITE_RUNS := $(shell $(PYTHON) -m synapses_study.figures.site runs)
 site-notebooks: $(addprefix $(EXECUTED_DIR)/,$(addsuffix .ipynb,$(SITE_RUNS)))
 endif
