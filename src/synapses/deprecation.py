@@ -17,10 +17,10 @@ def warn_once(spelling: str, instead: str, stacklevel: int = 3) -> None:
     ``instead`` (both as the user would type them)."""
     if spelling in _warned:
         return
-    _warned.add(spelling)
     warnings.warn(
         f"synapses: {spelling} is deprecated and will be removed; use {instead}", FutureWarning, stacklevel=stacklevel
     )
+    _warned.add(spelling)  # after: where warnings are errors, every use raises, not the first only
 
 
 def forget_warnings() -> None:

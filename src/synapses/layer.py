@@ -425,6 +425,14 @@ class SETLayer(nn.Module):
         dense = self.weight.new_zeros(self.out_features, self.in_features)
         return dense.index_put((self.connections[:, 1], self.connections[:, 0]), self.weight)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # whole-model pickles made before ``optimizer`` and ``regrowth`` became properties
+        # hold them as plain attributes, which would now shadow nothing and break evolution
+        if "optimizer" in state:
+            state["_optimizer"] = state.pop("optimizer")
+        state.pop("regrowth", None)
+        super().__setstate__(state)
+
     @property
     def regrowth(self) -> str:
         """The regrowth rule's name (a deprecated spelling: read ``regrowth_rule``)."""

@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .deprecation import warn_once
 from .evolution import Evolution
 from .layer import DEFAULT_EPSILON, DEFAULT_ZETA, Compute, Regrowth, SETLayer
+from .regrowth import NearParents, RegrowthRule, as_rule
 
 
 class SparseNet(nn.Module):
@@ -61,6 +63,7 @@ class SparseNet(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.sizes = tuple(sizes)
         self.dropout = dropout
+        first_rule = _input_rule(input_regrowth, parent_fraction, input_grid, sizes[0])
         self.set_layers = nn.ModuleList(
             SETLayer(
                 a,
@@ -69,9 +72,7 @@ class SparseNet(nn.Module):
                 zeta=zeta,
                 generator=generator,
                 compute=compute,
-                regrowth=input_regrowth if i == 0 else None,
-                parent_fraction=parent_fraction,  # deprecated spellings: the layer warns once
-                input_grid=input_grid if i == 0 else None,
+                regrowth=first_rule if i == 0 else None,
             )
             for i, (a, b, eps) in enumerate(zip(sizes[:-2], sizes[1:-1], epsilons))
         )
@@ -102,6 +103,31 @@ class SparseNet(nn.Module):
     def sparse_layers(self) -> list[SETLayer]:
         """``set_layers`` as a typed list."""
         return [cast(SETLayer, layer) for layer in self.set_layers]
+
+
+def _input_rule(
+    regrowth: Regrowth | None, parent_fraction: float | None, input_grid: tuple[int, int] | None, n_inputs: int
+) -> RegrowthRule:
+    """The first SET layer's rule from :class:`SparseNet`'s arguments, the deprecated
+    ``parent_fraction`` and ``input_grid`` folded into it (each warns once, naming SparseNet)."""
+    if parent_fraction is not None:
+        warn_once("SparseNet(parent_fraction=...)", "input_regrowth=synapses.NearParents(fraction)", stacklevel=4)
+        if not 0 <= parent_fraction <= 1:
+            raise ValueError(f"parent_fraction must be in [0, 1], got {parent_fraction!r}")
+    rule = as_rule(regrowth, parent_fraction, stacklevel=5)
+    if input_grid is not None:
+        warn_once(
+            "SparseNet(input_grid=...)",
+            "input_regrowth=synapses.NearParents(fraction, input_grid=(height, width))",
+            stacklevel=4,
+        )
+        grid = NearParents(input_grid=input_grid).input_grid  # checks the form: two positive integers
+        assert grid is not None
+        if grid[0] * grid[1] != n_inputs:
+            raise ValueError(f"input_grid {input_grid!r} does not have {n_inputs} pixels (the net's input size)")
+        if isinstance(rule, NearParents) and rule.input_grid is None:
+            rule = NearParents(rule.fraction, input_grid=grid)
+    return rule
 
 
 class EvolNet(SparseNet):

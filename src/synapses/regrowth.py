@@ -193,8 +193,8 @@ class Gradient(RegrowthRule):
         if layer not in self._batches:
             raise RuntimeError(
                 "gradient regrowth needs the last training batch's gradients: give the rule to the layer "
-                "(regrowth='gradient') or to Evolution before training, and run a training forward and backward "
-                "pass before evolving"
+                "(regrowth=synapses.Gradient()) or to Evolution before training, and run a training forward and "
+                "backward pass before evolving"
             )
         inputs, grad_outputs = self._batches[layer]
         # data parallel: each rank holds its slice of the batch; the scores are summed over
@@ -215,17 +215,20 @@ _TRUSTED_PLACES = (RegrowthRule.place, NearParents.place, Gradient.place)
 NAMED_RULES = {"uniform": Uniform, "near_parents": NearParents, "gradient": Gradient}
 
 
-def as_rule(regrowth: str | RegrowthRule | None, parent_fraction: float | None = None) -> RegrowthRule:
+def as_rule(
+    regrowth: str | RegrowthRule | None, parent_fraction: float | None = None, stacklevel: int = 4
+) -> RegrowthRule:
     """``regrowth`` itself when it is a :class:`RegrowthRule`, :class:`Uniform` for ``None``,
     or the rule a name stands for (``"near_parents"`` with ``parent_fraction``, else the
-    rule's own default): names are a deprecated spelling and warn once."""
+    rule's own default): names are a deprecated spelling and warn once (``stacklevel``: the
+    user's frame, counted from :func:`warnings.warn`)."""
     if isinstance(regrowth, RegrowthRule):
         return regrowth
     if regrowth is None:
         return Uniform()
     if isinstance(regrowth, str) and regrowth in NAMED_RULES:
         rule = NAMED_RULES[regrowth]
-        warn_once(f"regrowth={regrowth!r}", f"regrowth=synapses.{rule.__name__}()", stacklevel=4)
+        warn_once(f"regrowth={regrowth!r}", f"regrowth=synapses.{rule.__name__}()", stacklevel=stacklevel)
         if regrowth == "near_parents" and parent_fraction is not None:
             return NearParents(parent_fraction)
         return rule()

@@ -87,6 +87,8 @@ def test_sparse_net_s_old_spellings_reach_its_first_layer_as_the_rule_does(fresh
     (old, caught) = _caught(lambda: net(input_regrowth="near_parents", parent_fraction=0.2, input_grid=(28, 28)))
     new, none = _caught(lambda: net(input_regrowth=NearParents(0.2, input_grid=(28, 28))))
     assert len(caught) == 3 and not none
+    assert {w.filename for w in caught} == {__file__}  # each points at the user's line, not into the library
+    assert any("SparseNet(input_grid=...)" in str(w.message) for w in caught)
     old.zero_connections(), new.zero_connections()
     old.evolve_connections(), new.evolve_connections()
     assert all(torch.equal(a.connections, b.connections) for a, b in zip(old.set_layers, new.set_layers))
@@ -161,3 +163,24 @@ def test_a_cadence_is_given_once_and_as_an_object(kwargs, message):
 def test_a_bad_cadence_is_refused_where_it_is_made(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_a_whole_layer_pickled_before_the_properties_evolves_after_loading():
+    """Pickles of whole models (torch.save(model)) made before ``optimizer`` and
+    ``regrowth`` became properties hold them as plain attributes."""
+    layer = SETLayer(20, 10, epsilon=2, generator=torch.Generator().manual_seed(0))
+    state = dict(layer.__dict__)
+    state["optimizer"] = state.pop("_optimizer")
+    state["regrowth"] = "uniform"
+    old = SETLayer.__new__(SETLayer)
+    old.__setstate__(state)
+    assert old.optimizer is None and old.regrowth_rule.name == "uniform"
+    assert old.evolve_connections().numel() > 0
+
+
+def test_warnings_as_errors_raise_at_every_use_not_the_first_only(fresh_warnings):
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            with pytest.raises(FutureWarning, match="regrowth='uniform' is deprecated"):
+                SETLayer(20, 10, epsilon=2, regrowth="uniform")

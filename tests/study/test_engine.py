@@ -408,3 +408,22 @@ def test_the_cuda_tests_are_selected_by_their_marker():
         "test_a_cuda_run_starts_from_the_cpu_runs_network_and_writes_the_same_files",
         "test_an_interrupted_cuda_run_resumes_to_identical_results",
     }
+
+
+def test_the_study_uses_no_deprecated_spelling_of_the_library(tmp_path, small_mnist):
+    import warnings
+
+    from synapses.deprecation import forget_warnings
+
+    forget_warnings()
+    configs = [
+        ExperimentConfig(epochs=2, regrowth="near_parents", train_size=500, test_size=100),
+        ExperimentConfig(
+            model="EvolNet", evolution="pass", evolution_proba=0.2, epochs=1, train_size=500, test_size=100
+        ),
+    ]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="synapses: .* is deprecated", category=FutureWarning)
+        for config in configs:
+            run_experiment(config, tmp_path, data=small_mnist, progress=False)
+    forget_warnings()

@@ -49,6 +49,9 @@ def study_imports(module: str) -> set[str]:
     wing, _ = module.split(".")
     found = set()
     for node in ast.walk(ast.parse((STUDY / f"{module.replace('.', '/')}.py").read_text())):
+        if isinstance(node, ast.Import):  # import synapses_study.wing.name
+            found |= {".".join(a.name.split(".")[1:3]) for a in node.names if a.name.startswith("synapses_study.")}
+            continue
         if not isinstance(node, ast.ImportFrom):
             continue
         if node.level == 0:
@@ -56,6 +59,9 @@ def study_imports(module: str) -> set[str]:
             if parts[0] != "synapses_study":
                 continue
             parts, base = parts[1:], None
+        elif node.level == 2 and not node.module:  # from .. import wing
+            found |= {f"{a.name}.{n.stem}" for a in node.names for n in (STUDY / a.name).glob("*.py")}
+            continue
         else:
             parts = (node.module or "").split(".") if node.module else []
             base = wing if node.level == 1 else None
@@ -95,6 +101,20 @@ def test_the_import_graph_is_read_from_every_form_of_import():
     assert "setup.config" in study_imports("setup.sweep_file")  # from .config import
 
 
+def test_the_import_graph_reads_plain_imports_and_whole_wings(tmp_path, monkeypatch):
+    import sys
+
+    for wing, name, code in [
+        ("measures", "topology", ""),
+        ("runs", "run_dir", ""),
+        ("setup", "config", "import synapses_study.measures.topology\nfrom .. import runs\n"),
+    ]:
+        (tmp_path / wing).mkdir(exist_ok=True)
+        (tmp_path / wing / f"{name}.py").write_text(code)
+    monkeypatch.setattr(sys.modules[__name__], "STUDY", tmp_path)
+    assert study_imports("setup.config") == {"measures.topology", "runs.run_dir"}
+
+
 def test_readme_lists_the_wings_in_their_order():
     readme = (STUDY.parents[1] / "README.md").read_text()
     positions = [readme.index(f"\n  {wing}/") for wing in WINGS]
@@ -121,6 +141,8 @@ def test_the_study_uses_the_library_through_its_public_names():
 
     for path in sorted(STUDY.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("synapses.") for a in node.names), f"{path.name} imports a submodule"
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 assert not node.module.startswith("synapses."), f"{path.name} imports from {node.module}"
                 if node.module == "synapses":

@@ -180,3 +180,22 @@ def test_a_lifetime_record_refuses_a_layer_whose_keys_overflow_int32():
     layer = SETLayer(2**16 + 1, 2**15, epsilon=1, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="this layer has 2147516416 pairs"):
         LifetimeRecord.start(layer)
+
+
+def test_a_run_resumes_all_three_records_as_an_uninterrupted_run_writes_them(tmp_path, small_mnist):
+    config = ExperimentConfig(epochs=3, record_pruning=True, record_lifetimes=True, record_gradients=True)
+    whole = RunDir(run_experiment(config, tmp_path / "whole", data=small_mnist, progress=False))
+    run_experiment(config, tmp_path / "parts", data=small_mnist, progress=False, stop_after=2)
+    parts = RunDir(run_experiment(config, tmp_path / "parts", data=small_mnist, progress=False))
+    for name in ("pruning.npz", "lifetimes.npz", "gradients.npz"):
+        assert (whole.path / name).read_bytes() == (parts.path / name).read_bytes(), name
+
+
+def test_a_lifetime_record_shorter_than_the_checkpoint_is_named_on_resume(tmp_path, small_mnist):
+    from synapses_study.runs.lifetimes import write_lifetimes
+
+    config = ExperimentConfig(epochs=3, record_lifetimes=True)
+    run = RunDir(run_experiment(config, tmp_path, data=small_mnist, progress=False, stop_after=2))
+    write_lifetimes(run.lifetimes_file, read_lifetimes(run.lifetimes_file).truncated(1))
+    with pytest.raises(DamagedFileError, match="lifetimes.npz holds 1 epochs, the checkpoint 2; delete the folder"):
+        run_experiment(config, tmp_path, data=small_mnist, progress=False)

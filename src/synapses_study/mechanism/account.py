@@ -719,7 +719,7 @@ def unit_late_slope(results: Path) -> str:
 
 def top_pixels_by_band(results: Path) -> str:
     """Appendix N: the ink bands of the 50 pixels with most first-layer connections after
-    epoch 1000 without decay (ties broken as :func:`.selection.top_pixels` breaks them)."""
+    epoch 1000 without decay (ties broken as :func:`synapses_study.reading.selection.top_pixels` breaks them)."""
     from ..reading.selection import top_pixels  # (sklearn only when asked)
 
     _, band = _bands()

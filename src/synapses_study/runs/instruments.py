@@ -66,6 +66,7 @@ class Instrument:
         Raises:
             DamagedFileError: the file holds fewer epochs than the checkpoint.
         """
+        raise NotImplementedError  # every record must come back, or a resumed run restarts it empty
 
     def attach(self, layer: SETLayer) -> None:
         """Training starts (fresh or resumed): watch ``layer`` (register hooks)."""
@@ -150,7 +151,10 @@ class LifetimeInstrument(Instrument):
         self.record = LifetimeRecord.start(layer)
 
     def resume(self, path: Path, epochs: int) -> None:
-        self.record = read_lifetimes(path).truncated(epochs)
+        record = read_lifetimes(path)
+        if record.epochs < epochs:
+            raise _short(path, record.epochs, epochs)
+        self.record = record.truncated(epochs)
 
     def before_pruning(self, layer: SETLayer) -> None:
         self._weights_before = layer.weight.detach().clone()
