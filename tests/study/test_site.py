@@ -311,3 +311,12 @@ def test_a_marker_naming_no_fact_is_an_error_not_every_sweep():
 
     with pytest.raises(ValueError, match=r"marker 'fact:no_such_fact': no such fact; known: "):
         marker_sweeps("fact:no_such_fact")
+
+
+def test_every_page_the_site_builds_has_well_formed_markers():
+    """The site's build parses each page's markers strictly (a marker among other text in
+    one code span is refused there): caught here, in seconds, rather than by the build."""
+    from synapses_study.writeup.markers import parse_markers
+
+    for page in PAGES:
+        parse_markers(page.read_text())
