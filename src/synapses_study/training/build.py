@@ -33,27 +33,11 @@ def build_model(config: ExperimentConfig, generator: torch.Generator) -> Network
     # near-parents regrowth acts on the input layer: the one with a pixel geometry
     parents = config.regrowth == "near_parents"
     regrowth = NearParents(config.parent_fraction, input_grid=(SIDE, SIDE)) if parents else Uniform()
+    # what both SET nets take: SET layers by the fixed rule, the rule for the input layer
+    shared: dict[str, Any] = dict(generator=generator, compute="fixed", dropout=config.dropout, input_regrowth=regrowth)
     if config.model == "EvolNet":
-        return EvolNet(
-            config.evolution_proba,
-            sizes,
-            config.layer_epsilons(),
-            config.zeta,
-            generator=generator,
-            compute="fixed",
-            dropout=config.dropout,
-            per_layer=True,
-            input_regrowth=regrowth,
-        )
-    return SparseNet(
-        sizes,
-        config.layer_epsilons(),
-        config.zeta,
-        generator=generator,
-        compute="fixed",
-        dropout=config.dropout,
-        input_regrowth=regrowth,
-    )
+        return EvolNet(config.evolution_proba, sizes, config.layer_epsilons(), config.zeta, per_layer=True, **shared)
+    return SparseNet(sizes, config.layer_epsilons(), config.zeta, **shared)
 
 
 def build_optimizer(
